@@ -1,0 +1,331 @@
+/**
+ * Loader for the MMRec dataset layout: one `<name>.inter` TSV (userID, itemID, x_label with
+ * 0 train / 1 validation / 2 test) and one `<modality>_feat.npy` per modality (row i = item i).
+ * Everything malformed is a DataFileError naming the file and line/row.
+ */
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DataFileError } from './errors.js';
+import { parseNpy, parseNpyHeader } from './npy.js';
+
+/** Row r's entries are indices[indptr[r]..indptr[r+1]), sorted ascending, deduplicated. */
+export interface Csr {
+  indptr: Int32Array;
+  indices: Int32Array;
+}
+
+/** Parallel arrays, in file order (duplicates kept). */
+export interface Interactions {
+  users: Int32Array;
+  items: Int32Array;
+}
+
+export interface Modality {
+  /** From "<name>_feat.npy", e.g. "image", "audio". */
+  name: string;
+  file: string;
+  dim: number;
+  /** nItems × dim, row-major. */
+  data: Float32Array;
+}
+
+export interface Dataset {
+  /** Basename of the .inter file without extension. */
+  name: string;
+  dir: string;
+  /** sha256 hex over the .inter and feature files' bytes, in sorted file-name order. */
+  hash: string;
+  nUsers: number;
+  nItems: number;
+  train: Interactions;
+  val: Interactions;
+  test: Interactions;
+  trainByUser: Csr;
+  valByUser: Csr;
+  testByUser: Csr;
+  /** Distinct train users per item (i.e. column counts of trainByUser). */
+  itemPopularity: Int32Array;
+  /** Sorted by name; empty when the folder has no feature files or features were skipped. */
+  modalities: Modality[];
+}
+
+const FEAT_RE = /^(.+)_feat\.npy$/;
+const REQUIRED = ['userID', 'itemID', 'x_label'] as const;
+const SPLIT_NAMES = ['train (x_label 0)', 'validation (x_label 1)', 'test (x_label 2)'];
+const MAX_ID = 0x7ffffffe; // ids index Int32Arrays; +1 must still fit
+
+export function loadDataset(dir: string, opts: { features?: boolean } = {}): Dataset {
+  const absDir = resolve(dir);
+  let st;
+  try {
+    st = statSync(absDir);
+  } catch {
+    throw new DataFileError(absDir, 'dataset folder not found');
+  }
+  if (!st.isDirectory()) throw new DataFileError(absDir, 'not a directory (expected a dataset folder)');
+
+  const names = readdirSync(absDir, { withFileTypes: true })
+    .filter((e) => e.isFile() || e.isSymbolicLink())
+    .map((e) => e.name)
+    .sort();
+  const interNames = names.filter((n) => n.endsWith('.inter'));
+  if (interNames.length === 0) throw new DataFileError(absDir, 'no .inter file in the dataset folder');
+  if (interNames.length > 1) {
+    throw new DataFileError(absDir, `more than one .inter file (${interNames.join(', ')}); expected exactly one`);
+  }
+  const featNames = names.filter((n) => FEAT_RE.test(n));
+
+  // Read every file once: the bytes feed both the hash and the parsers.
+  const hash = createHash('sha256');
+  const bytes = new Map<string, Buffer>();
+  for (const n of [...interNames, ...featNames].sort()) {
+    const b = readFileSync(join(absDir, n));
+    hash.update(b);
+    bytes.set(n, b);
+  }
+
+  const interFile = join(absDir, interNames[0]);
+  const inter = parseInter(bytes.get(interNames[0])!, interFile);
+  for (let label = 0; label < 3; label++) {
+    if (inter.count[label] === 0) throw new DataFileError(interFile, `the ${SPLIT_NAMES[label]} split is empty`);
+  }
+
+  // Feature headers first: their row counts are part of nItems (items without interactions).
+  const feats = featNames.map((n) => {
+    const file = join(absDir, n);
+    const buf = bytes.get(n)!;
+    const { shape } = parseNpyHeader(buf, file);
+    if (shape.length !== 2) throw new DataFileError(file, `expected a 2-D array (items × dim), got shape (${shape.join(', ')})`);
+    if (shape[1] === 0) throw new DataFileError(file, 'feature dimension is 0');
+    return { name: FEAT_RE.exec(n)![1], file, buf, rows: shape[0], dim: shape[1] };
+  });
+  const nUsers = inter.maxUser + 1;
+  const nItems = Math.max(inter.maxItem + 1, ...feats.map((f) => f.rows));
+  for (const f of feats) {
+    if (f.rows < nItems) {
+      const why = inter.maxItem + 1 === nItems ? `max itemID in ${interNames[0]} is ${inter.maxItem}` : 'another feature file has more rows';
+      throw new DataFileError(f.file, `has ${f.rows} rows but there are ${nItems} items (${why})`);
+    }
+  }
+
+  const modalities: Modality[] = [];
+  if (opts.features !== false) {
+    for (const f of feats) {
+      const { data } = parseNpy(f.buf, f.file);
+      const bad = firstNonFinite(data);
+      if (bad >= 0) throw new DataFileError(f.file, 'NaN or Inf value', `row ${Math.floor(bad / f.dim)}`);
+      modalities.push({ name: f.name, file: f.file, dim: f.dim, data });
+    }
+  }
+
+  const splits = inter.count.map((n) => ({ users: new Int32Array(n), items: new Int32Array(n) }));
+  const fill = [0, 0, 0];
+  for (let i = 0; i < inter.n; i++) {
+    const l = inter.labels[i];
+    const k = fill[l]++;
+    splits[l].users[k] = inter.users[i];
+    splits[l].items[k] = inter.items[i];
+  }
+  const [train, val, test] = splits;
+  const trainByUser = buildCsr(train, nUsers);
+  const itemPopularity = new Int32Array(nItems);
+  for (let i = 0; i < trainByUser.indices.length; i++) itemPopularity[trainByUser.indices[i]]++;
+
+  return {
+    name: interNames[0].slice(0, -'.inter'.length),
+    dir: absDir,
+    hash: hash.digest('hex'),
+    nUsers,
+    nItems,
+    train,
+    val,
+    test,
+    trainByUser,
+    valByUser: buildCsr(val, nUsers),
+    testByUser: buildCsr(test, nUsers),
+    itemPopularity,
+    modalities,
+  };
+}
+
+/** One line for logs: sizes per split and modality dims. */
+export function datasetSummary(d: Dataset): string {
+  const mods = d.modalities.length ? d.modalities.map((m) => `${m.name}(${m.dim})`).join(' ') : 'none';
+  return (
+    `${d.name}: ${d.nUsers} users, ${d.nItems} items, interactions train ${d.train.users.length} / ` +
+    `val ${d.val.users.length} / test ${d.test.users.length}, modalities ${mods}, hash ${d.hash.slice(0, 12)}`
+  );
+}
+
+interface RawInter {
+  n: number;
+  users: Int32Array;
+  items: Int32Array;
+  labels: Uint8Array;
+  count: number[];
+  maxUser: number;
+  maxItem: number;
+}
+
+/**
+ * Byte-level TSV scan: real datasets have millions of lines, so no per-line strings or regexes;
+ * field text is only materialised for error messages.
+ */
+function parseInter(buf: Buffer, file: string): RawInter {
+  const len = buf.length;
+  let pos = buf.length >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf ? 3 : 0; // UTF-8 BOM
+  let eol = buf.indexOf(0x0a, pos);
+  if (eol < 0) eol = len;
+  const headerLine = buf.toString('utf8', pos, eol).replace(/\r$/, '');
+  if (headerLine.trim() === '') throw new DataFileError(file, 'missing header (expected userID, itemID, x_label)', 'line 1');
+  const cols = headerLine.split('\t').map((c) => c.trim());
+  const colIdx = REQUIRED.map((name) => cols.indexOf(name));
+  for (let k = 0; k < REQUIRED.length; k++) {
+    if (colIdx[k] < 0) {
+      const hint = cols.length === 1 && /\s/.test(headerLine.trim()) ? '; the header must be tab-separated' : '';
+      throw new DataFileError(file, `header lacks column "${REQUIRED[k]}" (found: ${cols.join(', ')})${hint}`, 'line 1');
+    }
+  }
+  const nCols = cols.length;
+  // role[c]: 0 = ignored column, 1 = userID, 2 = itemID, 3 = x_label.
+  const role = new Uint8Array(nCols);
+  colIdx.forEach((c, k) => (role[c] = k + 1));
+
+  // Capacity guess from the byte count; grown on demand.
+  let cap = Math.max(1024, Math.ceil(len / 8));
+  let users: Int32Array = new Int32Array(cap);
+  let items: Int32Array = new Int32Array(cap);
+  let labels: Uint8Array = new Uint8Array(cap);
+  let n = 0;
+  let maxUser = -1;
+  let maxItem = -1;
+  const count = [0, 0, 0];
+
+  let line = 1;
+  pos = eol + 1;
+  while (pos < len) {
+    line++;
+    let end = buf.indexOf(0x0a, pos);
+    if (end < 0) end = len;
+    let stop = end;
+    if (stop > pos && buf[stop - 1] === 0x0d) stop--;
+    // Blank (or whitespace-only) lines are skipped.
+    let blank = true;
+    for (let i = pos; i < stop; i++) {
+      const c = buf[i];
+      if (c !== 0x20 && c !== 0x09 && c !== 0x0d) {
+        blank = false;
+        break;
+      }
+    }
+    if (!blank) {
+      let col = 0;
+      let fieldStart = pos;
+      let u = -1;
+      let it = -1;
+      let lab = -1;
+      for (let i = pos; i <= stop; i++) {
+        if (i < stop && buf[i] !== 0x09) continue;
+        const r = col < nCols ? role[col] : 0;
+        if (r !== 0) {
+          const v = parseId(buf, fieldStart, i);
+          if (r === 3) {
+            if (v < 0 || v > 2) {
+              throw new DataFileError(file, `x_label "${fieldText(buf, fieldStart, i)}" is not 0, 1 or 2`, `line ${line}`);
+            }
+            lab = v;
+          } else {
+            if (v < 0) {
+              const name = r === 1 ? 'userID' : 'itemID';
+              const what = v === -2 ? `is too large (max ${MAX_ID})` : 'is not a non-negative integer';
+              throw new DataFileError(file, `${name} "${fieldText(buf, fieldStart, i)}" ${what}`, `line ${line}`);
+            }
+            if (r === 1) u = v;
+            else it = v;
+          }
+        }
+        col++;
+        fieldStart = i + 1;
+      }
+      if (col < nCols) {
+        throw new DataFileError(file, `has ${col} column${col === 1 ? '' : 's'} but the header has ${nCols}`, `line ${line}`);
+      }
+      if (n === cap) {
+        cap *= 2;
+        users = grow(users, cap);
+        items = grow(items, cap);
+        const l2 = new Uint8Array(cap);
+        l2.set(labels);
+        labels = l2;
+      }
+      users[n] = u;
+      items[n] = it;
+      labels[n] = lab;
+      n++;
+      count[lab]++;
+      if (u > maxUser) maxUser = u;
+      if (it > maxItem) maxItem = it;
+    }
+    pos = end + 1;
+  }
+  return { n, users: users.subarray(0, n), items: items.subarray(0, n), labels: labels.subarray(0, n), count, maxUser, maxItem };
+}
+
+/** Decimal digits with optional surrounding spaces → value; -1 if not an integer, -2 if too large. */
+function parseId(buf: Buffer, start: number, end: number): number {
+  while (start < end && buf[start] === 0x20) start++;
+  while (end > start && buf[end - 1] === 0x20) end--;
+  if (start === end) return -1;
+  let v = 0;
+  for (let i = start; i < end; i++) {
+    const d = buf[i] - 0x30;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+    if (v > MAX_ID) return -2;
+  }
+  return v;
+}
+
+function fieldText(buf: Buffer, start: number, end: number): string {
+  const s = buf.toString('utf8', start, end);
+  return s.length > 40 ? s.slice(0, 40) + '…' : s;
+}
+
+function grow(a: Int32Array, cap: number): Int32Array {
+  const b = new Int32Array(cap);
+  b.set(a);
+  return b;
+}
+
+function firstNonFinite(a: Float32Array): number {
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i];
+    if (v - v !== 0) return i; // NaN - NaN and Inf - Inf are NaN
+  }
+  return -1;
+}
+
+/** Per-user rows, items sorted ascending and deduplicated (counting sort, then per-row sort). */
+function buildCsr(x: Interactions, nRows: number): Csr {
+  const indptr = new Int32Array(nRows + 1);
+  for (let i = 0; i < x.users.length; i++) indptr[x.users[i] + 1]++;
+  for (let r = 0; r < nRows; r++) indptr[r + 1] += indptr[r];
+  const fillPos = indptr.slice(0, nRows);
+  const raw = new Int32Array(x.users.length);
+  for (let i = 0; i < x.users.length; i++) raw[fillPos[x.users[i]]++] = x.items[i];
+  // Sort each row and drop duplicates, compacting in place.
+  const outPtr = new Int32Array(nRows + 1);
+  let w = 0;
+  for (let r = 0; r < nRows; r++) {
+    const a = indptr[r];
+    const b = indptr[r + 1];
+    if (b - a > 1) raw.subarray(a, b).sort();
+    for (let i = a; i < b; i++) {
+      if (i > a && raw[i] === raw[i - 1]) continue;
+      raw[w++] = raw[i];
+    }
+    outPtr[r + 1] = w;
+  }
+  return { indptr: outPtr, indices: w === raw.length ? raw : raw.slice(0, w) };
+}
