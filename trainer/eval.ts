@@ -107,3 +107,10 @@ function accumulate(sums: Metrics, k: number, hits: number, dcg: number, nTrue: 
   sums[`recall@${k}`] += hits / nTrue;
   sums[`ndcg@${k}`] += dcg / idcg;
 }
+
+/** The most-popular baseline: every user gets the items with the most train interactions. */
+export function evaluatePopularity(data: Dataset, opts: EvalOptions): Metrics {
+  const users = new Float32Array(data.nUsers).fill(1);
+  const items = Float32Array.from(data.itemPopularity);
+  return evaluate(users, items, 1, data, opts);
+}
