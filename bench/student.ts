@@ -68,7 +68,8 @@ if (!a['skip-yardstick']) {
   const y = run('python3', [join(yard, 'lightgcn_ref.py'), data, a['yardstick-epochs']!]);
   const secs = [...y.matchAll(/ep \d+ loss [\d.]+ ([\d.]+)s/g)].map((m) => Number(m[1]));
   const best = y.match(/best-by-val test: (\{.*\})/);
-  const yardBest = best ? JSON.parse(best[1].replace(/'/g, '"')) : null;
+  // printed as a Python dict, possibly with np.float64(...) wrappers
+  const yardBest = best ? JSON.parse(best[1].replace(/np\.float64\(([^)]*)\)/g, '$1').replace(/'/g, '"')) : null;
   report.yardstick = { secondsPerEpoch: secs.reduce((s, x) => s + x, 0) / secs.length, test: yardBest, log: y.trim().split('\n') };
 }
 

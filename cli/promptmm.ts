@@ -7,6 +7,9 @@ import { BACKENDS, initEngine, type BackendChoice } from '../trainer/engine.js';
 import { loadDataset, datasetSummary, type Dataset } from '../trainer/dataset.js';
 import { createLogger } from '../trainer/log.js';
 import { STUDENT_DEFAULTS, studentCheckpointDir, trainStudent, type StudentConfig } from '../trainer/train-student.js';
+import { TEACHER_DEFAULTS, type TeacherConfig } from '../trainer/train-teacher.js';
+import { KD_DEFAULTS, type KdConfig } from '../trainer/train-kd.js';
+import { runPipeline } from '../trainer/pipeline.js';
 import { evaluateStudent, dumpStudent } from '../trainer/student-io.js';
 import { evaluatePopularity } from '../trainer/eval.js';
 import { generateSynthetic } from '../trainer/synthetic.js';
@@ -58,52 +61,97 @@ const program = new Command('promptmm')
 
 program
   .command('train')
-  .description('Train the LightGCN student with BPR on an MMRec-layout dataset; writes <repo>/<name>/checkpoints/student/')
+  .description(
+    'Train on an MMRec-layout dataset: stage 1 the multimodal teacher (<repo>/<name>/checkpoints/teacher/), ' +
+      'stage 2 the LightGCN student distilled from it (…/checkpoints/student/); --student-only trains the plain student',
+  )
   .requiredOption('--data <dir>', 'dataset folder (<name>.inter + <modality>_feat.npy)')
   .requiredOption('--name <name>', 'model name in the repository')
   .addOption(repoOption())
-  .option('--dim <n>', 'embedding size', int('--dim'), STUDENT_DEFAULTS.dim)
-  .option('--layers <n>', 'graph propagation layers', int('--layers', 0), STUDENT_DEFAULTS.layers)
-  .option('--lr <x>', 'Adam learning rate', positive('--lr'), STUDENT_DEFAULTS.lr)
+  .addOption(new Option('--stage <stage>', 'which stage(s) to run').choices(['all', 'teacher', 'student']).default('all'))
+  .option('--student-only', 'train the plain LightGCN student (BPR only, no teacher) with the same budget', false)
+  .option('--resume', 'continue each stage from its checkpoint (a finished stage is skipped)', false)
+  .option('--dim <n>', 'embedding size (teacher and student)', int('--dim'), STUDENT_DEFAULTS.dim)
+  .option('--layers <n>', 'student graph propagation layers', int('--layers', 0), STUDENT_DEFAULTS.layers)
+  .option('--lr <x>', 'student Adam learning rate', positive('--lr'), STUDENT_DEFAULTS.lr)
   .option('--reg <x>', 'L2 weight on the batch ego embeddings', positive('--reg', true), STUDENT_DEFAULTS.reg)
   .option('--batch <n>', 'BPR triplets per step', int('--batch'), STUDENT_DEFAULTS.batch)
-  .option('--epochs <n>', 'maximum epochs', int('--epochs'), STUDENT_DEFAULTS.epochs)
+  .option('--epochs <n>', 'maximum epochs of each stage', int('--epochs'), STUDENT_DEFAULTS.epochs)
   .option('--seed <n>', 'random seed (initialisation and sampling)', int('--seed', 0), STUDENT_DEFAULTS.seed)
   .option('--eval-every <n>', 'evaluate on validation every n epochs', int('--eval-every'), STUDENT_DEFAULTS.evalEvery)
   .option('--patience <n>', 'early stop after n evaluations without a better validation Recall@20', int('--patience'), STUDENT_DEFAULTS.patience)
   .option('--ks <list>', 'cut-offs K of Recall@K / NDCG@K', kList, STUDENT_DEFAULTS.ks)
-  .option('--resume', 'continue from the existing student checkpoint', false)
+  .option('--teacher-layers <n>', 'teacher graph propagation layers', int('--teacher-layers', 0), TEACHER_DEFAULTS.layers)
+  .option('--teacher-lr <x>', 'teacher Adam learning rate', positive('--teacher-lr'), TEACHER_DEFAULTS.lr)
+  .option('--teacher-dropout <x>', 'dropout on the teacher\'s reduced modality features', positive('--teacher-dropout', true), TEACHER_DEFAULTS.dropout)
+  .option('--teacher-modal-weight <x>', 'weight of the teacher\'s per-modality BPR terms', positive('--teacher-modal-weight', true), TEACHER_DEFAULTS.modalWeight)
+  .option('--teacher-modal-mix <x>', 'weight of the row-normalised modality representations in the teacher\'s E^T', positive('--teacher-modal-mix', true), TEACHER_DEFAULTS.modalMix)
+  .option('--prompt-rate <x>', 'λ1: rate of the soft prompt added to the features', positive('--prompt-rate', true), TEACHER_DEFAULTS.promptRate)
+  .option('--prompt-dim <n>', 'width of η (PCA) and of the prompt module', int('--prompt-dim'), TEACHER_DEFAULTS.promptDim)
+  .option('--pair-weight <x>', 'λ2: weight of PairKD', positive('--pair-weight', true), KD_DEFAULTS.pairWeight)
+  .option('--list-weight <x>', 'λ3: weight of ListKD', positive('--list-weight', true), KD_DEFAULTS.listWeight)
+  .option('--emb-weight <x>', 'λ4: weight of EmbKD', positive('--emb-weight', true), KD_DEFAULTS.embWeight)
+  .option('--temperature <x>', 'τ of the list-wise softmax', positive('--temperature'), KD_DEFAULTS.temperature)
+  .option('--list-size <n>', 'K: list length of ListKD (1 positive + K−1 negatives)', int('--list-size', 2), KD_DEFAULTS.listSize)
+  .option('--gamma <x>', 'γ ≥ 1 of EmbKD\'s scaled cosine error', positive('--gamma'), KD_DEFAULTS.gamma)
+  .option('--binary-weight <x>', 'weight of the binary part of the disentangled ListKD', positive('--binary-weight', true), KD_DEFAULTS.binaryWeight)
+  .option('--no-prompt', 'ablation: no soft prompt (teacher without it; nothing adapts in stage 2)')
+  .option('--no-pairkd', 'ablation: no PairKD')
+  .option('--no-listkd', 'ablation: no ListKD')
+  .option('--no-disentangle', 'ablation: plain list-wise KL instead of the disentangled one')
+  .option('--no-embkd', 'ablation: no EmbKD')
   .option('--no-progress', 'no progress bar (it is drawn only on a terminal anyway)')
   .addOption(backendOption())
   .action(async (o) => {
-    // Features are loaded (and checked: NaN/Inf, row counts) even though the student alone does not use them.
+    // Features are loaded (and checked: NaN/Inf, row counts) whether or not a teacher is trained.
     const data = loadData(o.data, true);
-    if (data.modalities.length === 0) log.warn({ dataset: data.name }, 'no <modality>_feat.npy files: the multimodal teacher needs at least one modality');
     const info = await engine(o.backend);
-    const cfg: StudentConfig = {
+    const loop = { lr: o.lr, batch: o.batch, epochs: o.epochs, seed: o.seed, evalEvery: o.evalEvery, patience: o.patience, ks: o.ks };
+    const student: StudentConfig = { ...loop, dim: o.dim, layers: o.layers, reg: o.reg };
+    const teacher: TeacherConfig = {
+      ...loop,
+      lr: o.teacherLr,
       dim: o.dim,
-      layers: o.layers,
-      lr: o.lr,
+      layers: o.teacherLayers,
       reg: o.reg,
-      batch: o.batch,
-      epochs: o.epochs,
-      seed: o.seed,
-      evalEvery: o.evalEvery,
-      patience: o.patience,
-      ks: o.ks,
+      dropout: o.teacherDropout,
+      modalWeight: o.teacherModalWeight,
+      modalMix: o.teacherModalMix,
+      promptRate: o.promptRate,
+      promptDim: o.promptDim,
+      prompt: o.prompt,
     };
-    const dir = studentCheckpointDir(o.repo, o.name);
-    if (o.resume && !existsSync(join(dir, 'model.json'))) throw new Error(`--resume: no student checkpoint at ${dir}`);
-    const res = await trainStudent(data, cfg, {
-      checkpointDir: dir,
+    const kd: KdConfig = {
+      pairWeight: o.pairWeight,
+      listWeight: o.listWeight,
+      embWeight: o.embWeight,
+      temperature: o.temperature,
+      listSize: o.listSize,
+      gamma: o.gamma,
+      binaryWeight: o.binaryWeight,
+      pair: o.pairkd,
+      list: o.listkd,
+      disentangle: o.disentangle,
+      emb: o.embkd,
+      adaptPrompt: o.prompt,
+    };
+    if (o.gamma < 1) throw new Error(`--gamma must be ≥ 1, got ${o.gamma}`);
+    if (o.resume && !existsSync(join(o.repo, o.name, 'checkpoints'))) throw new Error(`--resume: no checkpoints under ${join(o.repo, o.name, 'checkpoints')}`);
+    const report = await runPipeline({
+      data,
+      repo: o.repo,
+      name: o.name,
+      student,
+      teacher,
+      kd,
+      stage: o.stage,
+      studentOnly: o.studentOnly,
+      resume: o.resume,
       backend: info,
       log,
-      resume: o.resume,
       progress: o.progress && Boolean(process.stderr.isTTY),
     });
-    process.stdout.write(
-      `${JSON.stringify({ name: o.name, checkpoint: res.checkpointDir, backend: info.backend, bestEpoch: res.bestEpoch, epochsRun: res.epochsRun, stoppedEarly: res.stoppedEarly, secondsPerEpoch: res.secondsPerEpoch, peakRssMiB: Math.round(res.peakRssMiB), val: res.val, test: res.test })}\n`,
-    );
+    process.stdout.write(`${JSON.stringify({ name: o.name, backend: info.backend, ...report })}\n`);
   });
 
 program

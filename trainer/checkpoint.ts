@@ -86,6 +86,14 @@ export function updateCheckpointFile(dir: string, name: string, content: string 
   writeFileAtomic(join(dir, name), typeof content === 'string' ? Buffer.from(content) : content);
 }
 
+/** Rewrites the metadata of an existing checkpoint (atomically; the weights stay as they are). */
+export function updateCheckpointMeta<M>(dir: string, update: (meta: M) => M): void {
+  const path = join(dir, 'model.json');
+  const file = JSON.parse(readFileSync(path, 'utf8')) as CheckpointFile<M>;
+  file.meta = update(file.meta);
+  writeFileAtomic(path, Buffer.from(JSON.stringify(file, null, 2)));
+}
+
 export interface LoadedCheckpoint<M> {
   dir: string;
   meta: M;

@@ -6,6 +6,8 @@ export interface EpochRecord {
   epoch: number;
   loss: number;
   seconds: number;
+  /** mean of each loss term over the epoch's batches (BPR, KD terms, …) */
+  terms?: Record<string, number>;
   /** validation metrics, present on evaluated epochs */
   val?: Record<string, number>;
 }

@@ -1,0 +1,48 @@
+/**
+ * bench:profile — per-kernel time of one training step of each model on a dataset
+ * (tf.profile), to see where a step's time goes.
+ *   npm run bench:profile -- [--data ../shared/data/tiktok] [--model teacher|student|kd]
+ */
+import { parseArgs } from 'node:util';
+import { initEngine, tf } from '../trainer/engine.js';
+import { loadDataset } from '../trainer/dataset.js';
+import { normalizedAdjacency } from '../trainer/graph.js';
+import { LightGcn } from '../trainer/lightgcn.js';
+import { Teacher } from '../trainer/teacher.js';
+import { TEACHER_DEFAULTS } from '../trainer/train-teacher.js';
+import { BprSampler } from '../trainer/sampler.js';
+import { Rng } from '../trainer/rng.js';
+
+const { values: a } = parseArgs({ options: { data: { type: 'string', default: '../shared/data/tiktok' }, model: { type: 'string', default: 'teacher' }, batch: { type: 'string', default: '2048' } } });
+await initEngine('auto');
+const data = loadDataset(a.data!);
+const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
+const sampler = new BprSampler(data.train.users, data.train.items, data.trainByUser, data.nItems, new Rng(1));
+sampler.shuffle();
+const opt = tf.train.adam(1e-3);
+let step: () => tf.Scalar;
+let vars: tf.Variable[];
+if (a.model === 'student') {
+  const m = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: 64, layers: 2 }, graph, { seed: 1 });
+  vars = [m.ego];
+  step = () => m.bprLoss(sampler.batch(0, Number(a.batch)), 1e-4);
+} else {
+  const t = new Teacher(data, graph, TEACHER_DEFAULTS, { seed: 1 });
+  vars = t.variables;
+  step = () => t.loss(sampler.batch(0, Number(a.batch)), 1e-4, TEACHER_DEFAULTS.modalWeight).total;
+}
+for (let i = 0; i < 3; i++) opt.minimize(step, false, vars); // warm-up
+const t0 = performance.now();
+const prof = await tf.profile(() => {
+  opt.minimize(step, false, vars);
+});
+const wall = performance.now() - t0;
+const byKernel = new Map<string, { ms: number; n: number }>();
+for (const k of prof.kernels) {
+  const e = byKernel.get(k.name) ?? { ms: 0, n: 0 };
+  e.ms += Number(k.kernelTimeMs) || 0;
+  e.n++;
+  byKernel.set(k.name, e);
+}
+console.log(`${a.model}: one step ${wall.toFixed(1)} ms wall (profiling adds overhead)`);
+for (const [name, e] of [...byKernel].sort((x, y) => y[1].ms - x[1].ms).slice(0, 20)) console.log(`${name.padEnd(24)} ${e.ms.toFixed(1).padStart(8)} ms  ×${e.n}`);

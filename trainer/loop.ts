@@ -1,0 +1,222 @@
+/**
+ * The training loop shared by the teacher, the plain student and the distilled student:
+ * BPR triplet batches, Adam, validation every few epochs, early stopping on validation
+ * Recall@20, the best state checkpointed (weights and Adam moments, for resuming), a
+ * progress bar, and the training curve written next to the checkpoint.
+ */
+import cliProgress from 'cli-progress';
+import { tf } from './engine.js';
+import type { Dataset } from './dataset.js';
+import { BprSampler, type Triplets } from './sampler.js';
+import { Rng } from './rng.js';
+import { evaluateEmbeddings, type Metrics } from './eval.js';
+import { loadCheckpoint, saveCheckpoint, updateCheckpointFile, updateCheckpointMeta, type LoadedCheckpoint, type NamedArray } from './checkpoint.js';
+import { trainingCurveSvg, type EpochRecord } from './plot.js';
+import type { Logger } from './log.js';
+
+export interface LoopConfig {
+  lr: number;
+  batch: number;
+  epochs: number;
+  seed: number;
+  /** evaluate on validation every this many epochs */
+  evalEvery: number;
+  /** stop after this many evaluations without a better validation Recall@20 */
+  patience: number;
+  ks: number[];
+}
+
+/** What the loop needs from a model. */
+export interface Trainable {
+  /** the variables Adam updates, in a fixed order (Adam's saved moments follow it) */
+  variables: tf.Variable[];
+  /** the batch loss; called inside optimizer.minimize, so it must stay differentiable */
+  loss(t: Triplets): tf.Scalar;
+  /** optional per-term values of the last loss() call, for the logs */
+  lossTerms?(): Record<string, number>;
+  /** final user+item embeddings [nUsers + nItems, dim] in evaluation mode */
+  embeddings(): Float32Array;
+  dim: number;
+  /** every array a checkpoint holds besides Adam's moments */
+  arrays(): NamedArray[];
+}
+
+/** The checkpoint metadata every model kind carries. */
+export interface LoopMeta {
+  epoch: number;
+  lastEpoch: number;
+  metrics: { val: Metrics; test: Metrics };
+  secondsPerEpoch: number;
+  adamStep: number;
+  curve: EpochRecord[];
+  createdAt: string;
+  /** set once the stage ran to its end (budget or early stop) */
+  finished?: { lastEpoch: number; stoppedEarly: boolean; secondsPerEpoch: number };
+}
+
+export interface LoopResult {
+  bestEpoch: number;
+  epochsRun: number;
+  stoppedEarly: boolean;
+  val: Metrics;
+  test: Metrics;
+  secondsPerEpoch: number;
+}
+
+export interface LoopOptions<M extends LoopMeta> {
+  checkpointDir: string;
+  log: Logger;
+  /** title of the training-curve plot */
+  title: string;
+  /** the metadata to store beside the weights, given the loop's part of it */
+  meta: (loop: LoopMeta) => M;
+  /** a checkpoint to continue from (already checked to belong to this model and data) */
+  resume?: LoadedCheckpoint<M>;
+  progress?: boolean;
+  /** label of the progress bar */
+  label?: string;
+}
+
+const METRIC = 'recall@20';
+
+export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainable, cfg: LoopConfig, opts: LoopOptions<M>): Promise<LoopResult> {
+  const { log } = opts;
+  let startEpoch = 1;
+  let curve: EpochRecord[] = [];
+  let best: { epoch: number; val: Metrics; test: Metrics } | null = null;
+  const optimizer = tf.train.adam(cfg.lr);
+  if (opts.resume) {
+    const m = opts.resume.meta;
+    await restoreAdam(optimizer, model.variables, opts.resume, m.adamStep);
+    startEpoch = m.epoch + 1;
+    curve = m.curve.filter((r) => r.epoch <= m.epoch);
+    best = { epoch: m.epoch, val: m.metrics.val, test: m.metrics.test };
+    log.info({ checkpoint: opts.checkpointDir, epoch: m.epoch, val: m.metrics.val }, 'resuming from checkpoint');
+  }
+  const rng = new Rng(cfg.seed + startEpoch * 7919); // a resumed run draws fresh samples, reproducibly
+  const sampler = new BprSampler(data.train.users, data.train.items, data.trainByUser, data.nItems, rng);
+  const batches = Math.ceil(sampler.size / cfg.batch);
+  const bar = opts.progress
+    ? new cliProgress.SingleBar(
+        {
+          format: `${opts.label ?? 'train'} epoch {epoch} |{bar}| {value}/{total} batches | loss {loss} | {speed} batches/s | best val R@20 {best}`,
+          stream: process.stderr,
+          hideCursor: true,
+          clearOnComplete: true,
+        },
+        cliProgress.Presets.shades_classic,
+      )
+    : null;
+
+  let bad = 0;
+  let stoppedEarly = false;
+  let lastEpoch = startEpoch - 1;
+  const trainSeconds: number[] = [];
+  const vars = model.variables;
+  try {
+    for (let epoch = startEpoch; epoch <= cfg.epochs; epoch++) {
+      const t0 = performance.now();
+      sampler.shuffle();
+      let lossSum = 0;
+      const termSums: Record<string, number> = {};
+      bar?.start(batches, 0, { epoch, loss: '-', speed: '-', best: best ? best.val[METRIC].toFixed(4) : '-' });
+      for (let b = 0; b < batches; b++) {
+        const t = sampler.batch(b * cfg.batch, cfg.batch);
+        const loss = optimizer.minimize(() => model.loss(t), true, vars);
+        lossSum += loss!.dataSync()[0];
+        loss!.dispose();
+        for (const [k, v] of Object.entries(model.lossTerms?.() ?? {})) termSums[k] = (termSums[k] ?? 0) + v;
+        bar?.update(b + 1, { loss: (lossSum / (b + 1)).toFixed(4), speed: ((b + 1) / ((performance.now() - t0) / 1000)).toFixed(1) });
+      }
+      bar?.stop();
+      const seconds = (performance.now() - t0) / 1000;
+      trainSeconds.push(seconds);
+      lastEpoch = epoch;
+      const record: EpochRecord = { epoch, loss: lossSum / batches, seconds };
+      if (Object.keys(termSums).length) record.terms = Object.fromEntries(Object.entries(termSums).map(([k, v]) => [k, v / batches]));
+      curve.push(record);
+      if (epoch % cfg.evalEvery !== 0 && epoch !== cfg.epochs) {
+        log.debug({ epoch, loss: record.loss, seconds }, 'epoch');
+        continue;
+      }
+      const emb = model.embeddings();
+      const val = evaluateEmbeddings(emb, model.dim, data, { split: 'val', ks: cfg.ks });
+      record.val = val;
+      const improved = !best || val[METRIC] > best.val[METRIC];
+      log.info({ epoch, loss: round(record.loss), terms: record.terms && roundAll(record.terms), seconds: round(seconds), val: roundAll(val), improved }, `${opts.label ?? 'train'} epoch`);
+      if (improved) {
+        const test = evaluateEmbeddings(emb, model.dim, data, { split: 'test', ks: cfg.ks });
+        best = { epoch, val, test };
+        bad = 0;
+        const meta = opts.meta({
+          epoch,
+          lastEpoch: epoch,
+          metrics: { val, test },
+          secondsPerEpoch: mean(trainSeconds),
+          adamStep: (optimizer as unknown as { iterations: number }).iterations,
+          curve,
+          createdAt: new Date().toISOString(),
+        });
+        saveCheckpoint(opts.checkpointDir, meta, [...model.arrays(), ...(await adamArrays(optimizer))]);
+      } else if (++bad >= cfg.patience) {
+        stoppedEarly = true;
+        log.info({ epoch, bestEpoch: best!.epoch, patience: cfg.patience }, 'early stop: validation Recall@20 did not improve');
+        break;
+      }
+    }
+  } finally {
+    bar?.stop();
+    optimizer.dispose();
+  }
+  if (!best) throw new Error('no evaluation ran (epochs must be at least 1)');
+  // The weights on disk are the best epoch's; the curve of the whole run goes beside them.
+  const secondsPerEpoch = mean(trainSeconds);
+  updateCheckpointMeta<LoopMeta>(opts.checkpointDir, (m) => ({ ...m, finished: { lastEpoch, stoppedEarly, secondsPerEpoch } }));
+  updateCheckpointFile(opts.checkpointDir, 'curve.json', JSON.stringify(curve, null, 1));
+  updateCheckpointFile(opts.checkpointDir, 'curve.svg', await trainingCurveSvg(curve, `${opts.title} (best epoch ${best.epoch})`));
+  return {
+    bestEpoch: best.epoch,
+    epochsRun: lastEpoch - startEpoch + 1,
+    stoppedEarly,
+    val: best.val,
+    test: best.test,
+    secondsPerEpoch,
+  };
+}
+
+/** Adam's first and second moments, saved so that a resumed run continues the same optimisation. */
+async function adamArrays(optimizer: tf.AdamOptimizer): Promise<NamedArray[]> {
+  const out: NamedArray[] = [];
+  for (const w of await optimizer.getWeights()) {
+    if (w.tensor.rank === 0) continue; // the step count travels in the metadata
+    out.push({ name: `adam/${w.name}`, shape: w.tensor.shape, data: (await w.tensor.data()) as Float32Array });
+  }
+  return out;
+}
+
+/** tfjs matches moments to variables by position: first moments of all variables, then second moments. */
+async function restoreAdam(optimizer: tf.AdamOptimizer, vars: tf.Variable[], ck: LoadedCheckpoint<unknown>, step: number): Promise<void> {
+  const get = (v: tf.Variable, s: string) => ck.arrays.get(`adam/${v.name}/${s}`);
+  if (vars.some((v) => !get(v, 'm') || !get(v, 'v'))) return; // no optimizer state saved: fresh moments
+  await optimizer.setWeights([
+    { name: 'iter', tensor: tf.scalar(step, 'int32') },
+    ...vars.map((v) => ({ name: `${v.name}/m`, tensor: tf.tensor(get(v, 'm')!.data, get(v, 'm')!.shape) })),
+    ...vars.map((v) => ({ name: `${v.name}/v`, tensor: tf.tensor(get(v, 'v')!.data, get(v, 'v')!.shape) })),
+  ]);
+}
+
+export function loadResume<M>(dir: string): LoadedCheckpoint<M> {
+  return loadCheckpoint<M>(dir);
+}
+
+export function mean(xs: number[]): number {
+  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
+}
+
+export function round(x: number): number {
+  return Math.round(x * 1e4) / 1e4;
+}
+
+export function roundAll(m: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(m).map(([k, v]) => [k, round(v)]));
+}

@@ -1,0 +1,106 @@
+/**
+ * `promptmm train`: stage 1 (teacher) then stage 2 (distilled student), or the plain
+ * student alone. Each stage is resumable: with `resume`, a stage whose checkpoint says it
+ * finished is skipped, an interrupted one continues from its checkpoint.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BackendInfo } from './engine.js';
+import type { Dataset } from './dataset.js';
+import type { Logger } from './log.js';
+import { loadCheckpoint } from './checkpoint.js';
+import type { LoopMeta } from './loop.js';
+import { studentCheckpointDir, teacherCheckpointDir, trainStudent, type StudentConfig, type StudentMeta, type TrainResult } from './train-student.js';
+import { trainTeacher, type TeacherConfig, type TeacherMeta } from './train-teacher.js';
+import { trainKdStudent, type KdConfig } from './train-kd.js';
+
+export type Stage = 'all' | 'teacher' | 'student';
+
+export interface PipelineOptions {
+  data: Dataset;
+  repo: string;
+  name: string;
+  student: StudentConfig;
+  teacher: TeacherConfig;
+  kd: KdConfig;
+  stage: Stage;
+  studentOnly: boolean;
+  resume: boolean;
+  backend: BackendInfo;
+  log: Logger;
+  progress: boolean;
+}
+
+export interface StageReport extends Omit<TrainResult, 'checkpointDir'> {
+  checkpoint: string;
+  wallSeconds: number;
+  skipped?: boolean;
+}
+
+export interface PipelineReport {
+  mode: 'kd' | 'plain';
+  teacher?: StageReport;
+  student?: StageReport;
+  parameters: { teacher?: number; student?: number; ratio?: number };
+  wallSeconds: number;
+  peakRssMiB: number;
+}
+
+export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
+  const t0 = performance.now();
+  const { data, log } = o;
+  const tDir = teacherCheckpointDir(o.repo, o.name);
+  const sDir = studentCheckpointDir(o.repo, o.name);
+  let mode: 'kd' | 'plain' = o.studentOnly ? 'plain' : 'kd';
+  if (mode === 'kd' && data.modalities.length === 0) {
+    log.warn({ dataset: data.name }, 'the dataset has no <modality>_feat.npy file and the teacher needs at least one modality: training the plain student alone');
+    mode = 'plain';
+  }
+  if (mode === 'plain' && o.stage === 'teacher') throw new Error('--stage teacher needs a dataset with at least one modality and no --student-only');
+  const common = { backend: o.backend, log, progress: o.progress };
+  const report: PipelineReport = { mode, parameters: {}, wallSeconds: 0, peakRssMiB: 0 };
+
+  if (mode === 'kd' && o.stage !== 'student') {
+    report.teacher = await stage(tDir, o.resume, o.teacher.epochs, () =>
+      trainTeacher(data, o.teacher, { ...common, checkpointDir: tDir, resume: canResume(tDir, o.resume) }),
+    );
+  }
+  if (o.stage !== 'teacher') {
+    if (mode === 'kd' && !existsSync(join(tDir, 'model.json'))) throw new Error(`stage 2 needs a trained teacher at ${tDir} (run --stage teacher first)`);
+    report.student = await stage(sDir, o.resume, o.student.epochs, () =>
+      mode === 'kd'
+        ? trainKdStudent(data, { ...o.student, kd: o.kd }, { ...common, checkpointDir: sDir, teacherDir: tDir, resume: canResume(sDir, o.resume) })
+        : trainStudent(data, o.student, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) }),
+    );
+  }
+  if (mode === 'kd' && existsSync(join(tDir, 'model.json'))) report.parameters.teacher = loadCheckpoint<TeacherMeta>(tDir).meta.parameters;
+  if (existsSync(join(sDir, 'model.json'))) report.parameters.student = loadCheckpoint<StudentMeta>(sDir).meta.parameters;
+  if (report.parameters.teacher && report.parameters.student) report.parameters.ratio = report.parameters.teacher / report.parameters.student;
+  report.wallSeconds = (performance.now() - t0) / 1000;
+  report.peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
+  return report;
+
+  async function stage(dir: string, resume: boolean, epochs: number, run: () => Promise<TrainResult>): Promise<StageReport> {
+    const s0 = performance.now();
+    const done = resume ? finishedStage(dir, epochs) : null;
+    if (done) {
+      log.info({ checkpoint: dir, epoch: done.epoch }, 'stage already finished; skipped (train without --resume to start over)');
+      return { checkpoint: dir, bestEpoch: done.epoch, epochsRun: 0, stoppedEarly: done.finished!.stoppedEarly, val: done.metrics.val, test: done.metrics.test, secondsPerEpoch: done.finished!.secondsPerEpoch, parameters: 0, peakRssMiB: 0, wallSeconds: 0, skipped: true };
+    }
+    const r = await run();
+    const { checkpointDir, ...rest } = r;
+    return { checkpoint: checkpointDir, ...rest, wallSeconds: (performance.now() - s0) / 1000 };
+  }
+}
+
+function canResume(dir: string, resume: boolean): boolean {
+  return resume && existsSync(join(dir, 'model.json'));
+}
+
+/** A checkpoint whose run ended by early stopping or by reaching `epochs`. */
+function finishedStage(dir: string, epochs: number): LoopMeta | null {
+  if (!existsSync(join(dir, 'model.json'))) return null;
+  const m = loadCheckpoint<LoopMeta>(dir).meta;
+  if (!m.finished) return null;
+  return m.finished.stoppedEarly || m.finished.lastEpoch >= epochs ? m : null;
+}

@@ -1,0 +1,222 @@
+/**
+ * Stage 2: the LightGCN student trained with
+ *   L = L_BPR + λ2·L_PairKD + λ3·L_ListKD + λ4·L_EmbKD
+ * against the frozen teacher, while the teacher's soft prompt keeps adapting to the
+ * student (its weights are the only teacher weights in the optimiser, so F^m are
+ * recomputed every step as the prompt changes).
+ */
+import { tf } from './engine.js';
+import type { Dataset } from './dataset.js';
+import { normalizedAdjacency } from './graph.js';
+import { LightGcn, bprFromEmbeddings } from './lightgcn.js';
+import { gatherRows } from './kernels.js';
+import { BprSampler, type Triplets } from './sampler.js';
+import { Rng } from './rng.js';
+import { requireArray, type NamedArray } from './checkpoint.js';
+import { runLoop, type Trainable } from './loop.js';
+import { pairKd, listKd, embKd } from './kd.js';
+import type { Teacher, TeacherOutputs } from './teacher.js';
+import { tripletRows } from './teacher.js';
+import { loadTeacher } from './train-teacher.js';
+import { checkpointFor, datasetRef, finish, type StudentConfig, type StudentMeta, type TrainOptions, type TrainResult } from './train-student.js';
+
+export interface KdConfig {
+  /** λ2, λ3, λ4 */
+  pairWeight: number;
+  listWeight: number;
+  embWeight: number;
+  /** τ of the list-wise softmax */
+  temperature: number;
+  /** K: list length (1 positive + K−1 negatives) */
+  listSize: number;
+  /** γ ≥ 1 of the scaled cosine error */
+  gamma: number;
+  /** weight of the binary part of the disentangled list-wise KD */
+  binaryWeight: number;
+  pair: boolean;
+  list: boolean;
+  disentangle: boolean;
+  emb: boolean;
+  /** keep tuning the teacher's soft prompt with the student (false: the prompt is frozen too) */
+  adaptPrompt: boolean;
+}
+
+export const KD_DEFAULTS: KdConfig = {
+  pairWeight: 1,
+  listWeight: 1,
+  embWeight: 0.1,
+  temperature: 1,
+  listSize: 10,
+  gamma: 2,
+  binaryWeight: 2,
+  pair: true,
+  list: true,
+  disentangle: true,
+  emb: true,
+  adaptPrompt: true,
+};
+
+export type KdStudentConfig = StudentConfig & { kd: KdConfig };
+
+class KdStudent implements Trainable {
+  private last: Record<string, number> = {};
+  private readonly idPart: tf.Tensor2D;
+  /** the teacher's outputs when nothing of it trains (prompt frozen or absent) */
+  private readonly fixed: TeacherOutputs | null;
+  private readonly negatives: BprSampler;
+
+  constructor(
+    private readonly student: LightGcn,
+    private readonly teacher: Teacher,
+    private readonly data: Dataset,
+    private readonly cfg: KdStudentConfig,
+  ) {
+    this.idPart = tf.keep(teacher.idPart());
+    const adapt = cfg.kd.adaptPrompt && teacher.prompt !== null;
+    this.fixed = adapt ? null : frozenOutputs(teacher, this.idPart);
+    this.negatives = new BprSampler(data.train.users, data.train.items, data.trainByUser, data.nItems, new Rng(cfg.seed + 17));
+  }
+
+  get variables(): tf.Variable[] {
+    const adapt = this.cfg.kd.adaptPrompt && this.teacher.prompt !== null;
+    return [this.student.ego, ...(adapt ? this.teacher.prompt!.variables : [])];
+  }
+
+  get dim(): number {
+    return this.student.shape.dim;
+  }
+
+  loss(t: Triplets): tf.Scalar {
+    const kd = this.cfg.kd;
+    const nUsers = this.data.nUsers;
+    const S = this.student.propagate();
+    const idx = tripletRows(t, nUsers);
+    const sRows = gatherRows(S, idx);
+    const [su, sp, sn] = tf.split(sRows, 3, 0) as tf.Tensor2D[];
+    const bpr = bprFromEmbeddings({ users: su, pos: sp, neg: sn, ego: gatherRows(this.student.ego, idx) }, this.cfg.reg, t.users.length);
+    const terms: Record<string, tf.Scalar> = { bpr };
+    const needTeacher = (kd.pair && kd.pairWeight > 0) || (kd.list && kd.listWeight > 0) || (kd.emb && kd.embWeight > 0);
+    let total: tf.Scalar = bpr;
+    if (needTeacher) {
+      const T = this.fixed ?? this.teacher.forwardModal(this.idPart);
+      if (kd.pair && kd.pairWeight > 0) {
+        const [tu, tp, tn] = tf.split(gatherRows(T.final, idx), 3, 0) as tf.Tensor2D[];
+        const xS = tf.sum(tf.mul(su, tf.sub(sp, sn)), 1) as tf.Tensor1D;
+        const xT = tf.sum(tf.mul(tu, tf.sub(tp, tn)), 1) as tf.Tensor1D;
+        terms.pair = pairKd(xT, xS);
+        total = tf.add(total, tf.mul(terms.pair, kd.pairWeight));
+      }
+      if (kd.list && kd.listWeight > 0) {
+        const { users, items } = this.lists(t);
+        const zS = listLogits(S, users, items, t.users.length, kd.listSize);
+        const perModality = T.modal.map((F) => listKd(listLogits(F, users, items, t.users.length, kd.listSize), zS, { temperature: kd.temperature, disentangle: kd.disentangle, binaryWeight: kd.binaryWeight }));
+        terms.list = tf.div(tf.addN(perModality), perModality.length) as tf.Scalar;
+        total = tf.add(total, tf.mul(terms.list, kd.listWeight));
+      }
+      if (kd.emb && kd.embWeight > 0) {
+        const perModality = T.modal.map((F) => embKd(sRows, gatherRows(F, idx), kd.gamma));
+        terms.emb = tf.div(tf.addN(perModality), perModality.length) as tf.Scalar;
+        total = tf.add(total, tf.mul(terms.emb, kd.embWeight));
+      }
+    }
+    this.last = Object.fromEntries(Object.entries(terms).map(([k, v]) => [k, v.dataSync()[0]]));
+    return total;
+  }
+
+  /** For each triplet: its user's row, and [positive, the BPR negative, K−2 more negatives] as item rows. */
+  private lists(t: Triplets): { users: tf.Tensor1D; items: tf.Tensor1D } {
+    const b = t.users.length;
+    const k = this.cfg.kd.listSize;
+    const nUsers = this.data.nUsers;
+    const rows = new Int32Array(b * k);
+    for (let r = 0; r < b; r++) {
+      rows[r * k] = nUsers + t.pos[r];
+      if (k > 1) rows[r * k + 1] = nUsers + t.neg[r];
+      for (let c = 2; c < k; c++) rows[r * k + c] = nUsers + this.negatives.negative(t.users[r]);
+    }
+    return { users: tf.tensor1d(t.users, 'int32'), items: tf.tensor1d(rows, 'int32') };
+  }
+
+  lossTerms(): Record<string, number> {
+    return this.last;
+  }
+
+  embeddings(): Float32Array {
+    return this.student.finalEmbeddings();
+  }
+
+  arrays(): NamedArray[] {
+    const out: NamedArray[] = [{ name: 'lightgcn/ego', shape: this.student.ego.shape, data: this.student.egoValues() }];
+    // The prompt as adapted in stage 2 travels with the student (the teacher checkpoint keeps stage 1's).
+    if (this.cfg.kd.adaptPrompt && this.teacher.prompt) out.push(...this.teacher.prompt.arrays().map((a) => ({ ...a, name: `stage2/${a.name}` })));
+    return out;
+  }
+
+  dispose(): void {
+    this.idPart.dispose();
+    if (this.fixed) tf.dispose([this.fixed.final, ...this.fixed.modal]);
+  }
+}
+
+/** e_u · e_i for every (user, list item): [B, K]. */
+function listLogits(E: tf.Tensor2D, users: tf.Tensor1D, items: tf.Tensor1D, b: number, k: number): tf.Tensor2D {
+  const d = E.shape[1];
+  const u = gatherRows(E, users).reshape([b, 1, d]);
+  const it = gatherRows(E, items).reshape([b, k, d]);
+  return tf.sum(tf.mul(u, it), 2) as tf.Tensor2D;
+}
+
+/** The teacher's outputs computed once, kept past the scope that made them. */
+function frozenOutputs(teacher: Teacher, idPart: tf.Tensor2D): TeacherOutputs {
+  let out: TeacherOutputs | null = null;
+  tf.tidy(() => {
+    const o = teacher.forwardModal(idPart);
+    out = { final: tf.keep(o.final), modal: o.modal.map((m) => tf.keep(m)) };
+  });
+  return out!;
+}
+
+export interface KdTrainOptions extends TrainOptions {
+  teacherDir: string;
+}
+
+export async function trainKdStudent(data: Dataset, config: KdStudentConfig, opts: KdTrainOptions): Promise<TrainResult> {
+  let cfg = { ...config };
+  const resume = opts.resume ? checkpointFor<StudentMeta>(opts.checkpointDir, data) : undefined;
+  if (resume) cfg = { ...cfg, dim: resume.meta.config.dim, layers: resume.meta.config.layers };
+  const { teacher, meta: tmeta } = loadTeacher(opts.teacherDir, data);
+  if (tmeta.config.dim !== cfg.dim) {
+    teacher.dispose();
+    throw new Error(`teacher dim ${tmeta.config.dim} differs from the student's ${cfg.dim}: EmbKD compares them by cosine, train both with the same --dim`);
+  }
+  const n = data.nUsers + data.nItems;
+  const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
+  const student = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: cfg.dim, layers: cfg.layers }, graph, resume ? requireArray(resume, 'lightgcn/ego', [n, cfg.dim]).data : { seed: cfg.seed });
+  if (resume && teacher.prompt && cfg.kd.adaptPrompt) restoreStage2Prompt(teacher, resume.arrays);
+  const kd = new KdStudent(student, teacher, data, cfg);
+  const parameters = n * cfg.dim;
+  opts.log.info({ dataset: data.name, backend: opts.backend.backend, parameters, teacherParameters: teacher.parameters, teacherTest: tmeta.metrics.test, config: cfg }, 'training the distilled student');
+  try {
+    const res = await runLoop(data, kd, cfg, {
+      checkpointDir: opts.checkpointDir,
+      log: opts.log,
+      title: `PromptMM distilled student on ${data.name}`,
+      label: 'student(kd)',
+      resume,
+      progress: opts.progress,
+      meta: (loop): StudentMeta => ({ kind: 'student', model: 'lightgcn', objective: 'kd', dataset: datasetRef(data), config: cfg, backend: opts.backend.backend, parameters, ...loop }),
+    });
+    return finish(opts, res, parameters);
+  } finally {
+    kd.dispose();
+    student.dispose();
+    teacher.dispose();
+  }
+}
+
+function restoreStage2Prompt(teacher: Teacher, arrays: Map<string, NamedArray>): void {
+  for (const v of teacher.prompt!.variables) {
+    const a = arrays.get(`stage2/${v.name}`);
+    if (a) v.assign(tf.tensor(a.data, v.shape));
+  }
+}

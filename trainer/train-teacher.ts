@@ -1,0 +1,107 @@
+/** Stage 1: the multimodal teacher (with its soft prompt) on the shared training loop. */
+import type { Dataset } from './dataset.js';
+import { normalizedAdjacency } from './graph.js';
+import { Teacher, type TeacherShape } from './teacher.js';
+import { runLoop, type LoopConfig, type LoopMeta, type Trainable } from './loop.js';
+import { checkpointFor, datasetRef, finish, type DatasetRef, type TrainOptions, type TrainResult } from './train-student.js';
+import { loadCheckpoint } from './checkpoint.js';
+import type { Triplets } from './sampler.js';
+
+export interface TeacherConfig extends LoopConfig, TeacherShape {
+  reg: number;
+  /** weight of the per-modality BPR terms on F^m */
+  modalWeight: number;
+}
+
+export const TEACHER_DEFAULTS: TeacherConfig = {
+  dim: 64,
+  layers: 2,
+  dropout: 0.2,
+  promptRate: 0.1,
+  promptDim: 64,
+  prompt: true,
+  modalMix: 0.1,
+  reg: 1e-4,
+  modalWeight: 0.5,
+  lr: 1e-3,
+  batch: 2048,
+  epochs: 400,
+  seed: 2024,
+  evalEvery: 5,
+  patience: 10,
+  ks: [20, 50],
+};
+
+export interface TeacherMeta extends LoopMeta {
+  kind: 'teacher';
+  model: 'promptmm-teacher';
+  dataset: DatasetRef;
+  modalities: { name: string; dim: number }[];
+  config: TeacherConfig;
+  backend: string;
+  parameters: number;
+}
+
+export function teacherTrainable(teacher: Teacher, cfg: TeacherConfig): Trainable {
+  let last: Record<string, number> = {};
+  return {
+    variables: teacher.variables,
+    dim: teacher.shape.dim,
+    loss: (t: Triplets) => {
+      const { total, terms } = teacher.loss(t, cfg.reg, cfg.modalWeight);
+      last = Object.fromEntries(Object.entries(terms).map(([k, v]) => [k, v.dataSync()[0]]));
+      return total;
+    },
+    lossTerms: () => last,
+    embeddings: () => teacher.embeddings(),
+    arrays: () => teacher.arrays(),
+  };
+}
+
+export async function trainTeacher(data: Dataset, config: TeacherConfig, opts: TrainOptions): Promise<TrainResult> {
+  let cfg = { ...config };
+  const resume = opts.resume ? checkpointFor<TeacherMeta>(opts.checkpointDir, data) : undefined;
+  if (resume) cfg = { ...cfg, ...architecture(resume.meta.config) };
+  const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
+  const teacher = new Teacher(data, graph, cfg, resume ? resume.arrays : { seed: cfg.seed });
+  const parameters = teacher.parameters;
+  opts.log.info({ dataset: data.name, modalities: teacher.modalities, backend: opts.backend.backend, parameters, config: cfg }, 'training the multimodal teacher');
+  try {
+    const res = await runLoop(data, teacherTrainable(teacher, cfg), cfg, {
+      checkpointDir: opts.checkpointDir,
+      log: opts.log,
+      title: `PromptMM teacher on ${data.name}`,
+      label: 'teacher',
+      resume,
+      progress: opts.progress,
+      meta: (loop): TeacherMeta => ({
+        kind: 'teacher',
+        model: 'promptmm-teacher',
+        dataset: datasetRef(data),
+        modalities: data.modalities.map((m) => ({ name: m.name, dim: m.dim })),
+        config: cfg,
+        backend: opts.backend.backend,
+        parameters,
+        ...loop,
+      }),
+    });
+    return finish(opts, res, parameters);
+  } finally {
+    teacher.dispose();
+  }
+}
+
+/** The shape-defining part of a teacher config (what a checkpoint fixes). */
+export function architecture(c: TeacherConfig): TeacherShape {
+  return { dim: c.dim, layers: c.layers, dropout: c.dropout, promptRate: c.promptRate, promptDim: c.promptDim, prompt: c.prompt, modalMix: c.modalMix };
+}
+
+/** Loads a trained teacher (frozen use in stage 2). */
+export function loadTeacher(dir: string, data: Dataset): { teacher: Teacher; meta: TeacherMeta } {
+  const ck = checkpointFor<TeacherMeta>(dir, data);
+  const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
+  const teacher = new Teacher(data, graph, architecture(ck.meta.config), ck.arrays);
+  return { teacher, meta: ck.meta };
+}
+
+export { loadCheckpoint };
