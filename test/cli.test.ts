@@ -29,9 +29,10 @@ test('generate → train → eval → dump → resume', () => {
   let r = cli('generate', '--out', data, '--users', '300', '--items', '200', '--seed', '3');
   assert.equal(r.code, 0, r.stderr);
 
-  r = cli('train', '--data', data, '--name', 'm', '--repo', repo, ...TRAIN);
+  r = cli('train', '--data', data, '--name', 'm', '--repo', repo, ...TRAIN, '--student-only');
   assert.equal(r.code, 0, r.stderr);
-  const trained = JSON.parse(r.stdout);
+  const trained = JSON.parse(r.stdout).student;
+  assert.equal(JSON.parse(r.stdout).mode, 'plain');
   const ck = join(repo, 'm', 'checkpoints', 'student');
   for (const f of ['model.json', 'weights.bin', 'curve.json', 'curve.svg']) assert.ok(existsSync(join(ck, f)), f);
   assert.match(readFileSync(join(ck, 'curve.svg'), 'utf8'), /^<svg/);
@@ -60,12 +61,56 @@ test('generate → train → eval → dump → resume', () => {
   assert.equal(readFileSync(join(root, 'dump', 'user_embeddings.npy')).toString('latin1', 0, 60).includes("'<f4'"), true);
 
   // resume continues after the best epoch
-  r = cli('train', '--data', data, '--name', 'm', '--repo', repo, ...TRAIN, '--epochs', '8', '--resume');
+  r = cli('train', '--data', data, '--name', 'm', '--repo', repo, ...TRAIN, '--student-only', '--epochs', '8', '--resume');
   assert.equal(r.code, 0, r.stderr);
   const curve2 = JSON.parse(readFileSync(join(ck, 'curve.json'), 'utf8'));
   const epochs: number[] = curve2.map((e: { epoch: number }) => e.epoch);
   assert.equal(epochs[epochs.length - 1], 8);
   assert.deepEqual(epochs, [...new Set(epochs)].sort((a, b) => a - b));
+});
+
+test('two stages: teacher, then the distilled student; each resumable', () => {
+  const r = cli('train', '--data', data, '--name', 'kd', '--repo', repo, ...TRAIN, '--epochs', '4');
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.mode, 'kd');
+  for (const stage of ['teacher', 'student']) {
+    const dir = join(repo, 'kd', 'checkpoints', stage);
+    for (const f of ['model.json', 'weights.bin', 'curve.json', 'curve.svg']) assert.ok(existsSync(join(dir, f)), `${stage}/${f}`);
+    assert.equal(typeof out[stage].test['recall@20'], 'number');
+  }
+  const meta = JSON.parse(readFileSync(join(repo, 'kd', 'checkpoints', 'student', 'model.json'), 'utf8')).meta;
+  assert.equal(meta.objective, 'kd');
+  assert.ok(meta.curve.every((e: { terms: Record<string, number> }) => ['bpr', 'pair', 'list', 'emb'].every((k) => typeof e.terms[k] === 'number')));
+  // parameters: teacher (ID tables + feature reductions + prompt) against the student's ID table
+  assert.equal(out.parameters.student, (300 + 200) * 16);
+  assert.ok(out.parameters.teacher > out.parameters.student && out.parameters.ratio > 1);
+  // resuming finished stages skips them
+  const again = cli('train', '--data', data, '--name', 'kd', '--repo', repo, ...TRAIN, '--epochs', '4', '--resume');
+  assert.equal(again.code, 0, again.stderr);
+  const o2 = JSON.parse(again.stdout);
+  assert.equal(o2.teacher.skipped, true);
+  assert.equal(o2.student.skipped, true);
+  // stage 2 alone with ablations, on the saved teacher
+  const abl = cli('train', '--data', data, '--name', 'kd', '--repo', repo, ...TRAIN, '--epochs', '2', '--stage', 'student', '--no-pairkd', '--no-disentangle', '--no-embkd');
+  assert.equal(abl.code, 0, abl.stderr);
+  const terms = JSON.parse(readFileSync(join(repo, 'kd', 'checkpoints', 'student', 'curve.json'), 'utf8'))[0].terms;
+  assert.deepEqual(Object.keys(terms).sort(), ['bpr', 'list']);
+  // stage 2 without a teacher is refused
+  const none = cli('train', '--data', data, '--name', 'nokd', '--repo', repo, ...TRAIN, '--stage', 'student');
+  assert.notEqual(none.code, 0);
+  assert.match(none.stderr, /needs a trained teacher/);
+});
+
+test('a dataset without feature files trains the plain student with a warning', () => {
+  const bare = join(root, 'bare');
+  mkdirSync(bare, { recursive: true });
+  writeFileSync(join(bare, 'bare.inter'), readFileSync(join(data, 'synthetic.inter')));
+  const r = spawnSync(process.execPath, [CLI, 'train', '--data', bare, '--name', 'bare', '--repo', repo, ...TRAIN, '--epochs', '2'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).mode, 'plain');
+  assert.match(r.stderr, /teacher needs at least one modality/);
+  assert.ok(!existsSync(join(repo, 'bare', 'checkpoints', 'teacher')));
 });
 
 test('every command has --help', () => {

@@ -8,6 +8,7 @@ import { csrMatMul, csrTensor, disposeCsr, gatherRows, type CsrTensor } from './
 import type { NormalizedGraph } from './graph.js';
 import type { Triplets } from './sampler.js';
 import { Rng } from './rng.js';
+import { uniqueVarName } from './names.js';
 
 export interface LightGcnShape {
   nUsers: number;
@@ -49,7 +50,7 @@ export class LightGcn {
       values = new Float32Array(n * shape.dim);
       for (let i = 0; i < values.length; i++) values[i] = rng.normal() * std;
     }
-    this.ego = tf.variable(tf.tensor2d(values, [n, shape.dim]), true, 'lightgcn/ego');
+    this.ego = tf.variable(tf.tensor2d(values, [n, shape.dim]), true, uniqueVarName('lightgcn/ego'));
     this.adj = csrTensor(n, n, graph.indptr, graph.indices, graph.values);
   }
 

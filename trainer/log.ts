@@ -4,5 +4,6 @@ import { pino, type Logger } from 'pino';
 export type { Logger };
 
 export function createLogger(level: string = process.env.PROMPTMM_LOG_LEVEL ?? 'info'): Logger {
-  return pino({ level, base: { app: 'promptmm' } }, pino.destination(2));
+  // sync: the training loop is synchronous between epochs, so an async destination would hold every line until the end.
+  return pino({ level, base: { app: 'promptmm' } }, pino.destination({ fd: 2, sync: true }));
 }

@@ -13,6 +13,7 @@ import { evaluateEmbeddings, type Metrics } from './eval.js';
 import { loadCheckpoint, saveCheckpoint, updateCheckpointFile, updateCheckpointMeta, type LoadedCheckpoint, type NamedArray } from './checkpoint.js';
 import { trainingCurveSvg, type EpochRecord } from './plot.js';
 import type { Logger } from './log.js';
+import { stableName } from './names.js';
 
 export interface LoopConfig {
   lr: number;
@@ -189,14 +190,14 @@ async function adamArrays(optimizer: tf.AdamOptimizer): Promise<NamedArray[]> {
   const out: NamedArray[] = [];
   for (const w of await optimizer.getWeights()) {
     if (w.tensor.rank === 0) continue; // the step count travels in the metadata
-    out.push({ name: `adam/${w.name}`, shape: w.tensor.shape, data: (await w.tensor.data()) as Float32Array });
+    out.push({ name: `adam/${stableName(w.name)}`, shape: w.tensor.shape, data: (await w.tensor.data()) as Float32Array });
   }
   return out;
 }
 
 /** tfjs matches moments to variables by position: first moments of all variables, then second moments. */
 async function restoreAdam(optimizer: tf.AdamOptimizer, vars: tf.Variable[], ck: LoadedCheckpoint<unknown>, step: number): Promise<void> {
-  const get = (v: tf.Variable, s: string) => ck.arrays.get(`adam/${v.name}/${s}`);
+  const get = (v: tf.Variable, s: string) => ck.arrays.get(`adam/${stableName(v.name)}/${s}`);
   if (vars.some((v) => !get(v, 'm') || !get(v, 'v'))) return; // no optimizer state saved: fresh moments
   await optimizer.setWeights([
     { name: 'iter', tensor: tf.scalar(step, 'int32') },

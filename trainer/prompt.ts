@@ -9,6 +9,7 @@ import { tf } from './engine.js';
 import type { Modality } from './dataset.js';
 import type { NamedArray } from './checkpoint.js';
 import { Rng } from './rng.js';
+import { stableName, uniqueVarName } from './names.js';
 
 /** PCA basis of one modality: features ≈ mean + scores · componentsᵀ. */
 export interface PcaBasis {
@@ -92,10 +93,10 @@ export class SoftPrompt {
       return Float32Array.from({ length: fanIn * fanOut }, () => (rng.next() * 2 - 1) * lim);
     };
     const zeros = (n: number) => () => new Float32Array(n);
-    this.w1 = tf.variable(tf.tensor2d(get('prompt/w1', [r, r], glorot(r, r)), [r, r]), true, 'prompt/w1');
-    this.b1 = tf.variable(tf.tensor1d(get('prompt/b1', [r], zeros(r))), true, 'prompt/b1');
-    this.w2 = tf.variable(tf.tensor2d(get('prompt/w2', [r, r], glorot(r, r)), [r, r]), true, 'prompt/w2');
-    this.b2 = tf.variable(tf.tensor1d(get('prompt/b2', [r], zeros(r))), true, 'prompt/b2');
+    this.w1 = tf.variable(tf.tensor2d(get('prompt/w1', [r, r], glorot(r, r)), [r, r]), true, uniqueVarName('prompt/w1'));
+    this.b1 = tf.variable(tf.tensor1d(get('prompt/b1', [r], zeros(r))), true, uniqueVarName('prompt/b1'));
+    this.w2 = tf.variable(tf.tensor2d(get('prompt/w2', [r, r], glorot(r, r)), [r, r]), true, uniqueVarName('prompt/w2'));
+    this.b2 = tf.variable(tf.tensor1d(get('prompt/b2', [r], zeros(r))), true, uniqueVarName('prompt/b2'));
   }
 
   get variables(): tf.Variable[] {
@@ -124,7 +125,7 @@ export class SoftPrompt {
   }
 
   arrays(): NamedArray[] {
-    return this.variables.map((v) => ({ name: v.name, shape: v.shape, data: (v.dataSync() as Float32Array).slice() }));
+    return this.variables.map((v) => ({ name: stableName(v.name), shape: v.shape, data: (v.dataSync() as Float32Array).slice() }));
   }
 
   dispose(): void {

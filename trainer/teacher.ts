@@ -17,6 +17,7 @@ import type { Triplets } from './sampler.js';
 import type { NamedArray } from './checkpoint.js';
 import { SoftPrompt, fitPca, pcaScores, type PcaBasis } from './prompt.js';
 import { Rng } from './rng.js';
+import { stableName, uniqueVarName } from './names.js';
 
 export interface TeacherShape {
   dim: number;
@@ -76,12 +77,12 @@ export class Teacher {
       }
       return Float32Array.from({ length: size }, fill);
     };
-    this.ego = tf.variable(tf.tensor2d(take('teacher/ego', n * d, () => rng.normal() * 0.1), [n, d]), true, 'teacher/ego');
+    this.ego = tf.variable(tf.tensor2d(take('teacher/ego', n * d, () => rng.normal() * 0.1), [n, d]), true, uniqueVarName('teacher/ego'));
     this.w = data.modalities.map((m) => {
       const lim = Math.sqrt(6 / (m.dim + d));
-      return tf.variable(tf.tensor2d(take(`teacher/${m.name}/w`, m.dim * d, () => (rng.next() * 2 - 1) * lim), [m.dim, d]), true, `teacher/${m.name}/w`);
+      return tf.variable(tf.tensor2d(take(`teacher/${m.name}/w`, m.dim * d, () => (rng.next() * 2 - 1) * lim), [m.dim, d]), true, uniqueVarName(`teacher/${m.name}/w`));
     });
-    this.b = data.modalities.map((m) => tf.variable(tf.tensor1d(take(`teacher/${m.name}/b`, d, () => 0)), true, `teacher/${m.name}/b`));
+    this.b = data.modalities.map((m) => tf.variable(tf.tensor1d(take(`teacher/${m.name}/b`, d, () => 0)), true, uniqueVarName(`teacher/${m.name}/b`)));
     this.x = data.modalities.map((m) => tf.tensor2d(standardize(m.data, data.nItems, m.dim), [data.nItems, m.dim]));
     this.adj = csrTensor(n, n, graph.indptr, graph.indices, graph.values);
     this.userMean = userMeanMatrix(data);
@@ -203,7 +204,7 @@ export class Teacher {
   }
 
   arrays(): NamedArray[] {
-    const own = this.ownVariables.map((v) => ({ name: v.name, shape: v.shape, data: (v.dataSync() as Float32Array).slice() }));
+    const own = this.ownVariables.map((v) => ({ name: stableName(v.name), shape: v.shape, data: (v.dataSync() as Float32Array).slice() }));
     return [...own, ...(this.prompt?.arrays() ?? [])];
   }
 

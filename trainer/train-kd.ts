@@ -17,6 +17,7 @@ import { runLoop, type Trainable } from './loop.js';
 import { pairKd, listKd, embKd } from './kd.js';
 import type { Teacher, TeacherOutputs } from './teacher.js';
 import { tripletRows } from './teacher.js';
+import { stableName } from './names.js';
 import { loadTeacher } from './train-teacher.js';
 import { checkpointFor, datasetRef, finish, type StudentConfig, type StudentMeta, type TrainOptions, type TrainResult } from './train-student.js';
 
@@ -216,7 +217,7 @@ export async function trainKdStudent(data: Dataset, config: KdStudentConfig, opt
 
 function restoreStage2Prompt(teacher: Teacher, arrays: Map<string, NamedArray>): void {
   for (const v of teacher.prompt!.variables) {
-    const a = arrays.get(`stage2/${v.name}`);
+    const a = arrays.get(`stage2/${stableName(v.name)}`);
     if (a) v.assign(tf.tensor(a.data, v.shape));
   }
 }
