@@ -10,6 +10,8 @@ import { normalizedAdjacency } from '../trainer/graph.js';
 import { LightGcn } from '../trainer/lightgcn.js';
 import { Teacher } from '../trainer/teacher.js';
 import { TEACHER_DEFAULTS } from '../trainer/train-teacher.js';
+import { KD_DEFAULTS, kdTrainable } from '../trainer/train-kd.js';
+import { STUDENT_DEFAULTS } from '../trainer/train-student.js';
 import { BprSampler } from '../trainer/sampler.js';
 import { Rng } from '../trainer/rng.js';
 
@@ -26,6 +28,12 @@ if (a.model === 'student') {
   const m = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: 64, layers: 2 }, graph, { seed: 1 });
   vars = [m.ego];
   step = () => m.bprLoss(sampler.batch(0, Number(a.batch)), 1e-4);
+} else if (a.model === 'kd') {
+  const t = new Teacher(data, graph, TEACHER_DEFAULTS, { seed: 1 });
+  const m = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: 64, layers: 2 }, graph, { seed: 1 });
+  const kd = kdTrainable(m, t, data, { ...STUDENT_DEFAULTS, kd: KD_DEFAULTS });
+  vars = kd.variables;
+  step = () => kd.loss(sampler.batch(0, Number(a.batch)));
 } else {
   const t = new Teacher(data, graph, TEACHER_DEFAULTS, { seed: 1 });
   vars = t.variables;

@@ -40,8 +40,9 @@ const report: Record<string, unknown> = { data, date: new Date().toISOString() }
 
 // 1. ours
 process.stderr.write('training the promptmm student…\n');
-const trainOut = run('node', [cli, 'train', '--data', data, '--name', 'bench', '--repo', repo, '--epochs', a.epochs!, '--no-progress'], { PROMPTMM_LOG_LEVEL: 'warn' });
-const ours = JSON.parse(trainOut.trim().split('\n').pop()!);
+const trainOut = run('node', [cli, 'train', '--data', data, '--name', 'bench', '--repo', repo, '--student-only', '--epochs', a.epochs!, '--no-progress'], { PROMPTMM_LOG_LEVEL: 'warn' });
+const summary = JSON.parse(trainOut.trim().split('\n').pop()!);
+const ours = { ...summary.student, backend: summary.backend, peakRssMiB: summary.peakRssMiB };
 report.promptmm = ours;
 
 // 2. the yardstick's evaluator on our dumped embeddings, against our own evaluator

@@ -103,6 +103,34 @@ for (const { backend, simd } of variants) {
   }
 }
 
+test('wasm kernel patches: transposed matMul, contiguous slices and splits, shared clones', async () => {
+  await tf.setBackend('wasm');
+  const rng = new Rng(21);
+  // float32-representable values, so that copies compare exactly
+  const av = Array.from({ length: 5 }, () => Array.from({ length: 3 }, () => Math.fround(rng.normal())));
+  const bv = Array.from({ length: 5 }, () => Array.from({ length: 4 }, () => Math.fround(rng.normal())));
+  const a = tf.tensor2d(av);
+  const b = tf.tensor2d(bv);
+  assertClose(tf.matMul(a, b, true, false).dataSync(), matmul(transpose(av), bv).flat(), 1e-5, 'aᵀ·b');
+  assertClose(tf.matMul(b, a, true, false).dataSync(), matmul(transpose(bv), av).flat(), 1e-5, 'bᵀ·a');
+  assertClose(tf.matMul(tf.transpose(a), tf.transpose(b), false, true).dataSync(), matmul(transpose(av), bv).flat(), 1e-5, 'aᵀ·(bᵀ)ᵀ');
+  // rows (contiguous) and columns (not) of a matrix
+  const x = tf.tensor2d(bv);
+  assertClose(tf.slice(x, [1, 0], [3, 4]).dataSync(), bv.slice(1, 4).flat(), 0, 'row slice');
+  assertClose(tf.slice(x, [0, 1], [5, 2]).dataSync(), bv.map((r) => r.slice(1, 3)).flat(), 0, 'column slice');
+  const parts = tf.split(x, [2, 3], 0);
+  assertClose(parts[1].dataSync(), bv.slice(2).flat(), 0, 'split rows');
+  const cols = tf.split(x, 2, 1);
+  assertClose(cols[1].dataSync(), bv.map((r) => r.slice(2)).flat(), 0, 'split columns');
+  // a clone shares data but outlives the original
+  const c = tf.clone(x);
+  x.dispose();
+  assertClose(c.dataSync(), bv.flat(), 0, 'clone after the original is gone');
+  const v = tf.variable(c);
+  v.assign(tf.zerosLike(c));
+  assertClose(c.dataSync(), bv.flat(), 0, 'assigning a variable leaves its initial value alone');
+});
+
 test('restores the default backend', async () => {
   delete process.env.PROMPTMM_NO_SIMD_KERNELS;
   assert.ok(await tf.setBackend('wasm'));

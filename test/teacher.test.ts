@@ -33,6 +33,15 @@ test('outputs E^T and one F^m per modality over all nodes', () => {
   const a = out.final.dataSync();
   const b = again.final.dataSync();
   for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) < 1e-5);
+  // and stage 2's linear shortcut (propagate the prompt alone) gives the same F^m
+  const s2 = t.frozenForStage2(id);
+  const fast = s2.forward();
+  for (let m = 0; m < out.modal.length; m++) {
+    const x = out.modal[m].dataSync();
+    const y = fast.modal[m].dataSync();
+    for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i] - y[i]) < 1e-4 * (1 + Math.abs(x[i])), `F^${m}[${i}] ${x[i]} vs ${y[i]}`);
+  }
+  s2.dispose();
   t.dispose();
 });
 

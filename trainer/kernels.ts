@@ -224,6 +224,80 @@ function patchWasmMatMul(): void {
   tf.registerKernel({ kernelName: 'BatchMatMul', backendName: 'wasm', kernelFunc: wrapped as tf.KernelFunc, setupFunc: original.setupFunc });
 }
 
+/**
+ * The wasm backend's Slice copies the whole input out of the heap (readSync) before
+ * taking its part, even for a contiguous block of rows; splitting a batch's rows paid a
+ * full copy per part. Contiguous slices are copied straight from the heap here; any other
+ * slice goes to the original kernel.
+ */
+function patchWasmSlice(): void {
+  const slice = tf.getKernel('Slice', 'wasm');
+  const splitV = tf.getKernel('SplitV', 'wasm');
+  if (!slice || !splitV) return;
+  type Args = { inputs: NamedTensorInfoMap; backend: KernelBackend; attrs?: NamedAttrMap };
+  const sliceWrapped = (args: Args) => {
+    const { x } = args.inputs as { x: TensorInfo };
+    const attrs = (args.attrs ?? {}) as { begin: number | number[]; size: number | number[] };
+    const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, attrs.begin, attrs.size);
+    return contiguousSlice(args.backend, x, begin, size) ?? slice.kernelFunc(args as Parameters<tf.KernelFunc>[0]);
+  };
+  const splitWrapped = (args: Args) => {
+    const { x } = args.inputs as { x: TensorInfo };
+    const attrs = (args.attrs ?? {}) as { numOrSizeSplits: number | number[]; axis: number | number[] };
+    const axis = tf.util.parseAxisParam(attrs.axis, x.shape)[0];
+    const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, attrs.numOrSizeSplits, axis);
+    const begin = new Array<number>(x.shape.length).fill(0);
+    const parts: TensorInfo[] = [];
+    for (const s of sizes) {
+      const size = [...x.shape];
+      size[axis] = s;
+      const part = contiguousSlice(args.backend, x, [...begin], size);
+      if (!part) {
+        for (const p of parts) args.backend.disposeData(p.dataId);
+        return splitV.kernelFunc(args as Parameters<tf.KernelFunc>[0]);
+      }
+      parts.push(part);
+      begin[axis] += s;
+    }
+    return parts;
+  };
+  tf.unregisterKernel('Slice', 'wasm');
+  tf.registerKernel({ kernelName: 'Slice', backendName: 'wasm', kernelFunc: sliceWrapped as tf.KernelFunc, setupFunc: slice.setupFunc });
+  tf.unregisterKernel('SplitV', 'wasm');
+  tf.registerKernel({ kernelName: 'SplitV', backendName: 'wasm', kernelFunc: splitWrapped as tf.KernelFunc, setupFunc: splitV.setupFunc });
+}
+
+/**
+ * tfjs clones tensors through the Identity kernel (gradients of add, reshape, variable
+ * reads…); wasm's copies the data every time (333 copies, up to 4 MB each, in one
+ * distillation step). Tensors are immutable, so like the cpu backend the clone shares the
+ * data and takes a reference.
+ */
+function patchWasmIdentity(): void {
+  const original = tf.getKernel('Identity', 'wasm');
+  if (!original) return;
+  const shared = (args: { inputs: NamedTensorInfoMap; backend: KernelBackend }) => {
+    const { x } = args.inputs as { x: TensorInfo };
+    const b = args.backend as KernelBackend & { incRef?: (id: object) => void };
+    if (x.dtype === 'string' || typeof b.incRef !== 'function') return original.kernelFunc(args as Parameters<tf.KernelFunc>[0]);
+    b.incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+  tf.unregisterKernel('Identity', 'wasm');
+  tf.registerKernel({ kernelName: 'Identity', backendName: 'wasm', kernelFunc: shared as tf.KernelFunc, setupFunc: original.setupFunc });
+}
+
+/** A contiguous block of x copied heap to heap; null when the slice is not contiguous. */
+function contiguousSlice(backend: KernelBackend, x: TensorInfo, begin: number[], size: number[]): TensorInfo | null {
+  if (x.dtype === 'string' || !isWasm(backend) || !tf.slice_util.isSliceContinous(x.shape, begin, size)) return null;
+  const offset = tf.slice_util.computeFlatOffset(begin, tf.util.computeStrides(x.shape));
+  const n = size.reduce((a, b) => a * b, 1);
+  const out = backend.makeOutput(size, x.dtype);
+  const src = backend.typedArrayFromHeap(x); // after makeOutput: a heap growth detaches older views
+  (backend.typedArrayFromHeap(out) as Float32Array).set(src.subarray(offset, offset + n) as Float32Array);
+  return out;
+}
+
 let registered = false;
 
 /** Registers the kernels and gradients; idempotent. Call after importing a backend package. */
@@ -231,6 +305,8 @@ export function registerProjectKernels(): void {
   if (registered) return;
   registered = true;
   patchWasmMatMul();
+  patchWasmSlice();
+  patchWasmIdentity();
   for (const backendName of ['wasm', 'cpu']) {
     // The cpu backend ships a slow UnsortedSegmentSum; replace it (wasm has none).
     if (tf.getKernel(SEGMENT_SUM, backendName)) tf.unregisterKernel(SEGMENT_SUM, backendName);

@@ -162,10 +162,40 @@ export class Teacher {
    * so that no modality's scale swamps the ID signal).
    */
   private combine(idPart: tf.Tensor2D, reduced: tf.Tensor2D[]): TeacherOutputs {
-    const modal = reduced.map((f) => this.propagate(this.modalLayer0(f)));
+    return this.mix(idPart, reduced.map((f) => this.propagate(this.modalLayer0(f))));
+  }
+
+  private mix(idPart: tf.Tensor2D, modal: tf.Tensor2D[]): TeacherOutputs {
     const mix = this.shape.modalMix;
     const final = mix > 0 ? (modal.reduce((acc, f) => tf.add(acc, tf.mul(rowNormalize(f), mix)), idPart) as tf.Tensor2D) : idPart;
     return { final, modal };
+  }
+
+  /**
+   * Stage 2's teacher: everything but the prompt is frozen and there is no dropout, and
+   * both the user mean and the propagation are linear in f^m, so
+   *   F^m = Prop(L0(x^m W^m + b^m)) + λ1 · Prop(L0(p)) · (C_mᵀ W^m):
+   * the first term is computed once, and each step propagates only the prompt p (one
+   * [N, r] matrix shared by all modalities). Returns the per-step forward pass; its
+   * tensors are kept until `dispose` of the returned handle.
+   */
+  frozenForStage2(idPart: tf.Tensor2D): { forward: () => TeacherOutputs; dispose: () => void } {
+    const kept: tf.Tensor[] = [];
+    const keep = <T extends tf.Tensor>(t: T): T => {
+      kept.push(tf.keep(t));
+      return t;
+    };
+    const fixed = tf.tidy(() =>
+      this.x.map((x, m) => keep(this.propagate(this.modalLayer0(tf.add(tf.matMul(x, this.w[m]), this.b[m]) as tf.Tensor2D)))),
+    );
+    const prompt = this.prompt && this.shape.promptRate > 0 ? this.prompt : null;
+    const maps = prompt ? tf.tidy(() => this.w.map((w, m) => keep(tf.mul(tf.matMul(prompt.backMap(m), w), this.shape.promptRate)))) : [];
+    const forward = (): TeacherOutputs => {
+      if (!prompt) return this.mix(idPart, fixed);
+      const q = this.propagate(this.modalLayer0(prompt.shared()));
+      return this.mix(idPart, fixed.map((f, m) => tf.add(f, tf.matMul(q, maps[m])) as tf.Tensor2D));
+    };
+    return { forward, dispose: () => tf.dispose(kept) };
   }
 
   /** The propagated ID part alone (fixed in stage 2). */

@@ -64,6 +64,8 @@ class KdStudent implements Trainable {
   private readonly idPart: tf.Tensor2D;
   /** the teacher's outputs when nothing of it trains (prompt frozen or absent) */
   private readonly fixed: TeacherOutputs | null;
+  /** the teacher's per-step forward pass when its prompt adapts */
+  private readonly stage2: { forward: () => TeacherOutputs; dispose: () => void } | null;
   private readonly negatives: BprSampler;
 
   constructor(
@@ -75,6 +77,7 @@ class KdStudent implements Trainable {
     this.idPart = tf.keep(teacher.idPart());
     const adapt = cfg.kd.adaptPrompt && teacher.prompt !== null;
     this.fixed = adapt ? null : frozenOutputs(teacher, this.idPart);
+    this.stage2 = adapt ? teacher.frozenForStage2(this.idPart) : null;
     this.negatives = new BprSampler(data.train.users, data.train.items, data.trainByUser, data.nItems, new Rng(cfg.seed + 17));
   }
 
@@ -99,7 +102,7 @@ class KdStudent implements Trainable {
     const needTeacher = (kd.pair && kd.pairWeight > 0) || (kd.list && kd.listWeight > 0) || (kd.emb && kd.embWeight > 0);
     let total: tf.Scalar = bpr;
     if (needTeacher) {
-      const T = this.fixed ?? this.teacher.forwardModal(this.idPart);
+      const T = this.fixed ?? this.stage2!.forward();
       if (kd.pair && kd.pairWeight > 0) {
         const [tu, tp, tn] = tf.split(gatherRows(T.final, idx), 3, 0) as tf.Tensor2D[];
         const xS = tf.sum(tf.mul(su, tf.sub(sp, sn)), 1) as tf.Tensor1D;
@@ -155,8 +158,14 @@ class KdStudent implements Trainable {
 
   dispose(): void {
     this.idPart.dispose();
+    this.stage2?.dispose();
     if (this.fixed) tf.dispose([this.fixed.final, ...this.fixed.modal]);
   }
+}
+
+/** The distilled student's Trainable (for the loop and for profiling). */
+export function kdTrainable(student: LightGcn, teacher: Teacher, data: Dataset, cfg: KdStudentConfig): Trainable & { dispose(): void } {
+  return new KdStudent(student, teacher, data, cfg);
 }
 
 /** e_u · e_i for every (user, list item): [B, K]. */
