@@ -14,6 +14,7 @@ import { KD_DEFAULTS, kdTrainable } from '../trainer/train-kd.js';
 import { STUDENT_DEFAULTS } from '../trainer/train-student.js';
 import { BprSampler } from '../trainer/sampler.js';
 import { Rng } from '../trainer/rng.js';
+import { FusedAdam } from '../trainer/adam.js';
 
 const { values: a } = parseArgs({ options: { data: { type: 'string', default: '../shared/data/tiktok' }, model: { type: 'string', default: 'teacher' }, batch: { type: 'string', default: '2048' } } });
 await initEngine('auto');
@@ -21,7 +22,7 @@ const data = loadDataset(a.data!);
 const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
 const sampler = new BprSampler(data.train.users, data.train.items, data.trainByUser, data.nItems, new Rng(1));
 sampler.shuffle();
-const opt = tf.train.adam(1e-3);
+const opt = new FusedAdam(1e-3);
 let step: () => tf.Scalar;
 let vars: tf.Variable[];
 if (a.model === 'student') {
@@ -39,10 +40,10 @@ if (a.model === 'student') {
   vars = t.variables;
   step = () => t.loss(sampler.batch(0, Number(a.batch)), 1e-4, TEACHER_DEFAULTS.modalWeight).total;
 }
-for (let i = 0; i < 3; i++) opt.minimize(step, false, vars); // warm-up
+for (let i = 0; i < 3; i++) opt.minimize(step, vars).dispose(); // warm-up
 const t0 = performance.now();
 const prof = await tf.profile(() => {
-  opt.minimize(step, false, vars);
+  opt.minimize(step, vars).dispose();
 });
 const wall = performance.now() - t0;
 const byKernel = new Map<string, { ms: number; n: number }>();

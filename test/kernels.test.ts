@@ -135,3 +135,29 @@ test('restores the default backend', async () => {
   delete process.env.PROMPTMM_NO_SIMD_KERNELS;
   assert.ok(await tf.setBackend('wasm'));
 });
+
+test('the fused Adam step matches tf.train.adam', async () => {
+  for (const [backend, simd] of [['wasm', true], ['wasm', false], ['cpu', false]] as const) {
+    await tf.setBackend(backend);
+    process.env.PROMPTMM_NO_SIMD_KERNELS = simd ? '0' : '1';
+    const { FusedAdam } = await import('../trainer/adam.js');
+    const rng = new Rng(9);
+    const init = Float32Array.from({ length: 4 * 7 }, () => rng.normal()); // 28 values: a SIMD body and a tail
+    const target = tf.tensor2d(Float32Array.from({ length: 28 }, () => rng.normal()), [4, 7]);
+    const a = tf.variable(tf.tensor2d(init, [4, 7]));
+    const b = tf.variable(tf.tensor2d(init, [4, 7]));
+    const ref = tf.train.adam(0.05);
+    const ours = new FusedAdam(0.05);
+    for (let step = 0; step < 5; step++) {
+      ref.minimize(() => tf.sum(tf.square(tf.sub(a, target))) as tf.Scalar, false, [a]);
+      ours.minimize(() => tf.sum(tf.square(tf.sub(b, target))) as tf.Scalar, [b]).dispose();
+    }
+    assertClose(b.dataSync(), Array.from(a.dataSync()), 1e-5, `${backend}${simd ? '+simd' : ''} Adam`);
+    assert.equal(ours.iterations, 5);
+    tf.dispose([a, b, target]);
+    ref.dispose();
+    ours.dispose();
+  }
+  delete process.env.PROMPTMM_NO_SIMD_KERNELS;
+  await tf.setBackend('wasm');
+});

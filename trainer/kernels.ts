@@ -17,6 +17,7 @@ import { wasmKernelsFor } from './wasm-kernels.js';
 
 export const CSR_MATMUL = 'PromptmmCsrMatMul';
 export const GATHER_ROWS = 'PromptmmGatherRows';
+export const ADAM = 'PromptmmAdam';
 const SEGMENT_SUM = 'UnsortedSegmentSum';
 
 type TypedArray = Float32Array | Int32Array | Uint8Array;
@@ -183,6 +184,43 @@ function gatherRowsKernel(args: { inputs: NamedTensorInfoMap; backend: KernelBac
   });
 }
 
+interface AdamAttrs {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+  step: number;
+}
+
+/** One fused Adam step: outputs [x', m', v'] (see trainer/wasm/kernels.wat for the formula). */
+function adamKernel(args: { inputs: NamedTensorInfoMap; backend: KernelBackend; attrs?: NamedAttrMap }): TensorInfo[] {
+  const { x, g, m, v } = args.inputs as Record<'x' | 'g' | 'm' | 'v', TensorInfo>;
+  const a = args.attrs as unknown as AdamAttrs;
+  const n = x.shape.reduce((p, q) => p * q, 1);
+  const c1 = 1 / (1 - a.beta1 ** a.step);
+  const c2 = 1 / (1 - a.beta2 ** a.step);
+  const backend = args.backend;
+  const simd = simdFor(backend, 4);
+  if (simd && isWasm(backend)) {
+    const [ox, om, ov] = [0, 1, 2].map(() => backend.makeOutput(x.shape, 'float32'));
+    simd.adam(simd.ptr(x), simd.ptr(g), simd.ptr(m), simd.ptr(v), simd.ptr(ox), simd.ptr(om), simd.ptr(ov), n, a.lr, a.beta1, a.beta2, a.epsilon, c1, c2);
+    return [ox, om, ov];
+  }
+  const xs = view(backend, x);
+  const gs = view(backend, g);
+  const ms = view(backend, m);
+  const vs = view(backend, v);
+  const nx = new Float32Array(n);
+  const nm = new Float32Array(n);
+  const nv = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    nm[i] = a.beta1 * ms[i] + (1 - a.beta1) * gs[i];
+    nv[i] = a.beta2 * vs[i] + (1 - a.beta2) * gs[i] * gs[i];
+    nx[i] = xs[i] - (a.lr * c1 * nm[i]) / (a.epsilon + Math.sqrt(c2 * nv[i]));
+  }
+  return [nx, nm, nv].map((vals) => output(backend, x.shape, (out) => out.set(vals)));
+}
+
 /** The SIMD kernels apply on wasm for row widths that are multiples of 4 (and can be turned off to test the JS path). */
 function simdFor(backend: KernelBackend, cols: number) {
   if (process.env.PROMPTMM_NO_SIMD_KERNELS === '1' || cols % 4 !== 0 || !isWasm(backend)) return null;
@@ -315,6 +353,7 @@ export function registerProjectKernels(): void {
   for (const backendName of ['wasm', 'cpu', 'tensorflow']) {
     tf.registerKernel({ kernelName: CSR_MATMUL, backendName, kernelFunc: csrMatMulKernel as tf.KernelFunc });
     tf.registerKernel({ kernelName: GATHER_ROWS, backendName, kernelFunc: gatherRowsKernel as tf.KernelFunc });
+    tf.registerKernel({ kernelName: ADAM, backendName, kernelFunc: adamKernel as unknown as tf.KernelFunc });
   }
   tf.registerGradient({
     kernelName: GATHER_ROWS,

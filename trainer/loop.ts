@@ -14,6 +14,7 @@ import { loadCheckpoint, saveCheckpoint, updateCheckpointFile, updateCheckpointM
 import { trainingCurveSvg, type EpochRecord } from './plot.js';
 import type { Logger } from './log.js';
 import { stableName } from './names.js';
+import { FusedAdam } from './adam.js';
 
 export interface LoopConfig {
   lr: number;
@@ -85,10 +86,10 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
   let startEpoch = 1;
   let curve: EpochRecord[] = [];
   let best: { epoch: number; val: Metrics; test: Metrics } | null = null;
-  const optimizer = tf.train.adam(cfg.lr);
+  const optimizer = new FusedAdam(cfg.lr);
   if (opts.resume) {
     const m = opts.resume.meta;
-    await restoreAdam(optimizer, model.variables, opts.resume, m.adamStep);
+    restoreAdam(optimizer, model.variables, opts.resume, m.adamStep);
     startEpoch = m.epoch + 1;
     curve = m.curve.filter((r) => r.epoch <= m.epoch);
     best = { epoch: m.epoch, val: m.metrics.val, test: m.metrics.test };
@@ -123,9 +124,9 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
       bar?.start(batches, 0, { epoch, loss: '-', speed: '-', best: best ? best.val[METRIC].toFixed(4) : '-' });
       for (let b = 0; b < batches; b++) {
         const t = sampler.batch(b * cfg.batch, cfg.batch);
-        const loss = optimizer.minimize(() => model.loss(t), true, vars);
-        lossSum += loss!.dataSync()[0];
-        loss!.dispose();
+        const loss = optimizer.minimize(() => model.loss(t), vars);
+        lossSum += loss.dataSync()[0];
+        loss.dispose();
         for (const [k, v] of Object.entries(model.lossTerms?.() ?? {})) termSums[k] = (termSums[k] ?? 0) + v;
         bar?.update(b + 1, { loss: (lossSum / (b + 1)).toFixed(4), speed: ((b + 1) / ((performance.now() - t0) / 1000)).toFixed(1) });
       }
@@ -154,11 +155,11 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
           lastEpoch: epoch,
           metrics: { val, test },
           secondsPerEpoch: mean(trainSeconds),
-          adamStep: (optimizer as unknown as { iterations: number }).iterations,
+          adamStep: optimizer.iterations,
           curve,
           createdAt: new Date().toISOString(),
         });
-        saveCheckpoint(opts.checkpointDir, meta, [...model.arrays(), ...(await adamArrays(optimizer))]);
+        saveCheckpoint(opts.checkpointDir, meta, [...model.arrays(), ...adamArrays(optimizer, vars)]);
       } else if (++bad >= cfg.patience) {
         stoppedEarly = true;
         log.info({ epoch, bestEpoch: best!.epoch, patience: cfg.patience }, 'early stop: validation Recall@20 did not improve');
@@ -186,24 +187,17 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
 }
 
 /** Adam's first and second moments, saved so that a resumed run continues the same optimisation. */
-async function adamArrays(optimizer: tf.AdamOptimizer): Promise<NamedArray[]> {
-  const out: NamedArray[] = [];
-  for (const w of await optimizer.getWeights()) {
-    if (w.tensor.rank === 0) continue; // the step count travels in the metadata
-    out.push({ name: `adam/${stableName(w.name)}`, shape: w.tensor.shape, data: (await w.tensor.data()) as Float32Array });
-  }
-  return out;
+function adamArrays(optimizer: FusedAdam, vars: tf.Variable[]): NamedArray[] {
+  return optimizer
+    .getWeights(vars)
+    .filter((w) => w.tensor.rank > 0) // the step count travels in the metadata
+    .map((w) => ({ name: `adam/${stableName(w.name)}`, shape: w.tensor.shape, data: (w.tensor.dataSync() as Float32Array).slice() }));
 }
 
-/** tfjs matches moments to variables by position: first moments of all variables, then second moments. */
-async function restoreAdam(optimizer: tf.AdamOptimizer, vars: tf.Variable[], ck: LoadedCheckpoint<unknown>, step: number): Promise<void> {
+function restoreAdam(optimizer: FusedAdam, vars: tf.Variable[], ck: LoadedCheckpoint<unknown>, step: number): void {
   const get = (v: tf.Variable, s: string) => ck.arrays.get(`adam/${stableName(v.name)}/${s}`);
   if (vars.some((v) => !get(v, 'm') || !get(v, 'v'))) return; // no optimizer state saved: fresh moments
-  await optimizer.setWeights([
-    { name: 'iter', tensor: tf.scalar(step, 'int32') },
-    ...vars.map((v) => ({ name: `${v.name}/m`, tensor: tf.tensor(get(v, 'm')!.data, get(v, 'm')!.shape) })),
-    ...vars.map((v) => ({ name: `${v.name}/v`, tensor: tf.tensor(get(v, 'v')!.data, get(v, 'v')!.shape) })),
-  ]);
+  optimizer.setState(step, vars, vars.map((v) => get(v, 'm')!.data), vars.map((v) => get(v, 'v')!.data));
 }
 
 export function loadResume<M>(dir: string): LoadedCheckpoint<M> {

@@ -14,6 +14,7 @@ export interface WasmKernels {
   csrMatMulT(out: number, indptr: number, indices: number, values: number, x: number, rows: number, cols: number, outRows: number): void;
   segmentSum(out: number, x: number, ids: number, rows: number, cols: number, numSegments: number): void;
   gatherRows(out: number, x: number, ids: number, rows: number, cols: number): void;
+  adam(x: number, g: number, m: number, v: number, ox: number, om: number, ov: number, n: number, lr: number, b1: number, b2: number, eps: number, c1: number, c2: number): void;
 }
 
 interface WasmBackendInternals extends KernelBackend {
@@ -52,5 +53,6 @@ function instantiate(b: WasmBackendInternals): WasmKernels | null {
     csrMatMulT: e.csr_matmul_t,
     segmentSum: e.segment_sum,
     gatherRows: e.gather_rows,
+    adam: e.adam,
   };
 }
