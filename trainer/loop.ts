@@ -56,6 +56,9 @@ export interface LoopMeta {
   finished?: { lastEpoch: number; stoppedEarly: boolean; secondsPerEpoch: number };
 }
 
+/** The loop settings every stage starts from (Tiktok-scale defaults). */
+export const LOOP_DEFAULTS: LoopConfig = { lr: 1e-3, batch: 2048, epochs: 400, seed: 2024, evalEvery: 5, patience: 10, ks: [20, 50] };
+
 export interface LoopResult {
   bestEpoch: number;
   epochsRun: number;

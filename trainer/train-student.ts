@@ -4,9 +4,8 @@ import type { BackendInfo } from './engine.js';
 import type { Dataset } from './dataset.js';
 import { normalizedAdjacency } from './graph.js';
 import { LightGcn } from './lightgcn.js';
-import type { Metrics } from './eval.js';
 import { loadCheckpoint, requireArray } from './checkpoint.js';
-import { runLoop, type LoopConfig, type LoopMeta, type Trainable } from './loop.js';
+import { LOOP_DEFAULTS, runLoop, type LoopConfig, type LoopMeta, type LoopResult, type Trainable } from './loop.js';
 import type { Triplets } from './sampler.js';
 import type { Logger } from './log.js';
 
@@ -16,18 +15,7 @@ export interface StudentConfig extends LoopConfig {
   reg: number;
 }
 
-export const STUDENT_DEFAULTS: StudentConfig = {
-  dim: 64,
-  layers: 2,
-  lr: 1e-3,
-  reg: 1e-4,
-  batch: 2048,
-  epochs: 400,
-  seed: 2024,
-  evalEvery: 5,
-  patience: 10,
-  ks: [20, 50],
-};
+export const STUDENT_DEFAULTS: StudentConfig = { ...LOOP_DEFAULTS, dim: 64, layers: 2, reg: 1e-4 };
 
 export interface DatasetRef {
   name: string;
@@ -49,14 +37,8 @@ export interface StudentMeta extends LoopMeta {
   parameters: number;
 }
 
-export interface TrainResult {
+export interface TrainResult extends LoopResult {
   checkpointDir: string;
-  bestEpoch: number;
-  epochsRun: number;
-  stoppedEarly: boolean;
-  val: Metrics;
-  test: Metrics;
-  secondsPerEpoch: number;
   parameters: number;
   peakRssMiB: number;
 }

@@ -2,7 +2,7 @@
 import type { Dataset } from './dataset.js';
 import { normalizedAdjacency } from './graph.js';
 import { Teacher, type TeacherShape } from './teacher.js';
-import { runLoop, type LoopConfig, type LoopMeta, type Trainable } from './loop.js';
+import { LOOP_DEFAULTS, runLoop, type LoopConfig, type LoopMeta, type Trainable } from './loop.js';
 import { checkpointFor, datasetRef, finish, type DatasetRef, type TrainOptions, type TrainResult } from './train-student.js';
 import { loadCheckpoint } from './checkpoint.js';
 import type { Triplets } from './sampler.js';
@@ -23,13 +23,7 @@ export const TEACHER_DEFAULTS: TeacherConfig = {
   modalMix: 0.1,
   reg: 1e-4,
   modalWeight: 0.5,
-  lr: 1e-3,
-  batch: 2048,
-  epochs: 400,
-  seed: 2024,
-  evalEvery: 5,
-  patience: 10,
-  ks: [20, 50],
+  ...LOOP_DEFAULTS,
 };
 
 export interface TeacherMeta extends LoopMeta {
