@@ -10,7 +10,7 @@ import type { Dataset } from './dataset.js';
 import { BprSampler, type Triplets } from './sampler.js';
 import { Rng } from './rng.js';
 import { evaluateEmbeddings, type Metrics } from './eval.js';
-import { loadCheckpoint, saveCheckpoint, updateCheckpointFile, updateCheckpointMeta, type LoadedCheckpoint, type NamedArray } from './checkpoint.js';
+import { saveCheckpoint, updateCheckpointFile, updateCheckpointMeta, type LoadedCheckpoint, type NamedArray } from './checkpoint.js';
 import { trainingCurveSvg, type EpochRecord } from './plot.js';
 import type { Logger } from './log.js';
 import { stableName } from './names.js';
@@ -201,10 +201,6 @@ function restoreAdam(optimizer: FusedAdam, vars: tf.Variable[], ck: LoadedCheckp
   const get = (v: tf.Variable, s: string) => ck.arrays.get(`adam/${stableName(v.name)}/${s}`);
   if (vars.some((v) => !get(v, 'm') || !get(v, 'v'))) return; // no optimizer state saved: fresh moments
   optimizer.setState(step, vars, vars.map((v) => get(v, 'm')!.data), vars.map((v) => get(v, 'v')!.data));
-}
-
-export function loadResume<M>(dir: string): LoadedCheckpoint<M> {
-  return loadCheckpoint<M>(dir);
 }
 
 export function mean(xs: number[]): number {

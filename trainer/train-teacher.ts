@@ -4,7 +4,6 @@ import { normalizedAdjacency } from './graph.js';
 import { Teacher, type TeacherShape } from './teacher.js';
 import { LOOP_DEFAULTS, runLoop, type LoopConfig, type LoopMeta, type Trainable } from './loop.js';
 import { checkpointFor, datasetRef, finish, type DatasetRef, type TrainOptions, type TrainResult } from './train-student.js';
-import { loadCheckpoint } from './checkpoint.js';
 import type { Triplets } from './sampler.js';
 
 export interface TeacherConfig extends LoopConfig, TeacherShape {
@@ -97,5 +96,3 @@ export function loadTeacher(dir: string, data: Dataset): { teacher: Teacher; met
   const teacher = new Teacher(data, graph, architecture(ck.meta.config), ck.arrays);
   return { teacher, meta: ck.meta };
 }
-
-export { loadCheckpoint };
