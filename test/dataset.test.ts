@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { datasetSummary, loadDataset } from '../trainer/dataset.js';
-import { DataFileError } from '../trainer/errors.js';
+import { assertDataError } from '../test-support/data-error.js';
 import { encodeNpy } from '../trainer/npy.js';
 
 // dist/test/dataset.test.js → repository root is two levels up.
@@ -28,14 +28,6 @@ function feat(rows: number, dim: number, fill = (i: number) => i / 10, dtype: 'f
   return encodeNpy(Float32Array.from({ length: rows * dim }, (_, i) => fill(i)), [rows, dim], dtype);
 }
 
-function assertDataError(fn: () => unknown, ...needles: string[]): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof DataFileError, `expected DataFileError, got ${String(err)}`);
-    assert.ok(!err.message.includes('\n'), 'message must be one line');
-    for (const n of needles) assert.ok(err.message.includes(n), `"${err.message}" should mention "${n}"`);
-    return true;
-  });
-}
 
 const INTER = ['userID\titemID\tx_label', '0\t3\t0', '0\t1\t0', '0\t3\t0', '0\t2\t1', '2\t0\t0', '2\t1\t2', '1\t1\t0', ''].join('\n');
 

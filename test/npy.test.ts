@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DataFileError, encodeNpy, floatToHalf, halfToFloat, parseNpy, readNpy, writeNpy } from '../trainer/npy.js';
+import { encodeNpy, floatToHalf, halfToFloat, parseNpy, readNpy, writeNpy } from '../trainer/npy.js';
+import { assertDataError } from '../test-support/data-error.js';
 
 /** Hand-built NPY, for versions and headers encodeNpy does not write. */
 function rawNpy(descr: string, shape: string, data: Buffer, opts: { version?: 1 | 2 | 3; fortran?: boolean } = {}): Buffer {
@@ -18,14 +19,6 @@ function rawNpy(descr: string, shape: string, data: Buffer, opts: { version?: 1 
   return Buffer.concat([head, Buffer.from(dict, 'latin1'), data]);
 }
 
-function assertDataError(fn: () => unknown, ...needles: string[]): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof DataFileError, `expected DataFileError, got ${String(err)}`);
-    assert.ok(!err.message.includes('\n'), 'message must be one line');
-    for (const n of needles) assert.ok(err.message.includes(n), `"${err.message}" should mention "${n}"`);
-    return true;
-  });
-}
 
 test('float16 decoding of special bit patterns', () => {
   assert.equal(halfToFloat(0x3c00), 1);

@@ -69,15 +69,7 @@ export class LightGcn {
 
   /** Gathers the batch's final and ego rows (one gather each, so one gradient scatter each). */
   batchEmbeddings(final: tf.Tensor2D, t: Triplets): BatchEmbeddings {
-    const b = t.users.length;
-    const { nUsers } = this.shape;
-    const rows = new Int32Array(3 * b);
-    rows.set(t.users, 0);
-    for (let k = 0; k < b; k++) {
-      rows[b + k] = nUsers + t.pos[k];
-      rows[2 * b + k] = nUsers + t.neg[k];
-    }
-    const idx = tf.tensor1d(rows, 'int32');
+    const idx = tripletRows(t, this.shape.nUsers);
     const all = gatherRows(final, idx);
     const [users, pos, neg] = tf.split(all, 3, 0) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
     const ego = gatherRows(this.ego, idx);
@@ -107,6 +99,18 @@ export class LightGcn {
     this.ego.dispose();
     disposeCsr(this.adj);
   }
+}
+
+/** Rows of (users, positives, negatives) in the stacked [users; items] table, as one index tensor. */
+export function tripletRows(t: Triplets, nUsers: number): tf.Tensor1D {
+  const b = t.users.length;
+  const rows = new Int32Array(3 * b);
+  rows.set(t.users, 0);
+  for (let k = 0; k < b; k++) {
+    rows[b + k] = nUsers + t.pos[k];
+    rows[2 * b + k] = nUsers + t.neg[k];
+  }
+  return tf.tensor1d(rows, 'int32');
 }
 
 export function bprFromEmbeddings(e: BatchEmbeddings, reg: number, batch: number): tf.Scalar {

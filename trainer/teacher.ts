@@ -12,7 +12,7 @@ import { tf } from './engine.js';
 import type { Dataset } from './dataset.js';
 import { csrMatMul, csrTensor, disposeCsr, gatherRows, type CsrTensor } from './kernels.js';
 import type { NormalizedGraph } from './graph.js';
-import { bprFromEmbeddings } from './lightgcn.js';
+import { bprFromEmbeddings, tripletRows } from './lightgcn.js';
 import type { Triplets } from './sampler.js';
 import type { NamedArray } from './checkpoint.js';
 import { SoftPrompt, fitPca, pcaScores, type PcaBasis } from './prompt.js';
@@ -244,18 +244,6 @@ export class Teacher {
     disposeCsr(this.adj);
     disposeCsr(this.userMean);
   }
-}
-
-/** Rows of (users, positives, negatives) in the stacked [users; items] table, as one index tensor. */
-export function tripletRows(t: Triplets, nUsers: number): tf.Tensor1D {
-  const b = t.users.length;
-  const rows = new Int32Array(3 * b);
-  rows.set(t.users, 0);
-  for (let k = 0; k < b; k++) {
-    rows[b + k] = nUsers + t.pos[k];
-    rows[2 * b + k] = nUsers + t.neg[k];
-  }
-  return tf.tensor1d(rows, 'int32');
 }
 
 function rowNormalize(x: tf.Tensor2D): tf.Tensor2D {

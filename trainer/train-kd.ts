@@ -8,7 +8,7 @@
 import { tf } from './engine.js';
 import type { Dataset } from './dataset.js';
 import { normalizedAdjacency } from './graph.js';
-import { LightGcn, bprFromEmbeddings } from './lightgcn.js';
+import { LightGcn, bprFromEmbeddings, tripletRows } from './lightgcn.js';
 import { gatherRows } from './kernels.js';
 import { BprSampler, type Triplets } from './sampler.js';
 import { Rng } from './rng.js';
@@ -16,7 +16,6 @@ import { requireArray, type NamedArray } from './checkpoint.js';
 import { runLoop, type Trainable } from './loop.js';
 import { pairKd, listKd, embKd } from './kd.js';
 import type { Teacher, TeacherOutputs } from './teacher.js';
-import { tripletRows } from './teacher.js';
 import { stableName } from './names.js';
 import { loadTeacher } from './train-teacher.js';
 import { checkpointFor, datasetRef, finish, type StudentConfig, type StudentMeta, type TrainOptions, type TrainResult } from './train-student.js';
