@@ -13,6 +13,10 @@ import { runPipeline } from '../trainer/pipeline.js';
 import { evaluateStudent, dumpStudent } from '../trainer/student-io.js';
 import { evaluatePopularity } from '../trainer/eval.js';
 import { generateSynthetic } from '../trainer/synthetic.js';
+import { exportBundle } from '../export/exporter.js';
+import { bundleFromCheckpoint } from '../export/from-checkpoint.js';
+import { HNSW_DEFAULTS } from '../export/hnsw-index.js';
+import { listModels, listVersions, readManifest, RepositoryError, verifyBundle, versionDir } from '../export/repository.js';
 
 const log = createLogger();
 
@@ -183,6 +187,91 @@ program
     await engine(o.backend);
     const files = dumpStudent(studentCheckpointDir(o.repo, o.name), o.out, { dataDir: o.data });
     process.stdout.write(`${JSON.stringify(files)}\n`);
+  });
+
+program
+  .command('export')
+  .description('Export the student checkpoint as the next bundle version: embeddings, ids, seen items, popularity, model.onnx, items.hnsw, manifest.json')
+  .requiredOption('--name <name>', 'model name')
+  .addOption(repoOption())
+  .option('--data <dir>', 'dataset folder (default: the one the checkpoint was trained on)')
+  .option('--hnsw-m <n>', 'HNSW graph degree M', int('--hnsw-m', 2), HNSW_DEFAULTS.m)
+  .option('--hnsw-ef-construction <n>', 'HNSW build-time ef', int('--hnsw-ef-construction'), HNSW_DEFAULTS.efConstruction)
+  .option('--hnsw-ef <n>', 'query-time ef recorded in the manifest for the server', int('--hnsw-ef'), HNSW_DEFAULTS.efSearch)
+  .addOption(backendOption())
+  .action(async (o) => {
+    await engine(o.backend);
+    const input = bundleFromCheckpoint(o.repo, o.name, { dataDir: o.data });
+    const r = exportBundle(input, {
+      repo: o.repo,
+      hnsw: { space: 'ip', m: o.hnswM, efConstruction: o.hnswEfConstruction, efSearch: o.hnswEf, seed: HNSW_DEFAULTS.seed },
+      progress: Boolean(process.stderr.isTTY),
+      log,
+    });
+    log.info({ name: o.name, version: r.version, dir: r.dir, mib: +(r.bytes / 2 ** 20).toFixed(1), seconds: +r.seconds.toFixed(1) }, 'exported');
+    process.stdout.write(`${JSON.stringify({ name: o.name, version: r.version, dir: r.dir, bytes: r.bytes, seconds: +r.seconds.toFixed(2), hnswItemsPerSecond: Math.round(r.hnsw.itemsPerSecond) })}\n`);
+  });
+
+const models = program.command('models').description('Inspect the model repository: list versions, show a manifest, verify checksums');
+models
+  .command('list')
+  .description('List models and their versions (newest last)')
+  .option('--name <name>', 'only this model')
+  .addOption(repoOption())
+  .option('--json', 'print JSON')
+  .action((o) => {
+    const names = o.name ? [o.name] : listModels(o.repo);
+    const rows = names.map((name: string) => ({
+      name,
+      versions: listVersions(o.repo, name).map((v) => {
+        const m = readManifest(versionDir(o.repo, name, v));
+        const bytes = Object.values(m.files).reduce((a, f) => a + f.bytes, 0);
+        return { version: v, createdAt: m.createdAt, users: m.counts.users, items: m.counts.items, dim: m.dim, mib: +(bytes / 2 ** 20).toFixed(1) };
+      }),
+    }));
+    if (o.json) {
+      process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+      return;
+    }
+    for (const r of rows) {
+      process.stdout.write(`${r.name}: ${r.versions.length ? '' : 'no exported versions'}\n`);
+      for (const v of r.versions) process.stdout.write(`  v${v.version}  ${v.createdAt}  ${v.users} users  ${v.items} items  dim ${v.dim}  ${v.mib} MiB\n`);
+    }
+  });
+const versionOption = () => new Option('--version <n>', 'bundle version (default: the newest)').argParser(int('--version'));
+function pickVersion(repo: string, name: string, v?: number): number {
+  const all = listVersions(repo, name);
+  if (!all.length) throw new RepositoryError(`model ${name} has no exported versions in ${resolve(repo)}`);
+  if (v !== undefined && !all.includes(v)) throw new RepositoryError(`model ${name} has no version ${v} (versions: ${all.join(', ')})`);
+  return v ?? all[all.length - 1];
+}
+models
+  .command('show')
+  .description("Print a version's manifest")
+  .requiredOption('--name <name>', 'model name')
+  .addOption(versionOption())
+  .addOption(repoOption())
+  .action((o) => {
+    const m = readManifest(versionDir(o.repo, o.name, pickVersion(o.repo, o.name, o.version)));
+    process.stdout.write(`${JSON.stringify(m, null, 2)}\n`);
+  });
+models
+  .command('verify')
+  .description("Check every file of a version (default: all versions) against the manifest's sizes and sha256; exit 1 on any mismatch")
+  .requiredOption('--name <name>', 'model name')
+  .addOption(versionOption())
+  .addOption(repoOption())
+  .action((o) => {
+    const versions = o.version !== undefined ? [pickVersion(o.repo, o.name, o.version)] : listVersions(o.repo, o.name);
+    if (!versions.length) throw new RepositoryError(`model ${o.name} has no exported versions in ${resolve(o.repo)}`);
+    let bad = 0;
+    for (const v of versions) {
+      const r = verifyBundle(versionDir(o.repo, o.name, v));
+      process.stdout.write(`${o.name} v${v}: ${r.ok ? 'ok' : 'FAILED'}\n`);
+      for (const p of r.problems) process.stdout.write(`  ${p}\n`);
+      if (!r.ok) bad++;
+    }
+    if (bad) process.exitCode = 1;
   });
 
 program

@@ -125,23 +125,32 @@ export function readNpy(path: string): { shape: number[]; data: Float32Array } {
   return parseNpy(readFileSync(path), path);
 }
 
-/** Encode as NPY v1.0 (header padded so the data starts at a multiple of 64 bytes). */
-export function encodeNpy(data: Float32Array, shape: number[], dtype: NpyDtype = 'float32'): Buffer {
-  const count = shape.reduce((a, b) => a * b, 1);
-  if (!shape.every((s) => Number.isInteger(s) && s >= 0) || count !== data.length) {
-    throw new RangeError(`encodeNpy: shape (${shape.join(', ')}) does not match ${data.length} values`);
+/** NPY v1.0 header padded so the data starts at a multiple of 64 bytes. */
+function npyHeader(descr: string, shape: number[], count: number, what: number): Buffer {
+  if (!shape.every((s) => Number.isInteger(s) && s >= 0) || shape.reduce((a, b) => a * b, 1) !== count) {
+    throw new RangeError(`encodeNpy: shape (${shape.join(', ')}) does not match ${what} values`);
   }
   const shapeStr = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
-  let dict = `{'descr': '${DESCR[dtype]}', 'fortran_order': False, 'shape': ${shapeStr}, }`;
+  let dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shapeStr}, }`;
   const total = Math.ceil((10 + dict.length + 1) / 64) * 64;
   dict = dict.padEnd(total - 10 - 1, ' ') + '\n';
+  const head = Buffer.alloc(total);
+  head.set(MAGIC, 0);
+  head[6] = 1;
+  head[7] = 0;
+  head.writeUInt16LE(dict.length, 8);
+  head.write(dict, 10, 'latin1');
+  return head;
+}
+
+/** Encode as NPY v1.0 (header padded so the data starts at a multiple of 64 bytes). */
+export function encodeNpy(data: Float32Array, shape: number[], dtype: NpyDtype = 'float32'): Buffer {
+  const count = data.length;
+  const head = npyHeader(DESCR[dtype], shape, count, data.length);
+  const total = head.length;
   const size = ITEM_SIZE[dtype];
   const out = Buffer.alloc(total + count * size);
-  out.set(MAGIC, 0);
-  out[6] = 1;
-  out[7] = 0;
-  out.writeUInt16LE(dict.length, 8);
-  out.write(dict, 10, 'latin1');
+  out.set(head, 0);
   // `total` is a multiple of 64 and Buffer.alloc of this size is not pooled, so views are aligned.
   if (dtype === 'float32') {
     new Float32Array(out.buffer, out.byteOffset + total, count).set(data);
@@ -152,6 +161,34 @@ export function encodeNpy(data: Float32Array, shape: number[], dtype: NpyDtype =
     for (let i = 0; i < count; i++) h[i] = floatToHalf(data[i]);
   }
   return out;
+}
+
+/** Encode an int32 array ('<i4'): row offsets and item rows of the model bundle. */
+export function encodeNpyInt32(data: Int32Array, shape: number[]): Buffer {
+  const head = npyHeader('<i4', shape, data.length, data.length);
+  const out = Buffer.alloc(head.length + data.length * 4);
+  out.set(head, 0);
+  new Int32Array(out.buffer, out.byteOffset + head.length, data.length).set(data);
+  return out;
+}
+
+/** Parse an int32 ('<i4') NPY written by encodeNpyInt32 (or numpy). */
+export function parseNpyInt32(buf: Buffer, file: string): { shape: number[]; data: Int32Array } {
+  if (buf.length < 10 || MAGIC.some((b, i) => buf[i] !== b)) throw new DataFileError(file, 'not an NPY file (bad magic; expected \\x93NUMPY)');
+  const headerLen = buf[6] === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  const start = buf[6] === 1 ? 10 : 12;
+  const header = buf.toString('latin1', start, start + headerLen);
+  if (!/['"]descr['"]\s*:\s*['"][<|=]?i4['"]/.test(header)) throw new DataFileError(file, `expected dtype int32 ('<i4'), header ${header.trim()}`);
+  if (/fortran_order['"]\s*:\s*True/.test(header)) throw new DataFileError(file, 'fortran_order is True; only C-order arrays are supported');
+  const shapeM = /['"]shape['"]\s*:\s*\(([^)]*)\)/.exec(header);
+  if (!shapeM) throw new DataFileError(file, `malformed NPY header: no shape in ${header.trim()}`);
+  const shape = shapeM[1].split(',').map((x) => x.trim()).filter((x) => x !== '').map(Number);
+  const count = shape.reduce((a, b) => a * b, 1);
+  const off = start + headerLen;
+  if (buf.length - off !== count * 4) throw new DataFileError(file, `expected ${count * 4} data bytes for shape (${shape.join(', ')}), found ${buf.length - off}`);
+  const data = new Int32Array(count); // own, aligned copy
+  new Uint8Array(data.buffer).set(buf.subarray(off));
+  return { shape, data };
 }
 
 /** Write a float32 (or other dtype) NPY atomically (temp file, fsync, rename). */

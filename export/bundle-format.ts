@@ -1,0 +1,57 @@
+/**
+ * The model bundle: what `promptmm export` writes to models/<name>/<version>/ and the server
+ * reads. One place for the file names and the manifest's shape so both sides agree.
+ */
+
+export const BUNDLE_FORMAT = 'promptmm-bundle/1';
+
+export const BUNDLE_FILES = {
+  manifest: 'manifest.json',
+  userEmbeddings: 'user_embeddings.npy',
+  itemEmbeddings: 'item_embeddings.npy',
+  ids: 'ids.json',
+  seenOffsets: 'seen_offsets.npy',
+  seenItems: 'seen_items.npy',
+  popularity: 'item_popularity.npy',
+  onnx: 'model.onnx',
+  hnsw: 'items.hnsw',
+} as const;
+
+export interface HnswParams {
+  space: 'ip';
+  m: number;
+  efConstruction: number;
+  /** The query-time ef recommended by the exporter (measured, see bench/export.ts). */
+  efSearch: number;
+  seed: number;
+}
+
+export interface FileEntry {
+  bytes: number;
+  sha256: string;
+}
+
+export interface Manifest {
+  format: typeof BUNDLE_FORMAT;
+  name: string;
+  version: number;
+  createdAt: string;
+  dataset: { name: string; hash: string; dir?: string };
+  counts: { users: number; items: number; trainInteractions: number };
+  dim: number;
+  /** Training configuration of the student (and the method: plain or PromptMM KD). */
+  training: Record<string, unknown>;
+  /** Evaluation metrics recorded at training time (validation and test). */
+  metrics: Record<string, unknown>;
+  onnx: { opset: number; inputs: string[]; outputs: string[] };
+  hnsw: HnswParams;
+  /** Interaction-log position this bundle has absorbed (online learning; 0 = none). */
+  logPosition: number;
+  files: Record<string, FileEntry>;
+}
+
+/** `{ users: [...], items: [...] }`: row r's external id. */
+export interface IdMaps {
+  users: string[];
+  items: string[];
+}

@@ -1,0 +1,218 @@
+/**
+ * Writes one bundle version: every file into a temporary folder (each fsync'd), manifest.json
+ * last, the folder fsync'd and renamed to the next integer version. A crash at any point
+ * leaves a stale temporary folder (removed by the next export) and no new version.
+ */
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { encodeNpy, encodeNpyInt32 } from '../trainer/npy.js';
+import { BUNDLE_FILES, BUNDLE_FORMAT, type FileEntry, type HnswParams, type IdMaps, type Manifest } from './bundle-format.js';
+import { buildHnswIndex, type HnswBuildStats } from './hnsw-index.js';
+import { buildScoringModel, ONNX_INPUTS, ONNX_OPSET, ONNX_OUTPUTS } from './onnx-graph.js';
+import { assertFolder, fsyncDir, listVersions, modelDir, RepositoryError, sha256File, TMP_PREFIX } from './repository.js';
+
+export class ExportError extends Error {
+  override readonly name = 'ExportError';
+}
+
+/** Everything a bundle holds, in memory. Built from a student checkpoint, or synthetically by the scale benchmarks. */
+export interface BundleInput {
+  name: string;
+  dataset: { name: string; hash: string; dir?: string };
+  nUsers: number;
+  nItems: number;
+  dim: number;
+  /** [nUsers, dim] and [nItems, dim], row = internal index. */
+  userEmbeddings: Float32Array;
+  itemEmbeddings: Float32Array;
+  ids: IdMaps;
+  /** Train items per user (CSR over users): the server filters them out. */
+  seen: { indptr: Int32Array; indices: Int32Array };
+  /** Train interactions per item: the cold-start ranking. */
+  popularity: Int32Array;
+  training: Record<string, unknown>;
+  metrics: Record<string, unknown>;
+  logPosition?: number;
+}
+
+export interface ExportOptions {
+  repo: string;
+  hnsw: HnswParams;
+  progress?: boolean;
+  log?: Logger;
+}
+
+export interface ExportResult {
+  version: number;
+  dir: string;
+  manifest: Manifest;
+  bytes: number;
+  seconds: number;
+  hnsw: HnswBuildStats;
+}
+
+function validate(b: BundleInput): void {
+  const { nUsers, nItems, dim } = b;
+  const need = (ok: boolean, msg: string) => {
+    if (!ok) throw new ExportError(msg);
+  };
+  need(Number.isInteger(dim) && dim > 0, `dim must be a positive integer, got ${dim}`);
+  need(nItems > 0, 'the catalog is empty (0 items)');
+  need(b.userEmbeddings.length === nUsers * dim, `user embeddings: ${b.userEmbeddings.length} values, expected ${nUsers} users × dim ${dim}`);
+  need(b.itemEmbeddings.length === nItems * dim, `item embeddings: ${b.itemEmbeddings.length} values, expected ${nItems} items × dim ${dim}`);
+  need(b.ids.users.length === nUsers, `ids: ${b.ids.users.length} user ids for ${nUsers} users`);
+  need(b.ids.items.length === nItems, `ids: ${b.ids.items.length} item ids for ${nItems} items`);
+  need(b.seen.indptr.length === nUsers + 1, `seen items: ${b.seen.indptr.length - 1} rows for ${nUsers} users`);
+  need(b.popularity.length === nItems, `popularity: ${b.popularity.length} values for ${nItems} items`);
+  for (const [what, t] of [['user', b.userEmbeddings], ['item', b.itemEmbeddings]] as const) {
+    for (let i = 0; i < t.length; i++) {
+      if (!Number.isFinite(t[i])) throw new ExportError(`${what} embeddings: non-finite value at row ${Math.floor(i / dim)} (the checkpoint is corrupt or training diverged)`);
+    }
+  }
+}
+
+/** Removes temporary folders of exporters that are no longer running. */
+function removeStaleTemps(dir: string, log?: Logger): void {
+  for (const e of readdirSync(dir)) {
+    if (!e.startsWith(TMP_PREFIX)) continue;
+    const pid = Number(e.slice(TMP_PREFIX.length).split('-')[0]);
+    let alive = false;
+    try {
+      process.kill(pid, 0);
+      alive = pid !== process.pid;
+    } catch {
+      alive = false;
+    }
+    if (!alive) {
+      rmSync(join(dir, e), { recursive: true, force: true });
+      log?.info({ folder: e }, 'removed a stale temporary export folder');
+    }
+  }
+}
+
+/**
+ * Test hook: PROMPTMM_EXPORT_FAULT="kill:<file>" or "enospc:<file>" simulates a crash or a
+ * full disk just before <file> is written, so the tests can check what a crash leaves behind.
+ */
+function faultPoint(file: string): void {
+  const spec = process.env.PROMPTMM_EXPORT_FAULT;
+  if (!spec) return;
+  const [kind, at] = spec.split(':');
+  if (at !== file) return;
+  if (kind === 'kill') process.kill(process.pid, 'SIGKILL');
+  if (kind === 'enospc') throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+}
+
+function writeDurable(path: string, data: Uint8Array): void {
+  const fd = openSync(path, 'w');
+  try {
+    let off = 0;
+    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function fsyncFile(path: string): void {
+  const fd = openSync(path, 'r+');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A rough upper bound of the bundle's bytes, to refuse early on a disk that cannot hold it. */
+function estimateBytes(b: BundleInput, m: number): number {
+  const emb = (b.nUsers + b.nItems) * b.dim * 4;
+  const onnx = b.nItems * b.dim * 4;
+  const hnsw = b.nItems * (b.dim * 4 + m * 2 * 4 * 1.2 + 16);
+  return emb + onnx + hnsw + b.seen.indices.length * 4 + (b.nUsers + b.nItems) * 16 + (1 << 20);
+}
+
+export function exportBundle(input: BundleInput, opts: ExportOptions): ExportResult {
+  const t0 = performance.now();
+  validate(input);
+  const root = modelDir(opts.repo, input.name);
+  assertFolder(opts.repo, 'model repository');
+  try {
+    mkdirSync(root, { recursive: true });
+  } catch (err) {
+    throw new ExportError(`cannot create ${root}: ${(err as Error).message}`);
+  }
+  assertFolder(root, 'model folder');
+  removeStaleTemps(root, opts.log);
+
+  const need = estimateBytes(input, opts.hnsw.m);
+  const fs = statfsSync(root);
+  const free = Number(fs.bavail) * Number(fs.bsize);
+  if (free < need) {
+    throw new ExportError(`not enough space in ${root}: the bundle needs about ${(need / 2 ** 20).toFixed(0)} MiB, ${(free / 2 ** 20).toFixed(0)} MiB free`);
+  }
+
+  const version = (listVersions(opts.repo, input.name).at(-1) ?? 0) + 1;
+  const tmp = join(root, `${TMP_PREFIX}${process.pid}-${version}`);
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp);
+  const files: Record<string, FileEntry> = {};
+  let current = '';
+  const put = (name: string, data: Uint8Array) => {
+    current = name;
+    faultPoint(name);
+    writeDurable(join(tmp, name), data);
+  };
+  let hnswStats: HnswBuildStats;
+  try {
+    const { nUsers, nItems, dim } = input;
+    put(BUNDLE_FILES.userEmbeddings, encodeNpy(input.userEmbeddings, [nUsers, dim]));
+    put(BUNDLE_FILES.itemEmbeddings, encodeNpy(input.itemEmbeddings, [nItems, dim]));
+    put(BUNDLE_FILES.ids, Buffer.from(JSON.stringify(input.ids)));
+    put(BUNDLE_FILES.seenOffsets, encodeNpyInt32(input.seen.indptr, [nUsers + 1]));
+    put(BUNDLE_FILES.seenItems, encodeNpyInt32(input.seen.indices, [input.seen.indices.length]));
+    put(BUNDLE_FILES.popularity, encodeNpyInt32(input.popularity, [nItems]));
+    put(BUNDLE_FILES.onnx, buildScoringModel(input.itemEmbeddings, nItems, dim));
+    current = BUNDLE_FILES.hnsw;
+    faultPoint(current);
+    hnswStats = buildHnswIndex(input.itemEmbeddings, nItems, dim, opts.hnsw, join(tmp, BUNDLE_FILES.hnsw), { progress: opts.progress });
+    fsyncFile(join(tmp, BUNDLE_FILES.hnsw));
+    opts.log?.info({ items: nItems, seconds: +hnswStats.seconds.toFixed(2), itemsPerSecond: Math.round(hnswStats.itemsPerSecond) }, 'hnsw index built');
+
+    for (const name of readdirSync(tmp).sort()) {
+      current = name;
+      files[name] = { bytes: statSync(join(tmp, name)).size, sha256: sha256File(join(tmp, name)) };
+    }
+    const manifest: Manifest = {
+      format: BUNDLE_FORMAT,
+      name: input.name,
+      version,
+      createdAt: new Date().toISOString(),
+      dataset: input.dataset,
+      counts: { users: nUsers, items: nItems, trainInteractions: input.seen.indices.length },
+      dim,
+      training: input.training,
+      metrics: input.metrics,
+      onnx: { opset: ONNX_OPSET, inputs: ONNX_INPUTS, outputs: ONNX_OUTPUTS },
+      hnsw: opts.hnsw,
+      logPosition: input.logPosition ?? 0,
+      files,
+    };
+    put(BUNDLE_FILES.manifest, Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
+    current = '(commit)';
+    fsyncDir(tmp);
+    faultPoint('(commit)');
+    const dest = join(root, String(version));
+    if (existsSync(dest)) throw new ExportError(`version ${version} of ${input.name} appeared while exporting (another exporter running?)`);
+    renameSync(tmp, dest);
+    fsyncDir(root);
+    const bytes = Object.values(files).reduce((a, f) => a + f.bytes, 0) + Buffer.byteLength(JSON.stringify(manifest, null, 2) + '\n');
+    return { version, dir: dest, manifest, bytes, seconds: (performance.now() - t0) / 1000, hnsw: hnswStats };
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    if (err instanceof ExportError || err instanceof RepositoryError) throw err;
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOSPC' ? 'no space left on device' : e.message;
+    throw new ExportError(`export of ${input.name} failed while writing ${current}: ${why}; nothing was added to the repository`);
+  }
+}

@@ -1,0 +1,39 @@
+/** Student checkpoint + its dataset → the in-memory bundle the exporter writes. */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadStudent } from '../trainer/student-io.js';
+import { studentCheckpointDir } from '../trainer/train-student.js';
+import type { BundleInput } from './exporter.js';
+import { ExportError } from './exporter.js';
+import { assertFolder } from './repository.js';
+
+const idList = (n: number): string[] => Array.from({ length: n }, (_, i) => String(i));
+
+export function bundleFromCheckpoint(repo: string, name: string, opts: { dataDir?: string } = {}): BundleInput {
+  assertFolder(repo, 'model repository');
+  const dir = studentCheckpointDir(repo, name);
+  if (!existsSync(join(dir, 'model.json'))) {
+    throw new ExportError(`no student checkpoint at ${dir} (train one first: promptmm train --data DIR --name ${name})`);
+  }
+  const s = loadStudent(dir, opts.dataDir);
+  const { nUsers, nItems } = s.data;
+  const dim = s.meta.config.dim;
+  if (s.final.length !== (nUsers + nItems) * dim) {
+    throw new ExportError(`${dir}: embeddings hold ${s.final.length} values, expected (${nUsers} users + ${nItems} items) × dim ${dim}`);
+  }
+  return {
+    name,
+    dataset: { name: s.data.name, hash: s.data.hash, dir: s.data.dir },
+    nUsers,
+    nItems,
+    dim,
+    userEmbeddings: s.final.slice(0, nUsers * dim),
+    itemEmbeddings: s.final.slice(nUsers * dim),
+    // The MMRec layout's ids are already row numbers; the map keeps the bundle general.
+    ids: { users: idList(nUsers), items: idList(nItems) },
+    seen: s.data.trainByUser,
+    popularity: s.data.itemPopularity,
+    training: { objective: s.meta.objective, model: s.meta.model, backend: s.meta.backend, parameters: s.meta.parameters, bestEpoch: s.meta.epoch, ...s.meta.config },
+    metrics: s.meta.metrics,
+  };
+}
