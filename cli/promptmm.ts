@@ -261,17 +261,36 @@ models
   .requiredOption('--name <name>', 'model name')
   .addOption(versionOption())
   .addOption(repoOption())
-  .action((o) => {
+  .action(async (o) => {
     const versions = o.version !== undefined ? [pickVersion(o.repo, o.name, o.version)] : listVersions(o.repo, o.name);
     if (!versions.length) throw new RepositoryError(`model ${o.name} has no exported versions in ${resolve(o.repo)}`);
     let bad = 0;
     for (const v of versions) {
-      const r = verifyBundle(versionDir(o.repo, o.name, v));
+      const r = await verifyBundle(versionDir(o.repo, o.name, v));
       process.stdout.write(`${o.name} v${v}: ${r.ok ? 'ok' : 'FAILED'}\n`);
       for (const p of r.problems) process.stdout.write(`  ${p}\n`);
       if (!r.ok) bad++;
     }
     if (bad) process.exitCode = 1;
+  });
+
+program
+  .command('serve')
+  .description('Serve top-K recommendations over HTTP from the newest valid bundle of a model; hot-reloads new versions')
+  .addOption(new Option('--name <name>', 'model name').env('PROMPTMM_MODEL').makeOptionMandatory())
+  .addOption(repoOption())
+  .addOption(new Option('--host <host>', 'interface to listen on').default('127.0.0.1').env('PROMPTMM_HOST'))
+  .addOption(new Option('--port <n>', 'TCP port (0 = any free port)').default(8080).env('PROMPTMM_PORT').argParser(int('--port', 0)))
+  .addOption(new Option('--retrieval <mode>', 'default retrieval: ann (HNSW) or exact (ONNX)').choices(['ann', 'exact']).default('ann').env('PROMPTMM_RETRIEVAL'))
+  .addOption(new Option('--ef <n>', "HNSW query ef (default: the bundle manifest's)").env('PROMPTMM_HNSW_EF').argParser(int('--ef')))
+  .addOption(new Option('--providers <list>', 'ONNX Runtime execution providers, tried in order').default('cuda,cpu').env('PROMPTMM_ONNX_PROVIDERS'))
+  .addOption(new Option('--poll-seconds <n>', 'also poll the repository for new versions every n seconds (0 = watch only)').default(30).env('PROMPTMM_POLL_SECONDS').argParser(int('--poll-seconds', 0)))
+  .addHelpText('after', '\nEnvironment: PROMPTMM_TOKEN turns on the admin and write endpoints (POST /admin/reload) behind "Authorization: Bearer <token>".')
+  .action(async (o) => {
+    const providers = String(o.providers).split(',').map((p) => p.trim()).filter(Boolean);
+    if (!providers.length || providers.some((p) => !['cuda', 'cpu'].includes(p))) throw new InvalidArgumentError(`--providers must list cuda and/or cpu, got "${o.providers}"`);
+    const { serve } = await import('../server/server.js'); // fastify and onnxruntime load only for this command
+    await serve({ name: o.name, repo: o.repo, host: o.host, port: o.port, retrieval: o.retrieval, ef: o.ef, providers, pollSeconds: o.pollSeconds, token: process.env.PROMPTMM_TOKEN || undefined }, log);
   });
 
 program

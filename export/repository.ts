@@ -6,6 +6,8 @@
  */
 import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { BUNDLE_FILES, BUNDLE_FORMAT, type Manifest } from './bundle-format.js';
 
@@ -101,8 +103,28 @@ export interface VerifyResult {
   problems: string[];
 }
 
-/** Checks the manifest and every file's size and sha256; lists every problem found. */
-export function verifyBundle(dir: string): VerifyResult {
+/** fsync a folder so a rename or a new entry in it survives a power cut. */
+export function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** sha256 of a file, streamed: the server verifies a new version without blocking its requests. */
+export async function sha256FileAsync(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/**
+ * Checks the manifest and every file's size and sha256; lists every problem found. Streams the
+ * hashing so a serving process verifies a new version without blocking its requests.
+ */
+export async function verifyBundle(dir: string): Promise<VerifyResult> {
   let manifest: Manifest;
   try {
     manifest = readManifest(dir);
@@ -115,27 +137,19 @@ export function verifyBundle(dir: string): VerifyResult {
   }
   for (const [name, entry] of Object.entries(manifest.files)) {
     const path = join(dir, name);
-    if (!existsSync(path)) {
+    let size: number;
+    try {
+      size = (await stat(path)).size;
+    } catch {
       problems.push(`${name}: missing`);
       continue;
     }
-    const size = statSync(path).size;
     if (size !== entry.bytes) {
       problems.push(`${name}: ${size} bytes, manifest says ${entry.bytes}`);
       continue;
     }
-    const sum = sha256File(path);
+    const sum = await sha256FileAsync(path);
     if (sum !== entry.sha256) problems.push(`${name}: sha256 ${sum.slice(0, 12)}…, manifest says ${entry.sha256.slice(0, 12)}…`);
   }
   return { ok: problems.length === 0, manifest, problems };
-}
-
-/** fsync a folder so a rename or a new entry in it survives a power cut. */
-export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }

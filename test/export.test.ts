@@ -78,7 +78,7 @@ test('model.onnx breaks exact ties by the lower item row, like the reference', a
   }
 });
 
-test('bundle holds ids, seen items, popularity and an HNSW index that finds the exact top items', () => {
+test('bundle holds ids, seen items, popularity and an HNSW index that finds the exact top items', async () => {
   const repo = tmpRepo();
   const input = syntheticBundle({ name: 'files', users: 50, items: 400, dim: 16, seed: 5 });
   const r = exportBundle(input, { repo, hnsw: HNSW });
@@ -97,7 +97,7 @@ test('bundle holds ids, seen items, popularity and an HNSW index that finds the 
   assert.equal(m.counts.items, 400);
   assert.deepEqual(m.hnsw, HNSW);
   assert.equal(m.dataset.hash, input.dataset.hash);
-  assert.ok(verifyBundle(dir).ok);
+  assert.ok((await verifyBundle(dir)).ok);
 
   const index = loadHnswIndex(join(dir, BUNDLE_FILES.hnsw), 16, 200);
   let hits = 0;
@@ -109,7 +109,7 @@ test('bundle holds ids, seen items, popularity and an HNSW index that finds the 
   assert.ok(hits / 200 >= 0.95, `HNSW recall@10 ${hits / 200} on 400 items`);
 });
 
-test('versions increase, verify catches a changed byte and names the file', () => {
+test('versions increase, verify catches a changed byte and names the file', async () => {
   const repo = tmpRepo();
   const input = syntheticBundle({ name: 'v', users: 20, items: 50, dim: 8 });
   assert.equal(exportBundle(input, { repo, hnsw: HNSW }).version, 1);
@@ -120,10 +120,10 @@ test('versions increase, verify catches a changed byte and names the file', () =
   const b = readFileSync(f);
   b[b.length - 1] ^= 0xff;
   writeFileSync(f, b);
-  const v = verifyBundle(versionDir(repo, 'v', 2));
+  const v = await verifyBundle(versionDir(repo, 'v', 2));
   assert.equal(v.ok, false);
   assert.match(v.problems.join('\n'), /item_embeddings\.npy: sha256/);
-  assert.ok(verifyBundle(versionDir(repo, 'v', 1)).ok);
+  assert.ok((await verifyBundle(versionDir(repo, 'v', 1))).ok);
 });
 
 test('bad input: dimension mismatch, non-finite values, repository path that is a file', () => {
@@ -149,7 +149,7 @@ test('a full disk mid-export leaves nothing in the repository', () => {
   assert.deepEqual(readdirSync(join(repo, 'crash')), []);
 });
 
-test('killing the exporter at any point leaves no version or a complete one', () => {
+test('killing the exporter at any point leaves no version or a complete one', async () => {
   const repo = tmpRepo();
   const child = join(here, '..', 'test-support', 'export-child.js');
   const points = [BUNDLE_FILES.userEmbeddings, BUNDLE_FILES.seenItems, BUNDLE_FILES.onnx, BUNDLE_FILES.hnsw, BUNDLE_FILES.manifest, '(commit)'];
@@ -164,5 +164,5 @@ test('killing the exporter at any point leaves no version or a complete one', ()
   assert.equal(ok.status, 0, ok.stderr);
   assert.equal(ok.stdout.trim(), '1');
   assert.deepEqual(readdirSync(join(repo, 'crash')), ['1']);
-  assert.ok(verifyBundle(versionDir(repo, 'crash', 1)).ok);
+  assert.ok((await verifyBundle(versionDir(repo, 'crash', 1))).ok);
 });

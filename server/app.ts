@@ -1,0 +1,141 @@
+/**
+ * The HTTP API (fastify): /recommend (GET one user, POST a batch), /healthz, /readyz, /metrics
+ * and, with PROMPTMM_TOKEN set, /admin/reload. Client mistakes get a 400 naming the field;
+ * no stack trace ever reaches a client.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from 'pino';
+import type { ServerMetrics } from './metrics.js';
+import type { ModelHolder } from './model-holder.js';
+import { recommend, type Retrieval } from './recommender.js';
+import type { Reloader } from './reloader.js';
+import { ErrorReply, Ready, RecommendBatch, RecommendBody, RecommendQuery, Recommendation } from './schemas.js';
+import type { ServingModel } from './serving-model.js';
+
+export interface AppOptions {
+  holder: ModelHolder;
+  reloader: Reloader;
+  metrics: ServerMetrics;
+  log: Logger;
+  retrieval: Retrieval;
+  /** Bearer token of admin and write endpoints; undefined turns them off. */
+  token?: string;
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/** Constant-time check of "Authorization: Bearer <token>" (digests, so lengths never leak). */
+export function bearerMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer (.+)$/.exec(header ?? '');
+  return timingSafeEqual(digest(m ? m[1] : ''), digest(token)) && m !== null;
+}
+
+/** The field a validation error is about, e.g. "k" for "querystring/k must be <= 1000". */
+function fieldOf(err: FastifyError): string | undefined {
+  const v = err.validation?.[0];
+  if (!v) return undefined;
+  const missing = (v.params as { missingProperty?: string } | undefined)?.missingProperty;
+  const path = v.instancePath.replace(/^\//, '').replace(/\//g, '.');
+  return missing ? (path ? `${path}.${missing}` : missing) : path || undefined;
+}
+
+export function buildApp(o: AppOptions) {
+  const app = Fastify({
+    loggerInstance: o.log,
+    // A log line per request would cost more than the request; latency goes to /metrics instead.
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+    bodyLimit: 1 << 20,
+    ajv: { customOptions: { coerceTypes: true, removeAdditional: false, useDefaults: true, allErrors: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.addHook('onResponse', async (req, reply) => {
+    o.metrics.requestDuration.observe(
+      { method: req.method, route: req.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (err.validation) {
+      const field = fieldOf(err);
+      const v = err.validation[0];
+      const allowed = (v.params as { allowedValues?: unknown[] } | undefined)?.allowedValues;
+      const detail = `${v.message ?? 'invalid'}${allowed ? ` (${allowed.join(', ')})` : ''}`;
+      return reply.code(400).send({ error: 'Bad Request', message: `${err.validationContext ?? 'request'}${field ? '.' + field : ''}: ${detail}`, field });
+    }
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (status === 500) {
+      req.log.error({ err, url: req.url }, 'request failed');
+      return reply.code(500).send({ error: 'Internal Server Error', message: 'internal error (logged on the server)' });
+    }
+    return reply.code(status).send({ error: reasonPhrase(status), message: err.message });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'Not Found', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
+
+  /** Runs fn on the current version, holding it until fn is done (so a swap never pulls it away). */
+  async function withModel<T>(reply: FastifyReply, fn: (m: ServingModel) => Promise<T>): Promise<T | FastifyReply> {
+    const m = o.holder.acquire();
+    if (!m) return reply.code(503).send({ error: 'Service Unavailable', message: 'no model version loaded yet' });
+    try {
+      return await fn(m);
+    } finally {
+      o.holder.release(m);
+    }
+  }
+
+  const errors = { 400: ErrorReply, 503: ErrorReply };
+  app.get('/recommend', { schema: { querystring: RecommendQuery, response: { 200: Recommendation, ...errors } } }, async (req, reply) =>
+    withModel(reply, async (m) => {
+      const q = req.query;
+      const r = await recommend(m, q.user, q.k, q.exclude_seen, q.retrieval ?? o.retrieval);
+      o.metrics.recommendations.inc({ retrieval: r.retrieval });
+      if (r.cold_start) o.metrics.coldStarts.inc();
+      return r;
+    }),
+  );
+
+  app.post('/recommend', { schema: { body: RecommendBody, response: { 200: RecommendBatch, ...errors } } }, async (req, reply) =>
+    withModel(reply, async (m) => {
+      const b = req.body;
+      const results = await Promise.all(b.users.map((u) => recommend(m, u, b.k, b.exclude_seen, b.retrieval ?? o.retrieval)));
+      for (const r of results) {
+        o.metrics.recommendations.inc({ retrieval: r.retrieval });
+        if (r.cold_start) o.metrics.coldStarts.inc();
+      }
+      return { model_version: m.version, results };
+    }),
+  );
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { response: { 200: Ready, 503: Ready } } }, async (_req, reply) => {
+    const m = o.holder.model;
+    if (!m) return reply.code(503).send({ status: 'loading' });
+    return {
+      status: 'ready',
+      model: { name: m.name, version: m.version, items: m.nItems, users: m.nUsers, dim: m.dim, provider: m.exact.provider, ef: m.ef, dataset: m.manifest.dataset.name },
+    };
+  });
+  app.get('/metrics', async (_req, reply) => {
+    reply.header('content-type', o.metrics.registry.contentType);
+    return o.metrics.registry.metrics();
+  });
+
+  if (o.token) {
+    const token = o.token;
+    const auth = async (req: FastifyRequest, reply: FastifyReply) => {
+      if (!bearerMatches(req.headers.authorization, token)) {
+        reply.header('www-authenticate', 'Bearer');
+        return reply.code(401).send({ error: 'Unauthorized', message: 'a valid "Authorization: Bearer <PROMPTMM_TOKEN>" header is required' });
+      }
+    };
+    app.post('/admin/reload', { onRequest: auth }, async () => o.reloader.reload(true));
+  }
+  return app;
+}
+
+function reasonPhrase(status: number): string {
+  return ({ 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed', 413: 'Payload Too Large', 415: 'Unsupported Media Type' } as Record<number, string>)[status] ?? 'Error';
+}

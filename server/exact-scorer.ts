@@ -1,0 +1,103 @@
+/**
+ * Exact top-k through the bundle's model.onnx on onnxruntime-node. Execution providers are
+ * tried in the configured order (default cuda, then cpu); the one that opened the session is
+ * reported. Concurrent requests are micro-batched: while one ONNX run is in flight, new queries
+ * queue up and go together in the next run (one Gemm over the item table for the whole batch).
+ */
+import ort from 'onnxruntime-node';
+import type { Logger } from 'pino';
+
+export interface TopK {
+  rows: Int32Array;
+  scores: Float32Array;
+}
+
+interface Pending {
+  vector: Float32Array;
+  k: number;
+  resolve: (r: TopK) => void;
+  reject: (e: Error) => void;
+}
+
+export const MAX_EXACT_BATCH = 256;
+
+export class ExactScorer {
+  private queue: Pending[] = [];
+  private running = false;
+  private closed = false;
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly provider: string,
+    readonly dim: number,
+    readonly nItems: number,
+    private readonly onBatch?: (users: number) => void,
+  ) {}
+
+  static async open(model: Uint8Array, dim: number, nItems: number, providers: string[], log?: Logger, onBatch?: (users: number) => void): Promise<ExactScorer> {
+    const reasons: string[] = [];
+    // ORT prints its own error line when the CUDA library is missing; we report the fall-back ourselves.
+    ort.env.logLevel = 'fatal';
+    for (const p of providers) {
+      try {
+        // logSeverityLevel 3: ORT's own console lines for a missing CUDA library are errors we handle here.
+        const session = await ort.InferenceSession.create(model, { executionProviders: [p], logSeverityLevel: 3, graphOptimizationLevel: 'all' });
+        if (reasons.length) log?.warn({ provider: p, skipped: reasons }, `onnxruntime: fell back to the ${p} execution provider`);
+        return new ExactScorer(session, p, dim, nItems, onBatch);
+      } catch (err) {
+        reasons.push(`${p}: ${(err as Error).message.split('\n')[0]}`);
+      }
+    }
+    throw new Error(`no ONNX Runtime execution provider could open model.onnx (${reasons.join('; ')})`);
+  }
+
+  /** Top k rows of items·vector, ties by lower row; k is capped at the catalog size. */
+  topK(vector: Float32Array, k: number): Promise<TopK> {
+    if (this.closed) return Promise.reject(new Error('exact scorer is closed'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ vector, k: Math.min(k, this.nItems), resolve, reject });
+      if (!this.running) this.drain();
+    });
+  }
+
+  private drain(): void {
+    if (this.running || this.queue.length === 0) return;
+    this.running = true;
+    const batch = this.queue.splice(0, MAX_EXACT_BATCH);
+    void this.runBatch(batch).finally(() => {
+      this.running = false;
+      this.drain();
+    });
+  }
+
+  private async runBatch(batch: Pending[]): Promise<void> {
+    const b = batch.length;
+    const d = this.dim;
+    const k = batch.reduce((m, p) => Math.max(m, p.k), 1);
+    const users = new Float32Array(b * d);
+    batch.forEach((p, i) => users.set(p.vector, i * d));
+    this.onBatch?.(b);
+    try {
+      const out = await this.session.run({
+        users: new ort.Tensor('float32', users, [b, d]),
+        k: new ort.Tensor('int64', BigInt64Array.from([BigInt(k)]), [1]),
+      });
+      const scores = out.scores.data as Float32Array;
+      const rows = out.items.data as BigInt64Array;
+      batch.forEach((p, i) => {
+        const r = new Int32Array(p.k);
+        for (let j = 0; j < p.k; j++) r[j] = Number(rows[i * k + j]);
+        p.resolve({ rows: r, scores: scores.slice(i * k, i * k + p.k) });
+      });
+    } catch (err) {
+      for (const p of batch) p.reject(err as Error);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    // Let queued work finish on this session before releasing it.
+    while (this.running || this.queue.length) await new Promise((r) => setTimeout(r, 5));
+    await this.session.release();
+  }
+}

@@ -1,0 +1,63 @@
+/** JSON schemas (TypeBox) of the HTTP API: requests are validated and responses serialized by them. */
+import { Type } from 'typebox';
+
+/** Largest k a request may ask for (documented in the README). */
+export const MAX_K = 1000;
+/** Most users in one POST /recommend. */
+export const MAX_BATCH_USERS = 256;
+
+const UserId = Type.String({ minLength: 1, maxLength: 256 });
+const K = Type.Integer({ minimum: 1, maximum: MAX_K, default: 10 });
+const Retrieval = Type.Unsafe<'ann' | 'exact'>({ type: 'string', enum: ['ann', 'exact'] });
+
+export const RecommendQuery = Type.Object({
+  user: UserId,
+  k: K,
+  exclude_seen: Type.Boolean({ default: true }),
+  retrieval: Type.Optional(Retrieval),
+});
+
+export const RecommendBody = Type.Object(
+  {
+    users: Type.Array(UserId, { minItems: 1, maxItems: MAX_BATCH_USERS }),
+    k: K,
+    exclude_seen: Type.Boolean({ default: true }),
+    retrieval: Type.Optional(Retrieval),
+  },
+  { additionalProperties: false },
+);
+
+export const Recommendation = Type.Object({
+  user: Type.String(),
+  model_version: Type.Integer(),
+  retrieval: Retrieval,
+  cold_start: Type.Boolean(),
+  items: Type.Array(Type.Object({ item: Type.String(), score: Type.Number() })),
+});
+
+export const RecommendBatch = Type.Object({
+  model_version: Type.Integer(),
+  results: Type.Array(Recommendation),
+});
+
+export const ErrorReply = Type.Object({
+  error: Type.String(),
+  message: Type.String(),
+  field: Type.Optional(Type.String()),
+});
+
+export const Ready = Type.Object({
+  status: Type.String(),
+  model: Type.Optional(
+    Type.Object({
+      name: Type.String(),
+      version: Type.Integer(),
+      items: Type.Integer(),
+      users: Type.Integer(),
+      dim: Type.Integer(),
+      provider: Type.String(),
+      ef: Type.Integer(),
+      dataset: Type.String(),
+    }),
+  ),
+});

@@ -1,0 +1,77 @@
+/** Composes the serving process: metrics, the model holder, the reloader and the HTTP app; graceful shutdown. */
+import { existsSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { modelDir, RepositoryError } from '../export/repository.js';
+import { buildApp } from './app.js';
+import { createMetrics } from './metrics.js';
+import { ModelHolder } from './model-holder.js';
+import type { Retrieval } from './recommender.js';
+import { Reloader } from './reloader.js';
+
+export interface ServeConfig {
+  name: string;
+  repo: string;
+  host: string;
+  port: number;
+  retrieval: Retrieval;
+  /** HNSW query ef; default: the manifest's recommended value. */
+  ef?: number;
+  /** ONNX Runtime execution providers, tried in order. */
+  providers: string[];
+  /** Seconds between repository polls (besides the folder watch); 0 = watch only. */
+  pollSeconds: number;
+  token?: string;
+}
+
+export async function createServer(cfg: ServeConfig, log: Logger) {
+  if (!existsSync(modelDir(cfg.repo, cfg.name))) {
+    throw new RepositoryError(`model ${cfg.name} not found in ${cfg.repo} (export one: promptmm export --name ${cfg.name})`);
+  }
+  const metrics = createMetrics();
+  const holder = new ModelHolder(log);
+  const load = { providers: cfg.providers, ef: cfg.ef, log, onExactBatch: (n: number) => metrics.exactBatchSize.observe(n) };
+  const reloader = new Reloader(cfg.repo, cfg.name, holder, load, metrics, log);
+  const app = buildApp({ holder, reloader, metrics, log, retrieval: cfg.retrieval, token: cfg.token });
+  const first = await reloader.reload();
+  if (!first.changed) log.error({ model: cfg.name, refused: first.refused }, 'no valid model version yet: /readyz answers 503 until one is exported');
+  if (!cfg.token) log.info('PROMPTMM_TOKEN is not set: admin and write endpoints are off');
+  reloader.start(cfg.pollSeconds);
+
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await app.close(); // stops accepting, lets in-flight requests finish
+      await reloader.stop();
+      await holder.close();
+    })();
+    return closing;
+  };
+  return { app, holder, reloader, metrics, close };
+}
+
+/** Starts listening and exits 0 after a graceful close on SIGTERM/SIGINT. */
+export async function serve(cfg: ServeConfig, log: Logger): Promise<void> {
+  const s = await createServer(cfg, log);
+  const address = await s.app.listen({ host: cfg.host, port: cfg.port });
+  log.info({ address, model: cfg.name, version: s.holder.model?.version ?? null, retrieval: cfg.retrieval }, `serving on ${address}`);
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(sig, () => {
+      log.info({ signal: sig }, 'shutting down: finishing requests in flight');
+      const force = setTimeout(() => {
+        log.error('requests still in flight after 10 s; exiting anyway');
+        process.exit(1);
+      }, 10_000);
+      force.unref();
+      s.close().then(
+        () => {
+          log.info('shut down cleanly');
+          process.exit(0);
+        },
+        (err) => {
+          log.error({ err }, 'error while shutting down');
+          process.exit(1);
+        },
+      );
+    });
+  }
+}

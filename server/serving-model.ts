@@ -1,0 +1,137 @@
+/**
+ * One bundle version in memory, ready to answer: user and item tables, id maps, seen items,
+ * the popularity order for cold starts, the HNSW index (ANN) and the ONNX scorer (exact).
+ * Loading verifies every checksum first; nothing of a version that fails is served.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import hnswlib from 'hnswlib-node';
+import type { Logger } from 'pino';
+import { BUNDLE_FILES, type IdMaps, type Manifest } from '../export/bundle-format.js';
+import { verifyBundle } from '../export/repository.js';
+import { parseNpy, parseNpyInt32 } from '../trainer/npy.js';
+import { ExactScorer } from './exact-scorer.js';
+
+const { HierarchicalNSW } = hnswlib;
+type HnswIndex = InstanceType<typeof HierarchicalNSW>;
+
+export class BundleLoadError extends Error {
+  override readonly name = 'BundleLoadError';
+}
+
+export interface LoadOptions {
+  providers: string[];
+  ef?: number;
+  log?: Logger;
+  onExactBatch?: (users: number) => void;
+}
+
+export class ServingModel {
+  /** Requests currently using this version; the old version is released when it drops to 0 after a swap. */
+  inFlight = 0;
+
+  constructor(
+    readonly name: string,
+    readonly version: number,
+    readonly manifest: Manifest,
+    readonly dim: number,
+    readonly userIndex: Map<string, number>,
+    readonly userVectors: Float32Array,
+    readonly itemIds: string[],
+    readonly itemIndex: Map<string, number>,
+    readonly itemVectors: Float32Array,
+    readonly seenOffsets: Int32Array,
+    readonly seenItems: Int32Array,
+    /** Item rows by decreasing train popularity (ties by row). */
+    readonly popularOrder: Int32Array,
+    readonly popularity: Int32Array,
+    readonly ann: HnswIndex,
+    public ef: number,
+    readonly exact: ExactScorer,
+  ) {}
+
+  get nItems(): number {
+    return this.itemIds.length;
+  }
+
+  get nUsers(): number {
+    return this.userIndex.size;
+  }
+
+  /** Train items of a user row (sorted ascending). */
+  seenOf(row: number): Int32Array {
+    return this.seenItems.subarray(this.seenOffsets[row], this.seenOffsets[row + 1]);
+  }
+
+  userVector(row: number): Float32Array {
+    return this.userVectors.subarray(row * this.dim, (row + 1) * this.dim);
+  }
+
+  /** The student's score: dot product of the user's and the item's vectors. */
+  score(user: Float32Array, itemRow: number): number {
+    const d = this.dim;
+    const base = itemRow * d;
+    let s = 0;
+    for (let j = 0; j < d; j++) s += user[j] * this.itemVectors[base + j];
+    return s;
+  }
+
+  async close(): Promise<void> {
+    await this.exact.close();
+  }
+}
+
+function checkShape(file: string, shape: number[], want: number[]): void {
+  if (shape.length !== want.length || shape.some((s, i) => s !== want[i])) {
+    throw new BundleLoadError(`${file}: shape (${shape.join(', ')}), expected (${want.join(', ')})`);
+  }
+}
+
+/** Verifies the bundle in `dir` against its manifest and loads it. */
+export async function loadServingModel(dir: string, opts: LoadOptions): Promise<ServingModel> {
+  const v = await verifyBundle(dir);
+  if (!v.ok || !v.manifest) throw new BundleLoadError(`${dir}: verification failed: ${v.problems.join('; ')}`);
+  const m = v.manifest;
+  const d = m.dim;
+  const file = (f: string) => join(dir, f);
+  const [users, items] = await Promise.all([readFile(file(BUNDLE_FILES.userEmbeddings)), readFile(file(BUNDLE_FILES.itemEmbeddings))]);
+  const u = parseNpy(users, BUNDLE_FILES.userEmbeddings);
+  const it = parseNpy(items, BUNDLE_FILES.itemEmbeddings);
+  checkShape(BUNDLE_FILES.userEmbeddings, u.shape, [m.counts.users, d]);
+  checkShape(BUNDLE_FILES.itemEmbeddings, it.shape, [m.counts.items, d]);
+  const ids = JSON.parse(await readFile(file(BUNDLE_FILES.ids), 'utf8')) as IdMaps;
+  if (ids.users?.length !== m.counts.users || ids.items?.length !== m.counts.items) {
+    throw new BundleLoadError(`${BUNDLE_FILES.ids}: ${ids.users?.length} users / ${ids.items?.length} items, manifest says ${m.counts.users} / ${m.counts.items}`);
+  }
+  const off = parseNpyInt32(await readFile(file(BUNDLE_FILES.seenOffsets)), BUNDLE_FILES.seenOffsets);
+  const seen = parseNpyInt32(await readFile(file(BUNDLE_FILES.seenItems)), BUNDLE_FILES.seenItems);
+  const pop = parseNpyInt32(await readFile(file(BUNDLE_FILES.popularity)), BUNDLE_FILES.popularity);
+  checkShape(BUNDLE_FILES.seenOffsets, off.shape, [m.counts.users + 1]);
+  checkShape(BUNDLE_FILES.popularity, pop.shape, [m.counts.items]);
+
+  const popularOrder = Int32Array.from({ length: m.counts.items }, (_, i) => i).sort((a, b) => pop.data[b] - pop.data[a] || a - b);
+  const ann = new HierarchicalNSW('ip', d);
+  await ann.readIndex(file(BUNDLE_FILES.hnsw), false);
+  if (ann.getCurrentCount() !== m.counts.items) throw new BundleLoadError(`${BUNDLE_FILES.hnsw}: ${ann.getCurrentCount()} items, manifest says ${m.counts.items}`);
+  const ef = opts.ef ?? m.hnsw.efSearch;
+  ann.setEf(ef);
+  const exact = await ExactScorer.open(await readFile(file(BUNDLE_FILES.onnx)), d, m.counts.items, opts.providers, opts.log, opts.onExactBatch);
+  return new ServingModel(
+    m.name,
+    m.version,
+    m,
+    d,
+    new Map(ids.users.map((id, r) => [id, r])),
+    u.data,
+    ids.items,
+    new Map(ids.items.map((id, r) => [id, r])),
+    it.data,
+    off.data,
+    seen.data,
+    popularOrder,
+    pop.data,
+    ann,
+    ef,
+    exact,
+  );
+}
