@@ -6,7 +6,7 @@ import type { HnswParams } from './bundle-format.js';
 const { HierarchicalNSW } = hnswlib;
 export type HnswIndex = InstanceType<typeof HierarchicalNSW>;
 
-export const HNSW_DEFAULTS = { m: 16, efConstruction: 200, efSearch: 200, seed: 100 } as const;
+export const HNSW_DEFAULTS = { m: 32, efConstruction: 200, efSearch: 100, seed: 100 } as const;
 
 export interface HnswBuildStats {
   seconds: number;

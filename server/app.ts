@@ -36,7 +36,8 @@ export function bearerMatches(header: string | undefined, token: string): boolea
 function fieldOf(err: FastifyError): string | undefined {
   const v = err.validation?.[0];
   if (!v) return undefined;
-  const missing = (v.params as { missingProperty?: string } | undefined)?.missingProperty;
+  const params = v.params as { missingProperty?: string; additionalProperty?: string } | undefined;
+  const missing = params?.missingProperty ?? params?.additionalProperty;
   const path = v.instancePath.replace(/^\//, '').replace(/\//g, '.');
   return missing ? (path ? `${path}.${missing}` : missing) : path || undefined;
 }
@@ -50,6 +51,18 @@ export function buildApp(o: AppOptions) {
     bodyLimit: 1 << 20,
     ajv: { customOptions: { coerceTypes: true, removeAdditional: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // While closing, answer in-flight requests with "Connection: close" so keep-alive sockets end
+  // with them (otherwise close() waits for the clients' idle timeouts).
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+    app.server.closeIdleConnections();
+  });
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (closing) reply.header('connection', 'close');
+    return payload;
+  });
 
   app.addHook('onResponse', async (req, reply) => {
     o.metrics.requestDuration.observe(
