@@ -1,0 +1,256 @@
+/**
+ * npm run loadtest — autocannon scenarios against a promptmm server on loopback: starts one on
+ * the newest bundle of --name (or targets --url), always measures the /healthz baseline in the
+ * same run, then each scenario; prints a table, writes JSON and SVG reports to
+ * loadtest/reports/, and fails (exit 1) on any error or non-2xx response.
+ *
+ *   npm run loadtest -- [--scenario baseline|recommend|exact|mixed|cold|all[,…]] [--connections 50]
+ *                       [--duration 20] [--name NAME | --url http://127.0.0.1:PORT --name NAME] [--repo models]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { EventEmitter } from 'node:events';
+import autocannon from 'autocannon';
+import { latencySvg, table, type ScenarioResult } from './report.js';
+import { loadTraffic, planRequests, SCENARIOS, type Scenario, type Traffic } from './traffic.js';
+
+const HELP = `usage: npm run loadtest -- [options]
+  --scenario LIST     baseline, recommend, exact, mixed, cold or all (comma-separated; default recommend).
+                      The /healthz baseline always runs first, in the same run.
+  --connections N     concurrent connections (default 50)
+  --duration S        seconds per scenario (default 20), after a 2 s warm-up
+  --name NAME         model whose newest bundle is served (and whose users are drawn)
+  --repo DIR          model repository (default models, or PROMPTMM_REPO)
+  --url URL           target a running server instead (loopback only); --name still names its model
+  --token T           bearer token for POST /interactions (default PROMPTMM_TOKEN; generated for a started server)
+  --out DIR           report folder (default loadtest/reports)
+  --server-arg ARG    extra argument for the started server (repeatable), e.g. --server-arg=--ef=200
+`;
+
+const here = dirname(fileURLToPath(import.meta.url));
+const CLI = resolve(here, '..', 'cli', 'promptmm.js');
+
+export interface LoadtestOptions {
+  scenarios: Scenario[];
+  connections: number;
+  duration: number;
+  warmup: number;
+  name: string;
+  repo: string;
+  url?: string;
+  token?: string;
+  out: string;
+  serverArgs: string[];
+  log?: (line: string) => void;
+}
+
+function assertLoopback(url: string): void {
+  const host = new URL(url).hostname;
+  if (!['127.0.0.1', 'localhost', '[::1]', '::1'].includes(host)) {
+    throw new Error(`--url ${url}: only loopback targets are accepted (127.0.0.1, localhost, ::1); load-testing other hosts is not this tool's job`);
+  }
+}
+
+async function startServer(o: LoadtestOptions, token: string): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--name', o.name, '--repo', o.repo, '--port', '0', '--poll-seconds', '0', ...o.serverArgs], {
+    env: { ...process.env, PROMPTMM_TOKEN: token, PROMPTMM_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  const url = await new Promise<string>((res, rej) => {
+    child.stderr!.on('data', (b: Buffer) => {
+      err += b.toString();
+      const m = /serving on (http:\/\/[^"]+)"/.exec(err);
+      if (m) res(m[1]);
+    });
+    child.on('exit', (code) => rej(new Error(`the server exited (${code}) before listening:\n${err.slice(-2000)}`)));
+  });
+  return { url, child };
+}
+
+async function waitReady(url: string): Promise<unknown> {
+  for (let i = 0; i < 600; i++) {
+    try {
+      const r = await fetch(`${url}/readyz`);
+      if (r.status === 200) return r.json();
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url}/readyz did not answer 200 within 60 s`);
+}
+
+function quantile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+async function runScenario(url: string, s: Scenario, t: Traffic, o: LoadtestOptions, token: string, seconds: number): Promise<ScenarioResult> {
+  const plan = planRequests(s, t, 50_000, SCENARIOS.indexOf(s) + 1);
+  let next = 0;
+  const latencies: number[] = [];
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+  const instance = autocannon({
+    url,
+    connections: o.connections,
+    duration: seconds,
+    requests: [
+      {
+        setupRequest: (req) => {
+          const p = plan[next++ % plan.length];
+          return { ...req, method: p.method, path: p.path, body: p.body, headers: p.body ? headers : {} };
+        },
+      },
+    ],
+  }) as unknown as Promise<autocannon.Result> & EventEmitter;
+  // autocannon's own histogram has 1 ms resolution; keep every response time (ms, float) instead.
+  instance.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => latencies.push(ms));
+  const r = await instance;
+  const sorted = Float64Array.from(latencies).sort();
+  const pcts = [0, 10, 25, 50, 75, 90, 95, 97.5, 99, 99.5, 99.9, 99.99, 99.999];
+  return {
+    scenario: s,
+    requests: r.requests.total,
+    seconds: r.duration,
+    rps: r.requests.total / r.duration,
+    latencyMs: {
+      p50: quantile(sorted, 0.5),
+      p90: quantile(sorted, 0.9),
+      p99: quantile(sorted, 0.99),
+      max: sorted[sorted.length - 1] ?? NaN,
+      mean: latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length),
+    },
+    distribution: pcts.map((p) => ({ percentile: p, ms: +quantile(sorted, p / 100).toFixed(3) })),
+    errors: r.errors - r.timeouts,
+    timeouts: r.timeouts,
+    non2xx: r.non2xx,
+    ratioToBaseline: null,
+  };
+}
+
+export interface LoadtestReport {
+  date: string;
+  target: string;
+  name: string;
+  model: unknown;
+  connections: number;
+  durationSeconds: number;
+  note: string;
+  results: ScenarioResult[];
+  failed: boolean;
+  files: { json: string; svg: string };
+}
+
+export async function loadtest(o: LoadtestOptions): Promise<LoadtestReport> {
+  const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const t = loadTraffic(o.repo, o.name);
+  const token = o.token ?? process.env.PROMPTMM_TOKEN ?? randomBytes(16).toString('hex');
+  let child: ChildProcess | null = null;
+  let url = o.url;
+  if (url) assertLoopback(url);
+  else {
+    const s = await startServer(o, token);
+    child = s.child;
+    url = s.url;
+  }
+  try {
+    const model = await waitReady(url);
+    const order: Scenario[] = ['baseline', ...o.scenarios.filter((s) => s !== 'baseline')];
+    const results: ScenarioResult[] = [];
+    for (const s of order) {
+      log(`[loadtest] ${s}: ${o.warmup} s warm-up, ${o.duration} s measured, ${o.connections} connections`);
+      if (o.warmup > 0) await runScenario(url, s, t, o, token, o.warmup);
+      results.push(await runScenario(url, s, t, o, token, o.duration));
+    }
+    const base = results[0].rps;
+    for (const r of results) r.ratioToBaseline = r.rps / base;
+    const failed = results.some((r) => r.errors + r.timeouts + r.non2xx > 0);
+    mkdirSync(o.out, { recursive: true });
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    const files = { json: join(o.out, `${o.name}-${stamp}.json`), svg: join(o.out, `${o.name}-${stamp}.svg`) };
+    const report: LoadtestReport = {
+      date: new Date().toISOString(),
+      target: url,
+      name: o.name,
+      model: (model as { model?: unknown }).model,
+      connections: o.connections,
+      durationSeconds: o.duration,
+      note: 'server and autocannon on the same machine (loopback), sharing its cores',
+      results,
+      failed,
+      files,
+    };
+    writeFileSync(files.json, JSON.stringify(report, null, 2) + '\n');
+    writeFileSync(files.svg, await latencySvg(results, `promptmm ${o.name}: latency by percentile, ${o.connections} connections`));
+    return report;
+  } finally {
+    if (child) {
+      const exited = new Promise((r) => child!.on('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  }
+}
+
+function parseScenarios(v: string): Scenario[] {
+  const list = v === 'all' ? [...SCENARIOS] : v.split(',').map((s) => s.trim());
+  for (const s of list) if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`--scenario: unknown scenario "${s}" (${SCENARIOS.join(', ')}, all)`);
+  return list as Scenario[];
+}
+
+async function main(): Promise<void> {
+  const { values: a } = parseArgs({
+    options: {
+      scenario: { type: 'string', default: 'recommend' },
+      connections: { type: 'string', default: '50' },
+      duration: { type: 'string', default: '20' },
+      warmup: { type: 'string', default: '2' },
+      name: { type: 'string' },
+      repo: { type: 'string', default: process.env.PROMPTMM_REPO ?? 'models' },
+      url: { type: 'string' },
+      token: { type: 'string' },
+      out: { type: 'string', default: 'loadtest/reports' },
+      'server-arg': { type: 'string', multiple: true, default: [] },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (a.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (!a.name) throw new Error('--name is required (the model whose users the traffic is drawn from)\n' + HELP);
+  const num = (flag: string, v: string, min: number) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new Error(`--${flag} must be a number ≥ ${min}, got "${v}"`);
+    return n;
+  };
+  const report = await loadtest({
+    scenarios: parseScenarios(a.scenario!),
+    connections: num('connections', a.connections!, 1),
+    duration: num('duration', a.duration!, 1),
+    warmup: num('warmup', a.warmup!, 0),
+    name: a.name,
+    repo: a.repo!,
+    url: a.url,
+    token: a.token,
+    out: a.out!,
+    serverArgs: a['server-arg']!,
+  });
+  process.stdout.write(`\npromptmm ${report.name} via ${report.target} (${report.note})\n${table(report.results)}\nreports: ${report.files.json}, ${report.files.svg}\n`);
+  if (report.failed) {
+    process.stderr.write('loadtest FAILED: errors or non-2xx responses (see the table)\n');
+    process.exitCode = 1;
+  }
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((err) => {
+    process.stderr.write(`loadtest: error: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  });
+}

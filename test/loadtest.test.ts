@@ -1,0 +1,45 @@
+/** A short smoke run of the load-test harness: it starts a server, runs, reports and cleans up (no timing assertions). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadtest } from '../loadtest/run.js';
+import { table } from '../loadtest/report.js';
+import { loadTraffic, planRequests } from '../loadtest/traffic.js';
+import { repoWith } from '../test-support/serving.js';
+
+test('traffic: users from the bundle, skewed toward active users; cold users are unknown', () => {
+  const { repo, input } = repoWith('t');
+  const t = loadTraffic(repo, 't');
+  assert.equal(t.users.length, input.nUsers);
+  const plan = planRequests('recommend', t, 5000);
+  const counts = new Map<string, number>();
+  for (const p of plan) counts.set(p.path, (counts.get(p.path) ?? 0) + 1);
+  const top = Math.max(...counts.values());
+  assert.ok(top > 5000 / input.nUsers * 10, `the most requested user gets ${top} of 5000 requests`);
+  assert.ok(planRequests('cold', t, 10).every((p) => /user=loadtest-new-/.test(p.path)));
+  assert.ok(planRequests('baseline', t, 3).every((p) => p.path === '/healthz'));
+});
+
+test('loadtest runs the baseline and the scenarios, writes JSON and SVG reports', async () => {
+  const { repo } = repoWith('lt');
+  const out = mkdtempSync(join(tmpdir(), 'promptmm-lt-'));
+  const report = await loadtest({ scenarios: ['recommend', 'exact', 'cold'], connections: 4, duration: 1, warmup: 0, name: 'lt', repo, out, serverArgs: [], log: () => {} });
+  assert.deepEqual(report.results.map((r) => r.scenario), ['baseline', 'recommend', 'exact', 'cold']);
+  for (const r of report.results) {
+    assert.ok(r.requests > 0, `${r.scenario} sent requests`);
+    assert.equal(r.non2xx, 0, `${r.scenario} non-2xx`);
+    assert.ok(r.latencyMs.p99 >= r.latencyMs.p50);
+  }
+  assert.equal(report.failed, false);
+  assert.equal(report.results[0].ratioToBaseline, 1);
+  assert.ok(existsSync(report.files.json));
+  assert.match(readFileSync(report.files.svg, 'utf8'), /^<svg/);
+  assert.match(table(report.results), /recommend .* 0 +0/);
+});
+
+test('loadtest refuses non-loopback targets', async () => {
+  const { repo } = repoWith('lt2');
+  await assert.rejects(loadtest({ scenarios: ['recommend'], connections: 1, duration: 1, warmup: 0, name: 'lt2', repo, url: 'http://10.1.2.3:8080', out: tmpdir(), serverArgs: [] }), /only loopback targets/);
+});
