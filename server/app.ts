@@ -11,7 +11,8 @@ import type { ServerMetrics } from './metrics.js';
 import type { ModelHolder } from './model-holder.js';
 import { recommend, type Retrieval } from './recommender.js';
 import type { Reloader } from './reloader.js';
-import { ErrorReply, Ready, RecommendBatch, RecommendBody, RecommendQuery, Recommendation } from './schemas.js';
+import { ErrorReply, InteractionsBody, InteractionsReply, Ready, RecommendBatch, RecommendBody, RecommendQuery, Recommendation } from './schemas.js';
+import type { OnlineLearner } from './online-learner.js';
 import type { ServingModel } from './serving-model.js';
 
 export interface AppOptions {
@@ -22,6 +23,7 @@ export interface AppOptions {
   retrieval: Retrieval;
   /** Bearer token of admin and write endpoints; undefined turns them off. */
   token?: string;
+  online?: OnlineLearner;
 }
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
@@ -145,6 +147,14 @@ export function buildApp(o: AppOptions) {
       }
     };
     app.post('/admin/reload', { onRequest: auth }, async () => o.reloader.reload(true));
+    const online = o.online;
+    if (online) {
+      app.post('/interactions', { onRequest: auth, schema: { body: InteractionsBody, response: { 200: InteractionsReply, ...errors } } }, async (req) => online.ingest(req.body.interactions));
+      app.post('/admin/finetune', { onRequest: auth }, async () => {
+        await online.round();
+        return { status: 'done' };
+      });
+    }
   }
   return app;
 }

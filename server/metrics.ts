@@ -37,6 +37,12 @@ export function createMetrics() {
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
       registers: [registry],
     }),
+    interactionsAccepted: new client.Counter({ name: 'promptmm_interactions_accepted_total', help: 'Interactions made durable and applied', registers: [registry] }),
+    interactionsRejected: new client.Counter({ name: 'promptmm_interactions_rejected_total', help: 'Interactions refused (unknown item)', registers: [registry] }),
+    ackSeconds: new client.Histogram({ name: 'promptmm_interaction_ack_seconds', help: 'Time from receipt to durable (group commit + fdatasync) per POST /interactions', buckets: LATENCY_BUCKETS, registers: [registry] }),
+    updateSeconds: new client.Histogram({ name: 'promptmm_interaction_update_seconds', help: 'Immediate update (seen set + user BPR steps) per POST /interactions', buckets: LATENCY_BUCKETS, registers: [registry] }),
+    roundSeconds: new client.Histogram({ name: 'promptmm_finetune_round_seconds', help: 'Background fine-tuning round duration', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60], registers: [registry] }),
+    logBytes: new client.Gauge({ name: 'promptmm_interaction_log_bytes', help: 'Bytes in the interaction log segments', registers: [registry] }),
   };
   return m;
 }

@@ -20,23 +20,12 @@ export interface Recommendation {
   items: ScoredItem[];
 }
 
-function sortedHas(a: Int32Array, x: number): boolean {
-  let lo = 0;
-  let hi = a.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    if (a[mid] === x) return true;
-    if (a[mid] < x) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return false;
-}
-
-function coldStart(model: ServingModel, user: string, k: number, retrieval: Retrieval, seen: Int32Array, excludeSeen: boolean): Recommendation {
+function coldStart(model: ServingModel, user: string, k: number, retrieval: Retrieval, row: number | undefined, excludeSeen: boolean): Recommendation {
   const items: ScoredItem[] = [];
+  const userRow = row;
   for (let i = 0; i < model.popularOrder.length && items.length < k; i++) {
     const row = model.popularOrder[i];
-    if (excludeSeen && sortedHas(seen, row)) continue;
+    if (excludeSeen && userRow !== undefined && model.isSeen(userRow, row)) continue;
     // Score of a cold-start item: its train popularity (interactions), not a dot product.
     items.push({ item: model.itemIds[row], score: model.popularity[row] });
   }
@@ -47,12 +36,13 @@ const plainArray = (v: Float32Array): number[] => Array.from(v);
 
 export async function recommend(model: ServingModel, user: string, k: number, excludeSeen: boolean, retrieval: Retrieval): Promise<Recommendation> {
   const row = model.userIndex.get(user);
-  const seen = row === undefined ? new Int32Array(0) : model.seenOf(row);
-  if (row === undefined || seen.length === 0) return coldStart(model, user, k, retrieval, seen, excludeSeen);
+  const seenCount = row === undefined ? 0 : model.seenCount(row);
+  if (row === undefined || seenCount === 0) return coldStart(model, user, k, retrieval, row, excludeSeen);
 
-  const vector = model.userVector(row);
-  const want = Math.min(k, model.nItems - (excludeSeen ? seen.length : 0));
-  const need = Math.min(model.nItems, k + (excludeSeen ? seen.length : 0));
+  // A copy: online learning may move the user's vector (or grow the table) while we await.
+  const vector = model.userVector(row).slice();
+  const want = Math.min(k, model.nItems - (excludeSeen ? seenCount : 0));
+  const need = Math.min(model.nItems, k + (excludeSeen ? seenCount : 0));
   let rows: ArrayLike<number>;
   let used: Retrieval = retrieval;
   if (retrieval === 'ann') {
@@ -60,10 +50,11 @@ export async function recommend(model: ServingModel, user: string, k: number, ex
   } else {
     rows = (await model.exact.topK(vector, need)).rows;
   }
-  let picked = filterSeen(rows, seen, excludeSeen);
+  const seen = (item: number) => excludeSeen && model.isSeen(row, item);
+  let picked = filterSeen(rows, seen);
   if (picked.length < want && retrieval === 'ann') {
     // The graph search came back short (tiny or pathological catalog): answer exactly instead.
-    picked = filterSeen((await model.exact.topK(vector, need)).rows, seen, excludeSeen);
+    picked = filterSeen((await model.exact.topK(vector, need)).rows, seen);
     used = 'exact';
   }
   const items = picked.map((r) => ({ row: r, score: model.score(vector, r) }));
@@ -77,8 +68,8 @@ export async function recommend(model: ServingModel, user: string, k: number, ex
   };
 }
 
-function filterSeen(rows: ArrayLike<number>, seen: Int32Array, excludeSeen: boolean): number[] {
+function filterSeen(rows: ArrayLike<number>, seen: (item: number) => boolean): number[] {
   const out: number[] = [];
-  for (let i = 0; i < rows.length; i++) if (!excludeSeen || !sortedHas(seen, rows[i])) out.push(rows[i]);
+  for (let i = 0; i < rows.length; i++) if (!seen(rows[i])) out.push(rows[i]);
   return out;
 }

@@ -31,7 +31,8 @@ export class Reloader {
     private readonly load: LoadOptions,
     private readonly metrics: ServerMetrics,
     private readonly log: Logger,
-    private readonly afterSwap?: (m: ServingModel) => Promise<void> | void,
+    /** Runs synchronously right before the swap (no await between: online updates replay the log into the new version). */
+    private readonly prepare?: (m: ServingModel) => void,
   ) {}
 
   /** Loads the newest version newer than the one served; with `force`, retries refused ones too. One reload at a time. */
@@ -53,7 +54,7 @@ export class Reloader {
       const t0 = performance.now();
       try {
         const m = await loadServingModel(versionDir(this.repo, this.name, v), this.load);
-        await this.afterSwap?.(m);
+        this.prepare?.(m);
         this.holder.swap(m);
         this.metrics.loads.inc();
         this.metrics.modelVersion.reset();

@@ -61,3 +61,29 @@ export const Ready = Type.Object({
     }),
   ),
 });
+
+/** Most interactions in one POST /interactions. */
+export const MAX_INTERACTIONS = 1000;
+
+export const InteractionsBody = Type.Object(
+  {
+    interactions: Type.Array(
+      Type.Object(
+        {
+          user: UserId,
+          item: Type.String({ minLength: 1, maxLength: 256 }),
+          ts: Type.Optional(Type.Integer({ minimum: 0 })),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1, maxItems: MAX_INTERACTIONS },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const InteractionsReply = Type.Object({
+  accepted: Type.Integer(),
+  rejected: Type.Array(Type.Object({ index: Type.Integer(), user: Type.String(), item: Type.String(), reason: Type.String() })),
+  log_position: Type.Integer(),
+});

@@ -6,7 +6,11 @@ import { buildApp } from './app.js';
 import { createMetrics } from './metrics.js';
 import { ModelHolder } from './model-holder.js';
 import type { Retrieval } from './recommender.js';
+import type { ServingModel } from './serving-model.js';
 import { Reloader } from './reloader.js';
+import { InteractionLog } from './interaction-log.js';
+import { OnlineLearner, ONLINE_DEFAULTS, type OnlineConfig } from './online-learner.js';
+import { join } from 'node:path';
 
 export interface ServeConfig {
   name: string;
@@ -21,6 +25,9 @@ export interface ServeConfig {
   /** Seconds between repository polls (besides the folder watch); 0 = watch only. */
   pollSeconds: number;
   token?: string;
+  /** Interaction log folder (default <repo>/<name>/interactions). */
+  logDir?: string;
+  online?: Partial<OnlineConfig>;
 }
 
 export async function createServer(cfg: ServeConfig, log: Logger) {
@@ -30,8 +37,22 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
   const metrics = createMetrics();
   const holder = new ModelHolder(log);
   const load = { providers: cfg.providers, ef: cfg.ef, log, onExactBatch: (n: number) => metrics.exactBatchSize.observe(n) };
-  const reloader = new Reloader(cfg.repo, cfg.name, holder, load, metrics, log);
-  const app = buildApp({ holder, reloader, metrics, log, retrieval: cfg.retrieval, token: cfg.token });
+  const ilog = InteractionLog.open(cfg.logDir ?? join(modelDir(cfg.repo, cfg.name), 'interactions'), { log });
+  const online = new OnlineLearner(holder, ilog, { ...ONLINE_DEFAULTS, providers: cfg.providers, ...cfg.online }, metrics, log);
+  // Before a version goes live: replay the log records it has not absorbed (synchronously, so
+  // no acknowledged interaction can fall between the replay and the swap).
+  const prepare = (m: ServingModel) => {
+    const entries = ilog.read(m.appliedPosition);
+    if (entries.length) {
+      online.apply(m, entries, entries[entries.length - 1].position);
+      log.info({ version: m.version, replayed: entries.length, from: entries[0].position, to: entries[entries.length - 1].position }, 'interaction log replayed into the new version');
+    }
+    const removed = ilog.compact(m.manifest.logPosition ?? 0);
+    if (removed) log.info({ segments: removed, absorbedUpTo: m.manifest.logPosition }, 'interaction log compacted');
+    metrics.logBytes.set(ilog.bytes());
+  };
+  const reloader = new Reloader(cfg.repo, cfg.name, holder, load, metrics, log, prepare);
+  const app = buildApp({ holder, reloader, metrics, log, retrieval: cfg.retrieval, token: cfg.token, online });
   const first = await reloader.reload();
   if (!first.changed) log.error({ model: cfg.name, refused: first.refused }, 'no valid model version yet: /readyz answers 503 until one is exported');
   if (!cfg.token) log.info('PROMPTMM_TOKEN is not set: admin and write endpoints are off');
@@ -42,11 +63,12 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
     closing ??= (async () => {
       await app.close(); // stops accepting, lets in-flight requests finish
       await reloader.stop();
+      await online.close();
       await holder.close();
     })();
     return closing;
   };
-  return { app, holder, reloader, metrics, close };
+  return { app, holder, reloader, metrics, online, log: ilog, close };
 }
 
 /** Starts listening and exits 0 after a graceful close on SIGTERM/SIGINT. */

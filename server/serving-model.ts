@@ -36,7 +36,8 @@ export class ServingModel {
     readonly manifest: Manifest,
     readonly dim: number,
     readonly userIndex: Map<string, number>,
-    readonly userVectors: Float32Array,
+    /** Row-major user table; grows (reallocated) as online learning adds users. */
+    public userVectors: Float32Array,
     readonly itemIds: string[],
     readonly itemIndex: Map<string, number>,
     readonly itemVectors: Float32Array,
@@ -47,8 +48,13 @@ export class ServingModel {
     readonly popularity: Int32Array,
     readonly ann: HnswIndex,
     public ef: number,
-    readonly exact: ExactScorer,
+    public exact: ExactScorer,
   ) {}
+
+  /** Items a user interacted with after the bundle was built (online learning), by user row. */
+  readonly extraSeen = new Map<number, Set<number>>();
+  /** Highest interaction-log position applied to this version's state. */
+  appliedPosition = 0;
 
   get nItems(): number {
     return this.itemIds.length;
@@ -58,9 +64,42 @@ export class ServingModel {
     return this.userIndex.size;
   }
 
-  /** Train items of a user row (sorted ascending). */
+  /** Train items of a user row in the bundle (sorted ascending); empty for users added online. */
   seenOf(row: number): Int32Array {
+    if (row + 1 >= this.seenOffsets.length) return new Int32Array(0);
     return this.seenItems.subarray(this.seenOffsets[row], this.seenOffsets[row + 1]);
+  }
+
+  /** Number of items the user has seen (bundle + online). */
+  seenCount(row: number): number {
+    return this.seenOf(row).length + (this.extraSeen.get(row)?.size ?? 0);
+  }
+
+  isSeen(row: number, item: number): boolean {
+    return sortedHas(this.seenOf(row), item) || (this.extraSeen.get(row)?.has(item) ?? false);
+  }
+
+  /** Adds an item to the user's seen set; returns false if it was already there. */
+  addSeen(row: number, item: number): boolean {
+    if (this.isSeen(row, item)) return false;
+    let set = this.extraSeen.get(row);
+    if (!set) this.extraSeen.set(row, (set = new Set()));
+    set.add(item);
+    return true;
+  }
+
+  /** Adds a user first seen online with the given vector; returns its row. */
+  addUser(id: string, vector: Float32Array): number {
+    const row = this.userIndex.size;
+    const d = this.dim;
+    if ((row + 1) * d > this.userVectors.length) {
+      const grown = new Float32Array(Math.max((row + 1) * d, Math.ceil(this.userVectors.length * 1.5)));
+      grown.set(this.userVectors);
+      this.userVectors = grown;
+    }
+    this.userVectors.set(vector, row * d);
+    this.userIndex.set(id, row);
+    return row;
   }
 
   userVector(row: number): Float32Array {
@@ -79,6 +118,18 @@ export class ServingModel {
   async close(): Promise<void> {
     await this.exact.close();
   }
+}
+
+export function sortedHas(a: Int32Array, x: number): boolean {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (a[mid] === x) return true;
+    if (a[mid] < x) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return false;
 }
 
 function checkShape(file: string, shape: number[], want: number[]): void {
@@ -116,7 +167,7 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
   const ef = opts.ef ?? m.hnsw.efSearch;
   ann.setEf(ef);
   const exact = await ExactScorer.open(await readFile(file(BUNDLE_FILES.onnx)), d, m.counts.items, opts.providers, opts.log, opts.onExactBatch);
-  return new ServingModel(
+  const model = new ServingModel(
     m.name,
     m.version,
     m,
@@ -134,4 +185,6 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
     ef,
     exact,
   );
+  model.appliedPosition = m.logPosition ?? 0;
+  return model;
 }

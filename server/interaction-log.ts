@@ -1,0 +1,216 @@
+/**
+ * The durable interaction log: append-only segment files of length-prefixed, CRC-checked
+ * records. Appends are group-committed (every record waiting when a flush starts goes in one
+ * write + one fdatasync) and a caller's promise resolves only once its records are on disk.
+ * Positions count records from 1, across segments; a bundle's manifest says up to which
+ * position it absorbed the log. A torn or corrupt tail (a crash mid-write) is detected on open,
+ * reported, and cut off, never a crash.
+ *
+ * Record: u32 payload length | u32 crc32(payload) | payload (UTF-8 JSON {u, i, ts}).
+ */
+import { closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import type { Logger } from 'pino';
+
+export interface LoggedInteraction {
+  user: string;
+  item: string;
+  /** client timestamp (ms since epoch) or the server's arrival time */
+  ts: number;
+}
+
+export interface LogEntry extends LoggedInteraction {
+  position: number;
+}
+
+const SEGMENT_RE = /^seg-(\d{12})\.log$/;
+const HEADER = 8;
+const MAX_RECORD = 1 << 16;
+
+const segName = (first: number) => `seg-${String(first).padStart(12, '0')}.log`;
+
+interface Segment {
+  file: string;
+  first: number;
+  count: number;
+}
+
+function encode(x: LoggedInteraction): Buffer {
+  const payload = Buffer.from(JSON.stringify({ u: x.user, i: x.item, ts: x.ts }));
+  const rec = Buffer.allocUnsafe(HEADER + payload.length);
+  rec.writeUInt32LE(payload.length, 0);
+  rec.writeUInt32LE(crc32(payload), 4);
+  payload.copy(rec, HEADER);
+  return rec;
+}
+
+/** Parses a segment; returns its entries and the byte length of its valid prefix. */
+function parseSegment(buf: Buffer, first: number): { entries: LogEntry[]; valid: number; problem?: string } {
+  const entries: LogEntry[] = [];
+  let off = 0;
+  while (off < buf.length) {
+    if (off + HEADER > buf.length) return { entries, valid: off, problem: `torn record header at byte ${off}` };
+    const len = buf.readUInt32LE(off);
+    const crc = buf.readUInt32LE(off + 4);
+    if (len === 0 || len > MAX_RECORD || off + HEADER + len > buf.length) return { entries, valid: off, problem: `torn or corrupt record at byte ${off}` };
+    const payload = buf.subarray(off + HEADER, off + HEADER + len);
+    if (crc32(payload) !== crc) return { entries, valid: off, problem: `checksum mismatch in the record at byte ${off}` };
+    try {
+      const j = JSON.parse(payload.toString('utf8')) as { u: string; i: string; ts: number };
+      entries.push({ user: j.u, item: j.i, ts: j.ts, position: first + entries.length });
+    } catch {
+      return { entries, valid: off, problem: `unreadable record at byte ${off}` };
+    }
+    off += HEADER + len;
+  }
+  return { entries, valid: off };
+}
+
+export class InteractionLog {
+  private segments: Segment[] = [];
+  private fh: FileHandle | null = null;
+  private inFlight = 0;
+  private size = 0;
+  private pending: { rec: Buffer; resolve: (pos: number) => void; reject: (e: Error) => void }[] = [];
+  private flushing = false;
+  private nextPosition = 1;
+
+  private constructor(
+    readonly dir: string,
+    private readonly segmentBytes: number,
+    private readonly log?: Logger,
+  ) {}
+
+  /** Opens (creating) the log in `dir`, checking every record and cutting a corrupt tail. */
+  static open(dir: string, opts: { segmentBytes?: number; log?: Logger } = {}): InteractionLog {
+    mkdirSync(dir, { recursive: true });
+    const l = new InteractionLog(dir, opts.segmentBytes ?? 64 << 20, opts.log);
+    const files = readdirSync(dir).filter((f) => SEGMENT_RE.test(f)).sort();
+    for (const [n, f] of files.entries()) {
+      const first = Number(SEGMENT_RE.exec(f)![1]);
+      const path = join(dir, f);
+      const buf = readFileSync(path);
+      const p = parseSegment(buf, first);
+      if (p.problem) {
+        opts.log?.warn({ segment: f, problem: p.problem, kept: p.entries.length, droppedBytes: buf.length - p.valid }, 'interaction log: corrupt tail skipped (unacknowledged records of a crash)');
+        if (n === files.length - 1) {
+          const fd = openSync(path, 'r+');
+          ftruncateSync(fd, p.valid);
+          fdatasyncSync(fd);
+          closeSync(fd);
+        }
+      }
+      l.segments.push({ file: path, first, count: p.entries.length });
+      l.nextPosition = first + p.entries.length;
+    }
+    return l;
+  }
+
+  /** Position of the last durable record (0 when empty). */
+  get position(): number {
+    return this.nextPosition - 1 - this.pending.length - this.inFlight;
+  }
+
+  /** Bytes on disk over all segments. */
+  bytes(): number {
+    return this.segments.reduce((a, s) => a + (existsSync(s.file) ? fstatBytes(s.file) : 0), 0);
+  }
+
+  /** Every durable entry after `after`, in order. */
+  read(after = 0): LogEntry[] {
+    const out: LogEntry[] = [];
+    for (const s of this.segments) {
+      if (s.first + s.count - 1 <= after) continue;
+      const p = parseSegment(readFileSync(s.file), s.first);
+      for (const e of p.entries) if (e.position > after) out.push(e);
+    }
+    return out;
+  }
+
+  /** Appends records; resolves with the last one's position once all are durable. */
+  append(xs: LoggedInteraction[]): Promise<number> {
+    return new Promise((resolve, reject) => {
+      for (let n = 0; n < xs.length; n++) {
+        const last = n === xs.length - 1;
+        this.pending.push({ rec: encode(xs[n]), resolve: last ? resolve : () => {}, reject: last ? reject : () => {} });
+      }
+      this.nextPosition += xs.length;
+      if (!this.flushing) {
+        this.flushing = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async current(): Promise<FileHandle> {
+    const tail = this.segments.at(-1);
+    if (this.fh === null || !tail || this.size >= this.segmentBytes) {
+      await this.fh?.close();
+      this.fh = null;
+      if (!tail || (this.size >= this.segmentBytes && tail.count > 0)) {
+        const first = tail ? tail.first + tail.count : 1;
+        this.segments.push({ file: join(this.dir, segName(first)), first, count: 0 });
+      }
+      this.fh = await open(this.segments.at(-1)!.file, 'a');
+      this.size = (await this.fh.stat()).size;
+    }
+    return this.fh;
+  }
+
+  /** One write + one fdatasync for every record waiting; then acknowledge them. Async, so requests go on meanwhile. */
+  private async flush(): Promise<void> {
+    while (this.pending.length) {
+      const batch = this.pending.splice(0, this.pending.length);
+      this.inFlight = batch.length;
+      try {
+        const fh = await this.current();
+        const buf = Buffer.concat(batch.map((b) => b.rec));
+        let off = 0;
+        while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
+        await fh.datasync();
+        this.size += buf.length;
+        const seg = this.segments.at(-1)!;
+        const firstPos = seg.first + seg.count;
+        seg.count += batch.length;
+        this.inFlight = 0;
+        batch.forEach((b, n) => b.resolve(firstPos + n));
+      } catch (err) {
+        // Not durable: fail every waiting append (clients retry); positions roll back.
+        this.inFlight = 0;
+        const failed = [...batch, ...this.pending.splice(0)];
+        this.nextPosition -= failed.length;
+        for (const b of failed) b.reject(err as Error);
+        this.log?.error({ err: (err as Error).message }, 'interaction log write failed');
+      }
+    }
+    this.flushing = false;
+  }
+
+  /** Removes whole segments whose records are all at or below `absorbed` (every live version has them). */
+  compact(absorbed: number): number {
+    let removed = 0;
+    while (this.segments.length > 1 && this.segments[0].first + this.segments[0].count - 1 <= absorbed) {
+      rmSync(this.segments[0].file, { force: true });
+      this.segments.shift();
+      removed++;
+    }
+    return removed;
+  }
+
+  async close(): Promise<void> {
+    while (this.flushing) await new Promise((r) => setTimeout(r, 2));
+    await this.fh?.close();
+    this.fh = null;
+  }
+}
+
+function fstatBytes(path: string): number {
+  const fd = openSync(path, 'r');
+  try {
+    return fstatSync(fd).size;
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,230 @@
+/**
+ * Learning while serving. POST /interactions → validated → appended to the durable log →
+ * acknowledged → applied at once: the user's seen set gains the items and the user's vector
+ * takes a few BPR steps against sampled negatives (item vectors fixed); a new user starts from
+ * the mean of its items' vectors. Every N interactions or T seconds a background round of BPR
+ * on recent interactions plus a replayed sample of old ones moves user and item vectors; the
+ * changed items are updated in the HNSW index in place and the exact path's ONNX table is
+ * rebuilt and swapped. The round yields to the event loop between small chunks, so requests
+ * are never blocked for its duration.
+ */
+import type { Logger } from 'pino';
+import { buildScoringModel } from '../export/onnx-graph.js';
+import { Rng } from '../trainer/rng.js';
+import { ExactScorer } from './exact-scorer.js';
+import type { InteractionLog, LoggedInteraction } from './interaction-log.js';
+import type { ServerMetrics } from './metrics.js';
+import type { ModelHolder } from './model-holder.js';
+import type { ServingModel } from './serving-model.js';
+
+export interface OnlineConfig {
+  /** BPR steps on the user's vector per new interaction */
+  steps: number;
+  lr: number;
+  reg: number;
+  /** background round every this many interactions (0 = off) … */
+  roundEvery: number;
+  /** … or this many seconds after the first unabsorbed one (0 = off) */
+  roundSeconds: number;
+  /** epochs over the recent interactions in a round, and old samples replayed per recent one */
+  roundEpochs: number;
+  replay: number;
+  roundLr: number;
+  providers: string[];
+}
+
+export const ONLINE_DEFAULTS: OnlineConfig = { steps: 5, lr: 0.05, reg: 1e-4, roundEvery: 5000, roundSeconds: 60, roundEpochs: 3, replay: 4, roundLr: 0.01, providers: ['cuda', 'cpu'] };
+
+export interface IngestResult {
+  accepted: number;
+  rejected: { index: number; user: string; item: string; reason: string }[];
+  log_position: number;
+}
+
+const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+
+export class OnlineLearner {
+  private rng = new Rng(12345);
+  private recent: { row: number; item: number }[] = [];
+  private roundTimer: NodeJS.Timeout | null = null;
+  private rounding: Promise<void> | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly holder: ModelHolder,
+    readonly log: InteractionLog,
+    private readonly cfg: OnlineConfig,
+    private readonly metrics: ServerMetrics,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Validates against the served catalog, makes the known ones durable, then applies them. */
+  async ingest(batch: { user: string; item: string; ts?: number }[]): Promise<IngestResult> {
+    const m = this.holder.model;
+    if (!m) throw Object.assign(new Error('no model version loaded yet'), { statusCode: 503 });
+    const rejected: IngestResult['rejected'] = [];
+    const ok: LoggedInteraction[] = [];
+    const now = Date.now();
+    batch.forEach((x, index) => {
+      if (!m.itemIndex.has(x.item)) rejected.push({ index, user: x.user, item: x.item, reason: 'unknown item (not in the served catalog)' });
+      else ok.push({ user: x.user, item: x.item, ts: x.ts ?? now });
+    });
+    if (rejected.length) {
+      this.metrics.interactionsRejected.inc(rejected.length);
+      this.logger.warn({ rejected: rejected.slice(0, 5), count: rejected.length }, 'interactions rejected');
+    }
+    if (!ok.length) return { accepted: 0, rejected, log_position: this.log.position };
+    const t0 = performance.now();
+    const position = await this.log.append(ok);
+    this.metrics.ackSeconds.observe((performance.now() - t0) / 1000);
+    // Apply to whichever version is current now (a swap may have happened during the fsync).
+    const cur = this.holder.model!;
+    const t1 = performance.now();
+    this.apply(cur, ok, position);
+    this.metrics.updateSeconds.observe((performance.now() - t1) / 1000);
+    this.metrics.interactionsAccepted.inc(ok.length);
+    this.metrics.logBytes.set(this.log.bytes());
+    this.maybeRound();
+    return { accepted: ok.length, rejected, log_position: position };
+  }
+
+  /** Immediate effect on a model version: seen sets and user vectors. `lastPosition` is the last record's. */
+  apply(m: ServingModel, xs: LoggedInteraction[], lastPosition: number): void {
+    const d = m.dim;
+    const first = lastPosition - xs.length + 1;
+    xs.forEach((x, n) => {
+      if (first + n <= m.appliedPosition) return; // already in this version (absorbed or replayed)
+      const item = m.itemIndex.get(x.item);
+      if (item === undefined) return;
+      let row = m.userIndex.get(x.user);
+      if (row === undefined) row = m.addUser(x.user, m.itemVectors.slice(item * d, (item + 1) * d));
+      else if (m.seenCount(row) === 0) m.userVectors.set(m.itemVectors.subarray(item * d, (item + 1) * d), row * d);
+      m.addSeen(row, item);
+      this.userSteps(m, row, item);
+      if (m === this.holder.model) this.recent.push({ row, item });
+    });
+    m.appliedPosition = Math.max(m.appliedPosition, lastPosition);
+  }
+
+  private negative(m: ServingModel, row: number): number {
+    for (let t = 0; t < 20; t++) {
+      const j = this.rng.int(m.nItems);
+      if (!m.isSeen(row, j)) return j;
+    }
+    return this.rng.int(m.nItems);
+  }
+
+  /** A few BPR steps on the user's vector only: -log σ(u·(i − j)) + reg‖u‖². */
+  private userSteps(m: ServingModel, row: number, item: number): void {
+    const d = m.dim;
+    const u = m.userVectors;
+    const I = m.itemVectors;
+    const ub = row * d;
+    for (let s = 0; s < this.cfg.steps; s++) {
+      const jb = this.negative(m, row) * d;
+      const ib = item * d;
+      let x = 0;
+      for (let c = 0; c < d; c++) x += u[ub + c] * (I[ib + c] - I[jb + c]);
+      const g = 1 - sigmoid(x);
+      for (let c = 0; c < d; c++) u[ub + c] += this.cfg.lr * (g * (I[ib + c] - I[jb + c]) - this.cfg.reg * u[ub + c]);
+    }
+  }
+
+  private maybeRound(): void {
+    if (this.closed) return;
+    if (this.cfg.roundEvery > 0 && this.recent.length >= this.cfg.roundEvery) void this.round();
+    else if (this.cfg.roundSeconds > 0 && !this.roundTimer && this.recent.length) {
+      this.roundTimer = setTimeout(() => {
+        this.roundTimer = null;
+        void this.round();
+      }, this.cfg.roundSeconds * 1000);
+      this.roundTimer.unref();
+    }
+  }
+
+  /** One background fine-tuning round (one at a time); resolves when its updates are live. */
+  round(): Promise<void> {
+    if (!this.rounding) {
+      this.rounding = this.runRound().finally(() => {
+        this.rounding = null;
+        if (this.recent.length) this.maybeRound();
+      });
+    }
+    return this.rounding;
+  }
+
+  private async runRound(): Promise<void> {
+    const m = this.holder.model;
+    const recent = this.recent.splice(0);
+    if (!m || !recent.length) return;
+    const t0 = performance.now();
+    const d = m.dim;
+    const U = m.userVectors;
+    const I = m.itemVectors;
+    const lr = this.cfg.roundLr;
+    const reg = this.cfg.reg;
+    const changed = new Set<number>();
+    const grad = new Float32Array(d);
+    // Training pairs: the recent ones, each with `replay` old (user, train item) pairs sampled uniformly.
+    const pairs: { row: number; item: number }[] = [];
+    for (const p of recent) {
+      pairs.push(p);
+      for (let r = 0; r < this.cfg.replay && m.seenItems.length; r++) {
+        const e = this.rng.int(m.seenItems.length);
+        let lo = 0;
+        let hi = m.seenOffsets.length - 2;
+        while (lo < hi) {
+          const mid = (lo + hi + 1) >> 1;
+          if (m.seenOffsets[mid] <= e) lo = mid;
+          else hi = mid - 1;
+        }
+        pairs.push({ row: lo, item: m.seenItems[e] });
+      }
+    }
+    let n = 0;
+    for (let epoch = 0; epoch < this.cfg.roundEpochs; epoch++) {
+      for (const { row, item } of pairs) {
+        if (m !== this.holder.model || this.closed) return; // swapped or closing: the next version replays the log
+        const j = this.negative(m, row);
+        const ub = row * d;
+        const ib = item * d;
+        const jb = j * d;
+        let x = 0;
+        for (let c = 0; c < d; c++) x += U[ub + c] * (I[ib + c] - I[jb + c]);
+        const g = 1 - sigmoid(x);
+        for (let c = 0; c < d; c++) grad[c] = g * U[ub + c];
+        for (let c = 0; c < d; c++) U[ub + c] += lr * (g * (I[ib + c] - I[jb + c]) - reg * U[ub + c]);
+        for (let c = 0; c < d; c++) {
+          I[ib + c] += lr * (grad[c] - reg * I[ib + c]);
+          I[jb + c] += lr * (-grad[c] - reg * I[jb + c]);
+        }
+        changed.add(item);
+        changed.add(j);
+        if (++n % 2000 === 0) await new Promise((r) => setImmediate(r)); // let requests through
+      }
+    }
+    // The ANN index, in place (hnswlib re-links an existing label), in chunks.
+    const row = new Array<number>(d);
+    let k = 0;
+    for (const it of changed) {
+      for (let c = 0; c < d; c++) row[c] = I[it * d + c];
+      m.ann.addPoint(row, it);
+      if (++k % 200 === 0) await new Promise((r) => setImmediate(r));
+    }
+    // The exact path: a new session over the new table, swapped in; the old one closes after its queue.
+    const next = await ExactScorer.open(buildScoringModel(I, m.nItems, d), d, m.nItems, [m.exact.provider], this.logger);
+    const old = m.exact;
+    m.exact = next;
+    void old.close();
+    const seconds = (performance.now() - t0) / 1000;
+    this.metrics.roundSeconds.observe(seconds);
+    this.logger.info({ interactions: recent.length, pairs: pairs.length * this.cfg.roundEpochs, itemsChanged: changed.size, seconds: +seconds.toFixed(3) }, 'fine-tuning round done');
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.roundTimer) clearTimeout(this.roundTimer);
+    await this.rounding?.catch(() => undefined);
+    await this.log.close();
+  }
+}
