@@ -285,6 +285,7 @@ program
   .addOption(new Option('--ef <n>', "HNSW query ef (default: the bundle manifest's)").env('PROMPTMM_HNSW_EF').argParser(int('--ef')))
   .addOption(new Option('--providers <list>', 'ONNX Runtime execution providers, tried in order').default('cuda,cpu').env('PROMPTMM_ONNX_PROVIDERS'))
   .addOption(new Option('--poll-seconds <n>', 'also poll the repository for new versions every n seconds (0 = watch only)').default(30).env('PROMPTMM_POLL_SECONDS').argParser(int('--poll-seconds', 0)))
+  .addOption(new Option('--cache-users <n>', 'users whose recommendation lists are cached (LRU, per version; 0 = off)').default(100000).env('PROMPTMM_CACHE_USERS').argParser(int('--cache-users', 0)))
   .addOption(new Option('--log-dir <dir>', 'durable interaction log (default <repo>/<name>/interactions)').env('PROMPTMM_LOG_DIR'))
   .addOption(new Option('--online-steps <n>', 'BPR steps on a user vector per new interaction').default(5).env('PROMPTMM_ONLINE_STEPS').argParser(int('--online-steps', 0)))
   .addOption(new Option('--round-every <n>', 'background fine-tuning round every n interactions (0 = off)').default(5000).env('PROMPTMM_ROUND_EVERY').argParser(int('--round-every', 0)))
@@ -294,7 +295,7 @@ program
     const providers = String(o.providers).split(',').map((p) => p.trim()).filter(Boolean);
     if (!providers.length || providers.some((p) => !['cuda', 'cpu'].includes(p))) throw new InvalidArgumentError(`--providers must list cuda and/or cpu, got "${o.providers}"`);
     const { serve } = await import('../server/server.js'); // fastify and onnxruntime load only for this command
-    await serve({ name: o.name, repo: o.repo, host: o.host, port: o.port, retrieval: o.retrieval, ef: o.ef, providers, pollSeconds: o.pollSeconds, token: process.env.PROMPTMM_TOKEN || undefined, logDir: o.logDir, online: { steps: o.onlineSteps, roundEvery: o.roundEvery, roundSeconds: o.roundSeconds } }, log);
+    await serve({ name: o.name, repo: o.repo, host: o.host, port: o.port, retrieval: o.retrieval, ef: o.ef, providers, pollSeconds: o.pollSeconds, token: process.env.PROMPTMM_TOKEN || undefined, cacheUsers: o.cacheUsers, logDir: o.logDir, online: { steps: o.onlineSteps, roundEvery: o.roundEvery, roundSeconds: o.roundSeconds } }, log);
   });
 
 program

@@ -9,7 +9,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import type { ServerMetrics } from './metrics.js';
 import type { ModelHolder } from './model-holder.js';
-import { recommend, type Retrieval } from './recommender.js';
+import { recommendCached as recommend, type Retrieval } from './recommender.js';
 import type { Reloader } from './reloader.js';
 import { ErrorReply, InteractionsBody, InteractionsReply, Ready, RecommendBatch, RecommendBody, RecommendQuery, Recommendation } from './schemas.js';
 import type { OnlineLearner } from './online-learner.js';

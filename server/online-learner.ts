@@ -101,6 +101,7 @@ export class OnlineLearner {
       else if (m.seenCount(row) === 0) m.userVectors.set(m.itemVectors.subarray(item * d, (item + 1) * d), row * d);
       m.addSeen(row, item);
       this.userSteps(m, row, item);
+      m.cache.dropUser(x.user);
       if (m === this.holder.model) this.recent.push({ row, item });
     });
     m.appliedPosition = Math.max(m.appliedPosition, lastPosition);
@@ -215,6 +216,7 @@ export class OnlineLearner {
     const next = await ExactScorer.open(buildScoringModel(I, m.nItems, d), d, m.nItems, [m.exact.provider], this.logger);
     const old = m.exact;
     m.exact = next;
+    m.cache.clear();
     void old.close();
     const seconds = (performance.now() - t0) / 1000;
     this.metrics.roundSeconds.observe(seconds);

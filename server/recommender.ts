@@ -34,6 +34,17 @@ function coldStart(model: ServingModel, user: string, k: number, retrieval: Retr
 
 const plainArray = (v: Float32Array): number[] => Array.from(v);
 
+/** recommend() through the version's result cache (known users only: unknown ones are cheap and unbounded). */
+export async function recommendCached(model: ServingModel, user: string, k: number, excludeSeen: boolean, retrieval: Retrieval): Promise<Recommendation> {
+  if (!model.userIndex.has(user)) return recommend(model, user, k, excludeSeen, retrieval);
+  const key = `${k}|${excludeSeen ? 1 : 0}|${retrieval}`;
+  const hit = model.cache.get(user, key);
+  if (hit) return hit;
+  const r = await recommend(model, user, k, excludeSeen, retrieval);
+  model.cache.set(user, key, r);
+  return r;
+}
+
 export async function recommend(model: ServingModel, user: string, k: number, excludeSeen: boolean, retrieval: Retrieval): Promise<Recommendation> {
   const row = model.userIndex.get(user);
   const seenCount = row === undefined ? 0 : model.seenCount(row);
@@ -46,7 +57,8 @@ export async function recommend(model: ServingModel, user: string, k: number, ex
   let rows: ArrayLike<number>;
   let used: Retrieval = retrieval;
   if (retrieval === 'ann') {
-    rows = model.ann.searchKnn(plainArray(vector), need).neighbors;
+    // hnswlib skips filtered labels during the search: k results, no over-fetching for heavy users.
+    rows = excludeSeen ? model.ann.searchKnn(plainArray(vector), Math.min(k, model.nItems), (label: number) => !model.isSeen(row, label)).neighbors : model.ann.searchKnn(plainArray(vector), need).neighbors;
   } else {
     rows = (await model.exact.topK(vector, need)).rows;
   }

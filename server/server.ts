@@ -11,6 +11,7 @@ import { Reloader } from './reloader.js';
 import { InteractionLog } from './interaction-log.js';
 import { OnlineLearner, ONLINE_DEFAULTS, type OnlineConfig } from './online-learner.js';
 import { join } from 'node:path';
+import client from 'prom-client';
 
 export interface ServeConfig {
   name: string;
@@ -25,6 +26,8 @@ export interface ServeConfig {
   /** Seconds between repository polls (besides the folder watch); 0 = watch only. */
   pollSeconds: number;
   token?: string;
+  /** users whose recommendation lists are cached per version (LRU; 0 = off) */
+  cacheUsers?: number;
   /** Interaction log folder (default <repo>/<name>/interactions). */
   logDir?: string;
   online?: Partial<OnlineConfig>;
@@ -36,7 +39,9 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
   }
   const metrics = createMetrics();
   const holder = new ModelHolder(log);
-  const load = { providers: cfg.providers, ef: cfg.ef, log, onExactBatch: (n: number) => metrics.exactBatchSize.observe(n) };
+  new client.Gauge({ name: 'promptmm_result_cache_hits', help: 'Result-cache hits of the served version', registers: [metrics.registry], collect() { this.set(holder.model?.cache.hits ?? 0); } });
+  new client.Gauge({ name: 'promptmm_result_cache_misses', help: 'Result-cache misses of the served version', registers: [metrics.registry], collect() { this.set(holder.model?.cache.misses ?? 0); } });
+  const load = { providers: cfg.providers, ef: cfg.ef, cacheUsers: cfg.cacheUsers ?? 0, log, onExactBatch: (n: number) => metrics.exactBatchSize.observe(n) };
   const ilog = InteractionLog.open(cfg.logDir ?? join(modelDir(cfg.repo, cfg.name), 'interactions'), { log });
   const online = new OnlineLearner(holder, ilog, { ...ONLINE_DEFAULTS, providers: cfg.providers, ...cfg.online }, metrics, log);
   // Before a version goes live: replay the log records it has not absorbed (synchronously, so

@@ -11,6 +11,7 @@ import { BUNDLE_FILES, type IdMaps, type Manifest } from '../export/bundle-forma
 import { verifyBundle } from '../export/repository.js';
 import { parseNpy, parseNpyInt32 } from '../trainer/npy.js';
 import { ExactScorer } from './exact-scorer.js';
+import { ResultCache } from './result-cache.js';
 
 const { HierarchicalNSW } = hnswlib;
 type HnswIndex = InstanceType<typeof HierarchicalNSW>;
@@ -22,6 +23,8 @@ export class BundleLoadError extends Error {
 export interface LoadOptions {
   providers: string[];
   ef?: number;
+  /** users whose lists are cached (LRU); 0 = no cache */
+  cacheUsers?: number;
   log?: Logger;
   onExactBatch?: (users: number) => void;
 }
@@ -55,6 +58,7 @@ export class ServingModel {
   readonly extraSeen = new Map<number, Set<number>>();
   /** Highest interaction-log position applied to this version's state. */
   appliedPosition = 0;
+  cache = new ResultCache(0);
 
   get nItems(): number {
     return this.itemIds.length;
@@ -186,5 +190,6 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
     exact,
   );
   model.appliedPosition = m.logPosition ?? 0;
+  model.cache = new ResultCache(opts.cacheUsers ?? 0);
   return model;
 }

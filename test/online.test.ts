@@ -140,3 +140,20 @@ test('kill -9 at any moment: every acknowledged interaction is present and appli
   }
 });
 void input;
+
+test('with the result cache on, an interaction invalidates that user\'s cached lists', async () => {
+  const { repo: r2 } = repoWith('c');
+  const c = await testServer(r2, 'c', { cacheUsers: 100, online: { roundEvery: 0, roundSeconds: 0 } });
+  try {
+    const get = async () => (await c.app.inject({ method: 'GET', url: '/recommend?user=u4&k=5' })).json() as { items: { item: string }[] };
+    const first = await get();
+    assert.deepEqual(await get(), first);
+    assert.equal(c.holder.model!.cache.hits, 1);
+    const top = first.items[0].item;
+    const r = await c.app.inject({ method: 'POST', url: '/interactions', headers: auth, payload: { interactions: [{ user: 'u4', item: top }] } });
+    assert.equal(r.statusCode, 200);
+    assert.ok(!(await get()).items.some((x) => x.item === top), 'the cached list was dropped');
+  } finally {
+    await c.close();
+  }
+});

@@ -1,0 +1,47 @@
+/**
+ * A bounded LRU of recommendation lists per user, for the skewed traffic recommenders see (a
+ * few users ask most often). Entries belong to one model version (the cache lives on it), a
+ * user's entries are dropped when online learning changes that user, and all of them when a
+ * fine-tuning round changes item vectors. Size 0 turns it off.
+ */
+import type { Recommendation } from './recommender.js';
+
+export class ResultCache {
+  private users = new Map<string, Map<string, Recommendation>>();
+  hits = 0;
+  misses = 0;
+
+  constructor(readonly maxUsers: number) {}
+
+  get(user: string, key: string): Recommendation | undefined {
+    if (this.maxUsers === 0) return undefined;
+    const entries = this.users.get(user);
+    const r = entries?.get(key);
+    if (r && entries) {
+      // refresh recency
+      this.users.delete(user);
+      this.users.set(user, entries);
+      this.hits++;
+    } else this.misses++;
+    return r;
+  }
+
+  set(user: string, key: string, r: Recommendation): void {
+    if (this.maxUsers === 0) return;
+    let entries = this.users.get(user);
+    if (!entries) {
+      if (this.users.size >= this.maxUsers) this.users.delete(this.users.keys().next().value as string);
+      this.users.set(user, (entries = new Map()));
+    }
+    if (entries.size >= 16) entries.delete(entries.keys().next().value as string);
+    entries.set(key, r);
+  }
+
+  dropUser(user: string): void {
+    this.users.delete(user);
+  }
+
+  clear(): void {
+    this.users.clear();
+  }
+}
