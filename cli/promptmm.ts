@@ -14,6 +14,7 @@ import { evaluateStudent, dumpStudent } from '../trainer/student-io.js';
 import { evaluatePopularity } from '../trainer/eval.js';
 import { generateSynthetic } from '../trainer/synthetic.js';
 import { exportBundle } from '../export/exporter.js';
+import { mergeInteractionLog } from '../trainer/merge-log.js';
 import { bundleFromCheckpoint } from '../export/from-checkpoint.js';
 import { HNSW_DEFAULTS } from '../export/hnsw-index.js';
 import { listModels, listVersions, readManifest, RepositoryError, verifyBundle, versionDir } from '../export/repository.js';
@@ -75,6 +76,7 @@ program
   .addOption(new Option('--stage <stage>', 'which stage(s) to run').choices(['all', 'teacher', 'student']).default('all'))
   .option('--student-only', 'train the plain LightGCN student (BPR only, no teacher) with the same budget', false)
   .option('--resume', 'continue each stage from its checkpoint (a finished stage is skipped)', false)
+  .option('--interactions <logdir>', "merge a server's interaction log into the training data as train rows (written to <repo>/<name>/data-with-log/; the export records the absorbed log position)")
   .option('--dim <n>', 'embedding size (teacher and student)', int('--dim'), STUDENT_DEFAULTS.dim)
   .option('--layers <n>', 'student graph propagation layers', int('--layers', 0), STUDENT_DEFAULTS.layers)
   .option('--lr <x>', 'student Adam learning rate', positive('--lr'), STUDENT_DEFAULTS.lr)
@@ -108,7 +110,13 @@ program
   .addOption(backendOption())
   .action(async (o) => {
     // Features are loaded (and checked: NaN/Inf, row counts) whether or not a teacher is trained.
-    const data = loadData(o.data, true);
+    let dataDir = o.data;
+    if (o.interactions) {
+      dataDir = join(o.repo, o.name, 'data-with-log');
+      const a = mergeInteractionLog(o.data, o.interactions, dataDir);
+      log.info({ dir: dataDir, interactions: a.interactions, logPosition: a.logPosition }, 'interaction log merged into the training data');
+    }
+    const data = loadData(dataDir, true);
     const info = await engine(o.backend);
     const loop = { lr: o.lr, batch: o.batch, epochs: o.epochs, seed: o.seed, evalEvery: o.evalEvery, patience: o.patience, ks: o.ks };
     const student: StudentConfig = { ...loop, dim: o.dim, layers: o.layers, reg: o.reg };
@@ -288,7 +296,7 @@ program
   .addOption(new Option('--cache-users <n>', 'users whose recommendation lists are cached (LRU, per version; 0 = off)').default(100000).env('PROMPTMM_CACHE_USERS').argParser(int('--cache-users', 0)))
   .addOption(new Option('--log-dir <dir>', 'durable interaction log (default <repo>/<name>/interactions)').env('PROMPTMM_LOG_DIR'))
   .addOption(new Option('--online-steps <n>', 'BPR steps on a user vector per new interaction').default(5).env('PROMPTMM_ONLINE_STEPS').argParser(int('--online-steps', 0)))
-  .addOption(new Option('--round-every <n>', 'background fine-tuning round every n interactions (0 = off)').default(5000).env('PROMPTMM_ROUND_EVERY').argParser(int('--round-every', 0)))
+  .addOption(new Option('--round-every <n>', 'background fine-tuning round every n interactions (0 = off)').default(20000).env('PROMPTMM_ROUND_EVERY').argParser(int('--round-every', 0)))
   .addOption(new Option('--round-seconds <n>', 'or n seconds after the first new interaction (0 = off)').default(60).env('PROMPTMM_ROUND_SECONDS').argParser(int('--round-seconds', 0)))
   .addHelpText('after', '\nEnvironment: PROMPTMM_TOKEN turns on the admin and write endpoints (POST /interactions, POST /admin/reload, POST /admin/finetune) behind "Authorization: Bearer <token>".')
   .action(async (o) => {

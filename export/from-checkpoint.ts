@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadStudent } from '../trainer/student-io.js';
+import { readAbsorbed } from '../trainer/merge-log.js';
 import { studentCheckpointDir } from '../trainer/train-student.js';
 import type { BundleInput } from './exporter.js';
 import { ExportError } from './exporter.js';
@@ -35,5 +36,7 @@ export function bundleFromCheckpoint(repo: string, name: string, opts: { dataDir
     popularity: s.data.itemPopularity,
     training: { objective: s.meta.objective, model: s.meta.model, backend: s.meta.backend, parameters: s.meta.parameters, bestEpoch: s.meta.epoch, ...s.meta.config },
     metrics: s.meta.metrics,
+    // Trained with `--interactions LOG`: the log records this model has absorbed.
+    logPosition: readAbsorbed(s.data.dir)?.logPosition ?? 0,
   };
 }

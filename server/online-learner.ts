@@ -33,7 +33,7 @@ export interface OnlineConfig {
   providers: string[];
 }
 
-export const ONLINE_DEFAULTS: OnlineConfig = { steps: 5, lr: 0.05, reg: 1e-4, roundEvery: 5000, roundSeconds: 60, roundEpochs: 3, replay: 4, roundLr: 0.01, providers: ['cuda', 'cpu'] };
+export const ONLINE_DEFAULTS: OnlineConfig = { steps: 5, lr: 0.05, reg: 1e-4, roundEvery: 20000, roundSeconds: 60, roundEpochs: 3, replay: 4, roundLr: 0.01, providers: ['cuda', 'cpu'] };
 
 export interface IngestResult {
   accepted: number;
@@ -201,7 +201,7 @@ export class OnlineLearner {
         }
         changed.add(item);
         changed.add(j);
-        if (++n % 2000 === 0) await new Promise((r) => setImmediate(r)); // let requests through
+        if (++n % 500 === 0) await new Promise((r) => setImmediate(r)); // let requests through
       }
     }
     // The ANN index, in place (hnswlib re-links an existing label), in chunks.
@@ -210,7 +210,7 @@ export class OnlineLearner {
     for (const it of changed) {
       for (let c = 0; c < d; c++) row[c] = I[it * d + c];
       m.ann.addPoint(row, it);
-      if (++k % 200 === 0) await new Promise((r) => setImmediate(r));
+      if (++k % 10 === 0) await new Promise((r) => setImmediate(r));
     }
     // The exact path: a new session over the new table, swapped in; the old one closes after its queue.
     const next = await ExactScorer.open(buildScoringModel(I, m.nItems, d), d, m.nItems, [m.exact.provider], this.logger);
