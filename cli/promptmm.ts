@@ -322,7 +322,7 @@ program
 
 program
   .command('demo')
-  .description('The main job on embedded defaults: generate a synthetic multimodal dataset, train the teacher and the distilled student, evaluate')
+  .description('The main job on embedded defaults: generate a synthetic multimodal dataset, train the teacher and the distilled student, evaluate, export a servable bundle')
   .addOption(repoOption())
   .option('--name <name>', 'model name', 'demo')
   .option('--epochs <n>', 'maximum epochs of each stage', int('--epochs'), 40)
@@ -352,6 +352,12 @@ program
       log,
       progress: Boolean(process.stderr.isTTY),
     });
+    const exported = exportBundle(bundleFromCheckpoint(o.repo, o.name), {
+      repo: o.repo,
+      hnsw: { space: 'ip', ...HNSW_DEFAULTS },
+      progress: Boolean(process.stderr.isTTY),
+      log,
+    });
     const pop = evaluatePopularity(data, { split: 'test', ks: [20] });
     const line = (label: string, m?: Record<string, number>) => (m ? `  ${label.padEnd(18)} recall@20 ${m['recall@20'].toFixed(4)}  ndcg@20 ${m['ndcg@20'].toFixed(4)}\n` : '');
     process.stdout.write(
@@ -362,7 +368,9 @@ program
         line('teacher', report.teacher?.test) +
         line('distilled student', report.student?.test) +
         line('most popular', pop) +
-        `checkpoints and training curves (curve.svg): ${join(o.repo, o.name, 'checkpoints')}/\n`,
+        `checkpoints and training curves (curve.svg): ${join(o.repo, o.name, 'checkpoints')}/\n` +
+        `exported bundle v${exported.version}: ${exported.dir}\n` +
+        `serve it: npx promptmm serve --name ${o.name}   then: curl 'http://127.0.0.1:8080/recommend?user=0&k=10'\n`,
     );
   });
 

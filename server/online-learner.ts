@@ -20,6 +20,11 @@ import type { ServingModel } from './serving-model.js';
 export interface OnlineConfig {
   /** BPR steps on the user's vector per new interaction */
   steps: number;
+  /**
+   * Graph step weight: LightGCN builds a user's vector from its items' vectors, so a new item
+   * moves the user toward it by mix/√(n+1) (n = the user's history), at the user's norm.
+   */
+  mix: number;
   lr: number;
   reg: number;
   /** background round every this many interactions (0 = off) … */
@@ -33,7 +38,7 @@ export interface OnlineConfig {
   providers: string[];
 }
 
-export const ONLINE_DEFAULTS: OnlineConfig = { steps: 5, lr: 0.05, reg: 1e-4, roundEvery: 20000, roundSeconds: 60, roundEpochs: 3, replay: 4, roundLr: 0.01, providers: ['cuda', 'cpu'] };
+export const ONLINE_DEFAULTS: OnlineConfig = { steps: 5, mix: 0.5, lr: 0.05, reg: 1e-4, roundEvery: 20000, roundSeconds: 60, roundEpochs: 10, replay: 4, roundLr: 0.1, providers: ['cuda', 'cpu'] };
 
 export interface IngestResult {
   accepted: number;
@@ -49,6 +54,8 @@ export class OnlineLearner {
   private roundTimer: NodeJS.Timeout | null = null;
   private rounding: Promise<void> | null = null;
   private closed = false;
+  /** Optional probe (benchmarks): milliseconds to durable and of the immediate update, per ingest. */
+  onTiming?: (ackMs: number, updateMs: number, interactions: number) => void;
 
   constructor(
     private readonly holder: ModelHolder,
@@ -81,7 +88,9 @@ export class OnlineLearner {
     const cur = this.holder.model!;
     const t1 = performance.now();
     this.apply(cur, ok, position);
-    this.metrics.updateSeconds.observe((performance.now() - t1) / 1000);
+    const t2 = performance.now();
+    this.metrics.updateSeconds.observe((t2 - t1) / 1000);
+    this.onTiming?.(t1 - t0, t2 - t1, ok.length);
     this.metrics.interactionsAccepted.inc(ok.length);
     this.metrics.logBytes.set(this.log.bytes());
     this.maybeRound();
@@ -100,6 +109,7 @@ export class OnlineLearner {
       if (row === undefined) row = m.addUser(x.user, m.itemVectors.slice(item * d, (item + 1) * d));
       else if (m.seenCount(row) === 0) m.userVectors.set(m.itemVectors.subarray(item * d, (item + 1) * d), row * d);
       m.addSeen(row, item);
+      this.graphStep(m, row, item);
       this.userSteps(m, row, item);
       m.cache.dropUser(x.user);
       if (m === this.holder.model) this.recent.push({ row, item });
@@ -113,6 +123,29 @@ export class OnlineLearner {
       if (!m.isSeen(row, j)) return j;
     }
     return this.rng.int(m.nItems);
+  }
+
+  private graphStep(m: ServingModel, row: number, item: number): void {
+    if (this.cfg.mix <= 0) return;
+    const d = m.dim;
+    const u = m.userVectors;
+    const I = m.itemVectors;
+    let nu = 0;
+    let ni = 0;
+    for (let c = 0; c < d; c++) {
+      nu += u[row * d + c] ** 2;
+      ni += I[item * d + c] ** 2;
+    }
+    nu = Math.sqrt(nu);
+    ni = Math.sqrt(ni) || 1;
+    const w = this.cfg.mix / Math.sqrt(m.seenCount(row));
+    let nn = 0;
+    for (let c = 0; c < d; c++) {
+      u[row * d + c] += w * (nu / ni) * I[item * d + c];
+      nn += u[row * d + c] ** 2;
+    }
+    const scale = nu / (Math.sqrt(nn) || 1);
+    for (let c = 0; c < d; c++) u[row * d + c] *= scale;
   }
 
   /** A few BPR steps on the user's vector only: -log σ(u·(i − j)) + reg‖u‖². */
