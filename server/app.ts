@@ -9,7 +9,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import type { ServerMetrics } from './metrics.js';
 import type { ModelHolder } from './model-holder.js';
-import { recommendCached as recommend, type Retrieval } from './recommender.js';
+import { recommend, recommendJson, type Retrieval } from './recommender.js';
 import type { Reloader } from './reloader.js';
 import { ErrorReply, InteractionsBody, InteractionsReply, Ready, RecommendBatch, RecommendBody, RecommendQuery, Recommendation } from './schemas.js';
 import type { OnlineLearner } from './online-learner.js';
@@ -105,10 +105,11 @@ export function buildApp(o: AppOptions) {
   app.get('/recommend', { schema: { querystring: RecommendQuery, response: { 200: Recommendation, ...errors } } }, async (req, reply) =>
     withModel(reply, async (m) => {
       const q = req.query;
-      const r = await recommend(m, q.user, q.k, q.exclude_seen, q.retrieval ?? o.retrieval);
+      // Serialized by the response schema once, then cached as text with the list.
+      const r = await recommendJson(m, q.user, q.k, q.exclude_seen, q.retrieval ?? o.retrieval);
       o.metrics.recommendations.inc({ retrieval: r.retrieval });
-      if (r.cold_start) o.metrics.coldStarts.inc();
-      return r;
+      if (r.coldStart) o.metrics.coldStarts.inc();
+      return reply.type('application/json; charset=utf-8').send(r.json as never);
     }),
   );
 

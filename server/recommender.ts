@@ -3,6 +3,9 @@
  * scores recomputed as the student's dot product so both paths report the same numbers;
  * unknown users and users without history get the most popular items (cold start).
  */
+import fastJson from 'fast-json-stringify';
+import type { CachedAnswer } from './result-cache.js';
+import { Recommendation as RecommendationSchema } from './schemas.js';
 import type { ServingModel } from './serving-model.js';
 
 export type Retrieval = 'ann' | 'exact';
@@ -34,15 +37,21 @@ function coldStart(model: ServingModel, user: string, k: number, retrieval: Retr
 
 const plainArray = (v: Float32Array): number[] => Array.from(v);
 
-/** recommend() through the version's result cache (known users only: unknown ones are cheap and unbounded). */
-export async function recommendCached(model: ServingModel, user: string, k: number, excludeSeen: boolean, retrieval: Retrieval): Promise<Recommendation> {
-  if (!model.userIndex.has(user)) return recommend(model, user, k, excludeSeen, retrieval);
+const serializeRecommendation = fastJson(RecommendationSchema);
+
+/**
+ * recommend() serialized by the response schema, through the version's result cache (known
+ * users only: unknown ones are cheap to answer and unbounded in number).
+ */
+export async function recommendJson(model: ServingModel, user: string, k: number, excludeSeen: boolean, retrieval: Retrieval): Promise<CachedAnswer> {
+  const known = model.userIndex.has(user);
   const key = `${k}|${excludeSeen ? 1 : 0}|${retrieval}`;
-  const hit = model.cache.get(user, key);
+  const hit = known ? model.cache.get(user, key) : undefined;
   if (hit) return hit;
   const r = await recommend(model, user, k, excludeSeen, retrieval);
-  model.cache.set(user, key, r);
-  return r;
+  const answer = { json: serializeRecommendation(r), retrieval: r.retrieval, coldStart: r.cold_start };
+  if (known) model.cache.set(user, key, answer);
+  return answer;
 }
 
 export async function recommend(model: ServingModel, user: string, k: number, excludeSeen: boolean, retrieval: Retrieval): Promise<Recommendation> {

@@ -4,16 +4,21 @@
  * user's entries are dropped when online learning changes that user, and all of them when a
  * fine-tuning round changes item vectors. Size 0 turns it off.
  */
-import type { Recommendation } from './recommender.js';
+/** A cached answer: the serialized response and what the metrics need. */
+export interface CachedAnswer {
+  json: string;
+  retrieval: 'ann' | 'exact';
+  coldStart: boolean;
+}
 
 export class ResultCache {
-  private users = new Map<string, Map<string, Recommendation>>();
+  private users = new Map<string, Map<string, CachedAnswer>>();
   hits = 0;
   misses = 0;
 
   constructor(readonly maxUsers: number) {}
 
-  get(user: string, key: string): Recommendation | undefined {
+  get(user: string, key: string): CachedAnswer | undefined {
     if (this.maxUsers === 0) return undefined;
     const entries = this.users.get(user);
     const r = entries?.get(key);
@@ -26,7 +31,7 @@ export class ResultCache {
     return r;
   }
 
-  set(user: string, key: string, r: Recommendation): void {
+  set(user: string, key: string, r: CachedAnswer): void {
     if (this.maxUsers === 0) return;
     let entries = this.users.get(user);
     if (!entries) {
