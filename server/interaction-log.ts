@@ -8,8 +8,7 @@
  *
  * Record: u32 payload length | u32 crc32(payload) | payload (UTF-8 JSON {u, i, ts}).
  */
-import { closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
@@ -35,6 +34,7 @@ interface Segment {
   file: string;
   first: number;
   count: number;
+  bytes: number;
 }
 
 function encode(x: LoggedInteraction): Buffer {
@@ -70,8 +70,8 @@ function parseSegment(buf: Buffer, first: number): { entries: LogEntry[]; valid:
 
 export class InteractionLog {
   private segments: Segment[] = [];
-  private fh: FileHandle | null = null;
-  private inFlight = 0;
+  private fd: number | null = null;
+  private lastFlush = -Infinity;
   private size = 0;
   private pending: { rec: Buffer; resolve: (pos: number) => void; reject: (e: Error) => void }[] = [];
   private flushing = false;
@@ -102,7 +102,7 @@ export class InteractionLog {
           closeSync(fd);
         }
       }
-      l.segments.push({ file: path, first, count: p.entries.length });
+      l.segments.push({ file: path, first, count: p.entries.length, bytes: p.valid });
       l.nextPosition = first + p.entries.length;
     }
     return l;
@@ -110,12 +110,12 @@ export class InteractionLog {
 
   /** Position of the last durable record (0 when empty). */
   get position(): number {
-    return this.nextPosition - 1 - this.pending.length - this.inFlight;
+    return this.nextPosition - 1 - this.pending.length;
   }
 
   /** Bytes on disk over all segments. */
   bytes(): number {
-    return this.segments.reduce((a, s) => a + (existsSync(s.file) ? fstatBytes(s.file) : 0), 0);
+    return this.segments.reduce((a, s) => a + s.bytes, 0);
   }
 
   /** Every durable entry after `after`, in order. */
@@ -139,51 +139,56 @@ export class InteractionLog {
       this.nextPosition += xs.length;
       if (!this.flushing) {
         this.flushing = true;
-        setImmediate(() => void this.flush());
+        // A lone write commits at once; when writes come faster than one per 0.2 ms (about an
+        // fdatasync here), they are grouped: every append of this event-loop turn goes in one flush.
+        if (performance.now() - this.lastFlush > 0.2) this.flush();
+        else setImmediate(() => this.flush());
       }
     });
   }
 
-  private async current(): Promise<FileHandle> {
+  private current(): number {
     const tail = this.segments.at(-1);
-    if (this.fh === null || !tail || this.size >= this.segmentBytes) {
-      await this.fh?.close();
-      this.fh = null;
+    if (this.fd === null || !tail || this.size >= this.segmentBytes) {
+      if (this.fd !== null) closeSync(this.fd);
+      this.fd = null;
       if (!tail || (this.size >= this.segmentBytes && tail.count > 0)) {
         const first = tail ? tail.first + tail.count : 1;
-        this.segments.push({ file: join(this.dir, segName(first)), first, count: 0 });
+        this.segments.push({ file: join(this.dir, segName(first)), first, count: 0, bytes: 0 });
       }
-      this.fh = await open(this.segments.at(-1)!.file, 'a');
-      this.size = (await this.fh.stat()).size;
+      this.fd = openSync(this.segments.at(-1)!.file, 'a');
+      this.size = fstatSync(this.fd).size;
     }
-    return this.fh;
+    return this.fd;
   }
 
-  /** One write + one fdatasync for every record waiting; then acknowledge them. Async, so requests go on meanwhile. */
-  private async flush(): Promise<void> {
-    while (this.pending.length) {
-      const batch = this.pending.splice(0, this.pending.length);
-      this.inFlight = batch.length;
-      try {
-        const fh = await this.current();
-        const buf = Buffer.concat(batch.map((b) => b.rec));
-        let off = 0;
-        while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
-        await fh.datasync();
-        this.size += buf.length;
-        const seg = this.segments.at(-1)!;
-        const firstPos = seg.first + seg.count;
-        seg.count += batch.length;
-        this.inFlight = 0;
-        batch.forEach((b, n) => b.resolve(firstPos + n));
-      } catch (err) {
-        // Not durable: fail every waiting append (clients retry); positions roll back.
-        this.inFlight = 0;
-        const failed = [...batch, ...this.pending.splice(0)];
-        this.nextPosition -= failed.length;
-        for (const b of failed) b.reject(err as Error);
-        this.log?.error({ err: (err as Error).message }, 'interaction log write failed');
-      }
+  /**
+   * One write + one fdatasync for every record waiting, then acknowledge them. Grouped
+   * appends flush in the check phase right after the poll phase that received them
+   * (setImmediate), so one flush takes every append of that event-loop turn. Synchronous on purpose: an
+   * fdatasync costs ~0.13 ms here (p99 0.2 ms, measured), far less than the two thread-pool
+   * round trips of the async calls, each waiting a whole turn of a busy event loop.
+   */
+  private flush(): void {
+    const batch = this.pending.splice(0, this.pending.length);
+    try {
+      const fd = this.current();
+      const buf = Buffer.concat(batch.map((b) => b.rec));
+      let off = 0;
+      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+      fdatasyncSync(fd);
+      this.lastFlush = performance.now();
+      this.size += buf.length;
+      const seg = this.segments.at(-1)!;
+      const firstPos = seg.first + seg.count;
+      seg.count += batch.length;
+      seg.bytes += buf.length;
+      batch.forEach((b, n) => b.resolve(firstPos + n));
+    } catch (err) {
+      // Not durable: fail every waiting append (clients retry); positions roll back.
+      this.nextPosition -= batch.length;
+      for (const b of batch) b.reject(err as Error);
+      this.log?.error({ err: (err as Error).message }, 'interaction log write failed');
     }
     this.flushing = false;
   }
@@ -200,17 +205,8 @@ export class InteractionLog {
   }
 
   async close(): Promise<void> {
-    while (this.flushing) await new Promise((r) => setTimeout(r, 2));
-    await this.fh?.close();
-    this.fh = null;
-  }
-}
-
-function fstatBytes(path: string): number {
-  const fd = openSync(path, 'r');
-  try {
-    return fstatSync(fd).size;
-  } finally {
-    closeSync(fd);
+    while (this.flushing) await new Promise((r) => setImmediate(r));
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
   }
 }
