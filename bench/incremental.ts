@@ -7,7 +7,11 @@
  * after the round), and after a full retrain on train + the log with the same budget.
  * Also: acknowledgement and immediate-update latency (p50/p99), interactions/s sustained.
  *
- *   npm run bench:incremental -- [--data ../shared/data/tiktok] [--epochs 50] [--clients 16]
+ * The fine-tuning round's settings are chosen first without looking at the test split: for
+ * each candidate, half of the validation users' interactions (A) are streamed and the round
+ * run, and the candidate is scored by Recall@20 on the other half's (B) validation items.
+ *
+ *   npm run bench:incremental -- [--data ../shared/data/tiktok] [--epochs 50] [--clients 16] [--no-tune]
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,12 +23,16 @@ import { initEngine } from '../trainer/engine.js';
 import { evaluateEmbeddings } from '../trainer/eval.js';
 import { createServer } from '../server/server.js';
 import type { ServingModel } from '../server/serving-model.js';
+import { ONLINE_DEFAULTS, type OnlineConfig } from '../server/online-learner.js';
+import { evaluate } from '../trainer/eval.js';
+import type { Csr } from '../trainer/dataset.js';
 
 const { values: a } = parseArgs({
   options: {
     data: { type: 'string', default: '../shared/data/tiktok' },
     epochs: { type: 'string', default: '50' },
     clients: { type: 'string', default: '16' },
+    'no-tune': { type: 'boolean', default: false },
   },
 });
 const out = resolve('bench/out/incremental');
@@ -57,8 +65,45 @@ const evalModel = (m: ServingModel) => {
 
 run(['train', '--data', data.dir, '--name', 'base', '--repo', repo, ...budget]);
 run(['export', '--name', 'base', '--repo', repo]);
+
+// Round settings chosen on validation halves: stream half A, score on half B's validation items.
+const valUsers = [...new Set(data.val.users)].sort((x, y) => x - y);
+const inA = new Set(valUsers.filter((_, n) => n % 2 === 0));
+const onlyB = (c: Csr): Csr => {
+  const indptr = new Int32Array(c.indptr.length);
+  const cols: number[] = [];
+  for (let u = 0; u + 1 < c.indptr.length; u++) {
+    if (!inA.has(u)) for (let p = c.indptr[u]; p < c.indptr[u + 1]; p++) cols.push(c.indices[p]);
+    indptr[u + 1] = cols.length;
+  }
+  return { indptr, indices: Int32Array.from(cols) };
+};
+const dataB = { ...data, valByUser: onlyB(data.valByUser) };
+const streamA = Array.from(data.val.users, (u, n) => ({ user: String(u), item: String(data.val.items[n]) })).filter((x) => inA.has(Number(x.user)));
+const candidates: Partial<OnlineConfig>[] = [];
+for (const roundLr of [0.02, 0.05, 0.1, 0.2]) for (const roundEpochs of [5, 10]) for (const replay of [1, 4]) candidates.push({ roundLr, roundEpochs, replay });
+const tuning: { config: Partial<OnlineConfig>; valBRecall: number }[] = [];
+let chosen: Partial<OnlineConfig> = { roundLr: ONLINE_DEFAULTS.roundLr, roundEpochs: ONLINE_DEFAULTS.roundEpochs, replay: ONLINE_DEFAULTS.replay };
+if (!a['no-tune']) {
+  for (const config of candidates) {
+    const t = await createServer(
+      { name: 'base', repo, host: '127.0.0.1', port: 0, retrieval: 'exact', providers: ['cpu'], pollSeconds: 0, token: 't', logDir: join(out, `tune-${tuning.length}`), online: { roundEvery: 0, roundSeconds: 0, ...config } },
+      pino({ level: 'warn' }),
+    );
+    for (const x of streamA) await t.online.ingest([x]);
+    await t.online.round();
+    const m = t.holder.model!;
+    const r = evaluate(m.userVectors.subarray(0, data.nUsers * m.dim), m.itemVectors, m.dim, dataB, { split: 'val', ks: [20] });
+    tuning.push({ config, valBRecall: r['recall@20'] });
+    process.stderr.write(`  tune ${JSON.stringify(config)}: validation-B recall@20 ${r['recall@20'].toFixed(4)}\n`);
+    await t.close();
+  }
+  chosen = tuning.reduce((b, x) => (x.valBRecall > b.valBRecall ? x : b)).config;
+  process.stderr.write(`chosen on validation halves: ${JSON.stringify(chosen)}\n`);
+}
+
 const s = await createServer(
-  { name: 'base', repo, host: '127.0.0.1', port: 0, retrieval: 'exact', providers: ['cpu'], pollSeconds: 0, token: 't', logDir, online: { roundEvery: 0, roundSeconds: 0 } },
+  { name: 'base', repo, host: '127.0.0.1', port: 0, retrieval: 'exact', providers: ['cpu'], pollSeconds: 0, token: 't', logDir, online: { roundEvery: 0, roundSeconds: 0, ...chosen } },
   pino({ level: 'warn' }),
 );
 const model = s.holder.model!;
@@ -103,6 +148,7 @@ const report = {
   data: data.dir,
   budget: `plain student, ${a.epochs} epochs, no validation-based selection (the validation split is what gets streamed)`,
   streamed: stream.length,
+  roundSettings: { chosen, tunedOn: a['no-tune'] ? 'none (defaults)' : 'validation halves: stream A, Recall@20 on B', tuning },
   clients: Number(a.clients),
   test: { before, afterImmediate, afterRound, retrain: { 'recall@20': retrain['recall@20'], 'ndcg@20': retrain['ndcg@20'] } },
   recoveredShareOfRetrainGain: {

@@ -298,12 +298,15 @@ program
   .addOption(new Option('--online-steps <n>', 'BPR steps on a user vector per new interaction').default(5).env('PROMPTMM_ONLINE_STEPS').argParser(int('--online-steps', 0)))
   .addOption(new Option('--round-every <n>', 'background fine-tuning round every n interactions (0 = off)').default(20000).env('PROMPTMM_ROUND_EVERY').argParser(int('--round-every', 0)))
   .addOption(new Option('--round-seconds <n>', 'or n seconds after the first new interaction (0 = off)').default(60).env('PROMPTMM_ROUND_SECONDS').argParser(int('--round-seconds', 0)))
+  .addOption(new Option('--round-lr <x>', 'learning rate of a fine-tuning round').default(0.2).env('PROMPTMM_ROUND_LR').argParser(positive('--round-lr')))
+  .addOption(new Option('--round-epochs <n>', 'passes over the recent interactions in a round').default(10).env('PROMPTMM_ROUND_EPOCHS').argParser(int('--round-epochs')))
+  .addOption(new Option('--round-replay <n>', 'old (user, item) pairs replayed per recent one in a round').default(1).env('PROMPTMM_ROUND_REPLAY').argParser(int('--round-replay', 0)))
   .addHelpText('after', '\nEnvironment: PROMPTMM_TOKEN turns on the admin and write endpoints (POST /interactions, POST /admin/reload, POST /admin/finetune) behind "Authorization: Bearer <token>".')
   .action(async (o) => {
     const providers = String(o.providers).split(',').map((p) => p.trim()).filter(Boolean);
     if (!providers.length || providers.some((p) => !['cuda', 'cpu'].includes(p))) throw new InvalidArgumentError(`--providers must list cuda and/or cpu, got "${o.providers}"`);
     const { serve } = await import('../server/server.js'); // fastify and onnxruntime load only for this command
-    await serve({ name: o.name, repo: o.repo, host: o.host, port: o.port, retrieval: o.retrieval, ef: o.ef, providers, pollSeconds: o.pollSeconds, token: process.env.PROMPTMM_TOKEN || undefined, cacheUsers: o.cacheUsers, logDir: o.logDir, online: { steps: o.onlineSteps, roundEvery: o.roundEvery, roundSeconds: o.roundSeconds } }, log);
+    await serve({ name: o.name, repo: o.repo, host: o.host, port: o.port, retrieval: o.retrieval, ef: o.ef, providers, pollSeconds: o.pollSeconds, token: process.env.PROMPTMM_TOKEN || undefined, cacheUsers: o.cacheUsers, logDir: o.logDir, online: { steps: o.onlineSteps, roundEvery: o.roundEvery, roundSeconds: o.roundSeconds, roundLr: o.roundLr, roundEpochs: o.roundEpochs, replay: o.roundReplay } }, log);
   });
 
 program

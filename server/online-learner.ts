@@ -38,7 +38,7 @@ export interface OnlineConfig {
   providers: string[];
 }
 
-export const ONLINE_DEFAULTS: OnlineConfig = { steps: 5, mix: 0.5, lr: 0.05, reg: 1e-4, roundEvery: 20000, roundSeconds: 60, roundEpochs: 10, replay: 4, roundLr: 0.1, providers: ['cuda', 'cpu'] };
+export const ONLINE_DEFAULTS: OnlineConfig = { steps: 5, mix: 0.5, lr: 0.05, reg: 1e-4, roundEvery: 20000, roundSeconds: 60, roundEpochs: 10, replay: 1, roundLr: 0.2, providers: ['cuda', 'cpu'] };
 
 export interface IngestResult {
   accepted: number;
