@@ -55,7 +55,8 @@ test('SIGTERM: in-flight requests finish, then the process exits 0', async () =>
   assert.equal((await fetch(`${address}/recommend?user=u1&k=5`)).status, 200);
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   const inFlight = Array.from({ length: 30 }, (_, i) => fetch(`${address}/recommend?user=u${i + 1}&k=20&retrieval=exact`).then((r) => r.status));
-  await new Promise((r) => setTimeout(r, 20));
+  // Signal once the first answer is back: the others were sent with it and are in flight.
+  await Promise.race(inFlight);
   child.kill('SIGTERM');
   const statuses = await Promise.allSettled(inFlight);
   const code = await exited;
