@@ -112,6 +112,7 @@ export class OnlineLearner {
       this.graphStep(m, row, item);
       this.userSteps(m, row, item);
       m.cache.dropUser(x.user);
+      m.candidates.noteUpdate(row);
       if (m === this.holder.model) this.recent.push({ row, item });
     });
     m.appliedPosition = Math.max(m.appliedPosition, lastPosition);
@@ -250,6 +251,7 @@ export class OnlineLearner {
     const old = m.exact;
     m.exact = next;
     m.cache.clear();
+    m.candidates.clear();
     void old.close();
     const seconds = (performance.now() - t0) / 1000;
     this.metrics.roundSeconds.observe(seconds);

@@ -4,7 +4,7 @@
  * unknown users and users without history get the most popular items (cold start).
  */
 import fastJson from 'fast-json-stringify';
-import type { CachedAnswer } from './result-cache.js';
+import { ANN_CANDIDATES, type CachedAnswer } from './result-cache.js';
 import { Recommendation as RecommendationSchema } from './schemas.js';
 import type { ServingModel } from './serving-model.js';
 
@@ -65,9 +65,18 @@ export async function recommend(model: ServingModel, user: string, k: number, ex
   const need = Math.min(model.nItems, k + (excludeSeen ? seenCount : 0));
   let rows: ArrayLike<number>;
   let used: Retrieval = retrieval;
-  if (retrieval === 'ann') {
-    // hnswlib skips filtered labels during the search: k results, no over-fetching for heavy users.
-    rows = excludeSeen ? model.ann.searchKnn(plainArray(vector), Math.min(k, model.nItems), (label: number) => !model.isSeen(row, label)).neighbors : model.ann.searchKnn(plainArray(vector), need).neighbors;
+  if (retrieval === 'ann' && excludeSeen) {
+    // Cached candidates, re-ranked exactly below; else one search for max(k, ANN_CANDIDATES)
+    // (hnswlib skips the seen labels during the search: no over-fetching for heavy users).
+    let cand = model.candidates.get(row);
+    if (!cand || countUnseen(model, row, cand) < want) {
+      const c = Math.min(Math.max(k, ANN_CANDIDATES), model.nItems);
+      cand = Int32Array.from(model.ann.searchKnn(plainArray(vector), c, (label: number) => !model.isSeen(row, label)).neighbors);
+      model.candidates.set(row, cand);
+    }
+    rows = cand;
+  } else if (retrieval === 'ann') {
+    rows = model.ann.searchKnn(plainArray(vector), need).neighbors;
   } else {
     rows = (await model.exact.topK(vector, need)).rows;
   }
@@ -87,6 +96,12 @@ export async function recommend(model: ServingModel, user: string, k: number, ex
     cold_start: false,
     items: items.slice(0, k).map((x) => ({ item: model.itemIds[x.row], score: x.score })),
   };
+}
+
+function countUnseen(model: ServingModel, row: number, items: Int32Array): number {
+  let n = 0;
+  for (let i = 0; i < items.length; i++) if (!model.isSeen(row, items[i])) n++;
+  return n;
 }
 
 function filterSeen(rows: ArrayLike<number>, seen: (item: number) => boolean): number[] {

@@ -50,3 +50,42 @@ export class ResultCache {
     this.users.clear();
   }
 }
+
+/**
+ * ANN candidates per user row: the HNSW search returns the user's top ANN_CANDIDATES unseen
+ * items once; answers re-rank them exactly with the user's current vector. A user's new
+ * interactions (small moves of its vector, one more seen item) re-rank the same candidates
+ * instead of searching again, up to MAX_UPDATES moves or until fewer than k are left unseen.
+ */
+export const ANN_CANDIDATES = 100;
+const MAX_UPDATES = 8;
+
+export class CandidateCache {
+  private rows = new Map<number, { items: Int32Array; updates: number }>();
+
+  constructor(readonly maxUsers: number) {}
+
+  get(row: number): Int32Array | undefined {
+    const e = this.rows.get(row);
+    if (!e || e.updates >= MAX_UPDATES) return undefined;
+    this.rows.delete(row);
+    this.rows.set(row, e);
+    return e.items;
+  }
+
+  set(row: number, items: Int32Array): void {
+    if (this.maxUsers === 0) return;
+    if (!this.rows.has(row) && this.rows.size >= this.maxUsers) this.rows.delete(this.rows.keys().next().value as number);
+    this.rows.set(row, { items, updates: 0 });
+  }
+
+  /** The user's vector moved (online learning). */
+  noteUpdate(row: number): void {
+    const e = this.rows.get(row);
+    if (e) e.updates++;
+  }
+
+  clear(): void {
+    this.rows.clear();
+  }
+}

@@ -11,7 +11,7 @@ import { BUNDLE_FILES, type IdMaps, type Manifest } from '../export/bundle-forma
 import { verifyBundle } from '../export/repository.js';
 import { parseNpy, parseNpyInt32 } from '../trainer/npy.js';
 import { ExactScorer } from './exact-scorer.js';
-import { ResultCache } from './result-cache.js';
+import { CandidateCache, ResultCache } from './result-cache.js';
 
 const { HierarchicalNSW } = hnswlib;
 type HnswIndex = InstanceType<typeof HierarchicalNSW>;
@@ -59,6 +59,7 @@ export class ServingModel {
   /** Highest interaction-log position applied to this version's state. */
   appliedPosition = 0;
   cache = new ResultCache(0);
+  candidates = new CandidateCache(0);
 
   get nItems(): number {
     return this.itemIds.length;
@@ -191,5 +192,6 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
   );
   model.appliedPosition = m.logPosition ?? 0;
   model.cache = new ResultCache(opts.cacheUsers ?? 0);
+  model.candidates = new CandidateCache(opts.cacheUsers ?? 0);
   return model;
 }

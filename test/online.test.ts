@@ -157,3 +157,22 @@ test('with the result cache on, an interaction invalidates that user\'s cached l
     await c.close();
   }
 });
+
+test('ann answers from cached candidates re-ranked with the moved vector match the exact path', async () => {
+  const { repo: r3 } = repoWith('cand');
+  const c = await testServer(r3, 'cand', { cacheUsers: 100, online: { roundEvery: 0, roundSeconds: 0 } });
+  try {
+    const list = async (user: string, retrieval: string) =>
+      ((await c.app.inject({ method: 'GET', url: `/recommend?user=${user}&k=10&retrieval=${retrieval}` })).json() as { items: { item: string }[] }).items.map((x) => x.item);
+    for (const u of ['u6', 'u7', 'u8']) assert.deepEqual(await list(u, 'ann'), await list(u, 'exact'), `${u} before`);
+    for (const u of ['u6', 'u7', 'u8']) {
+      const top = (await list(u, 'ann'))[0];
+      await c.app.inject({ method: 'POST', url: '/interactions', headers: auth, payload: { interactions: [{ user: u, item: top }] } });
+      const ann = await list(u, 'ann');
+      assert.ok(!ann.includes(top));
+      assert.deepEqual(ann, await list(u, 'exact'), `${u} after an interaction`);
+    }
+  } finally {
+    await c.close();
+  }
+});
