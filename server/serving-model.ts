@@ -81,7 +81,19 @@ export class ServingModel {
   }
 
   isSeen(row: number, item: number): boolean {
-    return sortedHas(this.seenOf(row), item) || (this.extraSeen.get(row)?.has(item) ?? false);
+    // Binary search in place (no subarray per call: this runs for every candidate).
+    if (row + 1 < this.seenOffsets.length) {
+      let lo = this.seenOffsets[row];
+      let hi = this.seenOffsets[row + 1] - 1;
+      const a = this.seenItems;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        if (a[mid] === item) return true;
+        if (a[mid] < item) lo = mid + 1;
+        else hi = mid - 1;
+      }
+    }
+    return this.extraSeen.size > 0 && (this.extraSeen.get(row)?.has(item) ?? false);
   }
 
   /** Adds an item to the user's seen set; returns false if it was already there. */
@@ -123,18 +135,6 @@ export class ServingModel {
   async close(): Promise<void> {
     await this.exact.close();
   }
-}
-
-export function sortedHas(a: Int32Array, x: number): boolean {
-  let lo = 0;
-  let hi = a.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    if (a[mid] === x) return true;
-    if (a[mid] < x) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return false;
 }
 
 function checkShape(file: string, shape: number[], want: number[]): void {
