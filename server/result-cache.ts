@@ -57,7 +57,7 @@ export class ResultCache {
  * interactions (small moves of its vector, one more seen item) re-rank the same candidates
  * instead of searching again, up to MAX_UPDATES moves or until fewer than k are left unseen.
  */
-export const ANN_CANDIDATES = 100;
+export const ANN_CANDIDATES = 40;
 const MAX_UPDATES = 8;
 
 export class CandidateCache {
