@@ -60,7 +60,7 @@ function loadData(dir: string, features = true): Dataset {
 }
 
 const program = new Command('promptmm')
-  .description('Multimodal recommender: train, evaluate and export a LightGCN student (PromptMM, WWW 2024).')
+  .description('Multimodal recommender: train, evaluate, export and serve a LightGCN student distilled from a multimodal teacher (PromptMM, WWW 2024).')
   .showHelpAfterError('(run with --help for usage)')
   .configureOutput({ outputError: (s, write) => write(s) });
 
