@@ -81,7 +81,7 @@ export function buildApp(o: AppOptions) {
       const detail = `${v.message ?? 'invalid'}${allowed ? ` (${allowed.join(', ')})` : ''}`;
       return reply.code(400).send({ error: 'Bad Request', message: `${err.validationContext ?? 'request'}${field ? '.' + field : ''}: ${detail}`, field });
     }
-    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    const status = err.statusCode && ((err.statusCode >= 400 && err.statusCode < 500) || err.statusCode === 503) ? err.statusCode : 500;
     if (status === 500) {
       req.log.error({ err, url: req.url }, 'request failed');
       return reply.code(500).send({ error: 'Internal Server Error', message: 'internal error (logged on the server)' });
@@ -161,5 +161,5 @@ export function buildApp(o: AppOptions) {
 }
 
 function reasonPhrase(status: number): string {
-  return ({ 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed', 413: 'Payload Too Large', 415: 'Unsupported Media Type' } as Record<number, string>)[status] ?? 'Error';
+  return ({ 503: 'Service Unavailable', 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed', 413: 'Payload Too Large', 415: 'Unsupported Media Type' } as Record<number, string>)[status] ?? 'Error';
 }

@@ -8,8 +8,8 @@
  *
  * Record: u32 payload length | u32 crc32(payload) | payload (UTF-8 JSON {u, i, ts}).
  */
-import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
 
@@ -25,6 +25,8 @@ export interface LogEntry extends LoggedInteraction {
 }
 
 const SEGMENT_RE = /^seg-(\d{12})\.log$/;
+/** Absorbed segments move here; never deleted automatically (the nightly merge reads the whole log). */
+const ARCHIVE = 'archive';
 const HEADER = 8;
 const MAX_RECORD = 1 << 16;
 
@@ -71,6 +73,7 @@ function parseSegment(buf: Buffer, first: number): { entries: LogEntry[]; valid:
 export class InteractionLog {
   private segments: Segment[] = [];
   private fd: number | null = null;
+  private broken: Error | null = null;
   private lastFlush = -Infinity;
   private size = 0;
   private pending: { rec: Buffer; resolve: (pos: number) => void; reject: (e: Error) => void }[] = [];
@@ -87,10 +90,14 @@ export class InteractionLog {
   static open(dir: string, opts: { segmentBytes?: number; log?: Logger } = {}): InteractionLog {
     mkdirSync(dir, { recursive: true });
     const l = new InteractionLog(dir, opts.segmentBytes ?? 64 << 20, opts.log);
-    const files = readdirSync(dir).filter((f) => SEGMENT_RE.test(f)).sort();
-    for (const [n, f] of files.entries()) {
+    const archive = join(dir, ARCHIVE);
+    const files = [
+      ...(existsSync(archive) ? readdirSync(archive).filter((f) => SEGMENT_RE.test(f)).map((f) => join(archive, f)) : []),
+      ...readdirSync(dir).filter((f) => SEGMENT_RE.test(f)).map((f) => join(dir, f)),
+    ].sort((a, b) => basename(a).localeCompare(basename(b)));
+    for (const [n, path] of files.entries()) {
+      const f = basename(path);
       const first = Number(SEGMENT_RE.exec(f)![1]);
-      const path = join(dir, f);
       const buf = readFileSync(path);
       const p = parseSegment(buf, first);
       if (p.problem) {
@@ -131,6 +138,7 @@ export class InteractionLog {
 
   /** Appends records; resolves with the last one's position once all are durable. */
   append(xs: LoggedInteraction[]): Promise<number> {
+    if (this.broken) return Promise.reject(new Error(`interaction log ${this.dir} is not writable (${this.broken.message}); restart the server`));
     return new Promise((resolve, reject) => {
       for (let n = 0; n < xs.length; n++) {
         const last = n === xs.length - 1;
@@ -185,23 +193,46 @@ export class InteractionLog {
       seg.bytes += buf.length;
       batch.forEach((b, n) => b.resolve(firstPos + n));
     } catch (err) {
-      // Not durable: fail every waiting append (clients retry); positions roll back.
+      // Not durable: fail every waiting append (clients retry), positions roll back, and the
+      // bytes of the failed batch are cut off so that no later record lands behind them.
       this.nextPosition -= batch.length;
       for (const b of batch) b.reject(err as Error);
       this.log?.error({ err: (err as Error).message }, 'interaction log write failed');
+      try {
+        if (this.fd !== null) {
+          ftruncateSync(this.fd, this.size);
+          fdatasyncSync(this.fd);
+        }
+      } catch (cut) {
+        // Cannot restore a clean tail: stop accepting until the log is reopened (a restart
+        // cuts the torn tail on open).
+        this.broken = cut as Error;
+        if (this.fd !== null) closeSync(this.fd);
+        this.fd = null;
+        this.log?.error({ err: (cut as Error).message }, 'interaction log is not writable any more: refusing appends until restart');
+      }
     }
     this.flushing = false;
   }
 
-  /** Removes whole segments whose records are all at or below `absorbed` (every live version has them). */
+  /**
+   * Moves whole segments whose records are all at or below `absorbed` (every version that
+   * may still be served has them) to archive/. Nothing is deleted: reads still find them
+   * (a rollback replays from there, and the nightly merge reads the whole log).
+   */
   compact(absorbed: number): number {
-    let removed = 0;
-    while (this.segments.length > 1 && this.segments[0].first + this.segments[0].count - 1 <= absorbed) {
-      rmSync(this.segments[0].file, { force: true });
-      this.segments.shift();
-      removed++;
+    let moved = 0;
+    const archive = join(this.dir, ARCHIVE);
+    for (const seg of this.segments.slice(0, -1)) {
+      if (seg.first + seg.count - 1 > absorbed) break;
+      if (basename(join(seg.file, '..')) === ARCHIVE) continue;
+      mkdirSync(archive, { recursive: true });
+      const to = join(archive, basename(seg.file));
+      renameSync(seg.file, to);
+      seg.file = to;
+      moved++;
     }
-    return removed;
+    return moved;
   }
 
   async close(): Promise<void> {

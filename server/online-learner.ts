@@ -47,10 +47,13 @@ export interface IngestResult {
 }
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+/** Bound on interactions waiting for a round (rounds off, or falling behind). */
+const MAX_RECENT = 200_000;
 
 export class OnlineLearner {
   private rng = new Rng(12345);
-  private recent: { row: number; item: number }[] = [];
+  /** Interactions since the last round, with the version whose rows and items they index. */
+  private recent: { m: ServingModel; row: number; item: number }[] = [];
   private roundTimer: NodeJS.Timeout | null = null;
   private rounding: Promise<void> | null = null;
   private closed = false;
@@ -113,7 +116,10 @@ export class OnlineLearner {
       this.userSteps(m, row, item);
       m.cache.dropUser(x.user);
       m.candidates.noteUpdate(row);
-      if (m === this.holder.model) this.recent.push({ row, item });
+      if (m === this.holder.model && (this.cfg.roundEvery > 0 || this.cfg.roundSeconds > 0 || this.recent.length < MAX_RECENT)) {
+        this.recent.push({ m, row, item });
+        if (this.recent.length > MAX_RECENT) this.recent.splice(0, this.recent.length - MAX_RECENT);
+      }
     });
     m.appliedPosition = Math.max(m.appliedPosition, lastPosition);
   }
@@ -167,14 +173,23 @@ export class OnlineLearner {
 
   private maybeRound(): void {
     if (this.closed) return;
-    if (this.cfg.roundEvery > 0 && this.recent.length >= this.cfg.roundEvery) void this.round();
+    if (this.cfg.roundEvery > 0 && this.recent.length >= this.cfg.roundEvery) this.roundInBackground();
     else if (this.cfg.roundSeconds > 0 && !this.roundTimer && this.recent.length) {
       this.roundTimer = setTimeout(() => {
         this.roundTimer = null;
-        void this.round();
+        this.roundInBackground();
       }, this.cfg.roundSeconds * 1000);
       this.roundTimer.unref();
     }
+  }
+
+  private roundInBackground(): void {
+    this.round().catch((err) => this.logger.error({ err: (err as Error).message }, 'fine-tuning round failed; the served vectors stay as they were'));
+  }
+
+  /** A version swap: interactions recorded against the old version's rows are not the new one's to train on (its replay covers them). */
+  onSwap(): void {
+    this.recent = [];
   }
 
   /** One background fine-tuning round (one at a time); resolves when its updates are live. */
@@ -182,7 +197,7 @@ export class OnlineLearner {
     if (!this.rounding) {
       this.rounding = this.runRound().finally(() => {
         this.rounding = null;
-        if (this.recent.length) this.maybeRound();
+        if (this.recent.length && !this.closed) this.maybeRound();
       });
     }
     return this.rounding;
@@ -190,11 +205,11 @@ export class OnlineLearner {
 
   private async runRound(): Promise<void> {
     const m = this.holder.model;
-    const recent = this.recent.splice(0);
+    const recent = this.recent.splice(0).filter((r) => r.m === m);
     if (!m || !recent.length) return;
     const t0 = performance.now();
     const d = m.dim;
-    const U = m.userVectors;
+    let U = m.userVectors; // re-read after every yield: online users may grow (reallocate) the table
     const I = m.itemVectors;
     const lr = this.cfg.roundLr;
     const reg = this.cfg.reg;
@@ -235,24 +250,33 @@ export class OnlineLearner {
         }
         changed.add(item);
         changed.add(j);
-        if (++n % 500 === 0) await new Promise((r) => setImmediate(r)); // let requests through
+        if (++n % 500 === 0) {
+          await new Promise((r) => setImmediate(r)); // let requests through
+          U = m.userVectors;
+        }
       }
     }
     // The ANN index, in place (hnswlib re-links an existing label), in chunks.
     const row = new Array<number>(d);
     let k = 0;
     for (const it of changed) {
+      if (m !== this.holder.model || this.closed) return; // retired meanwhile: its index is going away
       for (let c = 0; c < d; c++) row[c] = I[it * d + c];
       m.ann.addPoint(row, it);
       if (++k % 10 === 0) await new Promise((r) => setImmediate(r));
     }
     // The exact path: a new session over the new table, swapped in; the old one closes after its queue.
+    if (m !== this.holder.model || this.closed) return;
     const next = await ExactScorer.open(buildScoringModel(I, m.nItems, d), d, m.nItems, [m.exact.provider], this.logger);
+    if (m !== this.holder.model || this.closed) {
+      await next.close(); // the version was retired (and its scorer closed) while this one opened
+      return;
+    }
     const old = m.exact;
     m.exact = next;
     m.cache.clear();
     m.candidates.clear();
-    void old.close();
+    old.close().catch((err) => this.logger.warn({ err: (err as Error).message }, 'closing the previous ONNX session failed'));
     const seconds = (performance.now() - t0) / 1000;
     this.metrics.roundSeconds.observe(seconds);
     this.logger.info({ interactions: recent.length, pairs: pairs.length * this.cfg.roundEpochs, itemsChanged: changed.size, seconds: +seconds.toFixed(3) }, 'fine-tuning round done');

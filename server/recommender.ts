@@ -48,9 +48,11 @@ export async function recommendJson(model: ServingModel, user: string, k: number
   const key = `${k}|${excludeSeen ? 1 : 0}|${retrieval}`;
   const hit = known ? model.cache.get(user, key) : undefined;
   if (hit) return hit;
+  const stamp = model.cache.stamp(user);
   const r = await recommend(model, user, k, excludeSeen, retrieval);
   const answer = { json: serializeRecommendation(r), retrieval: r.retrieval, coldStart: r.cold_start };
-  if (known) model.cache.set(user, key, answer);
+  // Not cached if the user or the items changed while the answer was computed (exact awaits ONNX).
+  if (known) model.cache.set(user, key, answer, stamp);
   return answer;
 }
 

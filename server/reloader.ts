@@ -54,7 +54,12 @@ export class Reloader {
       const t0 = performance.now();
       try {
         const m = await loadServingModel(versionDir(this.repo, this.name, v), this.load);
-        this.prepare?.(m);
+        try {
+          this.prepare?.(m);
+        } catch (err) {
+          await m.close().catch(() => undefined);
+          throw err;
+        }
         this.holder.swap(m);
         this.metrics.loads.inc();
         this.metrics.modelVersion.reset();

@@ -13,8 +13,16 @@ export interface CachedAnswer {
 
 export class ResultCache {
   private users = new Map<string, Map<string, CachedAnswer>>();
+  /** Bumped by clear() and per user by dropUser(): an answer computed across a bump is not cached. */
+  private epoch = 0;
+  private userEpochs = new Map<string, number>();
   hits = 0;
   misses = 0;
+
+  /** Taken before computing an answer; set() ignores the answer if the stamp changed meanwhile. */
+  stamp(user: string): string {
+    return `${this.epoch}:${this.userEpochs.get(user) ?? 0}`;
+  }
 
   constructor(readonly maxUsers: number) {}
 
@@ -31,8 +39,8 @@ export class ResultCache {
     return r;
   }
 
-  set(user: string, key: string, r: CachedAnswer): void {
-    if (this.maxUsers === 0) return;
+  set(user: string, key: string, r: CachedAnswer, stamp: string): void {
+    if (this.maxUsers === 0 || stamp !== this.stamp(user)) return;
     let entries = this.users.get(user);
     if (!entries) {
       if (this.users.size >= this.maxUsers) this.users.delete(this.users.keys().next().value as string);
@@ -44,10 +52,19 @@ export class ResultCache {
 
   dropUser(user: string): void {
     this.users.delete(user);
+    if (this.maxUsers === 0) return;
+    this.userEpochs.set(user, (this.userEpochs.get(user) ?? 0) + 1);
+    // Old per-user stamps only matter for answers in flight: bound the map.
+    if (this.userEpochs.size > 4 * this.maxUsers) {
+      this.userEpochs.clear();
+      this.epoch++;
+    }
   }
 
   clear(): void {
     this.users.clear();
+    this.userEpochs.clear();
+    this.epoch++;
   }
 }
 

@@ -1,7 +1,7 @@
 /** Composes the serving process: metrics, the model holder, the reloader and the HTTP app; graceful shutdown. */
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { modelDir, RepositoryError } from '../export/repository.js';
+import { listVersions, modelDir, readManifest, RepositoryError, versionDir } from '../export/repository.js';
 import { buildApp } from './app.js';
 import { createMetrics } from './metrics.js';
 import { ModelHolder } from './model-holder.js';
@@ -52,8 +52,17 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
       online.apply(m, entries, entries[entries.length - 1].position);
       log.info({ version: m.version, replayed: entries.length, from: entries[0].position, to: entries[entries.length - 1].position }, 'interaction log replayed into the new version');
     }
-    const removed = ilog.compact(m.manifest.logPosition ?? 0);
-    if (removed) log.info({ segments: removed, absorbedUpTo: m.manifest.logPosition }, 'interaction log compacted');
+    online.onSwap();
+    // Every version in the repository could be served again (rollback): archive only what all absorbed.
+    const absorbed = Math.min(...listVersions(cfg.repo, cfg.name).map((v) => {
+      try {
+        return readManifest(versionDir(cfg.repo, cfg.name, v)).logPosition ?? 0;
+      } catch {
+        return 0;
+      }
+    }));
+    const moved = ilog.compact(absorbed);
+    if (moved) log.info({ segments: moved, absorbedUpTo: absorbed }, 'interaction log: absorbed segments moved to archive/');
     metrics.logBytes.set(ilog.bytes());
   };
   const reloader = new Reloader(cfg.repo, cfg.name, holder, load, metrics, log, prepare);

@@ -44,17 +44,21 @@ test('a torn or corrupt tail is reported and cut off, never a crash', async () =
   await again.close();
 });
 
-test('segments roll over and compaction removes only fully absorbed ones', async () => {
+test('segments roll over; compaction archives only fully absorbed ones and loses nothing', async () => {
   const d = dir();
   const log = InteractionLog.open(d, { segmentBytes: 200 });
   for (let n = 0; n < 20; n++) await log.append([{ user: `u${n}`, item: `i${n}`, ts: n }]);
   const segs = readdirSync(d).length;
   assert.ok(segs > 3, `${segs} segments`);
   assert.equal(log.compact(0), 0);
-  const removed = log.compact(10);
-  assert.ok(removed >= 1);
-  const left = log.read();
-  assert.ok(left[0].position <= 11, 'nothing after the absorbed position is lost');
-  assert.equal(left.at(-1)!.position, 20);
+  const moved = log.compact(10);
+  assert.ok(moved >= 1);
+  assert.ok(readdirSync(join(d, 'archive')).length === moved);
+  assert.ok(readdirSync(d).filter((f) => f.startsWith('seg-')).length === segs - moved);
+  assert.deepEqual(log.read().map((e) => e.position), Array.from({ length: 20 }, (_, i) => i + 1), 'archived records still read');
   await log.close();
+  const again = InteractionLog.open(d, { segmentBytes: 200 });
+  assert.equal(again.read().length, 20);
+  assert.equal(await again.append([{ user: 'x', item: 'y', ts: 0 }]), 21);
+  await again.close();
 });
