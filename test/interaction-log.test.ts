@@ -62,3 +62,21 @@ test('segments roll over; compaction archives only fully absorbed ones and loses
   assert.equal(await again.append([{ user: 'x', item: 'y', ts: 0 }]), 21);
   await again.close();
 });
+
+test('a write that fails is refused, leaves no bytes behind, and the log stops accepting until reopened', async () => {
+  const d = dir();
+  const log = InteractionLog.open(d);
+  assert.equal(await log.append([{ user: 'a', item: 'b', ts: 1 }]), 1);
+  // Pull the file out from under the log: the next write fails (EBADF), and so does the repair.
+  const internals = log as unknown as { fd: number | null };
+  const { closeSync } = await import('node:fs');
+  closeSync(internals.fd!);
+  internals.fd = 2 ** 30;
+  await assert.rejects(log.append([{ user: 'c', item: 'd', ts: 2 }]), /EBADF/);
+  await assert.rejects(log.append([{ user: 'e', item: 'f', ts: 3 }]), /not writable/);
+  assert.equal(log.position, 1);
+  const again = InteractionLog.open(d);
+  assert.deepEqual(again.read().map((e) => e.item), ['b']);
+  assert.equal(await again.append([{ user: 'g', item: 'h', ts: 4 }]), 2);
+  await again.close();
+});

@@ -5,7 +5,9 @@ import { spawn } from 'node:child_process';
 import { appendFileSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { repoWith, testServer } from '../test-support/serving.js';
+import { exportBundle } from '../export/exporter.js';
+import { syntheticBundle } from '../export/synthetic-bundle.js';
+import { HNSW, repoWith, testServer } from '../test-support/serving.js';
 
 const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'promptmm.js');
 const auth = { authorization: 'Bearer secret' };
@@ -172,6 +174,39 @@ test('ann answers from cached candidates re-ranked with the moved vector match t
       assert.ok(!ann.includes(top));
       assert.deepEqual(ann, await list(u, 'exact'), `${u} after an interaction`);
     }
+  } finally {
+    await c.close();
+  }
+});
+
+test('a round after a swap to a smaller catalog ignores the old version\'s rows (no crash, no NaN)', async () => {
+  const { repo: r4 } = repoWith('swap');
+  const c = await testServer(r4, 'swap', { online: { roundEvery: 1e9, roundSeconds: 0 } });
+  try {
+    const r = await c.app.inject({ method: 'POST', url: '/interactions', headers: auth, payload: { interactions: [{ user: 'u5', item: 'i250' }] } });
+    assert.equal(r.statusCode, 200);
+    exportBundle(syntheticBundle({ name: 'swap', users: 200, items: 100, dim: 16, seed: 2, seenPerUser: 8 }), { repo: r4, hnsw: HNSW });
+    assert.equal((await c.reloader.reload()).version, 2);
+    await c.online.round();
+    const m = c.holder.model!;
+    assert.equal(m.itemVectors.filter(Number.isNaN).length, 0);
+    const ann = (await c.app.inject({ url: '/recommend?user=u7&k=3' })).json();
+    const exact = (await c.app.inject({ url: '/recommend?user=u7&k=3&retrieval=exact' })).json();
+    assert.deepEqual(ann.items, exact.items);
+  } finally {
+    await c.close();
+  }
+});
+
+test('POST /interactions before any version is loaded is a 503, not a 500', async () => {
+  const { repo: r5 } = repoWith('none');
+  const { rmSync } = await import('node:fs');
+  rmSync(join(r5, 'none', '1'), { recursive: true });
+  const c = await testServer(r5, 'none');
+  try {
+    const r = await c.app.inject({ method: 'POST', url: '/interactions', headers: auth, payload: { interactions: [{ user: 'u1', item: 'i1' }] } });
+    assert.equal(r.statusCode, 503);
+    assert.equal((await c.app.inject({ url: '/readyz' })).statusCode, 503);
   } finally {
     await c.close();
   }
