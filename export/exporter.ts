@@ -3,14 +3,15 @@
  * last, the folder fsync'd and renamed to the next integer version. A crash at any point
  * leaves a stale temporary folder (removed by the next export) and no new version.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { fsyncPath, pidAlive, writeFileDurable } from '../trainer/atomic.js';
 import { encodeNpy, encodeNpyInt32 } from '../trainer/npy.js';
 import { BUNDLE_FILES, BUNDLE_FORMAT, type FileEntry, type HnswParams, type IdMaps, type Manifest } from './bundle-format.js';
 import { buildHnswIndex, type HnswBuildStats } from './hnsw-index.js';
 import { buildScoringModel, ONNX_INPUTS, ONNX_OPSET, ONNX_OUTPUTS } from './onnx-graph.js';
-import { assertFolder, fsyncDir, listVersions, modelDir, RepositoryError, sha256File, TMP_PREFIX } from './repository.js';
+import { assertFolder, listVersions, modelDir, RepositoryError, sha256File, TMP_PREFIX } from './repository.js';
 
 export class ExportError extends Error {
   override readonly name = 'ExportError';
@@ -76,15 +77,7 @@ function validate(b: BundleInput): void {
 function removeStaleTemps(dir: string, log?: Logger): void {
   for (const e of readdirSync(dir)) {
     if (!e.startsWith(TMP_PREFIX)) continue;
-    const pid = Number(e.slice(TMP_PREFIX.length).split('-')[0]);
-    let alive = false;
-    try {
-      process.kill(pid, 0);
-      alive = pid !== process.pid;
-    } catch {
-      alive = false;
-    }
-    if (!alive) {
+    if (!pidAlive(Number(e.slice(TMP_PREFIX.length).split('-')[0]))) {
       rmSync(join(dir, e), { recursive: true, force: true });
       log?.info({ folder: e }, 'removed a stale temporary export folder');
     }
@@ -102,26 +95,6 @@ function faultPoint(file: string): void {
   if (at !== file) return;
   if (kind === 'kill') process.kill(process.pid, 'SIGKILL');
   if (kind === 'enospc') throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-}
-
-function writeDurable(path: string, data: Uint8Array): void {
-  const fd = openSync(path, 'w');
-  try {
-    let off = 0;
-    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function fsyncFile(path: string): void {
-  const fd = openSync(path, 'r+');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** A rough upper bound of the bundle's bytes, to refuse early on a disk that cannot hold it. */
@@ -161,7 +134,7 @@ export function exportBundle(input: BundleInput, opts: ExportOptions): ExportRes
   const put = (name: string, data: Uint8Array) => {
     current = name;
     faultPoint(name);
-    writeDurable(join(tmp, name), data);
+    writeFileDurable(join(tmp, name), data);
   };
   let hnswStats: HnswBuildStats;
   try {
@@ -176,7 +149,7 @@ export function exportBundle(input: BundleInput, opts: ExportOptions): ExportRes
     current = BUNDLE_FILES.hnsw;
     faultPoint(current);
     hnswStats = buildHnswIndex(input.itemEmbeddings, nItems, dim, opts.hnsw, join(tmp, BUNDLE_FILES.hnsw), { progress: opts.progress });
-    fsyncFile(join(tmp, BUNDLE_FILES.hnsw));
+    fsyncPath(join(tmp, BUNDLE_FILES.hnsw));
     opts.log?.info({ items: nItems, seconds: +hnswStats.seconds.toFixed(2), itemsPerSecond: Math.round(hnswStats.itemsPerSecond) }, 'hnsw index built');
 
     for (const name of readdirSync(tmp).sort()) {
@@ -200,12 +173,12 @@ export function exportBundle(input: BundleInput, opts: ExportOptions): ExportRes
     };
     put(BUNDLE_FILES.manifest, Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
     current = '(commit)';
-    fsyncDir(tmp);
+    fsyncPath(tmp);
     faultPoint('(commit)');
     const dest = join(root, String(version));
     if (existsSync(dest)) throw new ExportError(`version ${version} of ${input.name} appeared while exporting (another exporter running?)`);
     renameSync(tmp, dest);
-    fsyncDir(root);
+    fsyncPath(root);
     const bytes = Object.values(files).reduce((a, f) => a + f.bytes, 0) + Buffer.byteLength(JSON.stringify(manifest, null, 2) + '\n');
     return { version, dir: dest, manifest, bytes, seconds: (performance.now() - t0) / 1000, hnsw: hnswStats };
   } catch (err) {

@@ -4,9 +4,8 @@
  * holds a whole bundle or does not exist. This module is the one interface the exporter and
  * the server use to reach it (a shared store for replicas would implement the same calls).
  */
-import { closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { BUNDLE_FILES, BUNDLE_FORMAT, type Manifest } from './bundle-format.js';
@@ -101,16 +100,6 @@ export interface VerifyResult {
   ok: boolean;
   manifest: Manifest | null;
   problems: string[];
-}
-
-/** fsync a folder so a rename or a new entry in it survives a power cut. */
-export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** sha256 of a file, streamed: the server verifies a new version without blocking its requests. */

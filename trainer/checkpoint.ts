@@ -4,9 +4,9 @@
  * A checkpoint folder is written whole under a temporary name and renamed into place, so
  * a reader (or a crash) sees the previous complete checkpoint or the new one, never a mix.
  */
-import { existsSync, fsyncSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { writeFileAtomic } from './atomic.js';
+import { fsyncPath, pidAlive, writeFileAtomic } from './atomic.js';
 
 export const CHECKPOINT_FORMAT = 'promptmm-checkpoint/1';
 
@@ -68,12 +68,12 @@ export function saveCheckpoint<M>(dir: string, meta: M, arrays: NamedArray[], ex
       weightsManifest: [{ paths: ['weights.bin'], weights: arrays.map((a) => ({ name: a.name, shape: a.shape, dtype: 'float32' })) }],
     };
     writeFileAtomic(join(tmp, 'model.json'), Buffer.from(JSON.stringify(file, null, 2)));
-    fsyncDir(tmp);
+    fsyncPath(tmp);
     // Swap: the old folder moves aside first, so at every instant one complete checkpoint exists.
     const old = `${dir}.old-${process.pid}`;
     if (existsSync(dir)) renameSync(dir, old);
     renameSync(tmp, dir);
-    fsyncDir(parent);
+    fsyncPath(parent);
     rmSync(old, { recursive: true, force: true });
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
@@ -159,24 +159,5 @@ function removeStale(parent: string, base: string): void {
     if (!m || m[1] !== base || pidAlive(Number(m[3]))) continue;
     if (m[2] === 'old' && !existsSync(target)) renameSync(join(parent, name), target);
     else rmSync(join(parent, name), { recursive: true, force: true });
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  if (pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }
