@@ -26,6 +26,12 @@ const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Parse only the header (cheap: lets a loader learn the shape without converting the data). */
 export function parseNpyHeader(buf: Buffer, file: string): NpyHeader {
+  const { descr, shape, dataOffset } = headerFields(buf, file);
+  return { dtype: dtypeOf(descr, file), shape, dataOffset };
+}
+
+/** The header's fields, whatever the dtype: magic, version, descr, C order, shape. */
+function headerFields(buf: Buffer, file: string): { descr: string; shape: number[]; dataOffset: number } {
   if (buf.length < 10 || MAGIC.some((b, i) => buf[i] !== b)) {
     throw new DataFileError(file, 'not an NPY file (bad magic; expected \\x93NUMPY)');
   }
@@ -70,8 +76,7 @@ export function parseNpyHeader(buf: Buffer, file: string): NpyHeader {
     shape.push(Number(s));
   }
 
-  const dtype = dtypeOf(descr, file);
-  return { dtype, shape, dataOffset: start + headerLen };
+  return { descr, shape, dataOffset: start + headerLen };
 }
 
 function dtypeOf(descr: string, file: string): NpyDtype {
@@ -174,20 +179,12 @@ export function encodeNpyInt32(data: Int32Array, shape: number[]): Buffer {
 
 /** Parse an int32 ('<i4') NPY written by encodeNpyInt32 (or numpy). */
 export function parseNpyInt32(buf: Buffer, file: string): { shape: number[]; data: Int32Array } {
-  if (buf.length < 10 || MAGIC.some((b, i) => buf[i] !== b)) throw new DataFileError(file, 'not an NPY file (bad magic; expected \\x93NUMPY)');
-  const headerLen = buf[6] === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
-  const start = buf[6] === 1 ? 10 : 12;
-  const header = buf.toString('latin1', start, start + headerLen);
-  if (!/['"]descr['"]\s*:\s*['"][<|=]?i4['"]/.test(header)) throw new DataFileError(file, `expected dtype int32 ('<i4'), header ${header.trim()}`);
-  if (/fortran_order['"]\s*:\s*True/.test(header)) throw new DataFileError(file, 'fortran_order is True; only C-order arrays are supported');
-  const shapeM = /['"]shape['"]\s*:\s*\(([^)]*)\)/.exec(header);
-  if (!shapeM) throw new DataFileError(file, `malformed NPY header: no shape in ${header.trim()}`);
-  const shape = shapeM[1].split(',').map((x) => x.trim()).filter((x) => x !== '').map(Number);
+  const { descr, shape, dataOffset } = headerFields(buf, file);
+  if (!/^[<|=]?i4$/.test(descr)) throw new DataFileError(file, `expected dtype int32 ('<i4'), found '${descr}'`);
   const count = shape.reduce((a, b) => a * b, 1);
-  const off = start + headerLen;
-  if (buf.length - off !== count * 4) throw new DataFileError(file, `expected ${count * 4} data bytes for shape (${shape.join(', ')}), found ${buf.length - off}`);
+  if (buf.length - dataOffset !== count * 4) throw new DataFileError(file, `expected ${count * 4} data bytes for shape (${shape.join(', ')}), found ${buf.length - dataOffset}`);
   const data = new Int32Array(count); // own, aligned copy
-  new Uint8Array(data.buffer).set(buf.subarray(off));
+  new Uint8Array(data.buffer).set(buf.subarray(dataOffset));
   return { shape, data };
 }
 
