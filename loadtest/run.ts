@@ -7,15 +7,16 @@
  *   npm run loadtest -- [--scenario baseline|recommend|exact|mixed|cold|all[,…]] [--connections 50]
  *                       [--duration 20] [--name NAME | --url http://127.0.0.1:PORT --name NAME] [--repo models]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { EventEmitter } from 'node:events';
 import autocannon from 'autocannon';
 import { latencySvg, table, type ScenarioResult } from './report.js';
+import { spawnServer } from './spawn-server.js';
 import { loadTraffic, planRequests, SCENARIOS, type Scenario, type Traffic } from './traffic.js';
 
 const HELP = `usage: npm run loadtest -- [options]
@@ -31,8 +32,6 @@ const HELP = `usage: npm run loadtest -- [options]
   --server-arg ARG    extra argument for the started server (repeatable), e.g. --server-arg=--ef=200
 `;
 
-const here = dirname(fileURLToPath(import.meta.url));
-const CLI = resolve(here, '..', 'cli', 'promptmm.js');
 
 export interface LoadtestOptions {
   scenarios: Scenario[];
@@ -56,20 +55,8 @@ function assertLoopback(url: string): void {
 }
 
 async function startServer(o: LoadtestOptions, token: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--name', o.name, '--repo', o.repo, '--port', '0', '--poll-seconds', '0', ...o.serverArgs], {
-    env: { ...process.env, PROMPTMM_TOKEN: token, PROMPTMM_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  const url = await new Promise<string>((res, rej) => {
-    child.stderr!.on('data', (b: Buffer) => {
-      err += b.toString();
-      const m = /serving on (http:\/\/[^"]+)"/.exec(err);
-      if (m) res(m[1]);
-    });
-    child.on('exit', (code) => rej(new Error(`the server exited (${code}) before listening:\n${err.slice(-2000)}`)));
-  });
-  return { url, child };
+  const s = spawnServer(['--name', o.name, '--repo', o.repo, '--port', '0', '--poll-seconds', '0', ...o.serverArgs], { PROMPTMM_TOKEN: token, PROMPTMM_LOG_LEVEL: 'info' });
+  return { url: await s.url, child: s.child };
 }
 
 async function waitReady(url: string): Promise<unknown> {

@@ -1,23 +1,18 @@
 /** `promptmm export` and `promptmm models` through real processes, with the bad inputs of the exporter issue. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { runCli } from '../test-support/cli.js';
 import { readNpy } from '../trainer/npy.js';
 
-const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'promptmm.js');
 const root = mkdtempSync(join(tmpdir(), 'cli-export-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
 const repo = join(root, 'models');
 const data = join(root, 'data');
 
-function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, PROMPTMM_LOG_LEVEL: 'warn' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = runCli;
 
 test('train → export → models list/show/verify; bad checkpoints and paths refused', () => {
   assert.equal(cli('generate', '--out', data, '--users', '200', '--items', '150', '--seed', '4').code, 0);

@@ -5,23 +5,18 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { runCli } from '../test-support/cli.js';
 import { readNpy, encodeNpy } from '../trainer/npy.js';
 
-const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'promptmm.js');
 const root = mkdtempSync(join(tmpdir(), 'cli-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
 const repo = join(root, 'models');
 const data = join(root, 'data');
 
-function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, PROMPTMM_LOG_LEVEL: 'warn' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = runCli;
 
 const TRAIN = ['--epochs', '6', '--eval-every', '2', '--batch', '512', '--lr', '0.005', '--dim', '16'];
 
@@ -106,8 +101,8 @@ test('a dataset without feature files trains the plain student with a warning', 
   const bare = join(root, 'bare');
   mkdirSync(bare, { recursive: true });
   writeFileSync(join(bare, 'bare.inter'), readFileSync(join(data, 'synthetic.inter')));
-  const r = spawnSync(process.execPath, [CLI, 'train', '--data', bare, '--name', 'bare', '--repo', repo, ...TRAIN, '--epochs', '2'], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
+  const r = cli('train', '--data', bare, '--name', 'bare', '--repo', repo, ...TRAIN, '--epochs', '2');
+  assert.equal(r.code, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout).mode, 'plain');
   assert.match(r.stderr, /teacher needs at least one modality/);
   assert.ok(!existsSync(join(repo, 'bare', 'checkpoints', 'teacher')));

@@ -1,15 +1,13 @@
 /** Learning while serving: POST /interactions, immediate effect, rounds, replay across restarts and kill -9. */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { appendFileSync, readdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { exportBundle } from '../export/exporter.js';
 import { syntheticBundle } from '../export/synthetic-bundle.js';
+import { spawnServer } from '../loadtest/spawn-server.js';
 import { HNSW, repoWith, testServer } from '../test-support/serving.js';
 
-const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'promptmm.js');
 const auth = { authorization: 'Bearer secret' };
 const { repo, input } = repoWith('o');
 const s = await testServer(repo, 'o', { online: { roundEvery: 0, roundSeconds: 0 } });
@@ -82,21 +80,8 @@ test('a fine-tuning round updates item vectors; ann and exact stay consistent wi
   assert.match((await app.inject({ method: 'GET', url: '/metrics' })).body, /promptmm_finetune_round_seconds_count 1/);
 });
 
-function startServe(extra: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [CLI, 'serve', '--name', 'k', '--repo', crashRepo, '--port', '0', '--poll-seconds', '0', '--round-every', '0', '--round-seconds', '0'], {
-    env: { ...process.env, PROMPTMM_TOKEN: 'secret', ...extra },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  const url = new Promise<string>((res, rej) => {
-    child.stderr.on('data', (b: Buffer) => {
-      err += b.toString();
-      const m = /serving on (http:\/\/[^"]+)"/.exec(err);
-      if (m) res(m[1]);
-    });
-    child.on('exit', (code) => rej(new Error(`exited ${code}: ${err}`)));
-  });
-  return { child, url, stderr: () => err };
+function startServe() {
+  return spawnServer(['--name', 'k', '--repo', crashRepo, '--port', '0', '--poll-seconds', '0', '--round-every', '0', '--round-seconds', '0'], { PROMPTMM_TOKEN: 'secret' });
 }
 const crashRepo = repoWith('k').repo;
 

@@ -1,32 +1,30 @@
 /** Nightly retrain: the log merges into the training data, the bundle records the absorbed position, the server replays only the rest. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { InteractionLog } from '../server/interaction-log.js';
+import { runCli } from '../test-support/cli.js';
 import { testServer } from '../test-support/serving.js';
 
-const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'promptmm.js');
 const root = mkdtempSync(join(tmpdir(), 'retrain-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
-const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, PROMPTMM_LOG_LEVEL: 'warn' } });
+const cli = runCli;
 
 test('train --interactions absorbs the log; export records the position; the server replays only newer records', async () => {
   const data = join(root, 'data');
   const repo = join(root, 'models');
   const logDir = join(root, 'log');
-  assert.equal(cli('generate', '--out', data, '--users', '150', '--items', '100', '--seed', '2').status, 0);
+  assert.equal(cli('generate', '--out', data, '--users', '150', '--items', '100', '--seed', '2').code, 0);
   const log = InteractionLog.open(logDir);
   await log.append([{ user: '3', item: '7', ts: 1 }, { user: '3', item: '8', ts: 2 }, { user: '150', item: '9', ts: 3 }]);
   await log.close();
 
   let r = cli('train', '--data', data, '--name', 'n', '--repo', repo, '--student-only', '--interactions', logDir, '--epochs', '2', '--eval-every', '100', '--dim', '8');
-  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.code, 0, r.stderr);
   r = cli('export', '--name', 'n', '--repo', repo, '--hnsw-m', '8');
-  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.code, 0, r.stderr);
   const manifest = JSON.parse(readFileSync(join(JSON.parse(r.stdout).dir, 'manifest.json'), 'utf8'));
   assert.equal(manifest.logPosition, 3);
   assert.equal(manifest.counts.users, 151, 'user 150 first seen in the log is a user of the retrained model');
@@ -53,6 +51,6 @@ test('train --interactions absorbs the log; export records the position; the ser
   await b.append([{ user: 'alice', item: '1', ts: 0 }]);
   await b.close();
   r = cli('train', '--data', data, '--name', 'm2', '--repo', repo, '--student-only', '--interactions', bad, '--epochs', '1');
-  assert.equal(r.status, 1);
+  assert.equal(r.code, 1);
   assert.match(r.stderr, /log position 1: user id "alice" is not a row number/);
 });

@@ -1,13 +1,10 @@
 /** The server over a real socket: hot reload by the folder watch under load, and graceful shutdown of a real process. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { exportBundle } from '../export/exporter.js';
+import { spawnServer } from '../loadtest/spawn-server.js';
 import { HNSW, repoWith, smallBundle, testServer } from '../test-support/serving.js';
 
-const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'promptmm.js');
 
 test('a new version appearing in the repository is picked up by the watch while requests keep succeeding', async () => {
   const { repo } = repoWith('w');
@@ -42,16 +39,9 @@ test('a new version appearing in the repository is picked up by the watch while 
 
 test('SIGTERM: in-flight requests finish, then the process exits 0', async () => {
   const { repo } = repoWith('g');
-  const child = spawn(process.execPath, [CLI, 'serve', '--name', 'g', '--repo', repo, '--port', '0', '--poll-seconds', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  const address = await new Promise<string>((res, rej) => {
-    child.stderr.on('data', (b: Buffer) => {
-      err += b.toString();
-      const m = /serving on (http:\/\/[^"]+)"/.exec(err);
-      if (m) res(m[1]);
-    });
-    child.on('exit', (code) => rej(new Error(`server exited ${code}: ${err}`)));
-  });
+  const server = spawnServer(['--name', 'g', '--repo', repo, '--port', '0', '--poll-seconds', '0']);
+  const { child } = server;
+  const address = await server.url;
   assert.equal((await fetch(`${address}/recommend?user=u1&k=5`)).status, 200);
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   const inFlight = Array.from({ length: 30 }, (_, i) => fetch(`${address}/recommend?user=u${i + 1}&k=20&retrieval=exact`).then((r) => r.status));
@@ -60,9 +50,9 @@ test('SIGTERM: in-flight requests finish, then the process exits 0', async () =>
   child.kill('SIGTERM');
   const statuses = await Promise.allSettled(inFlight);
   const code = await exited;
-  assert.equal(code, 0, err);
+  assert.equal(code, 0, server.stderr());
   // Every request that reached the server before the signal got its answer; none got a 5xx.
   for (const s of statuses) if (s.status === 'fulfilled') assert.ok(s.value === 200 || s.value === 503, `status ${s.value}`);
   assert.ok(statuses.some((s) => s.status === 'fulfilled' && s.value === 200), 'some requests were answered');
-  assert.match(err, /shut down cleanly/);
+  assert.match(server.stderr(), /shut down cleanly/);
 });
