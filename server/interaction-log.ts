@@ -32,6 +32,12 @@ const MAX_RECORD = 1 << 16;
 
 const segName = (first: number) => `seg-${String(first).padStart(12, '0')}.log`;
 
+interface Pending {
+  rec: Buffer;
+  resolve: (pos: number) => void;
+  reject: (e: Error) => void;
+}
+
 interface Segment {
   file: string;
   first: number;
@@ -74,9 +80,9 @@ export class InteractionLog {
   private segments: Segment[] = [];
   private fd: number | null = null;
   private broken: Error | null = null;
-  private lastFlush = -Infinity;
+  /** bytes of the open segment that are durable (a failed flush is cut back to this) */
   private size = 0;
-  private pending: { rec: Buffer; resolve: (pos: number) => void; reject: (e: Error) => void }[] = [];
+  private pending: Pending[] = [];
   private flushing = false;
   private nextPosition = 1;
 
@@ -138,7 +144,7 @@ export class InteractionLog {
 
   /** Appends records; resolves with the last one's position once all are durable. */
   append(xs: LoggedInteraction[]): Promise<number> {
-    if (this.broken) return Promise.reject(new Error(`interaction log ${this.dir} is not writable (${this.broken.message}); restart the server`));
+    if (this.broken) return Promise.reject(this.notWritable());
     return new Promise((resolve, reject) => {
       for (let n = 0; n < xs.length; n++) {
         const last = n === xs.length - 1;
@@ -147,10 +153,7 @@ export class InteractionLog {
       this.nextPosition += xs.length;
       if (!this.flushing) {
         this.flushing = true;
-        // A lone write commits at once; when writes come faster than one per 0.2 ms (about an
-        // fdatasync here), they are grouped: every append of this event-loop turn goes in one flush.
-        if (performance.now() - this.lastFlush > 0.2) this.flush();
-        else setImmediate(() => this.flush());
+        setImmediate(() => this.flush());
       }
     });
   }
@@ -171,11 +174,13 @@ export class InteractionLog {
   }
 
   /**
-   * One write + one fdatasync for every record waiting, then acknowledge them. Grouped
-   * appends flush in the check phase right after the poll phase that received them
-   * (setImmediate), so one flush takes every append of that event-loop turn. Synchronous on purpose: an
-   * fdatasync costs ~0.13 ms here (p99 0.2 ms, measured), far less than the two thread-pool
-   * round trips of the async calls, each waiting a whole turn of a busy event loop.
+   * One write + one fdatasync for every record waiting, then acknowledge them. Runs in the check
+   * phase (setImmediate) right after the poll phase that received the appends, so one flush
+   * takes every append of that event-loop turn. Synchronous on purpose, measured on a 90/10
+   * read/write load (README, load tests): an fdatasync per turn costs the event loop ~0.4 ms
+   * for ~4 records, while the async call's thread-pool round trip cost as much event-loop time
+   * and made acknowledgements wait a whole busy turn (p99 20–30 ms against 7.5–10 ms); an
+   * fdatasync per append (no grouping) held the loop for a third of its time.
    */
   private flush(): void {
     const batch = this.pending.splice(0, this.pending.length);
@@ -185,7 +190,6 @@ export class InteractionLog {
       let off = 0;
       while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
       fdatasyncSync(fd);
-      this.lastFlush = performance.now();
       this.size += buf.length;
       const seg = this.segments.at(-1)!;
       const firstPos = seg.first + seg.count;
@@ -193,26 +197,40 @@ export class InteractionLog {
       seg.bytes += buf.length;
       batch.forEach((b, n) => b.resolve(firstPos + n));
     } catch (err) {
-      // Not durable: fail every waiting append (clients retry), positions roll back, and the
-      // bytes of the failed batch are cut off so that no later record lands behind them.
-      this.nextPosition -= batch.length;
-      for (const b of batch) b.reject(err as Error);
-      this.log?.error({ err: (err as Error).message }, 'interaction log write failed');
-      try {
-        if (this.fd !== null) {
-          ftruncateSync(this.fd, this.size);
-          fdatasyncSync(this.fd);
-        }
-      } catch (cut) {
-        // Cannot restore a clean tail: stop accepting until the log is reopened (a restart
-        // cuts the torn tail on open).
-        this.broken = cut as Error;
-        if (this.fd !== null) closeSync(this.fd);
-        this.fd = null;
-        this.log?.error({ err: (cut as Error).message }, 'interaction log is not writable any more: refusing appends until restart');
-      }
+      this.failed(batch, err as Error);
     }
     this.flushing = false;
+  }
+
+  /**
+   * Not durable: fail every append of the group (clients retry), positions roll back, and the
+   * group's bytes are cut off so that no later record lands behind them.
+   */
+  private failed(batch: Pending[], err: Error): void {
+    this.nextPosition -= batch.length;
+    for (const b of batch) b.reject(err);
+    this.log?.error({ err: err.message }, 'interaction log write failed');
+    try {
+      if (this.fd !== null) {
+        ftruncateSync(this.fd, this.size);
+        fdatasyncSync(this.fd);
+      }
+    } catch (cut) {
+      // Cannot restore a clean tail: stop accepting until the log is reopened (a restart
+      // cuts the torn tail on open).
+      this.broken = cut as Error;
+      try {
+        if (this.fd !== null) closeSync(this.fd);
+      } catch {
+        // the descriptor itself is what failed: nothing more to release
+      }
+      this.fd = null;
+      this.log?.error({ err: (cut as Error).message }, 'interaction log is not writable any more: refusing appends until restart');
+    }
+  }
+
+  private notWritable(): Error {
+    return new Error(`interaction log ${this.dir} is not writable (${this.broken!.message}); restart the server`);
   }
 
   /**

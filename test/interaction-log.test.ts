@@ -80,3 +80,15 @@ test('a write that fails is refused, leaves no bytes behind, and the log stops a
   assert.equal(await again.append([{ user: 'g', item: 'h', ts: 4 }]), 2);
   await again.close();
 });
+
+test('appends of one event-loop turn are flushed together, in order; nothing is read or counted before it is durable', async () => {
+  const log = InteractionLog.open(dir());
+  const first = log.append([{ user: 'a', item: 'i0', ts: 0 }]); // flushed at the end of this turn
+  assert.equal(log.position, 0);
+  assert.equal(log.read().length, 0);
+  const rest = Array.from({ length: 20 }, (_, n) => log.append([{ user: 'a', item: `i${n + 1}`, ts: n + 1 }]));
+  assert.deepEqual(await Promise.all([first, ...rest]), Array.from({ length: 21 }, (_, n) => n + 1));
+  assert.equal(log.position, 21);
+  assert.deepEqual(log.read(19).map((e) => e.item), ['i19', 'i20']);
+  await log.close();
+});
