@@ -11,6 +11,7 @@
 import type { Logger } from 'pino';
 import { buildScoringModel } from '../export/onnx-graph.js';
 import { Rng } from '../trainer/rng.js';
+import { rebuildAnnIndex } from './ann-rebuild.js';
 import { ExactScorer } from './exact-scorer.js';
 import type { InteractionLog, LoggedInteraction } from './interaction-log.js';
 import type { ServerMetrics } from './metrics.js';
@@ -35,10 +36,15 @@ export interface OnlineConfig {
   roundEpochs: number;
   replay: number;
   roundLr: number;
+  /**
+   * When a round changed at least this share of the items, the ANN index is rebuilt on a worker
+   * thread instead of re-linking the changed items in place on the event loop (see ann-rebuild.ts).
+   */
+  rebuildShare: number;
   providers: string[];
 }
 
-export const ONLINE_DEFAULTS: OnlineConfig = { steps: 5, mix: 0.5, lr: 0.05, reg: 1e-4, roundEvery: 20000, roundSeconds: 60, roundEpochs: 10, replay: 1, roundLr: 0.2, providers: ['cuda', 'cpu'] };
+export const ONLINE_DEFAULTS: OnlineConfig = { steps: 5, mix: 0.5, lr: 0.05, reg: 1e-4, roundEvery: 20000, roundSeconds: 60, roundEpochs: 10, replay: 1, roundLr: 0.2, rebuildShare: 0.1, providers: ['cuda', 'cpu'] };
 
 export interface IngestResult {
   accepted: number;
@@ -57,6 +63,8 @@ export class OnlineLearner {
   private roundTimer: NodeJS.Timeout | null = null;
   private rounding: Promise<void> | null = null;
   private closed = false;
+  /** Stops an index rebuild in flight when the server closes. */
+  private readonly closing = new AbortController();
   /** Optional probe (benchmarks): milliseconds to durable and of the immediate update, per ingest. */
   onTiming?: (ackMs: number, updateMs: number, interactions: number) => void;
 
@@ -256,15 +264,25 @@ export class OnlineLearner {
         }
       }
     }
-    // The ANN index, in place (hnswlib re-links an existing label), in chunks.
-    const row = new Array<number>(d);
-    let k = 0;
-    for (const it of changed) {
-      if (m !== this.holder.model || this.closed) return; // retired meanwhile: its index is going away
-      for (let c = 0; c < d; c++) row[c] = I[it * d + c];
-      m.ann.addPoint(row, it);
-      if (++k % 10 === 0) await new Promise((r) => setImmediate(r));
+    const tSgd = performance.now();
+    // The ANN index: rebuilt off the event loop when much of the catalog moved, else the
+    // changed items re-linked in place (hnswlib re-links an existing label), in chunks.
+    const rebuilt = changed.size >= this.cfg.rebuildShare * m.nItems;
+    if (rebuilt) {
+      const index = await rebuildAnnIndex(I, m.nItems, d, m.manifest.hnsw, m.ef, this.closing.signal);
+      if (m !== this.holder.model || this.closed) return; // retired meanwhile
+      m.ann = index;
+    } else {
+      const row = new Array<number>(d);
+      let k = 0;
+      for (const it of changed) {
+        if (m !== this.holder.model || this.closed) return; // retired meanwhile: its index is going away
+        for (let c = 0; c < d; c++) row[c] = I[it * d + c];
+        m.ann.addPoint(row, it);
+        if (++k % 10 === 0) await new Promise((r) => setImmediate(r));
+      }
     }
+    const tAnn = performance.now();
     // The exact path: a new session over the new table, swapped in; the old one closes after its queue.
     if (m !== this.holder.model || this.closed) return;
     const next = await ExactScorer.open(buildScoringModel(I, m.nItems, d), d, m.nItems, [m.exact.provider], this.logger);
@@ -279,11 +297,12 @@ export class OnlineLearner {
     old.close().catch((err) => this.logger.warn({ err: (err as Error).message }, 'closing the previous ONNX session failed'));
     const seconds = (performance.now() - t0) / 1000;
     this.metrics.roundSeconds.observe(seconds);
-    this.logger.info({ interactions: recent.length, pairs: pairs.length * this.cfg.roundEpochs, itemsChanged: changed.size, seconds: +seconds.toFixed(3) }, 'fine-tuning round done');
+    this.logger.info({ interactions: recent.length, pairs: pairs.length * this.cfg.roundEpochs, itemsChanged: changed.size, ann: rebuilt ? 'rebuilt' : 'relinked', seconds: +seconds.toFixed(3), phases: { sgd: +((tSgd - t0) / 1000).toFixed(3), ann: +((tAnn - tSgd) / 1000).toFixed(3), onnx: +((performance.now() - tAnn) / 1000).toFixed(3) } }, 'fine-tuning round done');
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort();
     if (this.roundTimer) clearTimeout(this.roundTimer);
     await this.rounding?.catch(() => undefined);
     await this.log.close();

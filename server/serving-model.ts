@@ -49,7 +49,8 @@ export class ServingModel {
     /** Item rows by decreasing train popularity (ties by row). */
     readonly popularOrder: Int32Array,
     readonly popularity: Int32Array,
-    readonly ann: HnswIndex,
+    /** Replaced by a rebuilt index after a fine-tuning round that moved much of the catalog. */
+    public ann: HnswIndex,
     public ef: number,
     public exact: ExactScorer,
   ) {}

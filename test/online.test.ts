@@ -62,22 +62,41 @@ test('bad interaction input: 400 naming the field; no token: 401', async () => {
   }
 });
 
-test('a fine-tuning round updates item vectors; ann and exact stay consistent with them', async () => {
+/** Posts interactions, runs a round, and checks that item vectors moved and ann = exact after it. */
+async function roundKeepsAnnExact(srv: Awaited<ReturnType<typeof testServer>>, users: string[]): Promise<void> {
+  const call = (url: string, payload?: object) => srv.app.inject({ method: payload ? 'POST' : 'GET', url, headers: auth, payload });
   const batch = Array.from({ length: 60 }, (_, n) => ({ user: `u${10 + (n % 30)}`, item: `i${(n * 7) % 300}` }));
-  assert.equal((await post(batch)).json().accepted, 60);
-  const m = s.holder.model!;
+  assert.equal((await call('/interactions', { interactions: batch })).json().accepted, 60);
+  const m = srv.holder.model!;
   const before = m.itemVectors.slice();
-  const r = await app.inject({ method: 'POST', url: '/admin/finetune', headers: auth });
-  assert.equal(r.statusCode, 200);
+  assert.equal((await call('/admin/finetune', {})).statusCode, 200);
   let moved = 0;
   for (let i = 0; i < before.length; i++) if (before[i] !== m.itemVectors[i]) moved++;
   assert.ok(moved > 0, 'item vectors moved');
-  for (const u of ['u12', 'u25']) {
-    const a = await rec(u, 10, 'ann');
-    const e = await rec(u, 10, 'exact');
+  for (const u of users) {
+    const a = (await call(`/recommend?user=${u}&k=10&retrieval=ann`)).json() as { items: { item: string }[] };
+    const e = (await call(`/recommend?user=${u}&k=10&retrieval=exact`)).json() as { items: { item: string }[] };
     assert.deepEqual(a.items.map((x) => x.item), e.items.map((x) => x.item), `${u}: ann = exact after the round`);
   }
-  assert.match((await app.inject({ method: 'GET', url: '/metrics' })).body, /promptmm_finetune_round_seconds_count 1/);
+  assert.match((await call('/metrics')).body, /promptmm_finetune_round_seconds_count 1/);
+}
+
+test('a fine-tuning round that moves much of the catalog rebuilds the ANN index off the event loop; ann = exact after', async () => {
+  const annBefore = s.holder.model!.ann;
+  await roundKeepsAnnExact(s, ['u12', 'u25']);
+  assert.notEqual(s.holder.model!.ann, annBefore, 'a new index was swapped in');
+});
+
+test('a round that moves few items re-links them in the served index in place; ann = exact after', async () => {
+  const { repo: r5 } = repoWith('inplace');
+  const c = await testServer(r5, 'inplace', { online: { roundEvery: 0, roundSeconds: 0, rebuildShare: 2 } });
+  try {
+    const annBefore = c.holder.model!.ann;
+    await roundKeepsAnnExact(c, ['u12', 'u25', 'u31']);
+    assert.equal(c.holder.model!.ann, annBefore, 'the same index, re-linked');
+  } finally {
+    await c.close();
+  }
 });
 
 function startServe() {
