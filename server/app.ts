@@ -61,16 +61,22 @@ export function buildApp(o: AppOptions) {
     closing = true;
     app.server.closeIdleConnections();
   });
-  app.addHook('onSend', async (_req, reply, payload) => {
+  // Callback-style hooks: an async hook costs a promise per request, measurable at 20k req/s.
+  app.addHook('onSend', (_req, reply, payload, done) => {
     if (closing) reply.header('connection', 'close');
-    return payload;
+    done(null, payload);
   });
 
-  app.addHook('onResponse', async (req, reply) => {
-    o.metrics.requestDuration.observe(
-      { method: req.method, route: req.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
-      reply.elapsedTime / 1000,
-    );
+  // One histogram child per (method, route, status), looked up once: labelling each
+  // observation hashes the label set every time.
+  const durations = new Map<string, { observe: (v: number) => void }>();
+  app.addHook('onResponse', (req, reply, done) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    const key = `${req.method} ${route} ${reply.statusCode}`;
+    let h = durations.get(key);
+    if (!h) durations.set(key, (h = o.metrics.requestDuration.labels({ method: req.method, route, status_code: String(reply.statusCode) })));
+    h.observe(reply.elapsedTime / 1000);
+    done();
   });
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
