@@ -9,13 +9,15 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { EventEmitter } from 'node:events';
 import autocannon from 'autocannon';
 import { latencySvg, table, type ScenarioResult } from './report.js';
+import { listVersions, versionDir } from '../export/repository.js';
 import { spawnServer } from './spawn-server.js';
 import { loadTraffic, planRequests, SCENARIOS, type Scenario, type Traffic } from './traffic.js';
 
@@ -26,7 +28,9 @@ const HELP = `usage: npm run loadtest -- [options]
   --duration S        seconds per scenario (default 20), after a 2 s warm-up
   --name NAME         model whose newest bundle is served (and whose users are drawn)
   --repo DIR          model repository (default models, or PROMPTMM_REPO)
-  --url URL           target a running server instead (loopback only); --name still names its model
+  --url URL           target a running server instead (loopback only); --name still names its model.
+                      A started server runs on a scratch copy of the repository (the bundle linked,
+                      a fresh interaction log); a --url server records mixed's interactions for real
   --token T           bearer token for POST /interactions (default PROMPTMM_TOKEN; generated for a started server)
   --out DIR           report folder (default loadtest/reports)
   --server-arg ARG    extra argument for the started server (repeatable), e.g. --server-arg=--ef=200
@@ -54,9 +58,23 @@ function assertLoopback(url: string): void {
   }
 }
 
-async function startServer(o: LoadtestOptions, token: string): Promise<{ url: string; child: ChildProcess }> {
-  const s = spawnServer(['--name', o.name, '--repo', o.repo, '--port', '0', '--poll-seconds', '0', ...o.serverArgs], { PROMPTMM_TOKEN: token, PROMPTMM_LOG_LEVEL: 'info' });
-  return { url: await s.url, child: s.child };
+/**
+ * Starts a server on a scratch repository holding only a link to the newest bundle: the mixed
+ * scenario's synthetic interactions go to the scratch log, never into the model's own
+ * interaction log (which the nightly retrain absorbs), and each run starts from the bundle alone.
+ */
+async function startServer(o: LoadtestOptions, token: string): Promise<{ url: string; child: ChildProcess; scratch: string }> {
+  const v = listVersions(o.repo, o.name).at(-1)!;
+  const scratch = mkdtempSync(join(tmpdir(), 'promptmm-loadtest-'));
+  mkdirSync(join(scratch, o.name));
+  symlinkSync(resolve(versionDir(o.repo, o.name, v)), versionDir(scratch, o.name, v), 'dir');
+  const s = spawnServer(['--name', o.name, '--repo', scratch, '--port', '0', '--poll-seconds', '0', ...o.serverArgs], { PROMPTMM_TOKEN: token, PROMPTMM_LOG_LEVEL: 'info' });
+  try {
+    return { url: await s.url, child: s.child, scratch };
+  } catch (err) {
+    rmSync(scratch, { recursive: true, force: true });
+    throw err;
+  }
 }
 
 async function waitReady(url: string): Promise<unknown> {
@@ -138,12 +156,14 @@ export async function loadtest(o: LoadtestOptions): Promise<LoadtestReport> {
   const t = loadTraffic(o.repo, o.name);
   const token = o.token ?? process.env.PROMPTMM_TOKEN ?? randomBytes(16).toString('hex');
   let child: ChildProcess | null = null;
+  let scratch: string | null = null;
   let url = o.url;
   if (url) assertLoopback(url);
   else {
     const s = await startServer(o, token);
     child = s.child;
     url = s.url;
+    scratch = s.scratch;
   }
   try {
     const model = await waitReady(url);
@@ -181,6 +201,7 @@ export async function loadtest(o: LoadtestOptions): Promise<LoadtestReport> {
       child.kill('SIGTERM');
       await exited;
     }
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
   }
 }
 

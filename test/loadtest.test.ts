@@ -25,8 +25,8 @@ test('traffic: users from the bundle, skewed toward active users; cold users are
 test('loadtest runs the baseline and the scenarios, writes JSON and SVG reports', async () => {
   const { repo } = repoWith('lt');
   const out = mkdtempSync(join(tmpdir(), 'promptmm-lt-'));
-  const report = await loadtest({ scenarios: ['recommend', 'exact', 'cold'], connections: 4, duration: 1, warmup: 0, name: 'lt', repo, out, serverArgs: [], log: () => {} });
-  assert.deepEqual(report.results.map((r) => r.scenario), ['baseline', 'recommend', 'exact', 'cold']);
+  const report = await loadtest({ scenarios: ['recommend', 'exact', 'mixed', 'cold'], connections: 4, duration: 1, warmup: 0, name: 'lt', repo, out, serverArgs: [], log: () => {} });
+  assert.deepEqual(report.results.map((r) => r.scenario), ['baseline', 'recommend', 'exact', 'mixed', 'cold']);
   for (const r of report.results) {
     assert.ok(r.requests > 0, `${r.scenario} sent requests`);
     assert.equal(r.non2xx, 0, `${r.scenario} non-2xx`);
@@ -37,6 +37,8 @@ test('loadtest runs the baseline and the scenarios, writes JSON and SVG reports'
   assert.ok(existsSync(report.files.json));
   assert.match(readFileSync(report.files.svg, 'utf8'), /^<svg/);
   assert.match(table(report.results), /recommend .* 0 +0/);
+  // mixed posted interactions to the started server's scratch repository, not to the model's own log
+  assert.equal(existsSync(join(repo, 'lt', 'interactions')), false);
 });
 
 test('loadtest refuses non-loopback targets', async () => {
