@@ -41,10 +41,17 @@ export interface OnlineConfig {
    * thread instead of re-linking the changed items in place on the event loop (see ann-rebuild.ts).
    */
   rebuildShare: number;
+  /**
+   * An item is re-indexed only if a round moved it by at least this share of its norm: most of
+   * a round's sampled negatives move very little, and on a large catalog they alone would
+   * touch a third of the items (an index rebuild per round); the exact re-rank uses the true
+   * vectors anyway.
+   */
+  reindexMove: number;
   providers: string[];
 }
 
-export const ONLINE_DEFAULTS: OnlineConfig = { steps: 5, mix: 0.5, lr: 0.05, reg: 1e-4, roundEvery: 20000, roundSeconds: 60, roundEpochs: 10, replay: 1, roundLr: 0.2, rebuildShare: 0.1, providers: ['cuda', 'cpu'] };
+export const ONLINE_DEFAULTS: OnlineConfig = { steps: 5, mix: 0.5, lr: 0.05, reg: 1e-4, roundEvery: 20000, roundSeconds: 60, roundEpochs: 10, replay: 1, roundLr: 0.2, rebuildShare: 0.1, reindexMove: 0.01, providers: ['cuda', 'cpu'] };
 
 export interface IngestResult {
   accepted: number;
@@ -221,7 +228,8 @@ export class OnlineLearner {
     const I = m.itemVectors;
     const lr = this.cfg.roundLr;
     const reg = this.cfg.reg;
-    const changed = new Set<number>();
+    // Summed step lengths per item: an upper bound of how far each item moved in this round.
+    const moved = new Float32Array(m.nItems);
     const grad = new Float32Array(d);
     // Training pairs: the recent ones, each with `replay` old (user, train item) pairs sampled uniformly.
     const pairs: { row: number; item: number }[] = [];
@@ -252,12 +260,18 @@ export class OnlineLearner {
         const g = 1 - sigmoid(x);
         for (let c = 0; c < d; c++) grad[c] = g * U[ub + c];
         for (let c = 0; c < d; c++) U[ub + c] += lr * (g * (I[ib + c] - I[jb + c]) - reg * U[ub + c]);
+        let si = 0;
+        let sj = 0;
         for (let c = 0; c < d; c++) {
-          I[ib + c] += lr * (grad[c] - reg * I[ib + c]);
-          I[jb + c] += lr * (-grad[c] - reg * I[jb + c]);
+          const di = lr * (grad[c] - reg * I[ib + c]);
+          const dj = lr * (-grad[c] - reg * I[jb + c]);
+          I[ib + c] += di;
+          I[jb + c] += dj;
+          si += di * di;
+          sj += dj * dj;
         }
-        changed.add(item);
-        changed.add(j);
+        moved[item] += Math.sqrt(si);
+        moved[j] += Math.sqrt(sj);
         if (++n % 500 === 0) {
           await new Promise((r) => setImmediate(r)); // let requests through
           U = m.userVectors;
@@ -265,9 +279,18 @@ export class OnlineLearner {
       }
     }
     const tSgd = performance.now();
+    let touched = 0;
+    const changed: number[] = [];
+    for (let it = 0; it < m.nItems; it++) {
+      if (moved[it] === 0) continue;
+      touched++;
+      let n2 = 0;
+      for (let c = 0; c < d; c++) n2 += I[it * d + c] ** 2;
+      if (moved[it] >= this.cfg.reindexMove * Math.sqrt(n2)) changed.push(it);
+    }
     // The ANN index: rebuilt off the event loop when much of the catalog moved, else the
     // changed items re-linked in place (hnswlib re-links an existing label), in chunks.
-    const rebuilt = changed.size >= this.cfg.rebuildShare * m.nItems;
+    const rebuilt = changed.length >= this.cfg.rebuildShare * m.nItems;
     if (rebuilt) {
       const index = await rebuildAnnIndex(I, m.nItems, d, m.manifest.hnsw, m.ef, this.closing.signal);
       if (m !== this.holder.model || this.closed) return; // retired meanwhile
@@ -297,7 +320,7 @@ export class OnlineLearner {
     old.close().catch((err) => this.logger.warn({ err: (err as Error).message }, 'closing the previous ONNX session failed'));
     const seconds = (performance.now() - t0) / 1000;
     this.metrics.roundSeconds.observe(seconds);
-    this.logger.info({ interactions: recent.length, pairs: pairs.length * this.cfg.roundEpochs, itemsChanged: changed.size, ann: rebuilt ? 'rebuilt' : 'relinked', seconds: +seconds.toFixed(3), phases: { sgd: +((tSgd - t0) / 1000).toFixed(3), ann: +((tAnn - tSgd) / 1000).toFixed(3), onnx: +((performance.now() - tAnn) / 1000).toFixed(3) } }, 'fine-tuning round done');
+    this.logger.info({ interactions: recent.length, pairs: pairs.length * this.cfg.roundEpochs, itemsMoved: touched, itemsReindexed: changed.length, ann: rebuilt ? 'rebuilt' : 'relinked', seconds: +seconds.toFixed(3), phases: { sgd: +((tSgd - t0) / 1000).toFixed(3), ann: +((tAnn - tSgd) / 1000).toFixed(3), onnx: +((performance.now() - tAnn) / 1000).toFixed(3) } }, 'fine-tuning round done');
   }
 
   async close(): Promise<void> {
