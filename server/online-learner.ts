@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { buildScoringModel } from '../export/onnx-graph.js';
 import { Rng } from '../trainer/rng.js';
 import { rebuildAnnIndex } from './ann-rebuild.js';
+import { NewestQueue } from './newest-queue.js';
 import { ExactScorer } from './exact-scorer.js';
 import type { InteractionLog, LoggedInteraction } from './interaction-log.js';
 import type { ServerMetrics } from './metrics.js';
@@ -66,7 +67,7 @@ const MAX_RECENT = 200_000;
 export class OnlineLearner {
   private rng = new Rng(12345);
   /** Interactions since the last round, with the version whose rows and items they index. */
-  private recent: { m: ServingModel; row: number; item: number }[] = [];
+  private recent = new NewestQueue<{ m: ServingModel; row: number; item: number }>(MAX_RECENT);
   private roundTimer: NodeJS.Timeout | null = null;
   private rounding: Promise<void> | null = null;
   private closed = false;
@@ -110,7 +111,6 @@ export class OnlineLearner {
     this.metrics.updateSeconds.observe((t2 - t1) / 1000);
     this.onTiming?.(t1 - t0, t2 - t1, ok.length);
     this.metrics.interactionsAccepted.inc(ok.length);
-    this.metrics.logBytes.set(this.log.bytes());
     this.maybeRound();
     return { accepted: ok.length, rejected, log_position: position };
   }
@@ -133,7 +133,6 @@ export class OnlineLearner {
       m.candidates.noteUpdate(row);
       if (m === this.holder.model && (this.cfg.roundEvery > 0 || this.cfg.roundSeconds > 0 || this.recent.length < MAX_RECENT)) {
         this.recent.push({ m, row, item });
-        if (this.recent.length > MAX_RECENT) this.recent.splice(0, this.recent.length - MAX_RECENT);
       }
     });
     m.appliedPosition = Math.max(m.appliedPosition, lastPosition);
@@ -188,8 +187,11 @@ export class OnlineLearner {
 
   private maybeRound(): void {
     if (this.closed) return;
-    if (this.cfg.roundEvery > 0 && this.recent.length >= this.cfg.roundEvery) this.roundInBackground();
-    else if (this.cfg.roundSeconds > 0 && !this.roundTimer && this.recent.length) {
+    if (this.cfg.roundEvery > 0 && this.recent.length >= this.cfg.roundEvery) {
+      // A round in flight calls this again when it ends: not joining it here spares a promise
+      // reaction per interaction during a long round (a 1M-item index rebuild takes minutes).
+      if (!this.rounding) this.roundInBackground();
+    } else if (this.cfg.roundSeconds > 0 && !this.roundTimer && this.recent.length) {
       this.roundTimer = setTimeout(() => {
         this.roundTimer = null;
         this.roundInBackground();
@@ -204,7 +206,7 @@ export class OnlineLearner {
 
   /** A version swap: interactions recorded against the old version's rows are not the new one's to train on (its replay covers them). */
   onSwap(): void {
-    this.recent = [];
+    this.recent.clear();
   }
 
   /** One background fine-tuning round (one at a time); resolves when its updates are live. */
@@ -220,7 +222,7 @@ export class OnlineLearner {
 
   private async runRound(): Promise<void> {
     const m = this.holder.model;
-    const recent = this.recent.splice(0).filter((r) => r.m === m);
+    const recent = this.recent.take().filter((r) => r.m === m);
     if (!m || !recent.length) return;
     const t0 = performance.now();
     const d = m.dim;
