@@ -42,7 +42,6 @@ export function createMetrics() {
     ackSeconds: new client.Histogram({ name: 'promptmm_interaction_ack_seconds', help: 'Time from receipt to durable (group commit + fdatasync) per POST /interactions', buckets: LATENCY_BUCKETS, registers: [registry] }),
     updateSeconds: new client.Histogram({ name: 'promptmm_interaction_update_seconds', help: 'Immediate update (seen set + user BPR steps) per POST /interactions', buckets: LATENCY_BUCKETS, registers: [registry] }),
     roundSeconds: new client.Histogram({ name: 'promptmm_finetune_round_seconds', help: 'Background fine-tuning round duration', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60], registers: [registry] }),
-    logBytes: new client.Gauge({ name: 'promptmm_interaction_log_bytes', help: 'Bytes in the interaction log segments', registers: [registry] }),
   };
   return m;
 }

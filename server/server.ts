@@ -43,6 +43,7 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
   new client.Gauge({ name: 'promptmm_result_cache_misses', help: 'Result-cache misses of the served version', registers: [metrics.registry], collect() { this.set(holder.model?.cache.misses ?? 0); } });
   const load = { providers: cfg.providers, ef: cfg.ef, cacheUsers: cfg.cacheUsers ?? 0, log, onExactBatch: (n: number) => metrics.exactBatchSize.observe(n) };
   const ilog = InteractionLog.open(cfg.logDir ?? join(modelDir(cfg.repo, cfg.name), 'interactions'), { log });
+  new client.Gauge({ name: 'promptmm_interaction_log_bytes', help: 'Bytes in the interaction log segments', registers: [metrics.registry], collect() { this.set(ilog.bytes()); } });
   const online = new OnlineLearner(holder, ilog, { ...ONLINE_DEFAULTS, providers: cfg.providers, ...cfg.online }, metrics, log);
   // Before a version goes live: replay the log records it has not absorbed (synchronously, so
   // no acknowledged interaction can fall between the replay and the swap).
@@ -63,7 +64,6 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
     }));
     const moved = ilog.compact(absorbed);
     if (moved) log.info({ segments: moved, absorbedUpTo: absorbed }, 'interaction log: absorbed segments moved to archive/');
-    metrics.logBytes.set(ilog.bytes());
   };
   const reloader = new Reloader(cfg.repo, cfg.name, holder, load, metrics, log, prepare);
   const app = buildApp({ holder, reloader, metrics, log, retrieval: cfg.retrieval, token: cfg.token, online });
