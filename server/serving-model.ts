@@ -10,6 +10,8 @@ import type { Logger } from 'pino';
 import { BUNDLE_FILES, type IdMaps, type Manifest } from '../export/bundle-format.js';
 import { verifyBundle } from '../export/repository.js';
 import { parseNpy, parseNpyInt32 } from '../trainer/npy.js';
+import { csrHas } from '../trainer/sampler.js';
+import type { Csr } from '../trainer/dataset.js';
 import { ExactScorer } from './exact-scorer.js';
 import { CandidateCache, ResultCache } from './result-cache.js';
 
@@ -53,8 +55,12 @@ export class ServingModel {
     public ann: HnswIndex,
     public ef: number,
     public exact: ExactScorer,
-  ) {}
+  ) {
+    this.seen = { indptr: seenOffsets, indices: seenItems };
+  }
 
+  /** The bundle's train items per user row, as the trainer's CSR (for its binary search). */
+  private readonly seen: Csr;
   /** Items a user interacted with after the bundle was built (online learning), by user row. */
   readonly extraSeen = new Map<number, Set<number>>();
   /** Highest interaction-log position applied to this version's state. */
@@ -82,18 +88,8 @@ export class ServingModel {
   }
 
   isSeen(row: number, item: number): boolean {
-    // Binary search in place (no subarray per call: this runs for every candidate).
-    if (row + 1 < this.seenOffsets.length) {
-      let lo = this.seenOffsets[row];
-      let hi = this.seenOffsets[row + 1] - 1;
-      const a = this.seenItems;
-      while (lo <= hi) {
-        const mid = (lo + hi) >> 1;
-        if (a[mid] === item) return true;
-        if (a[mid] < item) lo = mid + 1;
-        else hi = mid - 1;
-      }
-    }
+    // Users added online have no row in the bundle's CSR.
+    if (row + 1 < this.seenOffsets.length && csrHas(this.seen, row, item)) return true;
     return this.extraSeen.size > 0 && (this.extraSeen.get(row)?.has(item) ?? false);
   }
 
