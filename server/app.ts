@@ -4,6 +4,7 @@
  * no stack trace ever reaches a client.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
@@ -92,7 +93,7 @@ export function buildApp(o: AppOptions) {
       req.log.error({ err, url: req.url }, 'request failed');
       return reply.code(500).send({ error: 'Internal Server Error', message: 'internal error (logged on the server)' });
     }
-    return reply.code(status).send({ error: reasonPhrase(status), message: err.message });
+    return reply.code(status).send({ error: STATUS_CODES[status] ?? 'Error', message: err.message });
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'Not Found', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
 
@@ -166,6 +167,3 @@ export function buildApp(o: AppOptions) {
   return app;
 }
 
-function reasonPhrase(status: number): string {
-  return ({ 503: 'Service Unavailable', 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed', 413: 'Payload Too Large', 415: 'Unsupported Media Type' } as Record<number, string>)[status] ?? 'Error';
-}
