@@ -130,7 +130,7 @@ export class OnlineLearner {
       this.graphStep(m, row, item);
       this.userSteps(m, row, item);
       m.cache.dropUser(x.user);
-      m.candidates.noteUpdate(row);
+      m.candidates.dropUser(row);
       if (m === this.holder.model && (this.cfg.roundEvery > 0 || this.cfg.roundSeconds > 0 || this.recent.length < MAX_RECENT)) {
         this.recent.push({ m, row, item });
       }

@@ -183,6 +183,28 @@ test('ann answers from cached candidates re-ranked with the moved vector match t
   }
 });
 
+test('after several interactions each, ann answers still match the exact path (no stale candidates)', async () => {
+  const { repo: r5 } = repoWith('stale');
+  const c = await testServer(r5, 'stale', { cacheUsers: 100, online: { roundEvery: 0, roundSeconds: 0 } });
+  try {
+    const list = async (user: string, retrieval: string) =>
+      ((await c.app.inject({ method: 'GET', url: `/recommend?user=${user}&k=10&retrieval=${retrieval}` })).json() as { items: { item: string }[] }).items.map((x) => x.item);
+    let mismatches = 0;
+    for (let u = 10; u < 40; u++) {
+      await list(`u${u}`, 'ann'); // fills the user's candidate list
+      for (let n = 0; n < 4; n++) {
+        // items far down the list move the vector the most
+        const item = `i${(u * 37 + n * 101) % 300}`;
+        await c.app.inject({ method: 'POST', url: '/interactions', headers: auth, payload: { interactions: [{ user: `u${u}`, item }] } });
+        if ((await list(`u${u}`, 'ann')).join() !== (await list(`u${u}`, 'exact')).join()) mismatches++;
+      }
+    }
+    assert.equal(mismatches, 0, 'ann answers after interactions differ from exact ones');
+  } finally {
+    await c.close();
+  }
+});
+
 test('a round after a swap to a smaller catalog ignores the old version\'s rows (no crash, no NaN)', async () => {
   const { repo: r4 } = repoWith('swap');
   const c = await testServer(r4, 'swap', { online: { roundEvery: 1e9, roundSeconds: 0 } });
