@@ -54,6 +54,7 @@ for (const ef of a.efs!.split(',').map(Number)) {
 /** Recall@20 (ann vs exact) after each of `updates` interactions per user, at the bundle's ef. */
 async function afterUpdates(updates: number): Promise<{ updates: number; recallAt20: number }[]> {
   model.ann.setEf(defaultEf);
+  model.candidates.clear(); // searched at the last ef of the sweep
   const holder = new ModelHolder(log);
   holder.swap(model);
   const dir = mkdtempSync(join(tmpdir(), 'promptmm-recall-'));
