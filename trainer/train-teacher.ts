@@ -14,7 +14,10 @@ export interface TeacherConfig extends LoopConfig, TeacherShape {
 
 export const TEACHER_DEFAULTS: TeacherConfig = {
   dim: 64,
-  layers: 2,
+  // Deeper than the student: on Tiktok's validation split (seed 2024) 2, 3, 4 layers gave
+  // Recall@20 0.0934, 0.0980, 0.1026 (NDCG@20 0.0382, 0.0429, 0.0468), and a stronger
+  // teacher is what lifts the distilled student (README, tuning).
+  layers: 4,
   dropout: 0.2,
   promptRate: 0.1,
   promptDim: 64,
