@@ -164,12 +164,17 @@ test('with the result cache on, an interaction invalidates that user\'s cached l
   }
 });
 
-test('ann answers from cached candidates re-ranked with the moved vector match the exact path', async () => {
+/** The item ids a server answers for a user (k = 10). */
+async function itemList(server: typeof app, user: string, retrieval: string): Promise<string[]> {
+  const r = await server.inject({ method: 'GET', url: `/recommend?user=${user}&k=10&retrieval=${retrieval}` });
+  return (r.json() as { items: { item: string }[] }).items.map((x) => x.item);
+}
+
+test('ann answers from cached candidates, and after an interaction, match the exact path', async () => {
   const { repo: r3 } = repoWith('cand');
   const c = await testServer(r3, 'cand', { cacheUsers: 100, online: { roundEvery: 0, roundSeconds: 0 } });
   try {
-    const list = async (user: string, retrieval: string) =>
-      ((await c.app.inject({ method: 'GET', url: `/recommend?user=${user}&k=10&retrieval=${retrieval}` })).json() as { items: { item: string }[] }).items.map((x) => x.item);
+    const list = (user: string, retrieval: string) => itemList(c.app, user, retrieval);
     for (const u of ['u6', 'u7', 'u8']) assert.deepEqual(await list(u, 'ann'), await list(u, 'exact'), `${u} before`);
     for (const u of ['u6', 'u7', 'u8']) {
       const top = (await list(u, 'ann'))[0];
@@ -187,8 +192,7 @@ test('after several interactions each, ann answers still match the exact path (n
   const { repo: r5 } = repoWith('stale');
   const c = await testServer(r5, 'stale', { cacheUsers: 100, online: { roundEvery: 0, roundSeconds: 0 } });
   try {
-    const list = async (user: string, retrieval: string) =>
-      ((await c.app.inject({ method: 'GET', url: `/recommend?user=${user}&k=10&retrieval=${retrieval}` })).json() as { items: { item: string }[] }).items.map((x) => x.item);
+    const list = (user: string, retrieval: string) => itemList(c.app, user, retrieval);
     let mismatches = 0;
     for (let u = 10; u < 40; u++) {
       await list(`u${u}`, 'ann'); // fills the user's candidate list
