@@ -11,13 +11,13 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
-import { BUNDLE_FILES } from '../export/bundle-format.js';
+import { BUNDLE_FILES } from '../repository/bundle-format.js';
 import { exportBundle, type BundleInput } from '../export/exporter.js';
 import { bundleFromCheckpoint } from '../export/from-checkpoint.js';
-import { HNSW_DEFAULTS, loadHnswIndex, rowArray } from '../export/hnsw-index.js';
+import { HNSW_DEFAULTS, loadHnswIndex, rowArray } from '../repository/hnsw-index.js';
 import { syntheticBundle } from '../export/synthetic-bundle.js';
-import { initEngine } from '../trainer/engine.js';
-import { Rng } from '../trainer/rng.js';
+import { initEngine } from '../trainer/engine/backend.js';
+import { Rng } from '../core/rng.js';
 
 const { values: a } = parseArgs({
   options: {

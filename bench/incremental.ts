@@ -18,14 +18,14 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { loadDataset } from '../trainer/dataset.js';
-import { initEngine } from '../trainer/engine.js';
+import { loadDataset } from '../data/dataset.js';
+import { initEngine } from '../trainer/engine/backend.js';
 import { evaluateEmbeddings } from '../trainer/eval.js';
 import { createServer } from '../server/server.js';
-import type { ServingModel } from '../server/serving-model.js';
-import { ONLINE_DEFAULTS, type OnlineConfig } from '../server/online-learner.js';
+import type { ServingModel } from '../server/serving/serving-model.js';
+import { ONLINE_DEFAULTS, type OnlineConfig } from '../server/online/online-learner.js';
 import { evaluate } from '../trainer/eval.js';
-import type { Csr } from '../trainer/dataset.js';
+import type { Csr } from '../data/dataset.js';
 
 const { values: a } = parseArgs({
   options: {

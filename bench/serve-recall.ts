@@ -12,14 +12,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { listVersions, versionDir } from '../export/repository.js';
-import { InteractionLog } from '../server/interaction-log.js';
+import { listVersions, versionDir } from '../repository/versions.js';
+import { InteractionLog } from '../repository/interaction-log.js';
 import { createMetrics } from '../server/metrics.js';
-import { ModelHolder } from '../server/model-holder.js';
-import { ONLINE_DEFAULTS, OnlineLearner } from '../server/online-learner.js';
-import { recommend } from '../server/recommender.js';
-import { loadServingModel } from '../server/serving-model.js';
-import { Rng } from '../trainer/rng.js';
+import { ModelHolder } from '../server/serving/model-holder.js';
+import { ONLINE_DEFAULTS, OnlineLearner } from '../server/online/online-learner.js';
+import { recommend } from '../server/retrieval/recommender.js';
+import { loadServingModel } from '../server/serving/serving-model.js';
+import { Rng } from '../core/rng.js';
 
 const { values: a } = parseArgs({
   options: {

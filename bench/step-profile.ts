@@ -4,17 +4,17 @@
  *   npm run bench:profile -- [--data ../shared/data/tiktok] [--model teacher|student|kd]
  */
 import { parseArgs } from 'node:util';
-import { initEngine, tf } from '../trainer/engine.js';
-import { loadDataset } from '../trainer/dataset.js';
-import { normalizedAdjacency } from '../trainer/graph.js';
-import { LightGcn } from '../trainer/lightgcn.js';
-import { Teacher } from '../trainer/teacher.js';
-import { TEACHER_DEFAULTS } from '../trainer/train-teacher.js';
-import { KD_DEFAULTS, kdTrainable } from '../trainer/train-kd.js';
-import { STUDENT_DEFAULTS } from '../trainer/train-student.js';
-import { BprSampler } from '../trainer/sampler.js';
-import { Rng } from '../trainer/rng.js';
-import { FusedAdam } from '../trainer/adam.js';
+import { initEngine, tf } from '../trainer/engine/backend.js';
+import { loadDataset } from '../data/dataset.js';
+import { normalizedAdjacency } from '../data/graph.js';
+import { LightGcn } from '../trainer/models/lightgcn.js';
+import { Teacher } from '../trainer/models/teacher.js';
+import { TEACHER_DEFAULTS } from '../trainer/stages/teacher.js';
+import { KD_DEFAULTS, kdTrainable } from '../trainer/stages/kd.js';
+import { STUDENT_DEFAULTS } from '../trainer/stages/student.js';
+import { BprSampler } from '../data/sampler.js';
+import { Rng } from '../core/rng.js';
+import { FusedAdam } from '../trainer/engine/adam.js';
 
 const { values: a } = parseArgs({ options: { data: { type: 'string', default: '../shared/data/tiktok' }, model: { type: 'string', default: 'teacher' }, batch: { type: 'string', default: '2048' } } });
 await initEngine('auto');

@@ -3,21 +3,21 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { BACKENDS, initEngine, type BackendChoice } from '../trainer/engine.js';
-import { loadDataset, datasetSummary, type Dataset } from '../trainer/dataset.js';
-import { createLogger } from '../trainer/log.js';
-import { STUDENT_DEFAULTS, studentCheckpointDir, type StudentConfig } from '../trainer/train-student.js';
-import { TEACHER_DEFAULTS, type TeacherConfig } from '../trainer/train-teacher.js';
-import { KD_DEFAULTS, type KdConfig } from '../trainer/train-kd.js';
+import { BACKENDS, initEngine, type BackendChoice } from '../trainer/engine/backend.js';
+import { loadDataset, datasetSummary, type Dataset } from '../data/dataset.js';
+import { createLogger } from '../core/log.js';
+import { STUDENT_DEFAULTS, studentCheckpointDir, type StudentConfig } from '../trainer/stages/student.js';
+import { TEACHER_DEFAULTS, type TeacherConfig } from '../trainer/stages/teacher.js';
+import { KD_DEFAULTS, type KdConfig } from '../trainer/stages/kd.js';
 import { runPipeline } from '../trainer/pipeline.js';
 import { evaluateStudent, dumpStudent } from '../trainer/student-io.js';
 import { evaluatePopularity } from '../trainer/eval.js';
-import { generateSynthetic } from '../trainer/synthetic.js';
+import { generateSynthetic } from '../data/synthetic.js';
 import { exportBundle } from '../export/exporter.js';
-import { mergeInteractionLog } from '../trainer/merge-log.js';
+import { mergeInteractionLog } from '../data/absorb-log.js';
 import { bundleFromCheckpoint } from '../export/from-checkpoint.js';
-import { HNSW_DEFAULTS } from '../export/hnsw-index.js';
-import { listModels, listVersions, readManifest, RepositoryError, verifyBundle, versionDir } from '../export/repository.js';
+import { HNSW_DEFAULTS } from '../repository/hnsw-index.js';
+import { listModels, listVersions, readManifest, RepositoryError, verifyBundle, versionDir } from '../repository/versions.js';
 
 const log = createLogger();
 

@@ -6,12 +6,12 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { fsyncPath, pidAlive, writeFileDurable } from '../trainer/atomic.js';
-import { encodeNpy, encodeNpyInt32 } from '../trainer/npy.js';
-import { BUNDLE_FILES, BUNDLE_FORMAT, type FileEntry, type HnswParams, type IdMaps, type Manifest } from './bundle-format.js';
-import { buildHnswIndex, type HnswBuildStats } from './hnsw-index.js';
-import { buildScoringModel, ONNX_INPUTS, ONNX_OPSET, ONNX_OUTPUTS } from './onnx-graph.js';
-import { assertFolder, listVersions, modelDir, RepositoryError, sha256File, TMP_PREFIX } from './repository.js';
+import { fsyncPath, pidAlive, writeFileDurable } from '../core/atomic.js';
+import { encodeNpy, encodeNpyInt32 } from '../core/npy.js';
+import { BUNDLE_FILES, BUNDLE_FORMAT, type FileEntry, type HnswParams, type IdMaps, type Manifest } from '../repository/bundle-format.js';
+import { buildHnswIndex, type HnswBuildStats } from '../repository/hnsw-index.js';
+import { buildScoringModel, ONNX_INPUTS, ONNX_OPSET, ONNX_OUTPUTS } from '../repository/onnx-scoring-graph.js';
+import { assertFolder, listVersions, modelDir, RepositoryError, sha256File, TMP_PREFIX } from '../repository/versions.js';
 
 export class ExportError extends Error {
   override readonly name = 'ExportError';

@@ -2,11 +2,11 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadStudent } from '../trainer/student-io.js';
-import { readAbsorbed } from '../trainer/merge-log.js';
-import { studentCheckpointDir } from '../trainer/train-student.js';
+import { readAbsorbed } from '../data/absorb-log.js';
+import { studentCheckpointDir } from '../trainer/stages/student.js';
 import type { BundleInput } from './exporter.js';
 import { ExportError } from './exporter.js';
-import { assertFolder } from './repository.js';
+import { assertFolder } from '../repository/versions.js';
 
 const idList = (n: number): string[] => Array.from({ length: n }, (_, i) => String(i));
 

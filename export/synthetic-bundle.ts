@@ -5,7 +5,7 @@
  * isotropic 64-d noise measures nothing a recommender meets). Seen items follow a Zipf-like
  * popularity.
  */
-import { Rng } from '../trainer/rng.js';
+import { Rng } from '../core/rng.js';
 import type { BundleInput } from './exporter.js';
 
 export interface SyntheticBundleOptions {

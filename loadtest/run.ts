@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import type { EventEmitter } from 'node:events';
 import autocannon from 'autocannon';
 import { latencySvg, table, type ScenarioResult } from './report.js';
-import { listVersions, versionDir } from '../export/repository.js';
+import { listVersions, versionDir } from '../repository/versions.js';
 import { spawnServer } from './spawn-server.js';
 import { loadTraffic, planRequests, SCENARIOS, type Scenario, type Traffic } from './traffic.js';
 

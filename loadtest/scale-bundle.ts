@@ -7,7 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { exportBundle } from '../export/exporter.js';
-import { HNSW_DEFAULTS } from '../export/hnsw-index.js';
+import { HNSW_DEFAULTS } from '../repository/hnsw-index.js';
 import { syntheticBundle } from '../export/synthetic-bundle.js';
 
 const { values: a } = parseArgs({

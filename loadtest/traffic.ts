@@ -5,10 +5,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUNDLE_FILES, type IdMaps } from '../export/bundle-format.js';
-import { listVersions, versionDir } from '../export/repository.js';
-import { parseNpyInt32 } from '../trainer/npy.js';
-import { Rng } from '../trainer/rng.js';
+import { BUNDLE_FILES, type IdMaps } from '../repository/bundle-format.js';
+import { listVersions, versionDir } from '../repository/versions.js';
+import { parseNpyInt32 } from '../core/npy.js';
+import { Rng } from '../core/rng.js';
 
 export const SCENARIOS = ['baseline', 'recommend', 'exact', 'mixed', 'cold'] as const;
 export type Scenario = (typeof SCENARIOS)[number];

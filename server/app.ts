@@ -9,12 +9,12 @@ import Fastify, { LogController, type FastifyError, type FastifyReply, type Fast
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import type { ServerMetrics } from './metrics.js';
-import type { ModelHolder } from './model-holder.js';
-import { recommend, recommendJson, type Retrieval } from './recommender.js';
-import type { Reloader } from './reloader.js';
+import type { ModelHolder } from './serving/model-holder.js';
+import { recommend, recommendJson, type Retrieval } from './retrieval/recommender.js';
+import type { Reloader } from './serving/reloader.js';
 import { ErrorReply, InteractionsBody, InteractionsReply, Ready, RecommendBatch, RecommendBody, RecommendQuery, Recommendation } from './schemas.js';
-import type { OnlineLearner } from './online-learner.js';
-import type { ServingModel } from './serving-model.js';
+import type { OnlineLearner } from './online/online-learner.js';
+import type { ServingModel } from './serving/serving-model.js';
 
 export interface AppOptions {
   holder: ModelHolder;

@@ -1,15 +1,15 @@
 /** Composes the serving process: metrics, the model holder, the reloader and the HTTP app; graceful shutdown. */
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { listVersions, modelDir, readManifest, RepositoryError, versionDir } from '../export/repository.js';
+import { listVersions, modelDir, readManifest, RepositoryError, versionDir } from '../repository/versions.js';
 import { buildApp } from './app.js';
 import { createMetrics } from './metrics.js';
-import { ModelHolder } from './model-holder.js';
-import type { Retrieval } from './recommender.js';
-import type { ServingModel } from './serving-model.js';
-import { Reloader } from './reloader.js';
-import { InteractionLog } from './interaction-log.js';
-import { OnlineLearner, ONLINE_DEFAULTS, type OnlineConfig } from './online-learner.js';
+import { ModelHolder } from './serving/model-holder.js';
+import type { Retrieval } from './retrieval/recommender.js';
+import type { ServingModel } from './serving/serving-model.js';
+import { Reloader } from './serving/reloader.js';
+import { InteractionLog } from '../repository/interaction-log.js';
+import { OnlineLearner, ONLINE_DEFAULTS, type OnlineConfig } from './online/online-learner.js';
 import { join } from 'node:path';
 import client from 'prom-client';
 

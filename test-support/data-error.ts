@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { DataFileError } from '../trainer/errors.js';
+import { DataFileError } from '../core/errors.js';
 
 /** fn throws a one-line DataFileError whose message mentions every needle. */
 export function assertDataError(fn: () => unknown, ...needles: string[]): void {

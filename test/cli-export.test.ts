@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../test-support/cli.js';
-import { readNpy } from '../trainer/npy.js';
+import { readNpy } from '../core/npy.js';
 
 const root = mkdtempSync(join(tmpdir(), 'cli-export-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../test-support/cli.js';
-import { readNpy, encodeNpy } from '../trainer/npy.js';
+import { readNpy, encodeNpy } from '../core/npy.js';
 
 const root = mkdtempSync(join(tmpdir(), 'cli-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));

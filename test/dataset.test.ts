@@ -5,9 +5,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { datasetSummary, loadDataset } from '../trainer/dataset.js';
+import { datasetSummary, loadDataset } from '../data/dataset.js';
 import { assertDataError } from '../test-support/data-error.js';
-import { encodeNpy } from '../trainer/npy.js';
+import { encodeNpy } from '../core/npy.js';
 
 // dist/test/dataset.test.js → repository root is two levels up.
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

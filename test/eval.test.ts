@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { initEngine } from '../trainer/engine.js';
+import { initEngine } from '../trainer/engine/backend.js';
 import { evaluate } from '../trainer/eval.js';
-import type { Csr, Dataset } from '../trainer/dataset.js';
+import type { Csr, Dataset } from '../data/dataset.js';
 
 await initEngine('wasm');
 

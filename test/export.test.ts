@@ -6,13 +6,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
-import { BUNDLE_FILES } from '../export/bundle-format.js';
+import { BUNDLE_FILES } from '../repository/bundle-format.js';
 import { exportBundle, ExportError, type BundleInput } from '../export/exporter.js';
-import { loadHnswIndex, rowArray } from '../export/hnsw-index.js';
-import { buildScoringModel } from '../export/onnx-graph.js';
-import { listVersions, readManifest, verifyBundle, versionDir } from '../export/repository.js';
+import { loadHnswIndex, rowArray } from '../repository/hnsw-index.js';
+import { buildScoringModel } from '../repository/onnx-scoring-graph.js';
+import { listVersions, readManifest, verifyBundle, versionDir } from '../repository/versions.js';
 import { syntheticBundle } from '../export/synthetic-bundle.js';
-import { parseNpyInt32, readNpy } from '../trainer/npy.js';
+import { parseNpyInt32, readNpy } from '../core/npy.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const HNSW = { space: 'ip' as const, m: 8, efConstruction: 100, efSearch: 100, seed: 1 };

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { InteractionLog } from '../server/interaction-log.js';
+import { InteractionLog } from '../repository/interaction-log.js';
 
 const dir = () => mkdtempSync(join(tmpdir(), 'promptmm-log-'));
 

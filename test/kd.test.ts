@@ -1,8 +1,8 @@
 /** The distillation losses against their definitions on small hand-made inputs. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { initEngine, tf } from '../trainer/engine.js';
-import { pairKd, listKd, embKd } from '../trainer/kd.js';
+import { initEngine, tf } from '../trainer/engine/backend.js';
+import { pairKd, listKd, embKd } from '../trainer/models/kd.js';
 
 await initEngine('wasm');
 const sig = (x: number) => 1 / (1 + Math.exp(-x));

@@ -4,9 +4,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { initEngine, tf } from '../trainer/engine.js';
-import { csrMatMul, csrTensor, gatherRows, disposeCsr } from '../trainer/kernels.js';
-import { Rng } from '../trainer/rng.js';
+import { initEngine, tf } from '../trainer/engine/backend.js';
+import { csrMatMul, csrTensor, gatherRows, disposeCsr } from '../trainer/engine/kernels.js';
+import { Rng } from '../core/rng.js';
 
 await initEngine('wasm');
 
@@ -140,7 +140,7 @@ test('the fused Adam step matches tf.train.adam', async () => {
   for (const [backend, simd] of [['wasm', true], ['wasm', false], ['cpu', false]] as const) {
     await tf.setBackend(backend);
     process.env.PROMPTMM_NO_SIMD_KERNELS = simd ? '0' : '1';
-    const { FusedAdam } = await import('../trainer/adam.js');
+    const { FusedAdam } = await import('../trainer/engine/adam.js');
     const rng = new Rng(9);
     const init = Float32Array.from({ length: 4 * 7 }, () => rng.normal()); // 28 values: a SIMD body and a tail
     const target = tf.tensor2d(Float32Array.from({ length: 28 }, () => rng.normal()), [4, 7]);

@@ -4,12 +4,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { initEngine, tf } from '../trainer/engine.js';
-import { LightGcn } from '../trainer/lightgcn.js';
-import { normalizedAdjacency } from '../trainer/graph.js';
-import type { Csr } from '../trainer/dataset.js';
-import { Rng } from '../trainer/rng.js';
-import { BprSampler, csrHas } from '../trainer/sampler.js';
+import { initEngine, tf } from '../trainer/engine/backend.js';
+import { LightGcn } from '../trainer/models/lightgcn.js';
+import { normalizedAdjacency } from '../data/graph.js';
+import type { Csr } from '../data/dataset.js';
+import { Rng } from '../core/rng.js';
+import { BprSampler, csrHas } from '../data/sampler.js';
 
 await initEngine('wasm');
 

@@ -1,7 +1,7 @@
 /** The bounded backlog of the online learner keeps exactly the newest items, in order. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { NewestQueue } from '../server/newest-queue.js';
+import { NewestQueue } from '../server/online/newest-queue.js';
 
 test('keeps the newest max items in order across many overflows, and take() empties it', () => {
   const q = new NewestQueue<number>(5);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeNpy, floatToHalf, halfToFloat, parseNpy, readNpy, writeNpy } from '../trainer/npy.js';
+import { encodeNpy, floatToHalf, halfToFloat, parseNpy, readNpy, writeNpy } from '../core/npy.js';
 import { assertDataError } from '../test-support/data-error.js';
 
 /** Hand-built NPY, for versions and headers encodeNpy does not write. */

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { InteractionLog } from '../server/interaction-log.js';
+import { InteractionLog } from '../repository/interaction-log.js';
 import { runCli } from '../test-support/cli.js';
 import { testServer } from '../test-support/serving.js';
 

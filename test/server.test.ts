@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportBundle } from '../export/exporter.js';
-import { versionDir } from '../export/repository.js';
+import { versionDir } from '../repository/versions.js';
 import { MAX_BATCH_USERS, MAX_K } from '../server/schemas.js';
 import { HNSW, repoWith, smallBundle, testServer } from '../test-support/serving.js';
 

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Dataset, loadDataset } from '../trainer/dataset.js';
-import { generateSynthetic } from '../trainer/synthetic.js';
+import { type Dataset, loadDataset } from '../data/dataset.js';
+import { generateSynthetic } from '../data/synthetic.js';
 
 const roots: string[] = [];
 process.on('exit', () => roots.forEach((d) => rmSync(d, { recursive: true, force: true })));

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { topK } from '../trainer/topk.js';
-import { Rng } from '../trainer/rng.js';
+import { topK } from '../core/topk.js';
+import { Rng } from '../core/rng.js';
 
 /** Reference: full sort by score desc, index asc; -Inf and NaN excluded. */
 function reference(s: number[], k: number): number[] {

@@ -6,7 +6,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { fsyncPath, pidAlive, writeFileAtomic } from './atomic.js';
+import { fsyncPath, pidAlive, writeFileAtomic } from '../core/atomic.js';
 
 export const CHECKPOINT_FORMAT = 'promptmm-checkpoint/1';
 

@@ -4,9 +4,9 @@
  * validation, train + validation for test); Recall@K and NDCG@K are averaged over those
  * users. Scores are computed on the tfjs backend in user blocks; masking and top-K in JS.
  */
-import { tf } from './engine.js';
-import type { Csr, Dataset } from './dataset.js';
-import { topK } from './topk.js';
+import { tf } from './engine/backend.js';
+import type { Csr, Dataset } from '../data/dataset.js';
+import { topK } from '../core/topk.js';
 
 export type Split = 'val' | 'test';
 export type Metrics = Record<string, number>;

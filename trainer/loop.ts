@@ -5,16 +5,16 @@
  * progress bar, and the training curve written next to the checkpoint.
  */
 import cliProgress from 'cli-progress';
-import { tf } from './engine.js';
-import type { Dataset } from './dataset.js';
-import { BprSampler, type Triplets } from './sampler.js';
-import { Rng } from './rng.js';
+import { tf } from './engine/backend.js';
+import type { Dataset } from '../data/dataset.js';
+import { BprSampler, type Triplets } from '../data/sampler.js';
+import { Rng } from '../core/rng.js';
 import { evaluateEmbeddings, type Metrics } from './eval.js';
 import { saveCheckpoint, updateCheckpointFile, updateCheckpointMeta, type LoadedCheckpoint, type NamedArray } from './checkpoint.js';
-import { trainingCurveSvg, type EpochRecord } from './plot.js';
-import type { Logger } from './log.js';
-import { stableName } from './names.js';
-import { FusedAdam } from './adam.js';
+import { trainingCurveSvg, type EpochRecord } from '../core/plot.js';
+import type { Logger } from '../core/log.js';
+import { stableName } from './engine/names.js';
+import { FusedAdam } from './engine/adam.js';
 
 export interface LoopConfig {
   lr: number;

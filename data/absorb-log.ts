@@ -7,9 +7,9 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { InteractionLog } from '../server/interaction-log.js';
-import { writeFileAtomic } from './atomic.js';
-import { DataFileError } from './errors.js';
+import { InteractionLog } from '../repository/interaction-log.js';
+import { writeFileAtomic } from '../core/atomic.js';
+import { DataFileError } from '../core/errors.js';
 
 export const ABSORBED_FILE = 'absorbed.json';
 

@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import hnswlib from 'hnswlib-node';
-import type { HnswParams } from '../export/bundle-format.js';
-import type { HnswIndex } from '../export/hnsw-index.js';
+import type { HnswParams } from '../../repository/bundle-format.js';
+import type { HnswIndex } from '../../repository/hnsw-index.js';
 
 /** Builds the index (same parameters as the exporter's), loads it with query-time `ef`; `signal` stops the worker. */
 export async function rebuildAnnIndex(items: Float32Array, nItems: number, dim: number, params: HnswParams, ef: number, signal?: AbortSignal): Promise<HnswIndex> {

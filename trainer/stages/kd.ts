@@ -5,20 +5,20 @@
  * student (its weights are the only teacher weights in the optimiser, so F^m are
  * recomputed every step as the prompt changes).
  */
-import { tf } from './engine.js';
-import type { Dataset } from './dataset.js';
-import { normalizedAdjacency } from './graph.js';
-import { LightGcn, bprFromEmbeddings, tripletRows } from './lightgcn.js';
-import { gatherRows } from './kernels.js';
-import { BprSampler, type Triplets } from './sampler.js';
-import { Rng } from './rng.js';
-import { requireArray, type NamedArray } from './checkpoint.js';
-import { runLoop, type Trainable } from './loop.js';
-import { pairKd, listKd, embKd } from './kd.js';
-import type { Teacher, TeacherOutputs } from './teacher.js';
-import { stableName } from './names.js';
-import { loadTeacher } from './train-teacher.js';
-import { checkpointFor, datasetRef, finish, type StudentConfig, type StudentMeta, type TrainOptions, type TrainResult } from './train-student.js';
+import { tf } from '../engine/backend.js';
+import type { Dataset } from '../../data/dataset.js';
+import { normalizedAdjacency } from '../../data/graph.js';
+import { LightGcn, bprFromEmbeddings, tripletRows } from '../models/lightgcn.js';
+import { gatherRows } from '../engine/kernels.js';
+import { BprSampler, type Triplets } from '../../data/sampler.js';
+import { Rng } from '../../core/rng.js';
+import { requireArray, type NamedArray } from '../checkpoint.js';
+import { runLoop, type Trainable } from '../loop.js';
+import { pairKd, listKd, embKd } from '../models/kd.js';
+import type { Teacher, TeacherOutputs } from '../models/teacher.js';
+import { stableName } from '../engine/names.js';
+import { loadTeacher } from './teacher.js';
+import { checkpointFor, datasetRef, finish, type StudentConfig, type StudentMeta, type TrainOptions, type TrainResult } from './student.js';
 
 export interface KdConfig {
   /** λ2, λ3, λ4 */

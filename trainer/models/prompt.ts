@@ -5,11 +5,11 @@
  * works in the shared reduced space and each modality gets a prompt in its own space.
  */
 import { PCA } from 'ml-pca';
-import { tf } from './engine.js';
-import type { Modality } from './dataset.js';
-import type { NamedArray } from './checkpoint.js';
-import { Rng } from './rng.js';
-import { stableName, uniqueVarName } from './names.js';
+import { tf } from '../engine/backend.js';
+import type { Modality } from '../../data/dataset.js';
+import type { NamedArray } from '../checkpoint.js';
+import { Rng } from '../../core/rng.js';
+import { stableName, uniqueVarName } from '../engine/names.js';
 
 /** PCA basis of one modality: features ≈ mean + scores · componentsᵀ. */
 export interface PcaBasis {

@@ -11,7 +11,7 @@
  *  - EmbKD: scaled cosine error (1 − cos(e^S, f^m))^γ, averaged over the rows given.
  * All return scalars; the caller multiplies by λ2, λ3, λ4.
  */
-import { tf } from './engine.js';
+import { tf } from '../engine/backend.js';
 
 /** log σ(x) and log(1 − σ(x)) without overflow. */
 const logSig = (x: tf.Tensor) => tf.neg(tf.softplus(tf.neg(x)));

@@ -4,7 +4,7 @@
  * Variables get a unique name (`base`, then `base@2`, …) and checkpoints store the stable
  * `base`.
  */
-import { tf } from './engine.js';
+import { tf } from './backend.js';
 
 export function uniqueVarName(base: string): string {
   const registered = tf.engine().registeredVariables;

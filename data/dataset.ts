@@ -6,14 +6,13 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DataFileError } from './errors.js';
-import { parseNpy, parseNpyHeader } from './npy.js';
+import { DataFileError } from '../core/errors.js';
+import { parseNpy, parseNpyHeader } from '../core/npy.js';
+
+import type { Csr } from '../core/csr.js';
 
 /** Row r's entries are indices[indptr[r]..indptr[r+1]), sorted ascending, deduplicated. */
-export interface Csr {
-  indptr: Int32Array;
-  indices: Int32Array;
-}
+export type { Csr };
 
 /** Parallel arrays, in file order (duplicates kept). */
 export interface Interactions {

@@ -8,16 +8,16 @@
  * Trained with BPR on E^T, BPR on each F^m (so that every modality ranks on its own: the
  * list-wise distillation reads F_u^m·F_i^m), and L2 on the batch's ID rows.
  */
-import { tf } from './engine.js';
-import type { Dataset } from './dataset.js';
-import { csrMatMul, csrTensor, disposeCsr, gatherRows, type CsrTensor } from './kernels.js';
-import type { NormalizedGraph } from './graph.js';
+import { tf } from '../engine/backend.js';
+import type { Dataset } from '../../data/dataset.js';
+import { csrMatMul, csrTensor, disposeCsr, gatherRows, type CsrTensor } from '../engine/kernels.js';
+import type { NormalizedGraph } from '../../data/graph.js';
 import { bprFromEmbeddings, tripletRows } from './lightgcn.js';
-import type { Triplets } from './sampler.js';
-import type { NamedArray } from './checkpoint.js';
+import type { Triplets } from '../../data/sampler.js';
+import type { NamedArray } from '../checkpoint.js';
 import { SoftPrompt, fitPca, pcaScores, type PcaBasis } from './prompt.js';
-import { Rng } from './rng.js';
-import { stableName, uniqueVarName } from './names.js';
+import { Rng } from '../../core/rng.js';
+import { stableName, uniqueVarName } from '../engine/names.js';
 
 export interface TeacherShape {
   dim: number;

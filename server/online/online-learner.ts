@@ -9,15 +9,15 @@
  * are never blocked for its duration.
  */
 import type { Logger } from 'pino';
-import { buildScoringModel } from '../export/onnx-graph.js';
-import { Rng } from '../trainer/rng.js';
+import { buildScoringModel } from '../../repository/onnx-scoring-graph.js';
+import { Rng } from '../../core/rng.js';
 import { rebuildAnnIndex } from './ann-rebuild.js';
 import { NewestQueue } from './newest-queue.js';
-import { ExactScorer } from './exact-scorer.js';
-import type { InteractionLog, LoggedInteraction } from './interaction-log.js';
-import type { ServerMetrics } from './metrics.js';
-import type { ModelHolder } from './model-holder.js';
-import type { ServingModel } from './serving-model.js';
+import { ExactScorer } from '../retrieval/exact-scorer.js';
+import type { InteractionLog, LoggedInteraction } from '../../repository/interaction-log.js';
+import type { ServerMetrics } from '../metrics.js';
+import type { ModelHolder } from '../serving/model-holder.js';
+import type { ServingModel } from '../serving/serving-model.js';
 
 export interface OnlineConfig {
   /** BPR steps on the user's vector per new interaction */

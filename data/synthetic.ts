@@ -6,9 +6,9 @@
  */
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from './atomic.js';
-import { type NpyDtype, writeNpy } from './npy.js';
-import { Rng } from './rng.js';
+import { writeFileAtomic } from '../core/atomic.js';
+import { type NpyDtype, writeNpy } from '../core/npy.js';
+import { Rng } from '../core/rng.js';
 
 export interface SyntheticModality {
   name: string;

@@ -1,13 +1,13 @@
 /** The plain LightGCN student (BPR only) on the shared training loop. */
 import { join } from 'node:path';
-import type { BackendInfo } from './engine.js';
-import type { Dataset } from './dataset.js';
-import { normalizedAdjacency } from './graph.js';
-import { LightGcn } from './lightgcn.js';
-import { loadCheckpoint, requireArray } from './checkpoint.js';
-import { LOOP_DEFAULTS, runLoop, type LoopConfig, type LoopMeta, type LoopResult, type Trainable } from './loop.js';
-import type { Triplets } from './sampler.js';
-import type { Logger } from './log.js';
+import type { BackendInfo } from '../engine/backend.js';
+import type { Dataset } from '../../data/dataset.js';
+import { normalizedAdjacency } from '../../data/graph.js';
+import { LightGcn } from '../models/lightgcn.js';
+import { loadCheckpoint, requireArray } from '../checkpoint.js';
+import { LOOP_DEFAULTS, runLoop, type LoopConfig, type LoopMeta, type LoopResult, type Trainable } from '../loop.js';
+import type { Triplets } from '../../data/sampler.js';
+import type { Logger } from '../../core/log.js';
 
 export interface StudentConfig extends LoopConfig {
   dim: number;

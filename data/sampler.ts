@@ -2,23 +2,10 @@
  * BPR triplets: an epoch is a random permutation of the train interactions, each
  * paired with a uniformly drawn item that is not in the user's train set.
  */
-import type { Csr } from './dataset.js';
-import type { Rng } from './rng.js';
+import { csrHas, type Csr } from '../core/csr.js';
+import type { Rng } from '../core/rng.js';
 
-/** Binary search in the sorted row `u` of a CSR. */
-export function csrHas(csr: Csr, u: number, item: number): boolean {
-  let lo = csr.indptr[u];
-  let hi = csr.indptr[u + 1] - 1;
-  const idx = csr.indices;
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1;
-    const v = idx[mid];
-    if (v === item) return true;
-    if (v < item) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return false;
-}
+export { csrHas };
 
 export interface Triplets {
   users: Int32Array;

@@ -4,7 +4,7 @@
  * defaults as tf.train.adam (β1 0.9, β2 0.999, ε 1e-7, bias correction), and the same
  * saved-state layout (`iter`, then every `<var>/m`, then every `<var>/v`).
  */
-import { tf } from './engine.js';
+import { tf } from './backend.js';
 import { ADAM } from './kernels.js';
 
 export interface OptimizerWeight {

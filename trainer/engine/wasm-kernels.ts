@@ -1,5 +1,5 @@
 /**
- * Loads trainer/wasm/kernels.wat (assembled to dist/trainer/wasm/kernels.wasm at build)
+ * Loads trainer/engine/wasm/kernels.wat (assembled to dist/trainer/engine/wasm/kernels.wasm at build)
  * against the tfjs wasm backend's own memory, so the SIMD loops work on tensors in
  * place. Returns null where that is not possible; callers then use the JS loops.
  */

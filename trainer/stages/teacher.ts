@@ -1,10 +1,10 @@
 /** Stage 1: the multimodal teacher (with its soft prompt) on the shared training loop. */
-import type { Dataset } from './dataset.js';
-import { normalizedAdjacency } from './graph.js';
-import { Teacher, type TeacherShape } from './teacher.js';
-import { LOOP_DEFAULTS, runLoop, type LoopConfig, type LoopMeta, type Trainable } from './loop.js';
-import { checkpointFor, datasetRef, finish, type DatasetRef, type TrainOptions, type TrainResult } from './train-student.js';
-import type { Triplets } from './sampler.js';
+import type { Dataset } from '../../data/dataset.js';
+import { normalizedAdjacency } from '../../data/graph.js';
+import { Teacher, type TeacherShape } from '../models/teacher.js';
+import { LOOP_DEFAULTS, runLoop, type LoopConfig, type LoopMeta, type Trainable } from '../loop.js';
+import { checkpointFor, datasetRef, finish, type DatasetRef, type TrainOptions, type TrainResult } from './student.js';
+import type { Triplets } from '../../data/sampler.js';
 
 export interface TeacherConfig extends LoopConfig, TeacherShape {
   reg: number;

@@ -3,12 +3,12 @@
  * normalised user-item graph, final embedding = mean of the L+1 layer outputs,
  * trained with BPR and L2 on the batch's ego embeddings.
  */
-import { tf } from './engine.js';
-import { csrMatMul, csrTensor, disposeCsr, gatherRows, type CsrTensor } from './kernels.js';
-import type { NormalizedGraph } from './graph.js';
-import type { Triplets } from './sampler.js';
-import { Rng } from './rng.js';
-import { uniqueVarName } from './names.js';
+import { tf } from '../engine/backend.js';
+import { csrMatMul, csrTensor, disposeCsr, gatherRows, type CsrTensor } from '../engine/kernels.js';
+import type { NormalizedGraph } from '../../data/graph.js';
+import type { Triplets } from '../../data/sampler.js';
+import { Rng } from '../../core/rng.js';
+import { uniqueVarName } from '../engine/names.js';
 
 export interface LightGcnShape {
   nUsers: number;

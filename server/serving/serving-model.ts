@@ -7,12 +7,11 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import hnswlib from 'hnswlib-node';
 import type { Logger } from 'pino';
-import { BUNDLE_FILES, type IdMaps, type Manifest } from '../export/bundle-format.js';
-import { verifyBundle } from '../export/repository.js';
-import { parseNpy, parseNpyInt32 } from '../trainer/npy.js';
-import { csrHas } from '../trainer/sampler.js';
-import type { Csr } from '../trainer/dataset.js';
-import { ExactScorer } from './exact-scorer.js';
+import { BUNDLE_FILES, type IdMaps, type Manifest } from '../../repository/bundle-format.js';
+import { verifyBundle } from '../../repository/versions.js';
+import { parseNpy, parseNpyInt32 } from '../../core/npy.js';
+import { csrHas, type Csr } from '../../core/csr.js';
+import { ExactScorer } from '../retrieval/exact-scorer.js';
 import { CandidateCache, ResultCache } from './result-cache.js';
 
 const { HierarchicalNSW } = hnswlib;
