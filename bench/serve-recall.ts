@@ -14,10 +14,10 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { listVersions, versionDir } from '../repository/versions.js';
 import { InteractionLog } from '../repository/interaction-log.js';
-import { createMetrics } from '../server/metrics.js';
+import { createMetrics } from '../server/common/metrics.js';
 import { ModelHolder } from '../server/serving/model-holder.js';
 import { ONLINE_DEFAULTS, OnlineLearner } from '../server/online/online-learner.js';
-import { recommend } from '../server/retrieval/recommender.js';
+import { recommend } from '../server/serving/recommender.js';
 import { loadServingModel } from '../server/serving/serving-model.js';
 import { Rng } from '../core/rng.js';
 

@@ -1,7 +1,7 @@
 /** Student checkpoint + its dataset → the in-memory bundle the exporter writes. */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadStudent } from '../trainer/student-io.js';
+import { loadStudent } from '../trainer/stages/student-io.js';
 import { readAbsorbed } from '../data/absorb-log.js';
 import { studentCheckpointDir } from '../trainer/stages/student.js';
 import type { BundleInput } from './exporter.js';

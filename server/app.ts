@@ -8,11 +8,11 @@ import { STATUS_CODES } from 'node:http';
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
-import type { ServerMetrics } from './metrics.js';
+import type { ServerMetrics } from './common/metrics.js';
 import type { ModelHolder } from './serving/model-holder.js';
-import { recommend, recommendJson, type Retrieval } from './retrieval/recommender.js';
+import { recommend, recommendJson, type Retrieval } from './serving/recommender.js';
 import type { Reloader } from './serving/reloader.js';
-import { ErrorReply, InteractionsBody, InteractionsReply, Ready, RecommendBatch, RecommendBody, RecommendQuery, Recommendation } from './schemas.js';
+import { ErrorReply, InteractionsBody, InteractionsReply, Ready, RecommendBatch, RecommendBody, RecommendQuery, Recommendation } from './common/schemas.js';
 import type { OnlineLearner } from './online/online-learner.js';
 import type { ServingModel } from './serving/serving-model.js';
 

@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportBundle } from '../export/exporter.js';
 import { versionDir } from '../repository/versions.js';
-import { MAX_BATCH_USERS, MAX_K } from '../server/schemas.js';
+import { MAX_BATCH_USERS, MAX_K } from '../server/common/schemas.js';
 import { HNSW, repoWith, smallBundle, testServer } from '../test-support/serving.js';
 
 const { repo, input } = repoWith('m');

@@ -15,7 +15,7 @@ import { rebuildAnnIndex } from './ann-rebuild.js';
 import { NewestQueue } from './newest-queue.js';
 import { ExactScorer } from '../retrieval/exact-scorer.js';
 import type { InteractionLog, LoggedInteraction } from '../../repository/interaction-log.js';
-import type { ServerMetrics } from '../metrics.js';
+import type { ServerMetrics } from '../common/metrics.js';
 import type { ModelHolder } from '../serving/model-holder.js';
 import type { ServingModel } from '../serving/serving-model.js';
 

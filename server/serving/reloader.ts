@@ -7,7 +7,7 @@
 import { existsSync, watch, type FSWatcher } from 'node:fs';
 import type { Logger } from 'pino';
 import { listVersions, modelDir, versionDir } from '../../repository/versions.js';
-import type { ServerMetrics } from '../metrics.js';
+import type { ServerMetrics } from '../common/metrics.js';
 import type { ModelHolder } from './model-holder.js';
 import { loadServingModel, type LoadOptions, type ServingModel } from './serving-model.js';
 

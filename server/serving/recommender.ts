@@ -4,9 +4,9 @@
  * unknown users and users without history get the most popular items (cold start).
  */
 import fastJson from 'fast-json-stringify';
-import { ANN_CANDIDATES, type CachedAnswer } from '../serving/result-cache.js';
-import { Recommendation as RecommendationSchema } from '../schemas.js';
-import type { ServingModel } from '../serving/serving-model.js';
+import { ANN_CANDIDATES, type CachedAnswer } from './result-cache.js';
+import { Recommendation as RecommendationSchema } from '../common/schemas.js';
+import type { ServingModel } from './serving-model.js';
 
 export type Retrieval = 'ann' | 'exact';
 

@@ -5,14 +5,14 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BackendInfo } from './engine/backend.js';
-import type { Dataset } from '../data/dataset.js';
-import type { Logger } from '../core/log.js';
-import { loadCheckpoint } from './checkpoint.js';
-import type { LoopMeta } from './loop.js';
-import { studentCheckpointDir, teacherCheckpointDir, trainStudent, type StudentConfig, type StudentMeta, type TrainResult } from './stages/student.js';
-import { trainTeacher, type TeacherConfig, type TeacherMeta } from './stages/teacher.js';
-import { trainKdStudent, type KdConfig } from './stages/kd.js';
+import type { BackendInfo } from '../engine/backend.js';
+import type { Dataset } from '../../data/dataset.js';
+import type { Logger } from '../../core/log.js';
+import { loadCheckpoint } from '../checkpoint.js';
+import type { LoopMeta } from '../loop.js';
+import { studentCheckpointDir, teacherCheckpointDir, trainStudent, type StudentConfig, type StudentMeta, type TrainResult } from './student.js';
+import { trainTeacher, type TeacherConfig, type TeacherMeta } from './teacher.js';
+import { trainKdStudent, type KdConfig } from './kd.js';
 
 export type Stage = 'all' | 'teacher' | 'student';
 

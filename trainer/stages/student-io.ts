@@ -1,13 +1,13 @@
 /** Re-evaluation and embedding dumps from a saved student checkpoint. */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { loadDataset, type Dataset } from '../data/dataset.js';
-import { loadCheckpoint, requireArray, CheckpointError } from './checkpoint.js';
-import { normalizedAdjacency } from '../data/graph.js';
-import { LightGcn } from './models/lightgcn.js';
-import { evaluateEmbeddings, type Metrics, type Split } from './eval.js';
-import { writeNpy } from '../core/npy.js';
-import type { StudentMeta } from './stages/student.js';
+import { loadDataset, type Dataset } from '../../data/dataset.js';
+import { loadCheckpoint, requireArray, CheckpointError } from '../checkpoint.js';
+import { normalizedAdjacency } from '../../data/graph.js';
+import { LightGcn } from '../models/lightgcn.js';
+import { evaluateEmbeddings, type Metrics, type Split } from '../eval.js';
+import { writeNpy } from '../../core/npy.js';
+import type { StudentMeta } from './student.js';
 
 export interface LoadedStudent {
   meta: StudentMeta;
