@@ -246,10 +246,14 @@ export function checkBundle(b: ParsedBundle): CheckedBundle {
   return checked;
 }
 
-/** The ANN index answers with labels, which the server reads as item rows: each row once, all in range. */
+/**
+ * The ANN index answers with labels, which the server reads as item rows: each row once, all in
+ * range. `labels` is hnswlib's getIdsList(), read from its label map, so a label held by two
+ * elements shows up as one label short.
+ */
 export function checkHnswLabels(labels: ArrayLike<number>, items: number): void {
   const f = BUNDLE_FILES.hnsw;
-  if (labels.length !== items) fail(f, `${labels.length} labels, manifest.json says ${items} items`);
+  if (labels.length !== items) fail(f, `${labels.length} distinct labels for its ${items} items: some item row is missing or labels two elements`);
   const seen = new Uint8Array(items);
   for (let i = 0; i < labels.length; i++) {
     const l = labels[i];
