@@ -1,13 +1,14 @@
 /**
  * One bundle version in memory, ready to answer: user and item tables, id maps, seen items,
  * the popularity order for cold starts, the HNSW index (ANN) and the ONNX scorer (exact).
- * Loading verifies every checksum first; nothing of a version that fails is served.
+ * Loading verifies every checksum, then every array; nothing of a version that fails is served.
  */
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import hnswlib from 'hnswlib-node';
 import type { Logger } from 'pino';
-import { BUNDLE_FILES, type IdMaps, type Manifest } from '../../repository/bundle-format.js';
+import { BUNDLE_FILES, type Manifest } from '../../repository/bundle-format.js';
+import { checkBundle, checkHnswLabels, HNSW_HEADER_BYTES, readFileHead } from '../../repository/bundle-check.js';
 import { verifyBundle } from '../../repository/versions.js';
 import { parseNpy, parseNpyInt32 } from '../../core/npy.js';
 import { csrHas, type Csr } from '../../core/csr.js';
@@ -133,13 +134,7 @@ export class ServingModel {
   }
 }
 
-function checkShape(file: string, shape: number[], want: number[]): void {
-  if (shape.length !== want.length || shape.some((s, i) => s !== want[i])) {
-    throw new BundleLoadError(`${file}: shape (${shape.join(', ')}), expected (${want.join(', ')})`);
-  }
-}
-
-/** Verifies the bundle in `dir` against its manifest and loads it. */
+/** Verifies the bundle in `dir` against its manifest, checks every array (repository/bundle-check.ts) and loads it. */
 export async function loadServingModel(dir: string, opts: LoadOptions): Promise<ServingModel> {
   const v = await verifyBundle(dir);
   if (!v.ok || !v.manifest) throw new BundleLoadError(`${dir}: verification failed: ${v.problems.join('; ')}`);
@@ -149,34 +144,32 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
   const [users, items] = await Promise.all([readFile(file(BUNDLE_FILES.userEmbeddings)), readFile(file(BUNDLE_FILES.itemEmbeddings))]);
   const u = parseNpy(users, BUNDLE_FILES.userEmbeddings);
   const it = parseNpy(items, BUNDLE_FILES.itemEmbeddings);
-  checkShape(BUNDLE_FILES.userEmbeddings, u.shape, [m.counts.users, d]);
-  checkShape(BUNDLE_FILES.itemEmbeddings, it.shape, [m.counts.items, d]);
-  const ids = JSON.parse(await readFile(file(BUNDLE_FILES.ids), 'utf8')) as IdMaps;
-  if (ids.users?.length !== m.counts.users || ids.items?.length !== m.counts.items) {
-    throw new BundleLoadError(`${BUNDLE_FILES.ids}: ${ids.users?.length} users / ${ids.items?.length} items, manifest says ${m.counts.users} / ${m.counts.items}`);
-  }
   const off = parseNpyInt32(await readFile(file(BUNDLE_FILES.seenOffsets)), BUNDLE_FILES.seenOffsets);
   const seen = parseNpyInt32(await readFile(file(BUNDLE_FILES.seenItems)), BUNDLE_FILES.seenItems);
   const pop = parseNpyInt32(await readFile(file(BUNDLE_FILES.popularity)), BUNDLE_FILES.popularity);
-  checkShape(BUNDLE_FILES.seenOffsets, off.shape, [m.counts.users + 1]);
-  checkShape(BUNDLE_FILES.popularity, pop.shape, [m.counts.items]);
+  const onnxBytes = await readFile(file(BUNDLE_FILES.onnx));
+  // Before anything is built from them: csrHas trusts the offsets, hnswlib and onnxruntime their files.
+  const { ids, userIndex, itemIndex } = checkBundle({
+    folder: basename(dir), manifest: m, userEmbeddings: u, itemEmbeddings: it, idsJson: await readFile(file(BUNDLE_FILES.ids), 'utf8'),
+    seenOffsets: off, seenItems: seen, popularity: pop, hnsw: await readFileHead(file(BUNDLE_FILES.hnsw), HNSW_HEADER_BYTES), onnx: onnxBytes,
+  });
 
   const popularOrder = Int32Array.from({ length: m.counts.items }, (_, i) => i).sort((a, b) => pop.data[b] - pop.data[a] || a - b);
   const ann = new HierarchicalNSW('ip', d);
   await ann.readIndex(file(BUNDLE_FILES.hnsw), false);
-  if (ann.getCurrentCount() !== m.counts.items) throw new BundleLoadError(`${BUNDLE_FILES.hnsw}: ${ann.getCurrentCount()} items, manifest says ${m.counts.items}`);
+  checkHnswLabels(ann.getIdsList(), m.counts.items);
   const ef = opts.ef ?? m.hnsw.efSearch;
   ann.setEf(ef);
-  const exact = await ExactScorer.open(await readFile(file(BUNDLE_FILES.onnx)), d, m.counts.items, opts.providers, opts.log, opts.onExactBatch);
+  const exact = await ExactScorer.open(onnxBytes, d, m.counts.items, opts.providers, opts.log, opts.onExactBatch);
   const model = new ServingModel(
     m.name,
     m.version,
     m,
     d,
-    new Map(ids.users.map((id, r) => [id, r])),
+    userIndex,
     u.data,
     ids.items,
-    new Map(ids.items.map((id, r) => [id, r])),
+    itemIndex,
     it.data,
     off.data,
     seen.data,

@@ -1,0 +1,277 @@
+/**
+ * Checks the contents of a bundle whose checksums already passed: shapes, ranges, monotonic CSR
+ * offsets, finite values, unique ids, the ANN index header and the ONNX item table, so that a
+ * version which would hang, crash or mislead the server is refused before it can be swapped in.
+ */
+import { open } from 'node:fs/promises';
+import onnxProto from 'onnx-proto';
+import { BUNDLE_FILES, type IdMaps, type Manifest } from './bundle-format.js';
+import { ONNX_INPUTS, ONNX_OUTPUTS } from './onnx-scoring-graph.js';
+
+const { onnx } = onnxProto;
+
+/** One problem in one file of a bundle; the message starts with that file's name. */
+export class BundleCheckError extends Error {
+  override readonly name = 'BundleCheckError';
+
+  constructor(
+    /** The bundle file at fault (a name of BUNDLE_FILES). */
+    readonly file: string,
+    detail: string,
+  ) {
+    super(`${file}: ${detail}`);
+  }
+}
+
+/** The bytes of an hnswlib index header: 6 size_t, 2 int, 3 size_t, 1 double, 1 size_t (64-bit builds). */
+export const HNSW_HEADER_BYTES = 96;
+
+interface Array2<T> {
+  shape: number[];
+  data: T;
+}
+
+/** A version as the loader parsed it, plus what the check needs of the two files it does not parse. */
+export interface ParsedBundle {
+  /** The version folder's name (models/<name>/<folder>/). */
+  folder: string;
+  manifest: Manifest;
+  userEmbeddings: Array2<Float32Array>;
+  itemEmbeddings: Array2<Float32Array>;
+  /** The text of ids.json. */
+  idsJson: string;
+  seenOffsets: Array2<Int32Array>;
+  seenItems: Array2<Int32Array>;
+  popularity: Array2<Int32Array>;
+  /** The first HNSW_HEADER_BYTES of items.hnsw (fewer if the file is shorter) and the file's size. */
+  hnsw: { header: Uint8Array; fileBytes: number };
+  /** model.onnx, whole. */
+  onnx: Uint8Array;
+}
+
+/** What the check builds on the way and the loader would otherwise build again. */
+export interface CheckedBundle {
+  ids: IdMaps;
+  userIndex: Map<string, number>;
+  itemIndex: Map<string, number>;
+}
+
+function fail(file: string, detail: string): never {
+  throw new BundleCheckError(file, detail);
+}
+
+const fmtShape = (s: readonly number[]) => `(${s.join(', ')})`;
+
+function shapeIs(file: string, shape: readonly number[], want: readonly number[]): void {
+  if (shape.length !== want.length || shape.some((s, i) => s !== want[i])) fail(file, `shape ${fmtShape(shape)}, expected ${fmtShape(want)}`);
+}
+
+function checkManifest(m: Manifest, folder: string): void {
+  const f = BUNDLE_FILES.manifest;
+  if (!/^[1-9]\d*$/.test(folder)) fail(f, `the version folder "${folder}" is not a positive integer`);
+  // The reloader tells new versions by folder and serves by manifest: a mismatch would be loaded again on every poll.
+  if (m.version !== Number(folder)) fail(f, `version is ${JSON.stringify(m.version)} but the bundle is in folder ${folder}: they must be the same`);
+  if (!Number.isSafeInteger(m.counts.users) || m.counts.users < 0) fail(f, `counts.users is ${m.counts.users}, expected a non-negative integer`);
+  if (!Number.isSafeInteger(m.counts.items) || m.counts.items < 1) fail(f, `counts.items is ${m.counts.items}, expected a positive integer`);
+  if (!Number.isSafeInteger(m.dim) || m.dim < 1) fail(f, `dim is ${m.dim}, expected a positive integer`);
+  const ef = m.hnsw?.efSearch;
+  if (!Number.isSafeInteger(ef) || ef < 1) fail(f, `hnsw.efSearch is ${JSON.stringify(ef)}, expected a positive integer`);
+  if (m.logPosition !== undefined && (!Number.isSafeInteger(m.logPosition) || m.logPosition < 0)) {
+    fail(f, `logPosition is ${JSON.stringify(m.logPosition)}, expected a non-negative integer`);
+  }
+}
+
+function checkFinite(file: string, data: Float32Array, dim: number): void {
+  let bad = 0;
+  let first = -1;
+  for (let i = 0; i < data.length; i++) {
+    const x = data[i];
+    // x - x is 0 for every finite x and NaN for NaN and ±Infinity; cheaper than Number.isFinite in this loop.
+    if (x - x !== 0) {
+      if (bad++ === 0) first = i;
+    }
+  }
+  if (bad > 0) {
+    fail(file, `${bad} non-finite value${bad === 1 ? '' : 's'} (NaN or ±Infinity), the first in row ${Math.floor(first / dim)} column ${first % dim} (${data[first]})`);
+  }
+}
+
+function checkIds(text: string, users: number, items: number): CheckedBundle {
+  const f = BUNDLE_FILES.ids;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    fail(f, `not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) fail(f, 'expected an object { "users": [...], "items": [...] }');
+  const obj = parsed as Record<string, unknown>;
+  const side = (key: 'users' | 'items', want: number): { list: string[]; index: Map<string, number> } => {
+    const list = obj[key];
+    if (!Array.isArray(list)) fail(f, `"${key}" is ${list === undefined ? 'missing' : 'not an array'}`);
+    if (list.length !== want) fail(f, `${list.length} ${key}, manifest.json says ${want}`);
+    const index = new Map<string, number>();
+    for (let r = 0; r < list.length; r++) {
+      const id: unknown = list[r];
+      // Request ids arrive as strings and are looked up as given: any other type could never be found.
+      if (typeof id !== 'string') fail(f, `${key}[${r}] is ${JSON.stringify(id)}: ids must be strings`);
+      const prev = index.get(id);
+      if (prev !== undefined) fail(f, `${key.slice(0, -1)} id ${JSON.stringify(id)} appears at rows ${prev} and ${r}: ids must be unique`);
+      index.set(id, r);
+    }
+    return { list: list as string[], index };
+  };
+  const u = side('users', users);
+  const it = side('items', items);
+  return { ids: { users: u.list, items: it.list }, userIndex: u.index, itemIndex: it.index };
+}
+
+/** CSR of seen items: csrHas binary-searches a row between two offsets, so a bad offset can make it loop forever. */
+function checkSeen(off: Int32Array, seen: Int32Array, users: number, items: number): void {
+  const fo = BUNDLE_FILES.seenOffsets;
+  const fs = BUNDLE_FILES.seenItems;
+  if (off[0] !== 0) fail(fo, `offset 0 is ${off[0]}: the first offset must be 0`);
+  for (let i = 1; i <= users; i++) {
+    if (off[i] < off[i - 1]) fail(fo, `offset ${i} (user ${i - 1}) is ${off[i]}, below offset ${i - 1} (${off[i - 1]}): offsets must not decrease`);
+  }
+  if (off[users] !== seen.length) fail(fo, `the last offset is ${off[users]}, but ${fs} holds ${seen.length} items: they must be equal`);
+  for (let u = 0; u < users; u++) {
+    const end = off[u + 1];
+    for (let p = off[u]; p < end; p++) {
+      const v = seen[p];
+      if (v < 0 || v >= items) fail(fs, `value ${p} (user ${u}) is ${v}, outside the catalog's rows [0, ${items})`);
+      if (p > off[u] && v <= seen[p - 1]) {
+        fail(fs, `value ${p} (user ${u}) is ${v}, not above the one before it (${seen[p - 1]}): each user's items must be sorted ascending without repeats`);
+      }
+    }
+  }
+}
+
+function checkPopularity(pop: Int32Array): void {
+  for (let i = 0; i < pop.length; i++) {
+    if (pop[i] < 0) fail(BUNDLE_FILES.popularity, `item ${i} has popularity ${pop[i]}: counts must not be negative`);
+  }
+}
+
+/** hnswlib trusts its header when it reads the index (and takes the dimension from the caller), so check it against the manifest first. */
+function checkHnswHeader(header: Uint8Array, fileBytes: number, items: number, dim: number): void {
+  const f = BUNDLE_FILES.hnsw;
+  if (header.length < HNSW_HEADER_BYTES || fileBytes < HNSW_HEADER_BYTES) fail(f, `${fileBytes} bytes, too short for an hnswlib index header (${HNSW_HEADER_BYTES} bytes)`);
+  const v = new DataView(header.buffer, header.byteOffset, HNSW_HEADER_BYTES);
+  const u64 = (at: number) => Number(v.getBigUint64(at, true));
+  const offsetLevel0 = u64(0);
+  const maxElements = u64(8);
+  const count = u64(16);
+  const perElement = u64(24);
+  const labelOffset = u64(32);
+  const offsetData = u64(40);
+  const maxLevel = v.getInt32(48, true);
+  const entry = v.getUint32(52, true);
+  const maxM0 = u64(64);
+  if (count !== items) fail(f, `${count} items, manifest.json says ${items}`);
+  const dataBytes = labelOffset - offsetData;
+  if (dataBytes !== dim * 4) fail(f, `vectors of ${dataBytes} bytes (${dataBytes / 4} dimensions), manifest.json says dim ${dim} (${dim * 4} bytes)`);
+  // The layout hnswlib writes: [link count + maxM0 links][vector][8-byte label], level 0 at offset 0.
+  if (offsetLevel0 !== 0 || offsetData !== maxM0 * 4 + 4 || perElement !== labelOffset + 8) {
+    fail(f, `inconsistent header (element ${perElement} bytes, links ${offsetData}, label at ${labelOffset}, maxM0 ${maxM0}): not an index hnswlib wrote`);
+  }
+  if (maxElements < count) fail(f, `capacity ${maxElements} below its ${count} items`);
+  if (maxLevel < 0 || (count > 0 && entry >= count)) fail(f, `entry point ${entry} (level ${maxLevel}) is not one of its ${count} items`);
+  const least = HNSW_HEADER_BYTES + count * (perElement + 4);
+  if (fileBytes < least) fail(f, `${fileBytes} bytes, its header promises at least ${least}`);
+}
+
+const asNumber = (x: number | { toString(): string }) => (typeof x === 'number' ? x : Number(x.toString()));
+
+/** The exact scorer answers from model.onnx's own copy of the item table: it must be the item embeddings. */
+function checkOnnx(bytes: Uint8Array, items: Float32Array, nItems: number, dim: number): void {
+  const f = BUNDLE_FILES.onnx;
+  let model: InstanceType<typeof onnx.ModelProto>;
+  try {
+    model = onnx.ModelProto.decode(bytes);
+  } catch (err) {
+    fail(f, `not an ONNX model (${(err as Error).message})`);
+  }
+  const g = model.graph;
+  if (!g) fail(f, 'no graph');
+  const names = (vs: { name?: string | null }[] | null | undefined) => (vs ?? []).map((x) => x.name ?? '');
+  if (names(g.input).join() !== ONNX_INPUTS.join()) fail(f, `inputs ${JSON.stringify(names(g.input))}, the server feeds ${JSON.stringify(ONNX_INPUTS)}`);
+  if (names(g.output).join() !== ONNX_OUTPUTS.join()) fail(f, `outputs ${JSON.stringify(names(g.output))}, the server reads ${JSON.stringify(ONNX_OUTPUTS)}`);
+  const t = (g.initializer ?? []).find((x) => x.name === 'item_table');
+  if (!t) fail(f, 'no item_table initializer');
+  const dims = (t.dims ?? []).map(asNumber);
+  if (dims.length !== 2 || dims[0] !== nItems || dims[1] !== dim) fail(f, `item_table has shape ${fmtShape(dims)}, manifest.json says (${nItems}, ${dim})`);
+  if (t.dataType !== onnx.TensorProto.DataType.FLOAT) fail(f, `item_table has data type ${t.dataType}, expected FLOAT (${onnx.TensorProto.DataType.FLOAT})`);
+  const raw = t.rawData && t.rawData.length > 0 ? t.rawData : null;
+  let table: Float32Array;
+  if (raw) {
+    if (raw.length !== nItems * dim * 4) fail(f, `item_table holds ${raw.length} bytes, expected ${nItems} × ${dim} float32 (${nItems * dim * 4})`);
+    const want = Buffer.from(items.buffer, items.byteOffset, items.byteLength);
+    if (Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).equals(want)) return;
+    table = new Float32Array(new Uint8Array(raw).buffer);
+  } else {
+    const fd = t.floatData ?? [];
+    if (fd.length !== nItems * dim) fail(f, `item_table holds ${fd.length} values, expected ${nItems} × ${dim}`);
+    table = Float32Array.from(fd);
+  }
+  for (let i = 0; i < table.length; i++) {
+    if (!Object.is(table[i], items[i])) {
+      fail(f, `item_table row ${Math.floor(i / dim)} differs from ${BUNDLE_FILES.itemEmbeddings} (column ${i % dim}: ${table[i]} vs ${items[i]}): exact and ANN retrieval would disagree`);
+    }
+  }
+}
+
+/**
+ * Checks every array of a parsed bundle against its manifest and folder; throws the first
+ * BundleCheckError found. One linear pass over each array, so a 1M-item bundle still loads in
+ * seconds; the id maps it builds on the way are returned for the loader to keep.
+ */
+export function checkBundle(b: ParsedBundle): CheckedBundle {
+  const m = b.manifest;
+  checkManifest(m, b.folder);
+  const { users, items } = m.counts;
+  const d = m.dim;
+  shapeIs(BUNDLE_FILES.userEmbeddings, b.userEmbeddings.shape, [users, d]);
+  shapeIs(BUNDLE_FILES.itemEmbeddings, b.itemEmbeddings.shape, [items, d]);
+  shapeIs(BUNDLE_FILES.seenOffsets, b.seenOffsets.shape, [users + 1]);
+  if (b.seenItems.shape.length !== 1) fail(BUNDLE_FILES.seenItems, `shape ${fmtShape(b.seenItems.shape)}, expected one dimension`);
+  shapeIs(BUNDLE_FILES.popularity, b.popularity.shape, [items]);
+  const checked = checkIds(b.idsJson, users, items);
+  checkSeen(b.seenOffsets.data, b.seenItems.data, users, items);
+  checkPopularity(b.popularity.data);
+  checkFinite(BUNDLE_FILES.userEmbeddings, b.userEmbeddings.data, d);
+  checkFinite(BUNDLE_FILES.itemEmbeddings, b.itemEmbeddings.data, d);
+  checkHnswHeader(b.hnsw.header, b.hnsw.fileBytes, items, d);
+  checkOnnx(b.onnx, b.itemEmbeddings.data, items, d);
+  return checked;
+}
+
+/**
+ * The ANN index answers with labels, which the server reads as item rows: each row once, all in
+ * range. `labels` is hnswlib's getIdsList(), read from its label map, so a label held by two
+ * elements shows up as one label short.
+ */
+export function checkHnswLabels(labels: ArrayLike<number>, items: number): void {
+  const f = BUNDLE_FILES.hnsw;
+  if (labels.length !== items) fail(f, `${labels.length} distinct labels for its ${items} items: some item row is missing or labels two elements`);
+  const seen = new Uint8Array(items);
+  for (let i = 0; i < labels.length; i++) {
+    const l = labels[i];
+    if (!Number.isInteger(l) || l < 0 || l >= items) fail(f, `label ${l} is not an item row in [0, ${items})`);
+    if (seen[l]) fail(f, `label ${l} appears twice: each item row must be in the index once`);
+    seen[l] = 1;
+  }
+}
+
+/** The first `n` bytes of a file (fewer if it is shorter) and its size: the index header, without reading the index. */
+export async function readFileHead(path: string, n: number): Promise<{ header: Uint8Array; fileBytes: number }> {
+  const fh = await open(path, 'r');
+  try {
+    const fileBytes = (await fh.stat()).size;
+    const header = new Uint8Array(Math.min(n, fileBytes));
+    const { bytesRead } = await fh.read(header, 0, header.length, 0);
+    return { header: header.subarray(0, bytesRead), fileBytes };
+  } finally {
+    await fh.close();
+  }
+}
