@@ -5,17 +5,14 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import hnswlib from 'hnswlib-node';
 import type { Logger } from 'pino';
 import { BUNDLE_FILES, type IdMaps, type Manifest } from '../../repository/bundle-format.js';
+import { loadHnswIndex, type HnswIndex } from '../../repository/hnsw-index.js';
 import { verifyBundle } from '../../repository/versions.js';
 import { parseNpy, parseNpyInt32 } from '../../core/npy.js';
 import { csrHas, type Csr } from '../../core/csr.js';
 import { ExactScorer } from '../retrieval/exact-scorer.js';
 import { CandidateCache, ResultCache } from './result-cache.js';
-
-const { HierarchicalNSW } = hnswlib;
-type HnswIndex = InstanceType<typeof HierarchicalNSW>;
 
 export class BundleLoadError extends Error {
   override readonly name = 'BundleLoadError';
@@ -162,11 +159,9 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
   checkShape(BUNDLE_FILES.popularity, pop.shape, [m.counts.items]);
 
   const popularOrder = Int32Array.from({ length: m.counts.items }, (_, i) => i).sort((a, b) => pop.data[b] - pop.data[a] || a - b);
-  const ann = new HierarchicalNSW('ip', d);
-  await ann.readIndex(file(BUNDLE_FILES.hnsw), false);
-  if (ann.getCurrentCount() !== m.counts.items) throw new BundleLoadError(`${BUNDLE_FILES.hnsw}: ${ann.getCurrentCount()} items, manifest says ${m.counts.items}`);
   const ef = opts.ef ?? m.hnsw.efSearch;
-  ann.setEf(ef);
+  const ann = await loadHnswIndex(file(BUNDLE_FILES.hnsw), d, ef);
+  if (ann.getCurrentCount() !== m.counts.items) throw new BundleLoadError(`${BUNDLE_FILES.hnsw}: ${ann.getCurrentCount()} items, manifest says ${m.counts.items}`);
   const exact = await ExactScorer.open(await readFile(file(BUNDLE_FILES.onnx)), d, m.counts.items, opts.providers, opts.log, opts.onExactBatch);
   const model = new ServingModel(
     m.name,
