@@ -10,9 +10,9 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import type { ServerMetrics } from './common/metrics.js';
 import type { ModelHolder } from './serving/model-holder.js';
-import { recommend, recommendJson, type Retrieval } from './serving/recommender.js';
+import { recommend, recommendJson } from './serving/recommender.js';
 import type { Reloader } from './serving/reloader.js';
-import { ErrorReply, InteractionsBody, InteractionsReply, Ready, RecommendBatch, RecommendBody, RecommendQuery, Recommendation } from './common/schemas.js';
+import { type RetrievalName, ErrorReply, InteractionsBody, InteractionsReply, Ready, RecommendBatch, RecommendBody, RecommendQuery, Recommendation } from './common/schemas.js';
 import type { OnlineLearner } from './online/online-learner.js';
 import type { ServingModel } from './serving/serving-model.js';
 
@@ -21,7 +21,7 @@ export interface AppOptions {
   reloader: Reloader;
   metrics: ServerMetrics;
   log: Logger;
-  retrieval: Retrieval;
+  retrieval: RetrievalName;
   /** Bearer token of admin and write endpoints; undefined turns them off. */
   token?: string;
   online?: OnlineLearner;

@@ -5,7 +5,7 @@ import { listVersions, modelDir, readManifest, RepositoryError, versionDir } fro
 import { buildApp } from './app.js';
 import { createMetrics } from './common/metrics.js';
 import { ModelHolder } from './serving/model-holder.js';
-import type { Retrieval } from './serving/recommender.js';
+import type { RetrievalName } from './common/schemas.js';
 import type { ServingModel } from './serving/serving-model.js';
 import { Reloader } from './serving/reloader.js';
 import { InteractionLog } from '../repository/interaction-log.js';
@@ -18,7 +18,7 @@ export interface ServeConfig {
   repo: string;
   host: string;
   port: number;
-  retrieval: Retrieval;
+  retrieval: RetrievalName;
   /** HNSW query ef; default: the manifest's recommended value. */
   ef?: number;
   /** ONNX Runtime execution providers, tried in order. */

@@ -13,7 +13,7 @@ import { buildScoringModel } from '../../repository/onnx-scoring-graph.js';
 import { Rng } from '../../core/rng.js';
 import { rebuildAnnIndex } from './ann-rebuild.js';
 import { NewestQueue } from './newest-queue.js';
-import { ExactScorer } from '../retrieval/exact-scorer.js';
+import { ExactScorer } from '../retrieval/exact.js';
 import type { InteractionLog, LoggedInteraction } from '../../repository/interaction-log.js';
 import type { ServerMetrics } from '../common/metrics.js';
 import type { ModelHolder } from '../serving/model-holder.js';

@@ -11,8 +11,10 @@ import { loadHnswIndex, type HnswIndex } from '../../repository/hnsw-index.js';
 import { verifyBundle } from '../../repository/versions.js';
 import { parseNpy, parseNpyInt32 } from '../../core/npy.js';
 import { csrHas, type Csr } from '../../core/csr.js';
-import { ExactScorer } from '../retrieval/exact-scorer.js';
-import { CandidateCache, ResultCache } from './result-cache.js';
+import type { AnnSource } from '../retrieval/ann.js';
+import { CandidateCache } from '../retrieval/candidate-cache.js';
+import { ExactScorer } from '../retrieval/exact.js';
+import { ResultCache } from './result-cache.js';
 
 export class BundleLoadError extends Error {
   override readonly name = 'BundleLoadError';
@@ -27,7 +29,7 @@ export interface LoadOptions {
   onExactBatch?: (users: number) => void;
 }
 
-export class ServingModel {
+export class ServingModel implements AnnSource {
   /** Requests currently using this version; the old version is released when it drops to 0 after a swap. */
   inFlight = 0;
 
