@@ -94,6 +94,7 @@ export const InteractionsBody = Type.Object(
   },
   { additionalProperties: false },
 );
+export type Interaction = Static<typeof InteractionsBody>['interactions'][number];
 
 export const InteractionsReply = Type.Object({
   accepted: Type.Integer(),
