@@ -1,4 +1,7 @@
-/** Composes the serving process: metrics, the model holder, the reloader and the HTTP app; graceful shutdown. */
+/**
+ * Composes the serving process: metrics, the model holder and reloader, the interaction log
+ * (replayed into each new version) and the online learner, the HTTP app; graceful shutdown.
+ */
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { listVersions, modelDir, readManifest, RepositoryError, versionDir } from '../repository/versions.js';

@@ -12,7 +12,7 @@ export const MAX_BATCH_USERS = 256;
 const UserId = Type.String({ minLength: 1, maxLength: 256 });
 const K = Type.Integer({ minimum: 1, maximum: MAX_K, default: 10 });
 /** The retrieval paths a request may ask for (server/retrieval implements one Retriever each). */
-export const RETRIEVALS = ['ann', 'exact'] as const;
+const RETRIEVALS = ['ann', 'exact'] as const;
 export type RetrievalName = (typeof RETRIEVALS)[number];
 // An enum rather than a union of literals: the validation error then lists the allowed values.
 const Retrieval = Type.Unsafe<RetrievalName>({ type: 'string', enum: [...RETRIEVALS] });
@@ -47,14 +47,12 @@ export const RecommendBatch = Type.Object({
   model_version: Type.Integer(),
   results: Type.Array(Recommendation),
 });
-export type RecommendBatch = Static<typeof RecommendBatch>;
 
 export const ErrorReply = Type.Object({
   error: Type.String(),
   message: Type.String(),
   field: Type.Optional(Type.String()),
 });
-export type ErrorReply = Static<typeof ErrorReply>;
 /** The error answers of the routes that validate input and need a model version. */
 export const ErrorReplies = { 400: ErrorReply, 503: ErrorReply };
 
@@ -73,7 +71,6 @@ export const Ready = Type.Object({
     }),
   ),
 });
-export type Ready = Static<typeof Ready>;
 
 /** Most interactions in one POST /interactions. */
 export const MAX_INTERACTIONS = 1000;
