@@ -78,7 +78,7 @@ async function measure(label: string, input: BundleInput, queryUsers: number[]) 
     for (let i = 0; i < ids.length; i++) exact.push(Int32Array.from(rows.subarray(i * K, (i + 1) * K), Number));
   }
 
-  const index = loadHnswIndex(join(r.dir, BUNDLE_FILES.hnsw), d, 10);
+  const index = await loadHnswIndex(join(r.dir, BUNDLE_FILES.hnsw), d, 10);
   const hnsw: { ef: number; recallAt20: number; meanMs: number; p99Ms: number }[] = [];
   const q = new Array<number>(d);
   for (const ef of EFS) {

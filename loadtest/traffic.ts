@@ -34,7 +34,8 @@ export function loadTraffic(repo: string, name: string): Traffic {
   return { users: order.map((i) => ids.users[i]), items: ids.items, cdf };
 }
 
-export function zipfUser(t: Traffic, rng: Rng): string {
+/** A user drawn from the skewed popularity (inverse CDF by binary search). */
+function zipfUser(t: Traffic, rng: Rng): string {
   const x = rng.next();
   let lo = 0;
   let hi = t.cdf.length - 1;

@@ -1,4 +1,4 @@
-/** Builds the bundle's ANN index: hnswlib over the item embeddings in inner-product space. */
+/** Builds and opens the bundle's ANN index: hnswlib over the item embeddings in inner-product space. */
 import cliProgress from 'cli-progress';
 import hnswlib from 'hnswlib-node';
 import type { HnswParams } from './bundle-format.js';
@@ -52,10 +52,14 @@ export function buildHnswIndex(
   return { seconds, itemsPerSecond: nItems / Math.max(seconds, 1e-9) };
 }
 
-/** Loads an index written by buildHnswIndex (the server's and the benchmark's path). */
-export function loadHnswIndex(file: string, dim: number, ef: number): HnswIndex {
+/**
+ * Opens an index written by buildHnswIndex, with query-time `ef`: the one way the server, its
+ * online rebuilds, the tests and the benchmarks open one. Reads off the event loop, so a server
+ * loading a new version keeps answering meanwhile.
+ */
+export async function loadHnswIndex(file: string, dim: number, ef: number): Promise<HnswIndex> {
   const index = new HierarchicalNSW('ip', dim);
-  index.readIndexSync(file, true);
+  await index.readIndex(file, false);
   index.setEf(ef);
   return index;
 }

@@ -1,11 +1,14 @@
-/** Composes the serving process: metrics, the model holder, the reloader and the HTTP app; graceful shutdown. */
+/**
+ * Composes the serving process: metrics, the model holder and reloader, the interaction log
+ * (replayed into each new version) and the online learner, the HTTP app; graceful shutdown.
+ */
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { listVersions, modelDir, readManifest, RepositoryError, versionDir } from '../repository/versions.js';
 import { buildApp } from './app.js';
 import { createMetrics } from './common/metrics.js';
 import { ModelHolder } from './serving/model-holder.js';
-import type { Retrieval } from './serving/recommender.js';
+import type { RetrievalName } from './common/schemas.js';
 import type { ServingModel } from './serving/serving-model.js';
 import { Reloader } from './serving/reloader.js';
 import { InteractionLog } from '../repository/interaction-log.js';
@@ -18,7 +21,7 @@ export interface ServeConfig {
   repo: string;
   host: string;
   port: number;
-  retrieval: Retrieval;
+  retrieval: RetrievalName;
   /** HNSW query ef; default: the manifest's recommended value. */
   ef?: number;
   /** ONNX Runtime execution providers, tried in order. */

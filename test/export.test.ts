@@ -99,7 +99,7 @@ test('bundle holds ids, seen items, popularity and an HNSW index that finds the 
   assert.equal(m.dataset.hash, input.dataset.hash);
   assert.ok((await verifyBundle(dir)).ok);
 
-  const index = loadHnswIndex(join(dir, BUNDLE_FILES.hnsw), 16, 200);
+  const index = await loadHnswIndex(join(dir, BUNDLE_FILES.hnsw), 16, 200);
   let hits = 0;
   for (let u = 0; u < 20; u++) {
     const q = input.userEmbeddings.subarray(u * 16, (u + 1) * 16);

@@ -1,5 +1,8 @@
-/** JSON schemas (TypeBox) of the HTTP API: requests are validated and responses serialized by them. */
-import { Type } from 'typebox';
+/**
+ * JSON schemas (TypeBox) of the HTTP API: requests are validated and responses serialized by
+ * them, and the TypeScript types of the answers are derived from them (one definition each).
+ */
+import { Type, type Static } from 'typebox';
 
 /** Largest k a request may ask for (documented in the README). */
 export const MAX_K = 1000;
@@ -8,7 +11,11 @@ export const MAX_BATCH_USERS = 256;
 
 const UserId = Type.String({ minLength: 1, maxLength: 256 });
 const K = Type.Integer({ minimum: 1, maximum: MAX_K, default: 10 });
-const Retrieval = Type.Unsafe<'ann' | 'exact'>({ type: 'string', enum: ['ann', 'exact'] });
+/** The retrieval paths a request may ask for (server/retrieval implements one Retriever each). */
+const RETRIEVALS = ['ann', 'exact'] as const;
+export type RetrievalName = (typeof RETRIEVALS)[number];
+// An enum rather than a union of literals: the validation error then lists the allowed values.
+const Retrieval = Type.Unsafe<RetrievalName>({ type: 'string', enum: [...RETRIEVALS] });
 
 export const RecommendQuery = Type.Object({
   user: UserId,
@@ -34,6 +41,7 @@ export const Recommendation = Type.Object({
   cold_start: Type.Boolean(),
   items: Type.Array(Type.Object({ item: Type.String(), score: Type.Number() })),
 });
+export type Recommendation = Static<typeof Recommendation>;
 
 export const RecommendBatch = Type.Object({
   model_version: Type.Integer(),
@@ -45,6 +53,8 @@ export const ErrorReply = Type.Object({
   message: Type.String(),
   field: Type.Optional(Type.String()),
 });
+/** The error answers of the routes that validate input and need a model version. */
+export const ErrorReplies = { 400: ErrorReply, 503: ErrorReply };
 
 export const Ready = Type.Object({
   status: Type.String(),
@@ -81,9 +91,11 @@ export const InteractionsBody = Type.Object(
   },
   { additionalProperties: false },
 );
+export type Interaction = Static<typeof InteractionsBody>['interactions'][number];
 
 export const InteractionsReply = Type.Object({
   accepted: Type.Integer(),
   rejected: Type.Array(Type.Object({ index: Type.Integer(), user: Type.String(), item: Type.String(), reason: Type.String() })),
   log_position: Type.Integer(),
 });
+export type InteractionsReply = Static<typeof InteractionsReply>;

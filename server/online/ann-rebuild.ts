@@ -9,9 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import hnswlib from 'hnswlib-node';
 import type { HnswParams } from '../../repository/bundle-format.js';
-import type { HnswIndex } from '../../repository/hnsw-index.js';
+import { loadHnswIndex, type HnswIndex } from '../../repository/hnsw-index.js';
 
 /** Builds the index (same parameters as the exporter's), loads it with query-time `ef`; `signal` stops the worker. */
 export async function rebuildAnnIndex(items: Float32Array, nItems: number, dim: number, params: HnswParams, ef: number, signal?: AbortSignal): Promise<HnswIndex> {
@@ -37,10 +36,7 @@ export async function rebuildAnnIndex(items: Float32Array, nItems: number, dim: 
         if (code !== 0) reject(new Error(`index rebuild worker exited with code ${code}`));
       });
     });
-    const index = new hnswlib.HierarchicalNSW('ip', dim);
-    await index.readIndex(file, false);
-    index.setEf(ef);
-    return index;
+    return await loadHnswIndex(file, dim, ef);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

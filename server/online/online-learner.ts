@@ -1,21 +1,22 @@
 /**
  * Learning while serving. POST /interactions → validated → appended to the durable log →
  * acknowledged → applied at once: the user's seen set gains the items and the user's vector
- * takes a few BPR steps against sampled negatives (item vectors fixed); a new user starts from
- * the mean of its items' vectors. Every N interactions or T seconds a background round of BPR
- * on recent interactions plus a replayed sample of old ones moves user and item vectors; the
- * changed items are updated in the HNSW index in place and the exact path's ONNX table is
- * rebuilt and swapped. The round yields to the event loop between small chunks, so requests
- * are never blocked for its duration.
+ * takes a graph step toward each item and a few BPR steps against sampled negatives (item
+ * vectors fixed; steps.ts); a user without history starts from the vector of its first item.
+ * Every N interactions or T seconds a background round (round.ts) of BPR on recent
+ * interactions plus a replayed sample of old ones moves user and item vectors; the changed
+ * items are updated in the HNSW index and the exact path's ONNX table is rebuilt and swapped.
+ * The round yields to the event loop between small chunks, so requests are never blocked for
+ * its duration.
  */
 import type { Logger } from 'pino';
-import { buildScoringModel } from '../../repository/onnx-scoring-graph.js';
 import { Rng } from '../../core/rng.js';
-import { rebuildAnnIndex } from './ann-rebuild.js';
 import { NewestQueue } from './newest-queue.js';
-import { ExactScorer } from '../retrieval/exact-scorer.js';
+import { movedItems, refreshAnn, refreshExact, trainingPairs, trainPairs } from './round.js';
+import { bprStep, graphStep, sampleNegative } from './steps.js';
 import type { InteractionLog, LoggedInteraction } from '../../repository/interaction-log.js';
 import type { ServerMetrics } from '../common/metrics.js';
+import type { Interaction, InteractionsReply } from '../common/schemas.js';
 import type { ModelHolder } from '../serving/model-holder.js';
 import type { ServingModel } from '../serving/serving-model.js';
 
@@ -54,13 +55,6 @@ export interface OnlineConfig {
 
 export const ONLINE_DEFAULTS: OnlineConfig = { steps: 5, mix: 0.5, lr: 0.05, reg: 1e-4, roundEvery: 20000, roundSeconds: 60, roundEpochs: 10, replay: 1, roundLr: 0.2, rebuildShare: 0.1, reindexMove: 0.01, providers: ['cuda', 'cpu'] };
 
-export interface IngestResult {
-  accepted: number;
-  rejected: { index: number; user: string; item: string; reason: string }[];
-  log_position: number;
-}
-
-const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 /** Bound on interactions waiting for a round (rounds off, or falling behind). */
 const MAX_RECENT = 200_000;
 
@@ -85,10 +79,10 @@ export class OnlineLearner {
   ) {}
 
   /** Validates against the served catalog, makes the known ones durable, then applies them. */
-  async ingest(batch: { user: string; item: string; ts?: number }[]): Promise<IngestResult> {
+  async ingest(batch: Interaction[]): Promise<InteractionsReply> {
     const m = this.holder.model;
     if (!m) throw Object.assign(new Error('no model version loaded yet'), { statusCode: 503 });
-    const rejected: IngestResult['rejected'] = [];
+    const rejected: InteractionsReply['rejected'] = [];
     const ok: LoggedInteraction[] = [];
     const now = Date.now();
     batch.forEach((x, index) => {
@@ -123,12 +117,13 @@ export class OnlineLearner {
       if (first + n <= m.appliedPosition) return; // already in this version (absorbed or replayed)
       const item = m.itemIndex.get(x.item);
       if (item === undefined) return;
+      // A user without history starts from its first item's vector; the steps below then move it.
       let row = m.userIndex.get(x.user);
       if (row === undefined) row = m.addUser(x.user, m.itemVectors.slice(item * d, (item + 1) * d));
       else if (m.seenCount(row) === 0) m.userVectors.set(m.itemVectors.subarray(item * d, (item + 1) * d), row * d);
       m.addSeen(row, item);
-      this.graphStep(m, row, item);
-      this.userSteps(m, row, item);
+      graphStep(m, row, item, this.cfg.mix);
+      for (let s = 0; s < this.cfg.steps; s++) bprStep(m, row, item, sampleNegative(m, row, this.rng), this.cfg.lr, this.cfg.reg);
       m.cache.dropUser(x.user);
       m.candidates.dropUser(row);
       if (m === this.holder.model && (this.cfg.roundEvery > 0 || this.cfg.roundSeconds > 0 || this.recent.length < MAX_RECENT)) {
@@ -136,53 +131,6 @@ export class OnlineLearner {
       }
     });
     m.appliedPosition = Math.max(m.appliedPosition, lastPosition);
-  }
-
-  private negative(m: ServingModel, row: number): number {
-    for (let t = 0; t < 20; t++) {
-      const j = this.rng.int(m.nItems);
-      if (!m.isSeen(row, j)) return j;
-    }
-    return this.rng.int(m.nItems);
-  }
-
-  private graphStep(m: ServingModel, row: number, item: number): void {
-    if (this.cfg.mix <= 0) return;
-    const d = m.dim;
-    const u = m.userVectors;
-    const I = m.itemVectors;
-    let nu = 0;
-    let ni = 0;
-    for (let c = 0; c < d; c++) {
-      nu += u[row * d + c] ** 2;
-      ni += I[item * d + c] ** 2;
-    }
-    nu = Math.sqrt(nu);
-    ni = Math.sqrt(ni) || 1;
-    const w = this.cfg.mix / Math.sqrt(m.seenCount(row));
-    let nn = 0;
-    for (let c = 0; c < d; c++) {
-      u[row * d + c] += w * (nu / ni) * I[item * d + c];
-      nn += u[row * d + c] ** 2;
-    }
-    const scale = nu / (Math.sqrt(nn) || 1);
-    for (let c = 0; c < d; c++) u[row * d + c] *= scale;
-  }
-
-  /** A few BPR steps on the user's vector only: -log σ(u·(i − j)) + reg‖u‖². */
-  private userSteps(m: ServingModel, row: number, item: number): void {
-    const d = m.dim;
-    const u = m.userVectors;
-    const I = m.itemVectors;
-    const ub = row * d;
-    for (let s = 0; s < this.cfg.steps; s++) {
-      const jb = this.negative(m, row) * d;
-      const ib = item * d;
-      let x = 0;
-      for (let c = 0; c < d; c++) x += u[ub + c] * (I[ib + c] - I[jb + c]);
-      const g = 1 - sigmoid(x);
-      for (let c = 0; c < d; c++) u[ub + c] += this.cfg.lr * (g * (I[ib + c] - I[jb + c]) - this.cfg.reg * u[ub + c]);
-    }
   }
 
   private maybeRound(): void {
@@ -224,102 +172,18 @@ export class OnlineLearner {
     const m = this.holder.model;
     const recent = this.recent.take().filter((r) => r.m === m);
     if (!m || !recent.length) return;
+    // Swapped or closing: the round stops (the next version replays the log; a retired one's index and scorer are going away).
+    const live = () => m === this.holder.model && !this.closed;
     const t0 = performance.now();
-    const d = m.dim;
-    let U = m.userVectors; // re-read after every yield: online users may grow (reallocate) the table
-    const I = m.itemVectors;
-    const lr = this.cfg.roundLr;
-    const reg = this.cfg.reg;
-    // Summed step lengths per item: an upper bound of how far each item moved in this round.
-    const moved = new Float32Array(m.nItems);
-    const grad = new Float32Array(d);
-    // Training pairs: the recent ones, each with `replay` old (user, train item) pairs sampled uniformly.
-    const pairs: { row: number; item: number }[] = [];
-    for (const p of recent) {
-      pairs.push(p);
-      for (let r = 0; r < this.cfg.replay && m.seenItems.length; r++) {
-        const e = this.rng.int(m.seenItems.length);
-        let lo = 0;
-        let hi = m.seenOffsets.length - 2;
-        while (lo < hi) {
-          const mid = (lo + hi + 1) >> 1;
-          if (m.seenOffsets[mid] <= e) lo = mid;
-          else hi = mid - 1;
-        }
-        pairs.push({ row: lo, item: m.seenItems[e] });
-      }
-    }
-    let n = 0;
-    for (let epoch = 0; epoch < this.cfg.roundEpochs; epoch++) {
-      for (const { row, item } of pairs) {
-        if (m !== this.holder.model || this.closed) return; // swapped or closing: the next version replays the log
-        const j = this.negative(m, row);
-        const ub = row * d;
-        const ib = item * d;
-        const jb = j * d;
-        let x = 0;
-        for (let c = 0; c < d; c++) x += U[ub + c] * (I[ib + c] - I[jb + c]);
-        const g = 1 - sigmoid(x);
-        for (let c = 0; c < d; c++) grad[c] = g * U[ub + c];
-        for (let c = 0; c < d; c++) U[ub + c] += lr * (g * (I[ib + c] - I[jb + c]) - reg * U[ub + c]);
-        let si = 0;
-        let sj = 0;
-        for (let c = 0; c < d; c++) {
-          const di = lr * (grad[c] - reg * I[ib + c]);
-          const dj = lr * (-grad[c] - reg * I[jb + c]);
-          I[ib + c] += di;
-          I[jb + c] += dj;
-          si += di * di;
-          sj += dj * dj;
-        }
-        moved[item] += Math.sqrt(si);
-        moved[j] += Math.sqrt(sj);
-        if (++n % 500 === 0) {
-          await new Promise((r) => setImmediate(r)); // let requests through
-          U = m.userVectors;
-        }
-      }
-    }
+    const pairs = trainingPairs(m, recent, this.cfg.replay, this.rng);
+    const moved = await trainPairs(m, pairs, { epochs: this.cfg.roundEpochs, lr: this.cfg.roundLr, reg: this.cfg.reg }, this.rng, live);
+    if (!moved) return;
     const tSgd = performance.now();
-    let touched = 0;
-    const changed: number[] = [];
-    for (let it = 0; it < m.nItems; it++) {
-      if (moved[it] === 0) continue;
-      touched++;
-      let n2 = 0;
-      for (let c = 0; c < d; c++) n2 += I[it * d + c] ** 2;
-      if (moved[it] >= this.cfg.reindexMove * Math.sqrt(n2)) changed.push(it);
-    }
-    // The ANN index: rebuilt off the event loop when much of the catalog moved, else the
-    // changed items re-linked in place (hnswlib re-links an existing label), in chunks.
+    const { touched, changed } = movedItems(m, moved, this.cfg.reindexMove);
     const rebuilt = changed.length >= this.cfg.rebuildShare * m.nItems;
-    if (rebuilt) {
-      const index = await rebuildAnnIndex(I, m.nItems, d, m.manifest.hnsw, m.ef, this.closing.signal);
-      if (m !== this.holder.model || this.closed) return; // retired meanwhile
-      m.ann = index;
-    } else {
-      const row = new Array<number>(d);
-      let k = 0;
-      for (const it of changed) {
-        if (m !== this.holder.model || this.closed) return; // retired meanwhile: its index is going away
-        for (let c = 0; c < d; c++) row[c] = I[it * d + c];
-        m.ann.addPoint(row, it);
-        if (++k % 10 === 0) await new Promise((r) => setImmediate(r));
-      }
-    }
+    if (!(await refreshAnn(m, changed, rebuilt, live, this.closing.signal))) return;
     const tAnn = performance.now();
-    // The exact path: a new session over the new table, swapped in; the old one closes after its queue.
-    if (m !== this.holder.model || this.closed) return;
-    const next = await ExactScorer.open(buildScoringModel(I, m.nItems, d), d, m.nItems, [m.exact.provider], this.logger);
-    if (m !== this.holder.model || this.closed) {
-      await next.close(); // the version was retired (and its scorer closed) while this one opened
-      return;
-    }
-    const old = m.exact;
-    m.exact = next;
-    m.cache.clear();
-    m.candidates.clear();
-    old.close().catch((err) => this.logger.warn({ err: (err as Error).message }, 'closing the previous ONNX session failed'));
+    if (!(await refreshExact(m, live, this.logger))) return;
     const seconds = (performance.now() - t0) / 1000;
     this.metrics.roundSeconds.observe(seconds);
     this.logger.info({ interactions: recent.length, pairs: pairs.length * this.cfg.roundEpochs, itemsMoved: touched, itemsReindexed: changed.length, ann: rebuilt ? 'rebuilt' : 'relinked', seconds: +seconds.toFixed(3), phases: { sgd: +((tSgd - t0) / 1000).toFixed(3), ann: +((tAnn - tSgd) / 1000).toFixed(3), onnx: +((performance.now() - tAnn) / 1000).toFixed(3) } }, 'fine-tuning round done');

@@ -5,18 +5,17 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import hnswlib from 'hnswlib-node';
 import type { Logger } from 'pino';
 import { BUNDLE_FILES, type Manifest } from '../../repository/bundle-format.js';
 import { checkBundle, checkHnswLabels, HNSW_HEADER_BYTES, readFileHead } from '../../repository/bundle-check.js';
+import { loadHnswIndex, type HnswIndex } from '../../repository/hnsw-index.js';
 import { verifyBundle } from '../../repository/versions.js';
 import { parseNpy, parseNpyInt32 } from '../../core/npy.js';
 import { csrHas, type Csr } from '../../core/csr.js';
-import { ExactScorer } from '../retrieval/exact-scorer.js';
-import { CandidateCache, ResultCache } from './result-cache.js';
-
-const { HierarchicalNSW } = hnswlib;
-type HnswIndex = InstanceType<typeof HierarchicalNSW>;
+import type { AnnSource } from '../retrieval/ann.js';
+import { CandidateCache } from '../retrieval/candidate-cache.js';
+import { ExactScorer } from '../retrieval/exact.js';
+import { ResultCache } from './result-cache.js';
 
 export class BundleLoadError extends Error {
   override readonly name = 'BundleLoadError';
@@ -31,7 +30,7 @@ export interface LoadOptions {
   onExactBatch?: (users: number) => void;
 }
 
-export class ServingModel {
+export class ServingModel implements AnnSource {
   /** Requests currently using this version; the old version is released when it drops to 0 after a swap. */
   inFlight = 0;
 
@@ -155,11 +154,9 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
   });
 
   const popularOrder = Int32Array.from({ length: m.counts.items }, (_, i) => i).sort((a, b) => pop.data[b] - pop.data[a] || a - b);
-  const ann = new HierarchicalNSW('ip', d);
-  await ann.readIndex(file(BUNDLE_FILES.hnsw), false);
-  checkHnswLabels(ann.getIdsList(), m.counts.items);
   const ef = opts.ef ?? m.hnsw.efSearch;
-  ann.setEf(ef);
+  const ann = await loadHnswIndex(file(BUNDLE_FILES.hnsw), d, ef);
+  checkHnswLabels(ann.getIdsList(), m.counts.items);
   const exact = await ExactScorer.open(onnxBytes, d, m.counts.items, opts.providers, opts.log, opts.onExactBatch);
   const model = new ServingModel(
     m.name,

@@ -1,11 +1,12 @@
 /**
- * Exact top-k through the bundle's model.onnx on onnxruntime-node. Execution providers are
- * tried in the configured order (default cuda, then cpu); the one that opened the session is
- * reported. Concurrent requests are micro-batched: while one ONNX run is in flight, new queries
- * queue up and go together in the next run (one Gemm over the item table for the whole batch).
+ * The exact retrieval path: top-k through the bundle's model.onnx on onnxruntime-node. Execution
+ * providers are tried in the configured order (default cuda, then cpu); the one that opened the
+ * session is reported. Concurrent requests are micro-batched: while one ONNX run is in flight,
+ * new queries queue up and go together in the next run (one Gemm over the item table for the whole batch).
  */
 import ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
+import { rank, unseen, wanted, type ItemTable, type Retriever } from './retriever.js';
 
 export interface TopK {
   rows: Int32Array;
@@ -101,3 +102,17 @@ export class ExactScorer {
     await this.session.release();
   }
 }
+
+/** What the exact path reads of a served version: its item table and its scorer (replaced after a fine-tuning round). */
+export interface ExactSource extends ItemTable {
+  readonly exact: ExactScorer;
+}
+
+export const exactRetriever: Retriever<ExactSource> = {
+  name: 'exact',
+  async retrieve(source, q) {
+    const { need } = wanted(source, q);
+    const rows = unseen((await source.exact.topK(q.vector, need)).rows, q.seen);
+    return { items: rank(source, q.vector, rows, q.k), retrieval: 'exact' };
+  },
+};

@@ -1,0 +1,121 @@
+/**
+ * The jobs of a background fine-tuning round, in order: the training pairs (recent plus replayed
+ * old ones), BPR epochs over them, the items that moved enough to re-index, the ANN index
+ * refreshed and the exact path's ONNX table rebuilt and swapped. The long jobs yield to the
+ * event loop and stop as soon as `live()` says the version is no longer served.
+ */
+import type { Logger } from 'pino';
+import type { Rng } from '../../core/rng.js';
+import { rowArray } from '../../repository/hnsw-index.js';
+import { buildScoringModel } from '../../repository/onnx-scoring-graph.js';
+import { ExactScorer } from '../retrieval/exact.js';
+import type { ServingModel } from '../serving/serving-model.js';
+import { rebuildAnnIndex } from './ann-rebuild.js';
+import { bprStep, sampleNegative } from './steps.js';
+
+export interface Pair {
+  row: number;
+  item: number;
+}
+
+const yieldToRequests = () => new Promise((r) => setImmediate(r));
+
+/** The recent pairs, each followed by `replay` old (user, train item) pairs sampled uniformly from the bundle's. */
+export function trainingPairs(m: ServingModel, recent: Pair[], replay: number, rng: Rng): Pair[] {
+  const pairs: Pair[] = [];
+  for (const p of recent) {
+    pairs.push(p);
+    for (let r = 0; r < replay && m.seenItems.length; r++) {
+      const e = rng.int(m.seenItems.length);
+      pairs.push({ row: rowOfEntry(m.seenOffsets, e), item: m.seenItems[e] });
+    }
+  }
+  return pairs;
+}
+
+/** The user row of entry `e` of the bundle's seen CSR (binary search of the offsets). */
+function rowOfEntry(offsets: Int32Array, e: number): number {
+  let lo = 0;
+  let hi = offsets.length - 2;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (offsets[mid] <= e) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/**
+ * `epochs` passes of BPR over the pairs, users and items moving. Returns the summed step lengths
+ * per item (an upper bound of how far each moved), or null when the version stopped being live.
+ */
+export async function trainPairs(m: ServingModel, pairs: Pair[], o: { epochs: number; lr: number; reg: number }, rng: Rng, live: () => boolean): Promise<Float32Array | null> {
+  const items = { grad: new Float32Array(m.dim), moved: new Float32Array(m.nItems) };
+  let n = 0;
+  for (let epoch = 0; epoch < o.epochs; epoch++) {
+    for (const { row, item } of pairs) {
+      if (!live()) return null;
+      bprStep(m, row, item, sampleNegative(m, row, rng), o.lr, o.reg, items);
+      if (++n % 500 === 0) await yieldToRequests();
+    }
+  }
+  return items.moved;
+}
+
+/** Items the round moved at all (`touched`), and those moved by at least `reindexMove` of their norm (`changed`). */
+export function movedItems(m: ServingModel, moved: Float32Array, reindexMove: number): { touched: number; changed: number[] } {
+  const d = m.dim;
+  const I = m.itemVectors;
+  let touched = 0;
+  const changed: number[] = [];
+  for (let it = 0; it < m.nItems; it++) {
+    if (moved[it] === 0) continue;
+    touched++;
+    let n2 = 0;
+    for (let c = 0; c < d; c++) n2 += I[it * d + c] ** 2;
+    if (moved[it] >= reindexMove * Math.sqrt(n2)) changed.push(it);
+  }
+  return { touched, changed };
+}
+
+/**
+ * The ANN index: rebuilt off the event loop (`rebuild`, when much of the catalog moved), else
+ * the changed items re-linked in place (hnswlib re-links an existing label), in chunks. False
+ * when the version stopped being live (its index is going away).
+ */
+export async function refreshAnn(m: ServingModel, changed: number[], rebuild: boolean, live: () => boolean, signal: AbortSignal): Promise<boolean> {
+  const d = m.dim;
+  if (rebuild) {
+    const index = await rebuildAnnIndex(m.itemVectors, m.nItems, d, m.manifest.hnsw, m.ef, signal);
+    if (!live()) return false;
+    m.ann = index;
+    return true;
+  }
+  const row = new Array<number>(d);
+  let k = 0;
+  for (const it of changed) {
+    if (!live()) return false;
+    m.ann.addPoint(rowArray(m.itemVectors, it, d, row), it);
+    if (++k % 10 === 0) await yieldToRequests();
+  }
+  return true;
+}
+
+/**
+ * The exact path: a new ONNX session over the new item table, swapped in (the old one closes
+ * after its queue), and the version's caches cleared. False when the version stopped being live.
+ */
+export async function refreshExact(m: ServingModel, live: () => boolean, logger: Logger): Promise<boolean> {
+  if (!live()) return false;
+  const next = await ExactScorer.open(buildScoringModel(m.itemVectors, m.nItems, m.dim), m.dim, m.nItems, [m.exact.provider], logger);
+  if (!live()) {
+    await next.close(); // the version was retired (and its scorer closed) while this one opened
+    return false;
+  }
+  const old = m.exact;
+  m.exact = next;
+  m.cache.clear();
+  m.candidates.clear();
+  old.close().catch((err) => logger.warn({ err: (err as Error).message }, 'closing the previous ONNX session failed'));
+  return true;
+}
