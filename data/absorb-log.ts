@@ -7,7 +7,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { InteractionLog } from '../repository/interaction-log.js';
+import { InteractionLog, type OnCorrupt } from '../repository/interaction-log.js';
 import { writeFileAtomic } from '../core/atomic.js';
 import { DataFileError } from '../core/errors.js';
 
@@ -24,8 +24,13 @@ export function readAbsorbed(dataDir: string): Absorbed | null {
   return existsSync(f) ? (JSON.parse(readFileSync(f, 'utf8')) as Absorbed) : null;
 }
 
-/** Writes `outDir` = `dataDir` + the log's records as train rows; returns what was absorbed. */
-export function mergeInteractionLog(dataDir: string, logDir: string, outDir: string): Absorbed {
+/**
+ * Writes `outDir` = `dataDir` + the log's records as train rows; returns what was absorbed.
+ * Damage before acknowledged records throws the log's LogCorruptError (segment, byte, position)
+ * unless `onCorrupt` is 'skip' or the damage was quarantined already; a partial record at the end
+ * (a live server's write in progress) is not read.
+ */
+export function mergeInteractionLog(dataDir: string, logDir: string, outDir: string, opts: { onCorrupt?: OnCorrupt } = {}): Absorbed {
   const src = resolve(dataDir);
   if (!existsSync(logDir)) throw new DataFileError(logDir, 'interaction log folder not found');
   const inter = readdirSync(src).filter((f) => f.endsWith('.inter'));
@@ -35,7 +40,9 @@ export function mergeInteractionLog(dataDir: string, logDir: string, outDir: str
   const iu = header.indexOf('userID');
   const ii = header.indexOf('itemID');
   const il = header.indexOf('x_label');
-  const log = InteractionLog.open(logDir);
+  // Read-only: the server may be appending to this log right now; the retrain must not cut what
+  // looks like a torn tail (it may be a write in progress) nor write quarantine copies.
+  const log = InteractionLog.open(logDir, { readOnly: true, onCorrupt: opts.onCorrupt });
   const entries = log.read(0);
   const lines: string[] = [];
   for (const e of entries) {
@@ -53,7 +60,8 @@ export function mergeInteractionLog(dataDir: string, logDir: string, outDir: str
   mkdirSync(out, { recursive: true });
   writeFileAtomic(join(out, inter[0]), Buffer.from(text.replace(/\n?$/, '\n') + lines.join('\n') + (lines.length ? '\n' : '')));
   for (const f of readdirSync(src)) if (f.endsWith('_feat.npy')) symlinkSync(join(src, f), join(out, basename(f)));
-  const absorbed: Absorbed = { logPosition: entries.at(-1)?.position ?? 0, logDir: resolve(logDir), interactions: entries.length };
+  // log.position, not the last entry's: skipped damaged records after it are absorbed too (never replayed)
+  const absorbed: Absorbed = { logPosition: log.position, logDir: resolve(logDir), interactions: entries.length };
   writeFileAtomic(join(out, ABSORBED_FILE), Buffer.from(JSON.stringify(absorbed, null, 2) + '\n'));
   return absorbed;
 }

@@ -1,17 +1,35 @@
 /**
- * The durable interaction log: append-only segment files of length-prefixed, CRC-checked
- * records. Appends are group-committed (every record waiting when a flush starts goes in one
- * write + one fdatasync) and a caller's promise resolves only once its records are on disk.
- * Positions count records from 1, across segments; a bundle's manifest says up to which
- * position it absorbed the log. A torn or corrupt tail (a crash mid-write) is detected on open,
- * reported, and cut off, never a crash.
+ * The durable interaction log: append-only segment files of length-prefixed, CRC-checked records.
  *
- * Record: u32 payload length | u32 crc32(payload) | payload (UTF-8 JSON {u, i, ts}).
+ * Appends are group-committed (every record waiting when a flush starts goes in one write + one
+ * fdatasync) and a caller's promise resolves only once its records are on disk. Positions count
+ * records from 1, across segments; a bundle's manifest says up to which position it absorbed the
+ * log. Record: u32 payload length | u32 crc32(payload) | payload (UTF-8 JSON {p, u, i, ts}; `p`
+ * is the record's position, absent in records written before it was stored, which are read by
+ * counting).
+ *
+ * Damage found on open is one of two kinds, told apart because an acknowledgement waits for the
+ * fdatasync of its whole group, so every acknowledged record lies before every unacknowledged one:
+ * - a torn tail: bad bytes at the end of the newest segment with no whole record after them (a
+ *   crash mid-write; never acknowledged). Reported and cut off (a read-only reader only leaves it unread).
+ * - mid-log damage: bad bytes with a whole record after them, or anywhere in an older segment
+ *   (or records missing from one). Those are acknowledged records, so nothing is cut: by default
+ *   (`onCorrupt: 'fail'`) open throws a LogCorruptError naming the segment, byte offset and
+ *   position and how to proceed; with `onCorrupt: 'skip'` the damaged bytes are copied to
+ *   quarantine/ beside the log, the records they held are skipped and counted, and every other
+ *   record keeps its position (positions are never reused). A region once quarantined is the
+ *   operator's recorded decision: later opens, in either mode, skip it again (and count it) if its
+ *   bytes still match the quarantined copy; any other damage fails again.
+ * (A power cut can in principle persist a group's pages out of order, so a bad record followed
+ * by whole ones might also be an unacknowledged group; that cannot be told from bit rot without
+ * group markers, so it fails safe and 'skip' is then the way on.)
  */
 import { closeSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
+import { fsyncPath, writeFileAtomic } from '../core/atomic.js';
+import { DataFileError } from '../core/errors.js';
 
 export interface LoggedInteraction {
   user: string;
@@ -24,13 +42,59 @@ export interface LogEntry extends LoggedInteraction {
   position: number;
 }
 
+/** What to do with damage before acknowledged records: refuse to open, or skip it (quarantined). */
+export type OnCorrupt = 'fail' | 'skip';
+
+export interface InteractionLogOptions {
+  segmentBytes?: number;
+  log?: Logger;
+  /** Mid-log damage: 'fail' (default) refuses to open; 'skip' quarantines and skips exactly the damaged records. */
+  onCorrupt?: OnCorrupt;
+  /**
+   * Read a snapshot without changing anything on disk (no truncation, no quarantine files, no
+   * appends): for readers beside a live server, such as the nightly retrain. A torn tail is left
+   * alone (it may be a write in progress) and not read.
+   */
+  readOnly?: boolean;
+}
+
+/** Damaged bytes skipped on open: where, how many records (positions) they held, where they were copied. */
+export interface SkippedRegion {
+  segment: string;
+  offset: number;
+  bytes: number;
+  /** first and last position skipped; null when the bytes held no record (junk between records) */
+  positions: [number, number] | null;
+  /** path of the quarantined copy (null for a read-only open that found it not yet quarantined) */
+  quarantine: string | null;
+}
+
+/** Mid-log damage the log refuses to open over (or cannot skip safely). One line; names the segment file, byte and position. */
+export class LogCorruptError extends DataFileError {
+  constructor(
+    readonly segment: string,
+    readonly offset: number,
+    readonly position: number,
+    detail: string,
+  ) {
+    super(segment, `interaction log damaged: ${detail}`, `byte ${offset}, log position ${position}`);
+  }
+}
+
 const SEGMENT_RE = /^seg-(\d{12})\.log$/;
 /** Absorbed segments move here; never deleted automatically (the nightly merge reads the whole log). */
 const ARCHIVE = 'archive';
+/** Copies of damaged bytes skipped with onCorrupt 'skip'; their presence records that decision. */
+const QUARANTINE = 'quarantine';
 const HEADER = 8;
 const MAX_RECORD = 1 << 16;
+/** The shortest payload a record can have, `{"u":"","i":""}`: bounds how many records damaged bytes can hold. */
+const MIN_PAYLOAD = 15;
+const MIN_RECORD = HEADER + MIN_PAYLOAD;
 
 const segName = (first: number) => `seg-${String(first).padStart(12, '0')}.log`;
+const firstOf = (path: string) => Number(SEGMENT_RE.exec(basename(path))![1]);
+const span = (from: number, n: number) => (n === 1 ? `log position ${from}` : `log positions ${from}–${from + n - 1}`);
 
 interface Pending {
   rec: Buffer;
@@ -41,12 +105,18 @@ interface Pending {
 interface Segment {
   file: string;
   first: number;
+  /** positions the segment spans (whole records and skipped ones) */
   count: number;
+  /** bytes of the segment that hold its records (a torn tail a read-only open left is beyond) */
   bytes: number;
+  /** "offset+bytes" of every damaged region skipped on open: read() must find exactly these */
+  skipped: string[];
 }
 
-function encode(x: LoggedInteraction): Buffer {
-  const payload = Buffer.from(JSON.stringify({ u: x.user, i: x.item, ts: x.ts }));
+function encode(x: LoggedInteraction, position: number): Buffer {
+  // p first: the payload then starts `{"p":`, which (with the header layout) keeps a resync scan
+  // from mistaking an offset inside a whole record for the start of one.
+  const payload = Buffer.from(JSON.stringify({ p: position, u: x.user, i: x.item, ts: x.ts }));
   const rec = Buffer.allocUnsafe(HEADER + payload.length);
   rec.writeUInt32LE(payload.length, 0);
   rec.writeUInt32LE(crc32(payload), 4);
@@ -54,27 +124,154 @@ function encode(x: LoggedInteraction): Buffer {
   return rec;
 }
 
-/** Parses a segment; returns its entries and the byte length of its valid prefix. */
-function parseSegment(buf: Buffer, first: number): { entries: LogEntry[]; valid: number; problem?: string } {
-  const entries: LogEntry[] = [];
-  let off = 0;
-  while (off < buf.length) {
-    if (off + HEADER > buf.length) return { entries, valid: off, problem: `torn record header at byte ${off}` };
-    const len = buf.readUInt32LE(off);
-    const crc = buf.readUInt32LE(off + 4);
-    if (len === 0 || len > MAX_RECORD || off + HEADER + len > buf.length) return { entries, valid: off, problem: `torn or corrupt record at byte ${off}` };
-    const payload = buf.subarray(off + HEADER, off + HEADER + len);
-    if (crc32(payload) !== crc) return { entries, valid: off, problem: `checksum mismatch in the record at byte ${off}` };
-    try {
-      const j = JSON.parse(payload.toString('utf8')) as { u: string; i: string; ts: number };
-      entries.push({ user: j.u, item: j.i, ts: j.ts, position: first + entries.length });
-    } catch {
-      return { entries, valid: off, problem: `unreadable record at byte ${off}` };
-    }
-    off += HEADER + len;
-  }
-  return { entries, valid: off };
+interface Decoded {
+  user: string;
+  item: string;
+  ts: number;
+  p: number | undefined;
 }
+
+function decode(payload: Buffer): Decoded | null {
+  let j: unknown;
+  try {
+    j = JSON.parse(payload.toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (typeof j !== 'object' || j === null) return null;
+  const o = j as Record<string, unknown>;
+  if (typeof o.u !== 'string' || typeof o.i !== 'string') return null;
+  if (o.p !== undefined && !(Number.isSafeInteger(o.p) && (o.p as number) >= 1)) return null;
+  return { user: o.u, item: o.i, ts: o.ts as number, p: o.p as number | undefined };
+}
+
+/** The record at `off` if it is whole, passes its CRC and decodes; else what is wrong with it. */
+function recordAt(buf: Buffer, off: number): { rec: Decoded; len: number } | { problem: string } {
+  if (off + HEADER > buf.length) return { problem: 'torn record header' };
+  const len = buf.readUInt32LE(off);
+  if (len === 0 || len > MAX_RECORD) return { problem: `implausible record length ${len}` };
+  if (off + HEADER + len > buf.length) return { problem: `record of ${len} bytes cut short` };
+  const payload = buf.subarray(off + HEADER, off + HEADER + len);
+  if (crc32(payload) !== buf.readUInt32LE(off + 4)) return { problem: 'checksum mismatch' };
+  const rec = decode(payload);
+  return rec ? { rec, len } : { problem: 'unreadable record' };
+}
+
+/**
+ * The offset of the first whole record after damaged bytes (from `from` on), or -1.
+ *
+ * Resynchronising means trusting a byte pattern as a record header, so the false-positive risk
+ * decides the checks. A candidate must have a plausible length (≤ 64 KiB: its two high bytes 0
+ * and ≤ 1), a payload that starts with `{` and ends with `}`, a matching CRC32 and decode as a
+ * record. Inside whole records this cannot match by accident: JSON text never holds a 0x00 byte
+ * (JSON.stringify escapes control characters and UTF-8 encodes nothing else with one), so a
+ * plausible length can only begin in a header, and the few header offsets whose bytes could pass
+ * point their payload at `"`, `p` or `:` instead of `{`. In random damaged bytes one offset passes
+ * with odds of about 2^-15 · 2^-16 · 2^-32. What remains (bytes of a genuine record copied into the
+ * wrong place) is caught by the position stored in the record, checked by the caller.
+ */
+function resync(buf: Buffer, from: number): number {
+  for (let c = from; c + HEADER + MIN_PAYLOAD <= buf.length; c++) {
+    if (buf[c + 3] !== 0 || buf[c + 2] > 1) continue;
+    const len = buf.readUInt32LE(c);
+    if (len < MIN_PAYLOAD || len > MAX_RECORD || c + HEADER + len > buf.length) continue;
+    if (buf[c + HEADER] !== 0x7b || buf[c + HEADER + len - 1] !== 0x7d) continue;
+    if ('rec' in recordAt(buf, c)) return c;
+  }
+  return -1;
+}
+
+/**
+ * How many records the bytes [off, end) held, for records without a stored position: only when
+ * their length prefixes step exactly from `off` to `end` (a flipped payload or CRC byte); a
+ * damaged length cannot be counted, and then undefined.
+ */
+function walk(buf: Buffer, off: number, end: number): number | undefined {
+  let n = 0;
+  for (let c = off; c < end; n++) {
+    if (c + HEADER > end) return undefined;
+    const len = buf.readUInt32LE(c);
+    if (len === 0 || len > MAX_RECORD) return undefined;
+    c += HEADER + len;
+    if (c > end) return undefined;
+  }
+  return n;
+}
+
+interface Region {
+  offset: number;
+  bytes: number;
+  /** first position the damaged bytes held */
+  from: number;
+  /** positions they held; undefined where that cannot be told (or, at the end of a segment, not yet) */
+  records: number | undefined;
+  /** no whole record after it in this segment */
+  atEnd: boolean;
+  problem: string;
+  /** whole records after it in this segment */
+  after: number;
+}
+
+interface Scan {
+  entries: LogEntry[];
+  regions: Region[];
+  /** position after the last whole or skipped record (a region at the end not counted) */
+  next: number;
+  /** false once a region's record count could not be told: later positions are guesses */
+  certain: boolean;
+}
+
+/** Parses a segment: its whole records, positioned, and every damaged region between them. */
+function scan(buf: Buffer, file: string, first: number): Scan {
+  const entries: LogEntry[] = [];
+  const regions: (Region & { before: number })[] = [];
+  let off = 0;
+  let pos = first;
+  let certain = true;
+  while (off < buf.length) {
+    const r = recordAt(buf, off);
+    if ('rec' in r) {
+      if (certain && r.rec.p !== undefined && r.rec.p !== pos) {
+        throw new LogCorruptError(file, off, pos, `a whole record says it is log position ${r.rec.p} where ${pos} belongs (segments renamed or bytes copied in); it cannot be skipped safely: restore ${basename(file)} from a backup`);
+      }
+      entries.push({ user: r.rec.user, item: r.rec.item, ts: r.rec.ts, position: pos });
+      pos++;
+      off += HEADER + r.len;
+      continue;
+    }
+    const next = resync(buf, off + 1);
+    const end = next < 0 ? buf.length : next;
+    let records: number | undefined;
+    if (next >= 0 && certain) {
+      const p = (recordAt(buf, next) as { rec: Decoded }).rec.p;
+      records = p !== undefined ? p - pos : walk(buf, off, next);
+      if (records !== undefined && (records < 0 || records * MIN_RECORD > end - off)) {
+        throw new LogCorruptError(file, off, pos, `${r.problem}, and the whole record after it at byte ${next} says it is log position ${p}, which ${end - off} damaged bytes cannot account for; it cannot be skipped safely: restore ${basename(file)} from a backup`);
+      }
+    }
+    regions.push({ offset: off, bytes: end - off, from: pos, records, atEnd: next < 0, problem: r.problem, after: 0, before: entries.length });
+    if (next < 0) break;
+    if (records === undefined) certain = false;
+    pos += records ?? 1;
+    off = end;
+  }
+  for (const g of regions) g.after = entries.length - g.before;
+  return { entries, regions, next: pos, certain };
+}
+
+/** A segment's bytes; a read-only reader follows a segment the live log archived meanwhile (updating `file`). */
+function readSegment(dir: string, s: { file: string }): Buffer {
+  try {
+    return readFileSync(s.file);
+  } catch (err) {
+    const moved = join(dir, ARCHIVE, basename(s.file));
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || resolve(moved) === resolve(s.file)) throw err;
+    s.file = moved;
+    return readFileSync(moved);
+  }
+}
+
+const regionKey = (g: { offset: number; bytes: number }) => `${g.offset}+${g.bytes}`;
 
 export class InteractionLog {
   private segments: Segment[] = [];
@@ -85,39 +282,132 @@ export class InteractionLog {
   private pending: Pending[] = [];
   private flushing = false;
   private nextPosition = 1;
+  /** false from creating a segment file until its folder entry is fsynced (before any ack in it) */
+  private dirSynced = true;
+  private readonly skippedRegions: SkippedRegion[] = [];
 
   private constructor(
     readonly dir: string,
     private readonly segmentBytes: number,
+    private readonly readOnly: boolean,
     private readonly log?: Logger,
   ) {}
 
-  /** Opens (creating) the log in `dir`, checking every record and cutting a corrupt tail. */
-  static open(dir: string, opts: { segmentBytes?: number; log?: Logger } = {}): InteractionLog {
-    mkdirSync(dir, { recursive: true });
-    const l = new InteractionLog(dir, opts.segmentBytes ?? 64 << 20, opts.log);
+  /**
+   * Opens (creating, unless read-only) the log in `dir`: checks every record, cuts a torn tail,
+   * and refuses (or with onCorrupt 'skip' quarantines and skips) damage before acknowledged
+   * records. Nothing on disk changes before every segment has been checked, so a refusal leaves
+   * every file as it was.
+   */
+  static open(dir: string, opts: InteractionLogOptions = {}): InteractionLog {
+    const readOnly = opts.readOnly ?? false;
+    const onCorrupt = opts.onCorrupt ?? 'fail';
+    if (readOnly) {
+      if (!existsSync(dir)) throw new DataFileError(dir, 'interaction log folder not found');
+    } else if (!existsSync(dir)) {
+      mkdirSync(dir, { recursive: true });
+      fsyncPath(dirname(resolve(dir)));
+    }
+    const l = new InteractionLog(dir, opts.segmentBytes ?? 64 << 20, readOnly, opts.log);
     const archive = join(dir, ARCHIVE);
-    const files = [
-      ...(existsSync(archive) ? readdirSync(archive).filter((f) => SEGMENT_RE.test(f)).map((f) => join(archive, f)) : []),
-      ...readdirSync(dir).filter((f) => SEGMENT_RE.test(f)).map((f) => join(dir, f)),
-    ].sort((a, b) => basename(a).localeCompare(basename(b)));
-    for (const [n, path] of files.entries()) {
-      const f = basename(path);
-      const first = Number(SEGMENT_RE.exec(f)![1]);
-      const buf = readFileSync(path);
-      const p = parseSegment(buf, first);
-      if (p.problem) {
-        opts.log?.warn({ segment: f, problem: p.problem, kept: p.entries.length, droppedBytes: buf.length - p.valid }, 'interaction log: corrupt tail skipped (unacknowledged records of a crash)');
-        if (n === files.length - 1) {
-          const fd = openSync(path, 'r+');
-          ftruncateSync(fd, p.valid);
-          fdatasyncSync(fd);
-          closeSync(fd);
+    const qdir = join(dir, QUARANTINE);
+    // The folder before archive/, one path per name (archive/ wins): a live log beside a read-only
+    // reader only moves segments folder → archive/, so a move between the two listings shows a
+    // segment twice (kept once) but never hides one; a move after them is followed by readSegment.
+    const byName = new Map<string, string>();
+    for (const f of readdirSync(dir)) if (SEGMENT_RE.test(f)) byName.set(f, join(dir, f));
+    if (existsSync(archive)) for (const f of readdirSync(archive)) if (SEGMENT_RE.test(f)) byName.set(f, join(archive, f));
+    const files = [...byName.keys()].sort().map((f) => byName.get(f)!);
+
+    // First check everything and decide; only then write (quarantine copies, the torn-tail cut).
+    const quarantineWrites: { path: string; bytes: Buffer }[] = [];
+    const notes: (() => void)[] = [];
+    let truncate: { path: string; to: number } | null = null;
+    for (const [n, listed] of files.entries()) {
+      const f = basename(listed);
+      const first = firstOf(listed);
+      const seg: Segment = { file: listed, first, count: 0, bytes: 0, skipped: [] };
+      const buf = readSegment(dir, seg);
+      const path = seg.file; // where it was read (archived meanwhile, for a read-only reader)
+      const s = scan(buf, path, first);
+      const last = n === files.length - 1;
+      let valid = buf.length;
+      if (!last && s.certain) {
+        // (Not certain: an earlier region whose records cannot be counted fails below anyway.)
+        // An older segment ends where the next begins: what is missing or damaged at its end was
+        // acknowledged (records went on in a later segment), never a torn tail.
+        const nextFirst = firstOf(files[n + 1]);
+        const end = s.regions.at(-1);
+        if (end?.atEnd) end.records = nextFirst - end.from;
+        else if (s.next !== nextFirst) {
+          s.regions.push({ offset: buf.length, bytes: 0, from: s.next, records: nextFirst - s.next, atEnd: true, problem: `the segment ends at log position ${s.next - 1} but ${basename(files[n + 1])} begins at ${nextFirst}`, after: 0 });
+        }
+        const g = s.regions.at(-1);
+        if (g?.atEnd && g.records !== undefined && g.records < 0) {
+          throw new LogCorruptError(path, g.offset, g.from, `${g.problem}; the segment runs past log position ${nextFirst - 1}, where ${basename(files[n + 1])} begins (overlapping segments); restore from a backup`);
         }
       }
-      l.segments.push({ file: path, first, count: p.entries.length, bytes: p.valid });
-      l.nextPosition = first + p.entries.length;
+      const skipped: string[] = [];
+      for (const g of s.regions) {
+        if (last && g.atEnd) {
+          // Torn tail: the last group of a crash, never acknowledged. Cut it (a read-only reader leaves it: it may be a write in progress).
+          valid = g.offset;
+          if (readOnly) notes.push(() => opts.log?.warn({ segment: f, problem: g.problem, bytes: g.bytes }, 'interaction log: incomplete tail not read (a write in progress or a crash)'));
+          else {
+            truncate = { path, to: g.offset };
+            notes.push(() => opts.log?.warn({ segment: f, problem: g.problem, kept: s.entries.length, droppedBytes: g.bytes }, 'interaction log: corrupt tail skipped (unacknowledged records of a crash)'));
+          }
+          continue;
+        }
+        const bytes = buf.subarray(g.offset, g.offset + g.bytes);
+        const qname = `${basename(f, '.log')}-${g.offset}-${crc32(bytes).toString(16).padStart(8, '0')}.bin`;
+        const qpath = join(qdir, qname);
+        const known = existsSync(qpath) && readFileSync(qpath).equals(bytes);
+        const where = g.atEnd && !last ? `it is in an older segment (records went on in ${basename(files[n + 1])})` : `${g.after} whole record${g.after === 1 ? '' : 's'} follow it`;
+        if (g.records === undefined) {
+          throw new LogCorruptError(path, g.offset, g.from, `${g.problem}; ${where}, so it is not a torn tail and nothing was cut or changed; how many records its ${g.bytes} bytes held cannot be told (records written without positions), so skipping it would move every later position: restore ${f} from a backup`);
+        }
+        if (!known && onCorrupt === 'fail') {
+          const what = g.records === 0 ? 'skip them (they hold no record)' : `skip ${span(g.from, g.records)}`;
+          throw new LogCorruptError(path, g.offset, g.from, `${g.problem}; ${where}, so these are acknowledged records, not a torn tail: nothing was cut or changed. Restore ${f} from a backup, or open the log with onCorrupt 'skip' to copy the ${g.bytes} damaged bytes to ${QUARANTINE}/${qname} and ${what}, every other record keeping its position`);
+        }
+        skipped.push(regionKey(g));
+        const write = !known && !readOnly;
+        if (write) quarantineWrites.push({ path: qpath, bytes: Buffer.from(bytes) });
+        const region: SkippedRegion = { segment: path, offset: g.offset, bytes: g.bytes, positions: g.records ? [g.from, g.from + g.records - 1] : null, quarantine: known || write ? qpath : null };
+        l.skippedRegions.push(region);
+        notes.push(() =>
+          opts.log?.warn(
+            { segment: f, offset: g.offset, bytes: g.bytes, problem: g.problem, positions: region.positions, quarantine: region.quarantine },
+            known ? 'interaction log: skipping damaged records quarantined before' : 'interaction log: damaged records skipped and quarantined (onCorrupt: skip)',
+          ),
+        );
+      }
+      Object.assign(seg, { count: s.next - first, bytes: valid, skipped });
+      l.segments.push(seg);
     }
+
+    if (quarantineWrites.length) {
+      const created = !existsSync(qdir);
+      mkdirSync(qdir, { recursive: true });
+      if (created) fsyncPath(dir);
+      for (const q of quarantineWrites) writeFileAtomic(q.path, q.bytes);
+      fsyncPath(qdir);
+    }
+    if (truncate) {
+      const fd = openSync(truncate.path, 'r+');
+      try {
+        ftruncateSync(fd, truncate.to);
+        fdatasyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    }
+    // A segment file seen here may have been created just before a crash, its folder entry not yet durable.
+    if (files.length && !readOnly) fsyncPath(dir);
+    for (const note of notes) note();
+    const tail = l.segments.at(-1);
+    if (tail) l.nextPosition = tail.first + tail.count;
     return l;
   }
 
@@ -126,17 +416,33 @@ export class InteractionLog {
     return this.nextPosition - 1 - this.pending.length;
   }
 
+  /** Records skipped as damaged (onCorrupt 'skip', or quarantined before), for metrics. */
+  get skippedRecords(): number {
+    return this.skippedRegions.reduce((a, g) => a + (g.positions ? g.positions[1] - g.positions[0] + 1 : 0), 0);
+  }
+
+  /** Every damaged region skipped on open, with its quarantined copy. */
+  get skipped(): readonly SkippedRegion[] {
+    return this.skippedRegions;
+  }
+
   /** Bytes on disk over all segments. */
   bytes(): number {
     return this.segments.reduce((a, s) => a + s.bytes, 0);
   }
 
-  /** Every durable entry after `after`, in order. */
+  /** Every durable entry after `after`, in order. Damage that appeared since open throws (never a silent gap). */
   read(after = 0): LogEntry[] {
     const out: LogEntry[] = [];
     for (const s of this.segments) {
       if (s.first + s.count - 1 <= after) continue;
-      const p = parseSegment(readFileSync(s.file), s.first);
+      const p = scan(readSegment(this.dir, s).subarray(0, s.bytes), s.file, s.first);
+      // the regions skipped on open (bar those of no bytes: records missing at a segment's end)
+      const expected = s.skipped.filter((k) => !k.endsWith('+0'));
+      if (p.regions.map(regionKey).join() !== expected.join()) {
+        const g = p.regions.find((r) => !expected.includes(regionKey(r)));
+        throw new LogCorruptError(s.file, g?.offset ?? 0, g?.from ?? s.first, `${g ? g.problem : 'damaged records changed'} since the log was opened (the disk is failing, or something else writes the log); nothing was read: reopen the log to check it`);
+      }
       for (const e of p.entries) if (e.position > after) out.push(e);
     }
     return out;
@@ -144,11 +450,12 @@ export class InteractionLog {
 
   /** Appends records; resolves with the last one's position once all are durable. */
   append(xs: LoggedInteraction[]): Promise<number> {
+    if (this.readOnly) return Promise.reject(new Error(`interaction log ${this.dir} was opened read-only`));
     if (this.broken) return Promise.reject(this.notWritable());
     return new Promise((resolve, reject) => {
       for (let n = 0; n < xs.length; n++) {
         const last = n === xs.length - 1;
-        this.pending.push({ rec: encode(xs[n]), resolve: last ? resolve : () => {}, reject: last ? reject : () => {} });
+        this.pending.push({ rec: encode(xs[n], this.nextPosition + n), resolve: last ? resolve : () => {}, reject: last ? reject : () => {} });
       }
       this.nextPosition += xs.length;
       if (!this.flushing) {
@@ -165,10 +472,23 @@ export class InteractionLog {
       this.fd = null;
       if (!tail || (this.size >= this.segmentBytes && tail.count > 0)) {
         const first = tail ? tail.first + tail.count : 1;
-        this.segments.push({ file: join(this.dir, segName(first)), first, count: 0, bytes: 0 });
+        this.segments.push({ file: join(this.dir, segName(first)), first, count: 0, bytes: 0, skipped: [] });
+        this.dirSynced = false;
       }
-      this.fd = openSync(this.segments.at(-1)!.file, 'a');
-      this.size = fstatSync(this.fd).size;
+      const fd = openSync(this.segments.at(-1)!.file, 'a');
+      try {
+        this.size = fstatSync(fd).size;
+      } catch (err) {
+        closeSync(fd);
+        throw err;
+      }
+      this.fd = fd;
+    }
+    // A new segment's folder entry must be durable before any record in it is acknowledged
+    // (fdatasync of the file does not cover it); retried by the next flush if this fails.
+    if (!this.dirSynced) {
+      fsyncPath(this.dir);
+      this.dirSynced = true;
     }
     return this.fd;
   }
@@ -236,19 +556,28 @@ export class InteractionLog {
   /**
    * Moves whole segments whose records are all at or below `absorbed` (every version that
    * may still be served has them) to archive/. Nothing is deleted: reads still find them
-   * (a rollback replays from there, and the nightly merge reads the whole log).
+   * (a rollback replays from there, and the nightly merge reads the whole log). Both folders
+   * are fsynced so that the moves survive a power cut.
    */
   compact(absorbed: number): number {
+    if (this.readOnly) throw new Error(`interaction log ${this.dir} was opened read-only`);
     let moved = 0;
     const archive = join(this.dir, ARCHIVE);
     for (const seg of this.segments.slice(0, -1)) {
       if (seg.first + seg.count - 1 > absorbed) break;
       if (basename(join(seg.file, '..')) === ARCHIVE) continue;
-      mkdirSync(archive, { recursive: true });
+      if (!existsSync(archive)) {
+        mkdirSync(archive, { recursive: true });
+        fsyncPath(this.dir);
+      }
       const to = join(archive, basename(seg.file));
       renameSync(seg.file, to);
       seg.file = to;
       moved++;
+    }
+    if (moved) {
+      fsyncPath(archive);
+      fsyncPath(this.dir);
     }
     return moved;
   }
