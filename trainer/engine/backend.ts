@@ -6,8 +6,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { registerProjectKernels } from './kernels.js';
+import { BACKEND_NAMES } from '../../core/defaults.js';
 
-export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
+/** Best first; the names are declared with the --backend setting in core/defaults.ts. */
+export const BACKENDS = BACKEND_NAMES;
 export type BackendChoice = (typeof BACKENDS)[number] | 'auto';
 
 export interface BackendInfo {

@@ -14,6 +14,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelBackend, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs';
 import { wasmKernelsFor } from './wasm-kernels.js';
+import { fromEnv } from '../../core/defaults.js';
 
 export const CSR_MATMUL = 'PromptmmCsrMatMul';
 export const GATHER_ROWS = 'PromptmmGatherRows';
@@ -223,7 +224,7 @@ function adamKernel(args: { inputs: NamedTensorInfoMap; backend: KernelBackend; 
 
 /** The SIMD kernels apply on wasm for row widths that are multiples of 4 (and can be turned off to test the JS path). */
 function simdFor(backend: KernelBackend, cols: number) {
-  if (process.env.PROMPTMM_NO_SIMD_KERNELS === '1' || cols % 4 !== 0 || !isWasm(backend)) return null;
+  if (cols % 4 !== 0 || !isWasm(backend) || fromEnv('noSimdKernels')) return null;
   return wasmKernelsFor(backend);
 }
 

@@ -18,7 +18,8 @@ import { pairKd, listKd, embKd } from '../models/kd.js';
 import type { Teacher, TeacherOutputs } from '../models/teacher.js';
 import { stableName } from '../engine/names.js';
 import { loadTeacher } from './teacher.js';
-import { checkpointFor, datasetRef, finish, type StudentConfig, type StudentMeta, type TrainOptions, type TrainResult } from './student.js';
+import { checkpointFor, datasetRef, finish, STUDENT_FIELDS, type StudentConfig, type StudentMeta, type TrainOptions, type TrainResult } from './student.js';
+import { checkFields, defaultsFor } from '../../core/defaults.js';
 
 export interface KdConfig {
   /** λ2, λ3, λ4 */
@@ -41,21 +42,23 @@ export interface KdConfig {
   adaptPrompt: boolean;
 }
 
-/** Chosen on Tiktok's validation split (see README: list 1/emb 0.1, no EmbKD, pair 3/list 0.3/τ 2 were worse). */
-export const KD_DEFAULTS: KdConfig = {
-  pairWeight: 1,
-  listWeight: 0.1,
-  embWeight: 0.3,
-  temperature: 1,
-  listSize: 10,
-  gamma: 2,
-  binaryWeight: 2,
-  pair: true,
-  list: true,
-  disentangle: true,
-  emb: true,
-  adaptPrompt: true,
-};
+/** Where each distillation setting is declared (core/defaults.ts); the prompt adapts unless --no-prompt. */
+export const KD_FIELDS = {
+  pairWeight: 'pairWeight',
+  listWeight: 'listWeight',
+  embWeight: 'embWeight',
+  temperature: 'temperature',
+  listSize: 'listSize',
+  gamma: 'gamma',
+  binaryWeight: 'binaryWeight',
+  pair: 'pairKd',
+  list: 'listKd',
+  disentangle: 'disentangle',
+  emb: 'embKd',
+  adaptPrompt: 'prompt',
+} as const;
+
+export const KD_DEFAULTS: KdConfig = defaultsFor(KD_FIELDS);
 
 export type KdStudentConfig = StudentConfig & { kd: KdConfig };
 
@@ -191,6 +194,8 @@ export interface KdTrainOptions extends TrainOptions {
 }
 
 export async function trainKdStudent(data: Dataset, config: KdStudentConfig, opts: KdTrainOptions): Promise<TrainResult> {
+  checkFields(config, STUDENT_FIELDS);
+  checkFields(config.kd, KD_FIELDS);
   let cfg = { ...config };
   const resume = opts.resume ? checkpointFor<StudentMeta>(opts.checkpointDir, data) : undefined;
   if (resume) cfg = { ...cfg, dim: resume.meta.config.dim, layers: resume.meta.config.layers };

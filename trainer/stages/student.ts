@@ -5,7 +5,8 @@ import type { Dataset } from '../../data/dataset.js';
 import { normalizedAdjacency } from '../../data/graph.js';
 import { LightGcn } from '../models/lightgcn.js';
 import { loadCheckpoint, requireArray } from '../checkpoint.js';
-import { LOOP_DEFAULTS, runLoop, type LoopConfig, type LoopMeta, type LoopResult, type Trainable } from '../loop.js';
+import { LOOP_FIELDS, runLoop, type LoopConfig, type LoopMeta, type LoopResult, type Trainable } from '../loop.js';
+import { checkFields, defaultsFor } from '../../core/defaults.js';
 import type { Triplets } from '../../data/sampler.js';
 import type { Logger } from '../../core/log.js';
 
@@ -15,7 +16,10 @@ export interface StudentConfig extends LoopConfig {
   reg: number;
 }
 
-export const STUDENT_DEFAULTS: StudentConfig = { ...LOOP_DEFAULTS, dim: 64, layers: 2, reg: 1e-4 };
+/** Where each student setting is declared (core/defaults.ts). */
+export const STUDENT_FIELDS = { ...LOOP_FIELDS, dim: 'dim', layers: 'layers', reg: 'reg' } as const;
+
+export const STUDENT_DEFAULTS: StudentConfig = defaultsFor(STUDENT_FIELDS);
 
 export interface DatasetRef {
   name: string;
@@ -67,7 +71,7 @@ export function checkpointFor<M extends { dataset: DatasetRef }>(dir: string, da
 }
 
 /** LightGCN + BPR + L2 as a Trainable. */
-export function plainStudent(model: LightGcn, reg: number): Trainable {
+function plainStudent(model: LightGcn, reg: number): Trainable {
   return {
     variables: [model.ego],
     dim: model.shape.dim,
@@ -78,6 +82,7 @@ export function plainStudent(model: LightGcn, reg: number): Trainable {
 }
 
 export async function trainStudent(data: Dataset, config: StudentConfig, opts: TrainOptions): Promise<TrainResult> {
+  checkFields(config, STUDENT_FIELDS);
   let cfg = { ...config };
   const resume = opts.resume ? checkpointFor<StudentMeta>(opts.checkpointDir, data) : undefined;
   if (resume) cfg = { ...cfg, dim: resume.meta.config.dim, layers: resume.meta.config.layers }; // architecture from the checkpoint
