@@ -8,7 +8,7 @@
 import { tf } from '../engine/backend.js';
 import type { Dataset } from '../../data/dataset.js';
 import { normalizedAdjacency } from '../../data/graph.js';
-import { LightGcn, bprFromEmbeddings, tripletRows } from '../models/lightgcn.js';
+import { LightGcn, LIGHTGCN_EGO, bprFromEmbeddings, tripletRows } from '../models/lightgcn.js';
 import { gatherRows } from '../engine/kernels.js';
 import { BprSampler, type Triplets } from '../../data/sampler.js';
 import { Rng } from '../../core/rng.js';
@@ -153,7 +153,7 @@ class KdStudent implements Trainable {
   }
 
   arrays(): NamedArray[] {
-    const out: NamedArray[] = [{ name: 'lightgcn/ego', shape: this.student.ego.shape, data: this.student.egoValues() }];
+    const out: NamedArray[] = [this.student.egoArray()];
     // The prompt as adapted in stage 2 travels with the student (the teacher checkpoint keeps stage 1's).
     if (this.cfg.kd.adaptPrompt && this.teacher.prompt) out.push(...this.teacher.prompt.arrays().map((a) => ({ ...a, name: `stage2/${a.name}` })));
     return out;
@@ -206,7 +206,7 @@ export async function trainKdStudent(data: Dataset, config: KdStudentConfig, opt
   }
   const n = data.nUsers + data.nItems;
   const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
-  const student = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: cfg.dim, layers: cfg.layers }, graph, resume ? requireArray(resume, 'lightgcn/ego', [n, cfg.dim]).data : { seed: cfg.seed });
+  const student = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: cfg.dim, layers: cfg.layers }, graph, resume ? requireArray(resume, LIGHTGCN_EGO, [n, cfg.dim]).data : { seed: cfg.seed });
   if (resume && teacher.prompt && cfg.kd.adaptPrompt) restoreStage2Prompt(teacher, resume.arrays);
   const kd = new KdStudent(student, teacher, data, cfg);
   const parameters = n * cfg.dim;

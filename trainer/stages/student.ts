@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { BackendInfo } from '../engine/backend.js';
 import type { Dataset } from '../../data/dataset.js';
 import { normalizedAdjacency } from '../../data/graph.js';
-import { LightGcn } from '../models/lightgcn.js';
+import { LightGcn, LIGHTGCN_EGO } from '../models/lightgcn.js';
 import { loadCheckpoint, requireArray } from '../checkpoint.js';
 import { LOOP_FIELDS, runLoop, type LoopConfig, type LoopMeta, type LoopResult, type Trainable } from '../loop.js';
 import { checkFields, defaultsFor } from '../../core/defaults.js';
@@ -77,7 +77,7 @@ function plainStudent(model: LightGcn, reg: number): Trainable {
     dim: model.shape.dim,
     loss: (t: Triplets) => model.bprLoss(t, reg),
     embeddings: () => model.finalEmbeddings(),
-    arrays: () => [{ name: 'lightgcn/ego', shape: model.ego.shape, data: model.egoValues() }],
+    arrays: () => [model.egoArray()],
   };
 }
 
@@ -87,7 +87,7 @@ export async function trainStudent(data: Dataset, config: StudentConfig, opts: T
   const resume = opts.resume ? checkpointFor<StudentMeta>(opts.checkpointDir, data) : undefined;
   if (resume) cfg = { ...cfg, dim: resume.meta.config.dim, layers: resume.meta.config.layers }; // architecture from the checkpoint
   const n = data.nUsers + data.nItems;
-  const init = resume ? requireArray(resume, 'lightgcn/ego', [n, cfg.dim]).data : { seed: cfg.seed };
+  const init = resume ? requireArray(resume, LIGHTGCN_EGO, [n, cfg.dim]).data : { seed: cfg.seed };
   const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
   const model = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: cfg.dim, layers: cfg.layers }, graph, init);
   const parameters = n * cfg.dim;
