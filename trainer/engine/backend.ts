@@ -5,7 +5,7 @@
  * each is tried and the first that loads wins; the caller logs which.
  */
 import * as tf from '@tensorflow/tfjs';
-import { registerProjectKernels } from './kernels.js';
+import { registerProjectKernels } from './register-kernels.js';
 import { BACKEND_NAMES } from '../../core/defaults.js';
 
 /** Best first; the names are declared with the --backend setting in core/defaults.ts. */

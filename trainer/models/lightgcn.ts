@@ -4,7 +4,8 @@
  * trained with BPR and L2 on the batch's ego embeddings.
  */
 import { tf } from '../engine/backend.js';
-import { csrMatMul, csrTensor, disposeCsr, gatherRows, type CsrTensor } from '../engine/kernels.js';
+import { csrMatMul, csrTensor, disposeCsr, type CsrTensor } from '../engine/csr-matmul.js';
+import { gatherRows } from '../engine/gather-rows.js';
 import type { NormalizedGraph } from '../../data/graph.js';
 import type { Triplets } from '../../data/sampler.js';
 import { Rng } from '../../core/rng.js';

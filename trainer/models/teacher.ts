@@ -10,7 +10,8 @@
  */
 import { tf } from '../engine/backend.js';
 import type { Dataset } from '../../data/dataset.js';
-import { csrMatMul, csrTensor, disposeCsr, gatherRows, type CsrTensor } from '../engine/kernels.js';
+import { csrMatMul, csrTensor, disposeCsr, type CsrTensor } from '../engine/csr-matmul.js';
+import { gatherRows } from '../engine/gather-rows.js';
 import type { NormalizedGraph } from '../../data/graph.js';
 import { bprFromEmbeddings, propagateMean, tripletRows } from './lightgcn.js';
 import type { Triplets } from '../../data/sampler.js';

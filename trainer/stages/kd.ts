@@ -9,7 +9,7 @@ import { tf } from '../engine/backend.js';
 import type { Dataset } from '../../data/dataset.js';
 import { normalizedAdjacency } from '../../data/graph.js';
 import { LightGcn, LIGHTGCN_EGO, bprFromEmbeddings, tripletRows } from '../models/lightgcn.js';
-import { gatherRows } from '../engine/kernels.js';
+import { gatherRows } from '../engine/gather-rows.js';
 import { BprSampler, type Triplets } from '../../data/sampler.js';
 import { Rng } from '../../core/rng.js';
 import { requireArray, type NamedArray } from '../checkpoint.js';
