@@ -53,6 +53,8 @@ export interface Setting<T> {
   check(value: unknown): void;
   /** the value as a user would type it (the README table) */
   show(value: T): string;
+  /** what values it takes, e.g. "integer ≥ 1" (the README table) */
+  readonly values: string;
   /** how commander prints the default, where its own JSON rendering would mislead */
   readonly helpDefault?: string;
 }
@@ -74,6 +76,7 @@ interface Draft<T> extends Spec<T> {
   parseAs(raw: string, label: string): T;
   checkAs(value: unknown, label: string): void;
   show(value: T): string;
+  values: string;
   helpDefault?: (value: T) => string;
 }
 
@@ -107,6 +110,9 @@ function intPhrase(min: number, max?: number): string {
   return max === undefined ? `an integer ≥ ${min}` : `an integer from ${min} to ${max}`;
 }
 
+/** "an integer ≥ 1" → "integer ≥ 1" */
+const bare = (phrase: string): string => phrase.replace(/^an? /, '');
+
 const shown = (v: unknown): string => (typeof v === 'string' ? `"${v}"` : JSON.stringify(v));
 
 function int<T extends number | undefined = number>(spec: Spec<NoInfer<T>> & { min: number; max?: number }): Draft<T> {
@@ -119,6 +125,7 @@ function int<T extends number | undefined = number>(spec: Spec<NoInfer<T>> & { m
     },
     checkAs: (v, label) => void (ok(v) || fail(`${label} must be ${intPhrase(spec.min, spec.max)}, got ${shown(v)}`)),
     show: (v) => (v === undefined ? '' : String(v)),
+    values: bare(intPhrase(spec.min, spec.max)),
   };
 }
 
@@ -132,6 +139,7 @@ function num(spec: Spec<number> & Range): Draft<number> {
     },
     checkAs: (v, label) => void (ok(v) || fail(`${label} must be ${numberPhrase(spec)}, got ${shown(v)}`)),
     show: (v) => String(v),
+    values: bare(numberPhrase(spec)),
   };
 }
 
@@ -141,6 +149,7 @@ function str<T extends string | undefined = string>(spec: Spec<NoInfer<T>>): Dra
     parseAs: (raw, label) => (raw.length ? (raw as T) : fail(`${label} must not be empty`)),
     checkAs: (v, label) => void ((v === undefined && spec.default === undefined) || (typeof v === 'string' && v.length) || fail(`${label} must be a non-empty string, got ${shown(v)}`)),
     show: (v) => v ?? '',
+    values: 'text',
   };
 }
 
@@ -152,6 +161,7 @@ function choice<const C extends readonly string[]>(spec: Spec<C[number]> & { cho
     parseAs: (raw, label) => (ok(raw) ? raw : fail(msg(label, `"${raw}"`))),
     checkAs: (v, label) => void (ok(v) || fail(msg(label, shown(v)))),
     show: (v) => v,
+    values: spec.choices.join(', '),
   };
 }
 
@@ -169,6 +179,7 @@ function bool(spec: Spec<boolean>): Draft<boolean> {
     },
     checkAs: (v, label) => void (typeof v === 'boolean' || fail(`${label} must be true or false, got ${shown(v)}`)),
     show: (v) => (v ? 'on' : 'off'),
+    values: spec.flag ? 'switch' : '1 or 0',
   };
 }
 
@@ -184,6 +195,7 @@ function kList(spec: Spec<number[]>): Draft<number[]> {
     },
     checkAs: (v, label) => void (ok(v) || fail(`${label} must be ${phrase}, got ${shown(v)}`)),
     show: (v) => v.join(','),
+    values: `K,K,… each 1 to ${MAX_K}`,
   };
 }
 
@@ -200,6 +212,7 @@ function nameList<const C extends readonly string[]>(spec: Spec<C[number][]> & {
     },
     checkAs: (v, label) => void (ok(v) || fail(`${label} must ${phrase}, got ${shown(v)}`)),
     show: (v) => v.join(','),
+    values: `comma-separated: ${names.join(', ')}`,
     helpDefault: (v) => JSON.stringify(v.join(',')),
   };
 }
@@ -211,6 +224,7 @@ function metric(spec: Spec<string>): Draft<string> {
     parseAs: (raw, label) => (parseMetric(raw) ? raw : fail(`${label} must be recall@K or ndcg@K (K from 1 to ${MAX_K}), got "${raw}"`)),
     checkAs: (v, label) => void ((typeof v === 'string' && parseMetric(v)) || fail(`${label} must be recall@K or ndcg@K, got ${shown(v)}`)),
     show: (v) => v,
+    values: 'recall@K or ndcg@K',
   };
 }
 
