@@ -23,7 +23,7 @@ export const SECTIONS = {
 } as const;
 export type Section = keyof typeof SECTIONS;
 
-/** The largest K anywhere: a cut-off of Recall@K / NDCG@K, a list a request may ask for. */
+/** The largest cut-off K (--ks, --valid-metric); /recommend's k has the same bound in server/common/schemas.ts. */
 export const MAX_K = 1000;
 /** tfjs backends, best first (see trainer/engine/backend.ts). */
 export const BACKEND_NAMES = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
