@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../core/atomic.js';
 import { type NpyDtype, writeNpy } from '../core/npy.js';
 import { Rng } from '../core/rng.js';
+import { DEFAULTS } from '../core/defaults.js';
 
 export interface SyntheticModality {
   name: string;
@@ -49,16 +50,16 @@ const BIAS_STD = 1.0;
 
 export function generateSynthetic(opts: SyntheticOptions): { dir: string; interFile: string; interactions: number } {
   const name = opts.name ?? 'synthetic';
-  const nUsers = opts.users ?? 600;
-  const nItems = opts.items ?? 400;
+  const nUsers = opts.users ?? DEFAULTS.users;
+  const nItems = opts.items ?? DEFAULTS.items;
   const k = opts.latentDim ?? 16;
-  const mean = opts.interactionsPerUser ?? 20;
+  const mean = opts.interactionsPerUser ?? DEFAULTS.interactionsPerUser;
   const mods = opts.modalities ?? [
     { name: 'image', dim: 64, signal: 0.7 },
     { name: 'audio', dim: 32, signal: 0.7 },
   ];
-  const dtype = opts.dtype ?? 'float32';
-  const seed = opts.seed ?? 1;
+  const dtype = opts.dtype ?? DEFAULTS.dtype;
+  const seed = opts.seed ?? DEFAULTS.generateSeed;
   checkOptions(name, nUsers, nItems, k, mean, mods);
 
   mkdirSync(opts.dir, { recursive: true });
@@ -126,7 +127,7 @@ export function generateSynthetic(opts: SyntheticOptions): { dir: string; interF
 }
 
 /** Write a `.inter` TSV (header userID, itemID[, rating], x_label) atomically. */
-export function writeInter(path: string, rows: InterRow[], opts: { crlf?: boolean; extraColumns?: boolean } = {}): void {
+function writeInter(path: string, rows: InterRow[], opts: { crlf?: boolean; extraColumns?: boolean } = {}): void {
   const eol = opts.crlf ? '\r\n' : '\n';
   const extra = opts.extraColumns === true;
   const lines = [extra ? 'userID\titemID\trating\tx_label' : 'userID\titemID\tx_label'];

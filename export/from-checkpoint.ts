@@ -1,9 +1,8 @@
 /** Student checkpoint + its dataset → the in-memory bundle the exporter writes. */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { loadStudent } from '../trainer/stages/student-io.js';
 import { readAbsorbed } from '../data/absorb-log.js';
 import { studentCheckpointDir } from '../trainer/stages/student.js';
+import { hasCheckpoint } from '../trainer/checkpoint.js';
 import type { BundleInput } from './exporter.js';
 import { ExportError } from './exporter.js';
 import { assertFolder } from '../repository/versions.js';
@@ -13,7 +12,7 @@ const idList = (n: number): string[] => Array.from({ length: n }, (_, i) => Stri
 export function bundleFromCheckpoint(repo: string, name: string, opts: { dataDir?: string } = {}): BundleInput {
   assertFolder(repo, 'model repository');
   const dir = studentCheckpointDir(repo, name);
-  if (!existsSync(join(dir, 'model.json'))) {
+  if (!hasCheckpoint(dir)) {
     throw new ExportError(`no student checkpoint at ${dir} (train one first: promptmm train --data DIR --name ${name})`);
   }
   const s = loadStudent(dir, opts.dataDir);

@@ -2,11 +2,12 @@
 import cliProgress from 'cli-progress';
 import hnswlib from 'hnswlib-node';
 import type { HnswParams } from './bundle-format.js';
+import { DEFAULTS } from '../core/defaults.js';
 
 const { HierarchicalNSW } = hnswlib;
 export type HnswIndex = InstanceType<typeof HierarchicalNSW>;
 
-export const HNSW_DEFAULTS = { m: 32, efConstruction: 200, efSearch: 100, seed: 100 } as const;
+export const HNSW_DEFAULTS = Object.freeze({ m: DEFAULTS.hnswM, efConstruction: DEFAULTS.hnswEfConstruction, efSearch: DEFAULTS.hnswEf, seed: DEFAULTS.hnswSeed });
 
 export interface HnswBuildStats {
   seconds: number;

@@ -15,6 +15,7 @@ import { InteractionLog } from '../repository/interaction-log.js';
 import { OnlineLearner, ONLINE_DEFAULTS, type OnlineConfig } from './online/online-learner.js';
 import { join } from 'node:path';
 import client from 'prom-client';
+import { DEFAULTS } from '../core/defaults.js';
 
 export interface ServeConfig {
   name: string;
@@ -29,7 +30,7 @@ export interface ServeConfig {
   /** Seconds between repository polls (besides the folder watch); 0 = watch only. */
   pollSeconds: number;
   token?: string;
-  /** users whose recommendation lists are cached per version (LRU; 0 = off) */
+  /** users whose recommendation lists are cached per version (LRU; 0 = off; default in core/defaults.ts) */
   cacheUsers?: number;
   /** Interaction log folder (default <repo>/<name>/interactions). */
   logDir?: string;
@@ -44,7 +45,7 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
   const holder = new ModelHolder(log);
   new client.Gauge({ name: 'promptmm_result_cache_hits', help: 'Result-cache hits of the served version', registers: [metrics.registry], collect() { this.set(holder.model?.cache.hits ?? 0); } });
   new client.Gauge({ name: 'promptmm_result_cache_misses', help: 'Result-cache misses of the served version', registers: [metrics.registry], collect() { this.set(holder.model?.cache.misses ?? 0); } });
-  const load = { providers: cfg.providers, ef: cfg.ef, cacheUsers: cfg.cacheUsers ?? 0, log, onExactBatch: (n: number) => metrics.exactBatchSize.observe(n) };
+  const load = { providers: cfg.providers, ef: cfg.ef, cacheUsers: cfg.cacheUsers ?? DEFAULTS.cacheUsers, log, onExactBatch: (n: number) => metrics.exactBatchSize.observe(n) };
   const ilog = InteractionLog.open(cfg.logDir ?? join(modelDir(cfg.repo, cfg.name), 'interactions'), { log });
   new client.Gauge({ name: 'promptmm_interaction_log_bytes', help: 'Bytes in the interaction log segments', registers: [metrics.registry], collect() { this.set(ilog.bytes()); } });
   const online = new OnlineLearner(holder, ilog, { ...ONLINE_DEFAULTS, providers: cfg.providers, ...cfg.online }, metrics, log);

@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { initEngine, tf } from '../trainer/engine/backend.js';
-import { csrMatMul, csrTensor, gatherRows, disposeCsr } from '../trainer/engine/kernels.js';
+import { csrMatMul, csrTensor, disposeCsr } from '../trainer/engine/csr-matmul.js';
+import { gatherRows } from '../trainer/engine/gather-rows.js';
 import { Rng } from '../core/rng.js';
 
 await initEngine('wasm');

@@ -9,6 +9,8 @@ import { basename, dirname, join } from 'node:path';
 import { fsyncPath, pidAlive, writeFileAtomic } from '../core/atomic.js';
 
 export const CHECKPOINT_FORMAT = 'promptmm-checkpoint/1';
+/** The file that holds a checkpoint's metadata and weights manifest; its presence marks a checkpoint. */
+export const CHECKPOINT_FILE = 'model.json';
 
 export interface NamedArray {
   name: string;
@@ -67,7 +69,7 @@ export function saveCheckpoint<M>(dir: string, meta: M, arrays: NamedArray[], ex
       meta,
       weightsManifest: [{ paths: ['weights.bin'], weights: arrays.map((a) => ({ name: a.name, shape: a.shape, dtype: 'float32' })) }],
     };
-    writeFileAtomic(join(tmp, 'model.json'), Buffer.from(JSON.stringify(file, null, 2)));
+    writeFileAtomic(join(tmp, CHECKPOINT_FILE), Buffer.from(JSON.stringify(file, null, 2)));
     fsyncPath(tmp);
     // Swap: the old folder moves aside first, so at every instant one complete checkpoint exists.
     const old = `${dir}.old-${process.pid}`;
@@ -88,10 +90,15 @@ export function updateCheckpointFile(dir: string, name: string, content: string 
 
 /** Rewrites the metadata of an existing checkpoint (atomically; the weights stay as they are). */
 export function updateCheckpointMeta<M>(dir: string, update: (meta: M) => M): void {
-  const path = join(dir, 'model.json');
+  const path = join(dir, CHECKPOINT_FILE);
   const file = JSON.parse(readFileSync(path, 'utf8')) as CheckpointFile<M>;
   file.meta = update(file.meta);
   writeFileAtomic(path, Buffer.from(JSON.stringify(file, null, 2)));
+}
+
+/** Whether `dir` holds a checkpoint. */
+export function hasCheckpoint(dir: string): boolean {
+  return existsSync(join(dir, CHECKPOINT_FILE));
 }
 
 export interface LoadedCheckpoint<M> {
@@ -102,8 +109,8 @@ export interface LoadedCheckpoint<M> {
 
 export function loadCheckpoint<M>(dir: string): LoadedCheckpoint<M> {
   removeStale(dirname(dir), basename(dir));
-  const manifestPath = join(dir, 'model.json');
-  if (!existsSync(manifestPath)) throw new CheckpointError(`no checkpoint at ${dir} (model.json missing)`);
+  const manifestPath = join(dir, CHECKPOINT_FILE);
+  if (!existsSync(manifestPath)) throw new CheckpointError(`no checkpoint at ${dir} (${CHECKPOINT_FILE} missing)`);
   let file: CheckpointFile<M>;
   try {
     file = JSON.parse(readFileSync(manifestPath, 'utf8')) as CheckpointFile<M>;

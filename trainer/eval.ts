@@ -7,6 +7,7 @@
 import { tf } from './engine/backend.js';
 import type { Csr, Dataset } from '../data/dataset.js';
 import { topK } from '../core/topk.js';
+import { DEFAULTS } from '../core/defaults.js';
 
 export type Split = 'val' | 'test';
 export type Metrics = Record<string, number>;
@@ -17,8 +18,6 @@ export interface EvalOptions {
   /** users scored per matMul block */
   block?: number;
 }
-
-export const DEFAULT_KS = [20, 50];
 
 /** emb: [nUsers + nItems, dim], users first (what LightGcn.finalEmbeddings returns). */
 export function evaluateEmbeddings(emb: Float32Array, dim: number, data: Dataset, opts: EvalOptions): Metrics {
@@ -38,7 +37,7 @@ export function evaluate(
   data: Dataset,
   opts: EvalOptions,
 ): Metrics {
-  const ks = [...(opts.ks ?? DEFAULT_KS)].sort((a, b) => a - b);
+  const ks = [...(opts.ks ?? DEFAULTS.ks)].sort((a, b) => a - b);
   const kmax = Math.min(ks[ks.length - 1], data.nItems);
   const truth = opts.split === 'val' ? data.valByUser : data.testByUser;
   const masks: Csr[] = opts.split === 'val' ? [data.trainByUser] : [data.trainByUser, data.valByUser];

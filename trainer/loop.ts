@@ -1,8 +1,8 @@
 /**
  * The training loop shared by the teacher, the plain student and the distilled student:
- * BPR triplet batches, Adam, validation every few epochs, early stopping on validation
- * Recall@20, the best state checkpointed (weights and Adam moments, for resuming), a
- * progress bar, and the training curve written next to the checkpoint.
+ * BPR triplet batches, Adam, validation every few epochs, early stopping on the validation
+ * metric (`--valid-metric`, Recall@20 by default), the best state checkpointed (weights and
+ * Adam moments, for resuming), a progress bar, and the training curve written next to the checkpoint.
  */
 import cliProgress from 'cli-progress';
 import { tf } from './engine/backend.js';
@@ -15,6 +15,7 @@ import { trainingCurveSvg, type EpochRecord } from '../core/plot.js';
 import type { Logger } from '../core/log.js';
 import { stableName } from './engine/names.js';
 import { FusedAdam } from './engine/adam.js';
+import { checkFields, checkValidMetric, defaultsFor } from '../core/defaults.js';
 
 export interface LoopConfig {
   lr: number;
@@ -23,10 +24,15 @@ export interface LoopConfig {
   seed: number;
   /** evaluate on validation every this many epochs */
   evalEvery: number;
-  /** stop after this many evaluations without a better validation Recall@20 */
+  /** stop after this many evaluations without a better validMetric */
   patience: number;
   ks: number[];
+  /** `recall@K` or `ndcg@K` with K in ks: what early stopping and the best checkpoint follow */
+  validMetric: string;
 }
+
+/** Where each loop setting is declared (core/defaults.ts). */
+export const LOOP_FIELDS = { lr: 'lr', batch: 'batch', epochs: 'epochs', seed: 'seed', evalEvery: 'evalEvery', patience: 'patience', ks: 'ks', validMetric: 'validMetric' } as const;
 
 /** What the loop needs from a model. */
 export interface Trainable {
@@ -48,6 +54,8 @@ export interface LoopMeta {
   epoch: number;
   lastEpoch: number;
   metrics: { val: Metrics; test: Metrics };
+  /** the validation metric `epoch` was the best of */
+  validMetric: string;
   secondsPerEpoch: number;
   adamStep: number;
   curve: EpochRecord[];
@@ -57,7 +65,7 @@ export interface LoopMeta {
 }
 
 /** The loop settings every stage starts from (Tiktok-scale defaults). */
-export const LOOP_DEFAULTS: LoopConfig = { lr: 1e-3, batch: 2048, epochs: 400, seed: 2024, evalEvery: 5, patience: 10, ks: [20, 50] };
+export const LOOP_DEFAULTS: LoopConfig = defaultsFor(LOOP_FIELDS);
 
 export interface LoopResult {
   bestEpoch: number;
@@ -82,10 +90,15 @@ export interface LoopOptions<M extends LoopMeta> {
   label?: string;
 }
 
-const METRIC = 'recall@20';
-
 export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainable, cfg: LoopConfig, opts: LoopOptions<M>): Promise<LoopResult> {
   const { log } = opts;
+  checkFields(cfg, LOOP_FIELDS);
+  checkValidMetric(cfg.validMetric, cfg.ks);
+  const metric = cfg.validMetric;
+  const resumedVal = opts.resume?.meta.metrics.val;
+  if (resumedVal && typeof resumedVal[metric] !== 'number') {
+    throw new Error(`--resume: the checkpoint at ${opts.checkpointDir} has no validation ${metric} (it has ${Object.keys(resumedVal).join(', ')}); resume with the --ks and --valid-metric it was trained with`);
+  }
   let startEpoch = 1;
   let curve: EpochRecord[] = [];
   let best: { epoch: number; val: Metrics; test: Metrics } | null = null;
@@ -104,7 +117,7 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
   const bar = opts.progress
     ? new cliProgress.SingleBar(
         {
-          format: `${opts.label ?? 'train'} epoch {epoch} |{bar}| {value}/{total} batches | loss {loss} | {speed} batches/s | best val R@20 {best}`,
+          format: `${opts.label ?? 'train'} epoch {epoch} |{bar}| {value}/{total} batches | loss {loss} | {speed} batches/s | best val ${metric} {best}`,
           stream: process.stderr,
           hideCursor: true,
           clearOnComplete: true,
@@ -124,7 +137,7 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
       sampler.shuffle();
       let lossSum = 0;
       const termSums: Record<string, number> = {};
-      bar?.start(batches, 0, { epoch, loss: '-', speed: '-', best: best ? best.val[METRIC].toFixed(4) : '-' });
+      bar?.start(batches, 0, { epoch, loss: '-', speed: '-', best: best ? best.val[metric].toFixed(4) : '-' });
       for (let b = 0; b < batches; b++) {
         const t = sampler.batch(b * cfg.batch, cfg.batch);
         const loss = optimizer.minimize(() => model.loss(t), vars);
@@ -147,8 +160,8 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
       const emb = model.embeddings();
       const val = evaluateEmbeddings(emb, model.dim, data, { split: 'val', ks: cfg.ks });
       record.val = val;
-      const improved = !best || val[METRIC] > best.val[METRIC];
-      log.info({ epoch, loss: round(record.loss), terms: record.terms && roundAll(record.terms), seconds: round(seconds), val: roundAll(val), improved }, `${opts.label ?? 'train'} epoch`);
+      const improved = !best || val[metric] > best.val[metric];
+      log.info({ epoch, loss: round(record.loss), terms: record.terms && roundAll(record.terms), seconds: round(seconds), val: roundAll(val), metric, improved }, `${opts.label ?? 'train'} epoch`);
       if (improved) {
         const test = evaluateEmbeddings(emb, model.dim, data, { split: 'test', ks: cfg.ks });
         best = { epoch, val, test };
@@ -157,6 +170,7 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
           epoch,
           lastEpoch: epoch,
           metrics: { val, test },
+          validMetric: metric,
           secondsPerEpoch: mean(trainSeconds),
           adamStep: optimizer.iterations,
           curve,
@@ -165,7 +179,7 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
         saveCheckpoint(opts.checkpointDir, meta, [...model.arrays(), ...adamArrays(optimizer, vars)]);
       } else if (++bad >= cfg.patience) {
         stoppedEarly = true;
-        log.info({ epoch, bestEpoch: best!.epoch, patience: cfg.patience }, 'early stop: validation Recall@20 did not improve');
+        log.info({ epoch, bestEpoch: best!.epoch, patience: cfg.patience }, `early stop: validation ${metric} did not improve`);
         break;
       }
     }
@@ -203,14 +217,15 @@ function restoreAdam(optimizer: FusedAdam, vars: tf.Variable[], ck: LoadedCheckp
   optimizer.setState(step, vars, vars.map((v) => get(v, 'm')!.data), vars.map((v) => get(v, 'v')!.data));
 }
 
-export function mean(xs: number[]): number {
+function mean(xs: number[]): number {
   return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
 }
 
-export function round(x: number): number {
+/** 4 decimals: enough for the logs, short lines. */
+function round(x: number): number {
   return Math.round(x * 1e4) / 1e4;
 }
 
-export function roundAll(m: Record<string, number>): Record<string, number> {
+function roundAll(m: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(m).map(([k, v]) => [k, round(v)]));
 }

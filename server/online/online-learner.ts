@@ -11,6 +11,7 @@
  */
 import type { Logger } from 'pino';
 import { Rng } from '../../core/rng.js';
+import { DEFAULTS } from '../../core/defaults.js';
 import { NewestQueue } from './newest-queue.js';
 import { movedItems, refreshAnn, refreshExact, trainingPairs, trainPairs } from './round.js';
 import { bprStep, graphStep, sampleNegative } from './steps.js';
@@ -53,7 +54,8 @@ export interface OnlineConfig {
   providers: string[];
 }
 
-export const ONLINE_DEFAULTS: OnlineConfig = { steps: 5, mix: 0.5, lr: 0.05, reg: 1e-4, roundEvery: 20000, roundSeconds: 60, roundEpochs: 10, replay: 1, roundLr: 0.2, rebuildShare: 0.1, reindexMove: 0.01, providers: ['cuda', 'cpu'] };
+/** From core/defaults.ts, where each is declared with its flag and range. */
+export const ONLINE_DEFAULTS: OnlineConfig = { steps: DEFAULTS.onlineSteps, mix: DEFAULTS.onlineMix, lr: DEFAULTS.onlineLr, reg: DEFAULTS.onlineReg, roundEvery: DEFAULTS.roundEvery, roundSeconds: DEFAULTS.roundSeconds, roundEpochs: DEFAULTS.roundEpochs, replay: DEFAULTS.roundReplay, roundLr: DEFAULTS.roundLr, rebuildShare: DEFAULTS.rebuildShare, reindexMove: DEFAULTS.reindexMove, providers: [...DEFAULTS.providers] };
 
 /** Bound on interactions waiting for a round (rounds off, or falling behind). */
 const MAX_RECENT = 200_000;

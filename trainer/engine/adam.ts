@@ -5,7 +5,7 @@
  * saved-state layout (`iter`, then every `<var>/m`, then every `<var>/v`).
  */
 import { tf } from './backend.js';
-import { ADAM } from './kernels.js';
+import { ADAM } from './adam-kernel.js';
 
 export interface OptimizerWeight {
   name: string;

@@ -5,9 +5,11 @@
  * each is tried and the first that loads wins; the caller logs which.
  */
 import * as tf from '@tensorflow/tfjs';
-import { registerProjectKernels } from './kernels.js';
+import { registerProjectKernels } from './register-kernels.js';
+import { BACKEND_NAMES } from '../../core/defaults.js';
 
-export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
+/** Best first; the names are declared with the --backend setting in core/defaults.ts. */
+export const BACKENDS = BACKEND_NAMES;
 export type BackendChoice = (typeof BACKENDS)[number] | 'auto';
 
 export interface BackendInfo {

@@ -4,11 +4,16 @@
  * trained with BPR and L2 on the batch's ego embeddings.
  */
 import { tf } from '../engine/backend.js';
-import { csrMatMul, csrTensor, disposeCsr, gatherRows, type CsrTensor } from '../engine/kernels.js';
+import { csrMatMul, csrTensor, disposeCsr, type CsrTensor } from '../engine/csr-matmul.js';
+import { gatherRows } from '../engine/gather-rows.js';
 import type { NormalizedGraph } from '../../data/graph.js';
 import type { Triplets } from '../../data/sampler.js';
 import { Rng } from '../../core/rng.js';
 import { uniqueVarName } from '../engine/names.js';
+import type { NamedArray } from '../checkpoint.js';
+
+/** Name of the ego table, in tfjs and in checkpoints (the student's one weight). */
+export const LIGHTGCN_EGO = 'lightgcn/ego';
 
 export interface LightGcnShape {
   nUsers: number;
@@ -50,21 +55,18 @@ export class LightGcn {
       values = new Float32Array(n * shape.dim);
       for (let i = 0; i < values.length; i++) values[i] = rng.normal() * std;
     }
-    this.ego = tf.variable(tf.tensor2d(values, [n, shape.dim]), true, uniqueVarName('lightgcn/ego'));
+    this.ego = tf.variable(tf.tensor2d(values, [n, shape.dim]), true, uniqueVarName(LIGHTGCN_EGO));
     this.adj = csrTensor(n, n, graph.indptr, graph.indices, graph.values);
   }
 
   /** Mean of [E, ÂE, Â²E, …]: the final user and item embeddings, stacked. */
   propagate(): tf.Tensor2D {
-    return tf.tidy(() => {
-      let h: tf.Tensor2D = this.ego;
-      let sum: tf.Tensor2D = this.ego;
-      for (let l = 0; l < this.shape.layers; l++) {
-        h = csrMatMul(this.adj, h);
-        sum = tf.add(sum, h);
-      }
-      return tf.mul(sum, 1 / (this.shape.layers + 1));
-    });
+    return tf.tidy(() => propagateMean(this.adj, this.ego, this.shape.layers));
+  }
+
+  /** The ego table as a checkpoint array. */
+  egoArray(): NamedArray {
+    return { name: LIGHTGCN_EGO, shape: this.ego.shape, data: this.egoValues() };
   }
 
   /** Gathers the batch's final and ego rows (one gather each, so one gradient scatter each). */
@@ -99,6 +101,20 @@ export class LightGcn {
     this.ego.dispose();
     disposeCsr(this.adj);
   }
+}
+
+/**
+ * LightGCN propagation: the mean of [h0, Â·h0, Â²·h0, …, Â^layers·h0]. The student's final
+ * embeddings, and the teacher's ID and modality parts, are this over the same graph.
+ */
+export function propagateMean(adj: CsrTensor, h0: tf.Tensor2D, layers: number): tf.Tensor2D {
+  let h = h0;
+  let sum = h0;
+  for (let l = 0; l < layers; l++) {
+    h = csrMatMul(adj, h);
+    sum = tf.add(sum, h);
+  }
+  return tf.mul(sum, 1 / (layers + 1));
 }
 
 /** Rows of (users, positives, negatives) in the stacked [users; items] table, as one index tensor. */

@@ -1,18 +1,19 @@
 /**
- * The PromptMM teacher: ID embeddings plus, per modality m, a feature reduction
- *   f^m = dropout((x^m + λ1·p^m) W^m + b^m)          (d_m → d)
- * Users get modality representations by averaging over their train items; then ID and
- * modality representations are propagated together over the normalised user-item graph
- * (LightGCN style, mean of layers), giving F^m (users and items) per modality and
- *   E^T = E^ID + Σ_m F^m.
- * Trained with BPR on E^T, BPR on each F^m (so that every modality ranks on its own: the
- * list-wise distillation reads F_u^m·F_i^m), and L2 on the batch's ID rows.
+ * The PromptMM teacher (stage 1): ID embeddings and one feature reduction per modality, each
+ * propagated over the user-item graph; its loss, and stage 2's forward pass where only the prompt moves.
+ *
+ * f^m = dropout((x^m + λ1·p^m) W^m + b^m) on the standardised features x^m with the soft prompt
+ * p^m (prompt.ts), computed without forming p^m; F^m = LightGCN propagation of [users' mean of
+ * f^m over their train items; f^m]; E^T = propagated ID embeddings + modalMix·Σ_m F^m/‖F^m‖.
+ * Loss: BPR on E^T + modalWeight·Σ_m BPR on F^m (each modality ranks on its own: ListKD reads
+ * F_u^m·F_i^m) + L2 on the batch's ID rows.
  */
 import { tf } from '../engine/backend.js';
 import type { Dataset } from '../../data/dataset.js';
-import { csrMatMul, csrTensor, disposeCsr, gatherRows, type CsrTensor } from '../engine/kernels.js';
+import { csrMatMul, csrTensor, disposeCsr, type CsrTensor } from '../engine/csr-matmul.js';
+import { gatherRows } from '../engine/gather-rows.js';
 import type { NormalizedGraph } from '../../data/graph.js';
-import { bprFromEmbeddings, tripletRows } from './lightgcn.js';
+import { bprFromEmbeddings, propagateMean, tripletRows } from './lightgcn.js';
 import type { Triplets } from '../../data/sampler.js';
 import type { NamedArray } from '../checkpoint.js';
 import { SoftPrompt, fitPca, pcaScores, type PcaBasis } from './prompt.js';
@@ -136,15 +137,9 @@ export class Teacher {
     return tf.concat([csrMatMul(this.userMean, f), f], 0);
   }
 
-  /** Mean over layers 0..L of Â^l·h. */
+  /** Mean over layers 0..L of Â^l·h (LightGCN's propagation, at the teacher's depth). */
   private propagate(h0: tf.Tensor2D): tf.Tensor2D {
-    let h = h0;
-    let sum = h0;
-    for (let l = 0; l < this.shape.layers; l++) {
-      h = csrMatMul(this.adj, h);
-      sum = tf.add(sum, h);
-    }
-    return tf.mul(sum, 1 / (this.shape.layers + 1));
+    return propagateMean(this.adj, h0, this.shape.layers);
   }
 
   /** E^T and every F^m. */

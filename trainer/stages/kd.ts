@@ -8,8 +8,8 @@
 import { tf } from '../engine/backend.js';
 import type { Dataset } from '../../data/dataset.js';
 import { normalizedAdjacency } from '../../data/graph.js';
-import { LightGcn, bprFromEmbeddings, tripletRows } from '../models/lightgcn.js';
-import { gatherRows } from '../engine/kernels.js';
+import { LightGcn, LIGHTGCN_EGO, bprFromEmbeddings, tripletRows } from '../models/lightgcn.js';
+import { gatherRows } from '../engine/gather-rows.js';
 import { BprSampler, type Triplets } from '../../data/sampler.js';
 import { Rng } from '../../core/rng.js';
 import { requireArray, type NamedArray } from '../checkpoint.js';
@@ -18,7 +18,8 @@ import { pairKd, listKd, embKd } from '../models/kd.js';
 import type { Teacher, TeacherOutputs } from '../models/teacher.js';
 import { stableName } from '../engine/names.js';
 import { loadTeacher } from './teacher.js';
-import { checkpointFor, datasetRef, finish, type StudentConfig, type StudentMeta, type TrainOptions, type TrainResult } from './student.js';
+import { checkpointFor, datasetRef, finish, STUDENT_FIELDS, type StudentConfig, type StudentMeta, type TrainOptions, type TrainResult } from './student.js';
+import { checkFields, defaultsFor } from '../../core/defaults.js';
 
 export interface KdConfig {
   /** λ2, λ3, λ4 */
@@ -41,21 +42,23 @@ export interface KdConfig {
   adaptPrompt: boolean;
 }
 
-/** Chosen on Tiktok's validation split (see README: list 1/emb 0.1, no EmbKD, pair 3/list 0.3/τ 2 were worse). */
-export const KD_DEFAULTS: KdConfig = {
-  pairWeight: 1,
-  listWeight: 0.1,
-  embWeight: 0.3,
-  temperature: 1,
-  listSize: 10,
-  gamma: 2,
-  binaryWeight: 2,
-  pair: true,
-  list: true,
-  disentangle: true,
-  emb: true,
-  adaptPrompt: true,
-};
+/** Where each distillation setting is declared (core/defaults.ts); the prompt adapts unless --no-prompt. */
+export const KD_FIELDS = {
+  pairWeight: 'pairWeight',
+  listWeight: 'listWeight',
+  embWeight: 'embWeight',
+  temperature: 'temperature',
+  listSize: 'listSize',
+  gamma: 'gamma',
+  binaryWeight: 'binaryWeight',
+  pair: 'pairKd',
+  list: 'listKd',
+  disentangle: 'disentangle',
+  emb: 'embKd',
+  adaptPrompt: 'prompt',
+} as const;
+
+export const KD_DEFAULTS: KdConfig = defaultsFor(KD_FIELDS);
 
 export type KdStudentConfig = StudentConfig & { kd: KdConfig };
 
@@ -150,7 +153,7 @@ class KdStudent implements Trainable {
   }
 
   arrays(): NamedArray[] {
-    const out: NamedArray[] = [{ name: 'lightgcn/ego', shape: this.student.ego.shape, data: this.student.egoValues() }];
+    const out: NamedArray[] = [this.student.egoArray()];
     // The prompt as adapted in stage 2 travels with the student (the teacher checkpoint keeps stage 1's).
     if (this.cfg.kd.adaptPrompt && this.teacher.prompt) out.push(...this.teacher.prompt.arrays().map((a) => ({ ...a, name: `stage2/${a.name}` })));
     return out;
@@ -191,6 +194,8 @@ export interface KdTrainOptions extends TrainOptions {
 }
 
 export async function trainKdStudent(data: Dataset, config: KdStudentConfig, opts: KdTrainOptions): Promise<TrainResult> {
+  checkFields(config, STUDENT_FIELDS);
+  checkFields(config.kd, KD_FIELDS);
   let cfg = { ...config };
   const resume = opts.resume ? checkpointFor<StudentMeta>(opts.checkpointDir, data) : undefined;
   if (resume) cfg = { ...cfg, dim: resume.meta.config.dim, layers: resume.meta.config.layers };
@@ -201,7 +206,7 @@ export async function trainKdStudent(data: Dataset, config: KdStudentConfig, opt
   }
   const n = data.nUsers + data.nItems;
   const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
-  const student = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: cfg.dim, layers: cfg.layers }, graph, resume ? requireArray(resume, 'lightgcn/ego', [n, cfg.dim]).data : { seed: cfg.seed });
+  const student = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: cfg.dim, layers: cfg.layers }, graph, resume ? requireArray(resume, LIGHTGCN_EGO, [n, cfg.dim]).data : { seed: cfg.seed });
   if (resume && teacher.prompt && cfg.kd.adaptPrompt) restoreStage2Prompt(teacher, resume.arrays);
   const kd = new KdStudent(student, teacher, data, cfg);
   const parameters = n * cfg.dim;

@@ -3,12 +3,10 @@
  * student alone. Each stage is resumable: with `resume`, a stage whose checkpoint says it
  * finished is skipped, an interrupted one continues from its checkpoint.
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { BackendInfo } from '../engine/backend.js';
 import type { Dataset } from '../../data/dataset.js';
 import type { Logger } from '../../core/log.js';
-import { loadCheckpoint } from '../checkpoint.js';
+import { hasCheckpoint, loadCheckpoint } from '../checkpoint.js';
 import type { LoopMeta } from '../loop.js';
 import { studentCheckpointDir, teacherCheckpointDir, trainStudent, type StudentConfig, type StudentMeta, type TrainResult } from './student.js';
 import { trainTeacher, type TeacherConfig, type TeacherMeta } from './teacher.js';
@@ -66,15 +64,15 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
     );
   }
   if (o.stage !== 'teacher') {
-    if (mode === 'kd' && !existsSync(join(tDir, 'model.json'))) throw new Error(`stage 2 needs a trained teacher at ${tDir} (run --stage teacher first)`);
+    if (mode === 'kd' && !hasCheckpoint(tDir)) throw new Error(`stage 2 needs a trained teacher at ${tDir} (run --stage teacher first)`);
     report.student = await stage(sDir, o.resume, o.student.epochs, () =>
       mode === 'kd'
         ? trainKdStudent(data, { ...o.student, kd: o.kd }, { ...common, checkpointDir: sDir, teacherDir: tDir, resume: canResume(sDir, o.resume) })
         : trainStudent(data, o.student, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) }),
     );
   }
-  if (mode === 'kd' && existsSync(join(tDir, 'model.json'))) report.parameters.teacher = loadCheckpoint<TeacherMeta>(tDir).meta.parameters;
-  if (existsSync(join(sDir, 'model.json'))) report.parameters.student = loadCheckpoint<StudentMeta>(sDir).meta.parameters;
+  if (mode === 'kd' && hasCheckpoint(tDir)) report.parameters.teacher = loadCheckpoint<TeacherMeta>(tDir).meta.parameters;
+  if (hasCheckpoint(sDir)) report.parameters.student = loadCheckpoint<StudentMeta>(sDir).meta.parameters;
   if (report.parameters.teacher && report.parameters.student) report.parameters.ratio = report.parameters.teacher / report.parameters.student;
   report.wallSeconds = (performance.now() - t0) / 1000;
   report.peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
@@ -94,12 +92,12 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
 }
 
 function canResume(dir: string, resume: boolean): boolean {
-  return resume && existsSync(join(dir, 'model.json'));
+  return resume && hasCheckpoint(dir);
 }
 
 /** A checkpoint whose run ended by early stopping or by reaching `epochs`. */
 function finishedStage(dir: string, epochs: number): LoopMeta | null {
-  if (!existsSync(join(dir, 'model.json'))) return null;
+  if (!hasCheckpoint(dir)) return null;
   const m = loadCheckpoint<LoopMeta>(dir).meta;
   if (!m.finished) return null;
   return m.finished.stoppedEarly || m.finished.lastEpoch >= epochs ? m : null;

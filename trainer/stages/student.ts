@@ -3,9 +3,10 @@ import { join } from 'node:path';
 import type { BackendInfo } from '../engine/backend.js';
 import type { Dataset } from '../../data/dataset.js';
 import { normalizedAdjacency } from '../../data/graph.js';
-import { LightGcn } from '../models/lightgcn.js';
+import { LightGcn, LIGHTGCN_EGO } from '../models/lightgcn.js';
 import { loadCheckpoint, requireArray } from '../checkpoint.js';
-import { LOOP_DEFAULTS, runLoop, type LoopConfig, type LoopMeta, type LoopResult, type Trainable } from '../loop.js';
+import { LOOP_FIELDS, runLoop, type LoopConfig, type LoopMeta, type LoopResult, type Trainable } from '../loop.js';
+import { checkFields, defaultsFor } from '../../core/defaults.js';
 import type { Triplets } from '../../data/sampler.js';
 import type { Logger } from '../../core/log.js';
 
@@ -15,7 +16,10 @@ export interface StudentConfig extends LoopConfig {
   reg: number;
 }
 
-export const STUDENT_DEFAULTS: StudentConfig = { ...LOOP_DEFAULTS, dim: 64, layers: 2, reg: 1e-4 };
+/** Where each student setting is declared (core/defaults.ts). */
+export const STUDENT_FIELDS = { ...LOOP_FIELDS, dim: 'dim', layers: 'layers', reg: 'reg' } as const;
+
+export const STUDENT_DEFAULTS: StudentConfig = defaultsFor(STUDENT_FIELDS);
 
 export interface DatasetRef {
   name: string;
@@ -67,22 +71,23 @@ export function checkpointFor<M extends { dataset: DatasetRef }>(dir: string, da
 }
 
 /** LightGCN + BPR + L2 as a Trainable. */
-export function plainStudent(model: LightGcn, reg: number): Trainable {
+function plainStudent(model: LightGcn, reg: number): Trainable {
   return {
     variables: [model.ego],
     dim: model.shape.dim,
     loss: (t: Triplets) => model.bprLoss(t, reg),
     embeddings: () => model.finalEmbeddings(),
-    arrays: () => [{ name: 'lightgcn/ego', shape: model.ego.shape, data: model.egoValues() }],
+    arrays: () => [model.egoArray()],
   };
 }
 
 export async function trainStudent(data: Dataset, config: StudentConfig, opts: TrainOptions): Promise<TrainResult> {
+  checkFields(config, STUDENT_FIELDS);
   let cfg = { ...config };
   const resume = opts.resume ? checkpointFor<StudentMeta>(opts.checkpointDir, data) : undefined;
   if (resume) cfg = { ...cfg, dim: resume.meta.config.dim, layers: resume.meta.config.layers }; // architecture from the checkpoint
   const n = data.nUsers + data.nItems;
-  const init = resume ? requireArray(resume, 'lightgcn/ego', [n, cfg.dim]).data : { seed: cfg.seed };
+  const init = resume ? requireArray(resume, LIGHTGCN_EGO, [n, cfg.dim]).data : { seed: cfg.seed };
   const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
   const model = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: cfg.dim, layers: cfg.layers }, graph, init);
   const parameters = n * cfg.dim;

@@ -2,7 +2,8 @@
 import type { Dataset } from '../../data/dataset.js';
 import { normalizedAdjacency } from '../../data/graph.js';
 import { Teacher, type TeacherShape } from '../models/teacher.js';
-import { LOOP_DEFAULTS, runLoop, type LoopConfig, type LoopMeta, type Trainable } from '../loop.js';
+import { LOOP_FIELDS, runLoop, type LoopConfig, type LoopMeta, type Trainable } from '../loop.js';
+import { checkFields, defaultsFor } from '../../core/defaults.js';
 import { checkpointFor, datasetRef, finish, type DatasetRef, type TrainOptions, type TrainResult } from './student.js';
 import type { Triplets } from '../../data/sampler.js';
 
@@ -12,21 +13,22 @@ export interface TeacherConfig extends LoopConfig, TeacherShape {
   modalWeight: number;
 }
 
-export const TEACHER_DEFAULTS: TeacherConfig = {
-  dim: 64,
-  // Deeper than the student: on Tiktok's validation split (seed 2024) 2, 3, 4 layers gave
-  // Recall@20 0.0934, 0.0980, 0.1026 (NDCG@20 0.0382, 0.0429, 0.0468), and a stronger
-  // teacher is what lifts the distilled student (README, tuning).
-  layers: 4,
-  dropout: 0.2,
-  promptRate: 0.1,
-  promptDim: 64,
-  prompt: true,
-  modalMix: 0.1,
-  reg: 1e-4,
-  modalWeight: 0.5,
-  ...LOOP_DEFAULTS,
-};
+/** Where each teacher setting is declared (core/defaults.ts): the loop's, with the teacher's own lr and layers. */
+export const TEACHER_FIELDS = {
+  ...LOOP_FIELDS,
+  lr: 'teacherLr',
+  dim: 'dim',
+  layers: 'teacherLayers',
+  dropout: 'teacherDropout',
+  promptRate: 'promptRate',
+  promptDim: 'promptDim',
+  prompt: 'prompt',
+  modalMix: 'teacherModalMix',
+  reg: 'reg',
+  modalWeight: 'teacherModalWeight',
+} as const;
+
+export const TEACHER_DEFAULTS: TeacherConfig = defaultsFor(TEACHER_FIELDS);
 
 export interface TeacherMeta extends LoopMeta {
   kind: 'teacher';
@@ -38,7 +40,7 @@ export interface TeacherMeta extends LoopMeta {
   parameters: number;
 }
 
-export function teacherTrainable(teacher: Teacher, cfg: TeacherConfig): Trainable {
+function teacherTrainable(teacher: Teacher, cfg: TeacherConfig): Trainable {
   let last: Record<string, number> = {};
   return {
     variables: teacher.variables,
@@ -55,6 +57,7 @@ export function teacherTrainable(teacher: Teacher, cfg: TeacherConfig): Trainabl
 }
 
 export async function trainTeacher(data: Dataset, config: TeacherConfig, opts: TrainOptions): Promise<TrainResult> {
+  checkFields(config, TEACHER_FIELDS);
   let cfg = { ...config };
   const resume = opts.resume ? checkpointFor<TeacherMeta>(opts.checkpointDir, data) : undefined;
   if (resume) cfg = { ...cfg, ...architecture(resume.meta.config) };

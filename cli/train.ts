@@ -1,0 +1,63 @@
+/** `promptmm train`: the teacher then the distilled student (or the plain student) on an MMRec-layout dataset. */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { checkValidMetric, fieldsFrom, type SettingKey } from '../core/defaults.js';
+import { STUDENT_FIELDS } from '../trainer/stages/student.js';
+import { TEACHER_FIELDS } from '../trainer/stages/teacher.js';
+import { KD_FIELDS } from '../trainer/stages/kd.js';
+import { runPipeline } from '../trainer/stages/pipeline.js';
+import { mergeInteractionLog } from '../data/absorb-log.js';
+import { addSettings, engine, loadData, log, onTerminal, printJson, settingOption, settingValues } from './options.js';
+
+const STAGE = ['stage', 'studentOnly', 'resume'] as const;
+const SHAPE = ['dim', 'layers', 'lr', 'reg', 'batch', 'epochs', 'seed', 'evalEvery', 'patience', 'ks', 'validMetric'] as const;
+const TEACHER = ['teacherLayers', 'teacherLr', 'teacherDropout', 'teacherModalWeight', 'teacherModalMix', 'promptRate', 'promptDim'] as const;
+const KD = ['pairWeight', 'listWeight', 'embWeight', 'temperature', 'listSize', 'gamma', 'binaryWeight'] as const;
+const SWITCHES = ['prompt', 'pairKd', 'listKd', 'disentangle', 'embKd', 'progress'] as const;
+const ALL = [...STAGE, ...SHAPE, ...TEACHER, ...KD, ...SWITCHES, 'repo', 'backend'] as const satisfies readonly SettingKey[];
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('train')
+    .description(
+      'Train on an MMRec-layout dataset: stage 1 the multimodal teacher (<repo>/<name>/checkpoints/teacher/), ' +
+        'stage 2 the LightGCN student distilled from it (…/checkpoints/student/); --student-only trains the plain student',
+    )
+    .requiredOption('--data <dir>', 'dataset folder (<name>.inter + <modality>_feat.npy)')
+    .requiredOption('--name <name>', 'model name in the repository')
+    .addOption(settingOption('repo'));
+  addSettings(cmd, STAGE);
+  cmd.option('--interactions <logdir>', "merge a server's interaction log into the training data as train rows (written to <repo>/<name>/data-with-log/; the export records the absorbed log position)");
+  addSettings(cmd, [...SHAPE, ...TEACHER, ...KD, ...SWITCHES, 'backend']);
+  cmd.action(async (o) => {
+    const v = settingValues(o, ALL);
+    // Refused before any work: a metric the evaluation would not compute.
+    checkValidMetric(v.validMetric, v.ks);
+    if (v.resume && !existsSync(join(v.repo, o.name, 'checkpoints'))) throw new Error(`--resume: no checkpoints under ${join(v.repo, o.name, 'checkpoints')}`);
+    let dataDir: string = o.data;
+    if (o.interactions) {
+      dataDir = join(v.repo, o.name, 'data-with-log');
+      const a = mergeInteractionLog(o.data, o.interactions, dataDir);
+      log.info({ dir: dataDir, interactions: a.interactions, logPosition: a.logPosition }, 'interaction log merged into the training data');
+    }
+    // Features are loaded (and checked: NaN/Inf, row counts) whether or not a teacher is trained.
+    const data = loadData(dataDir, true);
+    const info = await engine(v.backend);
+    const report = await runPipeline({
+      data,
+      repo: v.repo,
+      name: o.name,
+      student: fieldsFrom(v, STUDENT_FIELDS),
+      teacher: fieldsFrom(v, TEACHER_FIELDS),
+      kd: fieldsFrom(v, KD_FIELDS),
+      stage: v.stage,
+      studentOnly: v.studentOnly,
+      resume: v.resume,
+      backend: info,
+      log,
+      progress: v.progress && onTerminal(),
+    });
+    printJson({ name: o.name, backend: info.backend, ...report });
+  });
+}

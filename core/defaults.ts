@@ -1,0 +1,415 @@
+/**
+ * Every setting of the project, declared once: its name, CLI flag, environment variable, default,
+ * validation and a one-line description. The CLI, the env vars, the library defaults and the README table read this.
+ */
+
+/** A value that fails a setting's validation; the message names the flag (or variable) and the value. */
+export class SettingError extends Error {
+  override readonly name = 'SettingError';
+}
+
+/** The headings settings are grouped under (in the README table, in this order). */
+export const SECTIONS = {
+  general: 'General',
+  training: 'Training (`train`)',
+  teacher: 'Teacher, stage 1 (`train`)',
+  distillation: 'Distillation, stage 2 (`train`)',
+  evaluation: 'Evaluation (`eval`)',
+  export: 'Export (`export`)',
+  serving: 'Serving (`serve`)',
+  online: 'Online learning (`serve`)',
+  synthetic: 'Synthetic data (`generate`)',
+  demo: 'Demo (`demo`)',
+} as const;
+export type Section = keyof typeof SECTIONS;
+
+/** The largest cut-off K (--ks, --valid-metric); /recommend's k has the same bound in server/common/schemas.ts. */
+export const MAX_K = 1000;
+/** tfjs backends, best first (see trainer/engine/backend.ts). */
+export const BACKEND_NAMES = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
+/** ONNX Runtime execution providers the server can use. */
+export const PROVIDER_NAMES = ['cuda', 'cpu'] as const;
+
+export interface Setting<T> {
+  /** the library name (a key of SETTINGS) */
+  readonly key: string;
+  readonly section: Section;
+  /** commander flag with its argument (`--dim <n>`); `--no-x` for a switch that is on by default; none: library only */
+  readonly flag?: string;
+  readonly env?: string;
+  /** undefined: no default (required, or computed where it is used; then `defaultText` says how) */
+  readonly default: T;
+  readonly defaultText?: string;
+  readonly description: string;
+  readonly required?: boolean;
+  readonly choices?: readonly string[];
+  /** true for on/off switches (a flag without an argument; env `1`/`0`) */
+  readonly boolean?: boolean;
+  /** the flag, else the env var, else the key: what an error message names */
+  readonly label: string;
+  /** text → value, or a SettingError naming the label */
+  parse(raw: string): T;
+  /** throws a SettingError naming the label when a value (from code, not text) is out of range */
+  check(value: unknown): void;
+  /** the value as a user would type it (the README table) */
+  show(value: T): string;
+  /** what values it takes, e.g. "integer ≥ 1" (the README table) */
+  readonly values: string;
+  /** how commander prints the default, where its own JSON rendering would mislead */
+  readonly helpDefault?: string;
+}
+
+interface Spec<T> {
+  section: Section;
+  flag?: string;
+  env?: string;
+  default: T;
+  defaultText?: string;
+  description: string;
+  required?: boolean;
+}
+
+/** A setting before it knows its key: parse/check take the label to name in errors. */
+interface Draft<T> extends Spec<T> {
+  choices?: readonly string[];
+  boolean?: boolean;
+  parseAs(raw: string, label: string): T;
+  checkAs(value: unknown, label: string): void;
+  show(value: T): string;
+  values: string;
+  helpDefault?: (value: T) => string;
+}
+
+const fail = (msg: string): never => {
+  throw new SettingError(msg);
+};
+
+function inRange(x: number, r: Range): boolean {
+  return (r.min === undefined || x >= r.min) && (r.above === undefined || x > r.above) && (r.max === undefined || x <= r.max) && (r.below === undefined || x < r.below);
+}
+
+interface Range {
+  min?: number;
+  /** exclusive lower bound */
+  above?: number;
+  max?: number;
+  /** exclusive upper bound */
+  below?: number;
+}
+
+/** "a positive number", "a non-negative number", "a number ≥ 1", "a number ≥ 0 and < 1". */
+function numberPhrase(r: Range): string {
+  const noMax = r.max === undefined && r.below === undefined;
+  if (noMax && r.above === 0 && r.min === undefined) return 'a positive number';
+  if (noMax && r.min === 0 && r.above === undefined) return 'a non-negative number';
+  const parts = [r.min !== undefined && `≥ ${r.min}`, r.above !== undefined && `> ${r.above}`, r.max !== undefined && `≤ ${r.max}`, r.below !== undefined && `< ${r.below}`].filter(Boolean);
+  return `a number ${parts.join(' and ')}`;
+}
+
+function intPhrase(min: number, max?: number): string {
+  return max === undefined ? `an integer ≥ ${min}` : `an integer from ${min} to ${max}`;
+}
+
+/** "an integer ≥ 1" → "integer ≥ 1" */
+const bare = (phrase: string): string => phrase.replace(/^an? /, '');
+
+const shown = (v: unknown): string => (typeof v === 'string' ? `"${v}"` : JSON.stringify(v));
+
+function int<T extends number | undefined = number>(spec: Spec<NoInfer<T>> & { min: number; max?: number }): Draft<T> {
+  const ok = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= spec.min && (spec.max === undefined || n <= spec.max);
+  return {
+    ...spec,
+    parseAs: (raw, label) => {
+      const n = raw.trim() === '' ? NaN : Number(raw);
+      return ok(n) ? (n as T) : fail(`${label} must be ${intPhrase(spec.min, spec.max)}, got "${raw}"`);
+    },
+    checkAs: (v, label) => void (ok(v) || fail(`${label} must be ${intPhrase(spec.min, spec.max)}, got ${shown(v)}`)),
+    show: (v) => (v === undefined ? '' : String(v)),
+    values: bare(intPhrase(spec.min, spec.max)),
+  };
+}
+
+function num(spec: Spec<number> & Range): Draft<number> {
+  const ok = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && inRange(n, spec);
+  return {
+    ...spec,
+    parseAs: (raw, label) => {
+      const n = raw.trim() === '' ? NaN : Number(raw);
+      return ok(n) ? n : fail(`${label} must be ${numberPhrase(spec)}, got "${raw}"`);
+    },
+    checkAs: (v, label) => void (ok(v) || fail(`${label} must be ${numberPhrase(spec)}, got ${shown(v)}`)),
+    show: (v) => String(v),
+    values: bare(numberPhrase(spec)),
+  };
+}
+
+function str<T extends string | undefined = string>(spec: Spec<NoInfer<T>>): Draft<T> {
+  return {
+    ...spec,
+    parseAs: (raw, label) => (raw.length ? (raw as T) : fail(`${label} must not be empty`)),
+    checkAs: (v, label) => void ((v === undefined && spec.default === undefined) || (typeof v === 'string' && v.length) || fail(`${label} must be a non-empty string, got ${shown(v)}`)),
+    show: (v) => v ?? '',
+    values: 'text',
+  };
+}
+
+function choice<const C extends readonly string[]>(spec: Spec<C[number]> & { choices: C }): Draft<C[number]> {
+  const ok = (v: unknown): v is C[number] => typeof v === 'string' && spec.choices.includes(v);
+  const msg = (label: string, got: string) => `${label} must be one of ${spec.choices.join(', ')}, got ${got}`;
+  return {
+    ...spec,
+    parseAs: (raw, label) => (ok(raw) ? raw : fail(msg(label, `"${raw}"`))),
+    checkAs: (v, label) => void (ok(v) || fail(msg(label, shown(v)))),
+    show: (v) => v,
+    values: spec.choices.join(', '),
+  };
+}
+
+/** An on/off switch: as a flag it takes no argument; as an env var `1`/`true` or `0`/`false`. */
+function bool(spec: Spec<boolean>): Draft<boolean> {
+  if (spec.flag?.startsWith('--no-') && spec.default !== true) throw new Error(`${spec.flag}: a --no- switch must default to on`);
+  return {
+    ...spec,
+    boolean: true,
+    parseAs: (raw, label) => {
+      const v = raw.trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+      if (['', '0', 'false', 'no', 'off'].includes(v)) return false;
+      return fail(`${label} must be 1 or 0, got "${raw}"`);
+    },
+    checkAs: (v, label) => void (typeof v === 'boolean' || fail(`${label} must be true or false, got ${shown(v)}`)),
+    show: (v) => (v ? 'on' : 'off'),
+    values: spec.flag ? 'switch' : '1 or 0',
+  };
+}
+
+/** Comma-separated cut-offs K, each from 1 to MAX_K. */
+function kList(spec: Spec<number[]>): Draft<number[]> {
+  const ok = (ks: unknown): ks is number[] => Array.isArray(ks) && ks.length > 0 && ks.every((k) => Number.isInteger(k) && k >= 1 && k <= MAX_K);
+  const phrase = `comma-separated positive integers ≤ ${MAX_K}`;
+  return {
+    ...spec,
+    parseAs: (raw, label) => {
+      const ks = raw.split(',').map((s) => (s.trim() === '' ? NaN : Number(s.trim())));
+      return ok(ks) ? ks : fail(`${label} must be ${phrase}, got "${raw}"`);
+    },
+    checkAs: (v, label) => void (ok(v) || fail(`${label} must be ${phrase}, got ${shown(v)}`)),
+    show: (v) => v.join(','),
+    values: `K,K,… each 1 to ${MAX_K}`,
+  };
+}
+
+/** A comma-separated list of names from `choices`, tried in order. */
+function nameList<const C extends readonly string[]>(spec: Spec<C[number][]> & { names: C }): Draft<C[number][]> {
+  const { names, ...rest } = spec; // not `choices`: those offer one value, this takes a list of them
+  const ok = (v: unknown): v is C[number][] => Array.isArray(v) && v.length > 0 && v.every((p) => names.includes(p));
+  const phrase = `list ${names.join(' and/or ')}`;
+  return {
+    ...rest,
+    parseAs: (raw, label) => {
+      const v = raw.split(',').map((p) => p.trim()).filter(Boolean);
+      return ok(v) ? v : fail(`${label} must ${phrase}, got "${raw}"`);
+    },
+    checkAs: (v, label) => void (ok(v) || fail(`${label} must ${phrase}, got ${shown(v)}`)),
+    show: (v) => v.join(','),
+    values: `comma-separated: ${names.join(', ')}`,
+    helpDefault: (v) => JSON.stringify(v.join(',')),
+  };
+}
+
+/** `recall@K` or `ndcg@K`: the validation metric that early stopping and checkpoints follow. */
+function metric(spec: Spec<string>): Draft<string> {
+  return {
+    ...spec,
+    parseAs: (raw, label) => (parseMetric(raw) ? raw : fail(`${label} must be recall@K or ndcg@K (K from 1 to ${MAX_K}), got "${raw}"`)),
+    checkAs: (v, label) => void ((typeof v === 'string' && parseMetric(v)) || fail(`${label} must be recall@K or ndcg@K, got ${shown(v)}`)),
+    show: (v) => v,
+    values: 'recall@K or ndcg@K',
+  };
+}
+
+function parseMetric(m: string): { name: 'recall' | 'ndcg'; k: number } | null {
+  const r = /^(recall|ndcg)@(\d+)$/.exec(m);
+  if (!r) return null;
+  const k = Number(r[2]);
+  return k >= 1 && k <= MAX_K ? { name: r[1] as 'recall' | 'ndcg', k } : null;
+}
+
+/** The validation metric must be one the evaluation computes: its K among the cut-offs. */
+export function checkValidMetric(validMetric: string, ks: readonly number[]): void {
+  const m = parseMetric(validMetric);
+  if (!m) fail(`${SETTINGS.validMetric.label} must be recall@K or ndcg@K, got "${validMetric}"`);
+  if (!ks.includes(m!.k)) {
+    fail(`${SETTINGS.validMetric.label} ${validMetric} needs K = ${m!.k} among ${SETTINGS.ks.label} (got ${SETTINGS.ks.label} ${ks.join(',')}): add ${m!.k} to ${SETTINGS.ks.label} or pick another metric`);
+  }
+}
+
+type Drafts = Record<string, Draft<any>>;
+type Defined<D extends Drafts> = { readonly [K in keyof D]: D[K] extends Draft<infer T> ? Setting<T> : never };
+
+function define<D extends Drafts>(drafts: D): Defined<D> {
+  const out: Record<string, Setting<unknown>> = {};
+  for (const [key, d] of Object.entries(drafts)) {
+    const label = d.flag ? d.flag.split(/[ <[]/)[0] : (d.env ?? key);
+    const { parseAs, checkAs, helpDefault, ...rest } = d;
+    const s: Setting<unknown> = {
+      ...rest,
+      key,
+      label,
+      parse: (raw: string) => parseAs(raw, label),
+      check: (v: unknown) => checkAs(v, label),
+      helpDefault: helpDefault && d.default !== undefined ? helpDefault(d.default) : undefined,
+    };
+    if (d.default !== undefined) s.check(d.default); // a default that fails its own validation is a bug here
+    out[key] = s;
+  }
+  return out as Defined<D>;
+}
+
+export const SETTINGS = define({
+  // General
+  repo: str({ section: 'general', flag: '--repo <dir>', env: 'PROMPTMM_REPO', default: 'models', description: 'model repository' }),
+  backend: choice({ section: 'general', flag: '--backend <name>', env: 'PROMPTMM_BACKEND', choices: ['auto', ...BACKEND_NAMES], default: 'auto', description: 'tfjs backend; auto picks the best that loads' }),
+  logLevel: choice({ section: 'general', env: 'PROMPTMM_LOG_LEVEL', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info', description: 'level of the JSON log lines on stderr' }),
+  debug: bool({ section: 'general', env: 'PROMPTMM_DEBUG', default: false, description: 'print the stack trace of an error after its one-line message' }),
+  noSimdKernels: bool({ section: 'general', env: 'PROMPTMM_NO_SIMD_KERNELS', default: false, description: 'use the JavaScript loops instead of the SIMD WebAssembly kernels (for comparison)' }),
+
+  // Training: the loop every stage runs, and the student
+  stage: choice({ section: 'training', flag: '--stage <stage>', choices: ['all', 'teacher', 'student'], default: 'all', description: 'which stage(s) to run' }),
+  studentOnly: bool({ section: 'training', flag: '--student-only', default: false, description: 'train the plain LightGCN student (BPR only, no teacher) with the same budget' }),
+  resume: bool({ section: 'training', flag: '--resume', default: false, description: 'continue each stage from its checkpoint (a finished stage is skipped)' }),
+  dim: int({ section: 'training', flag: '--dim <n>', min: 1, default: 64, description: 'embedding size (teacher and student)' }),
+  layers: int({ section: 'training', flag: '--layers <n>', min: 0, default: 2, description: 'student graph propagation layers' }),
+  lr: num({ section: 'training', flag: '--lr <x>', above: 0, default: 1e-3, description: 'student Adam learning rate' }),
+  reg: num({ section: 'training', flag: '--reg <x>', min: 0, default: 1e-4, description: 'L2 weight on the batch ego embeddings' }),
+  batch: int({ section: 'training', flag: '--batch <n>', min: 1, default: 2048, description: 'BPR triplets per step' }),
+  epochs: int({ section: 'training', flag: '--epochs <n>', min: 1, default: 400, description: 'maximum epochs of each stage' }),
+  seed: int({ section: 'training', flag: '--seed <n>', min: 0, default: 2024, description: 'random seed (initialisation and sampling)' }),
+  evalEvery: int({ section: 'training', flag: '--eval-every <n>', min: 1, default: 5, description: 'evaluate on validation every n epochs' }),
+  patience: int({ section: 'training', flag: '--patience <n>', min: 1, default: 10, description: 'early stop after n evaluations without a better --valid-metric' }),
+  ks: kList({ section: 'training', flag: '--ks <list>', default: [20, 50], description: 'cut-offs K of Recall@K / NDCG@K' }),
+  validMetric: metric({ section: 'training', flag: '--valid-metric <m>', default: 'recall@20', description: 'validation metric for early stopping and the best checkpoint: recall@K or ndcg@K, K one of --ks' }),
+  progress: bool({ section: 'training', flag: '--no-progress', default: true, description: 'no progress bar (it is drawn only on a terminal anyway)' }),
+
+  // Teacher (stage 1)
+  // Deeper than the student: on Tiktok's validation split (seed 2024) 2, 3, 4 layers gave
+  // Recall@20 0.0934, 0.0980, 0.1026 (NDCG@20 0.0382, 0.0429, 0.0468), and a stronger
+  // teacher is what lifts the distilled student (docs, tuning).
+  teacherLayers: int({ section: 'teacher', flag: '--teacher-layers <n>', min: 0, default: 4, description: 'teacher graph propagation layers' }),
+  teacherLr: num({ section: 'teacher', flag: '--teacher-lr <x>', above: 0, default: 1e-3, description: 'teacher Adam learning rate' }),
+  teacherDropout: num({ section: 'teacher', flag: '--teacher-dropout <x>', min: 0, below: 1, default: 0.2, description: "dropout on the teacher's reduced modality features" }),
+  teacherModalWeight: num({ section: 'teacher', flag: '--teacher-modal-weight <x>', min: 0, default: 0.5, description: "weight of the teacher's per-modality BPR terms" }),
+  teacherModalMix: num({ section: 'teacher', flag: '--teacher-modal-mix <x>', min: 0, default: 0.1, description: "weight of the row-normalised modality representations in the teacher's E^T" }),
+  promptRate: num({ section: 'teacher', flag: '--prompt-rate <x>', min: 0, default: 0.1, description: 'λ1: rate of the soft prompt added to the features' }),
+  promptDim: int({ section: 'teacher', flag: '--prompt-dim <n>', min: 1, default: 64, description: 'width of η (PCA) and of the prompt module' }),
+  prompt: bool({ section: 'teacher', flag: '--no-prompt', default: true, description: 'ablation: no soft prompt (teacher without it; nothing adapts in stage 2)' }),
+
+  // Distillation (stage 2). Chosen on Tiktok's validation split (docs: list 1/emb 0.1, no
+  // EmbKD, pair 3/list 0.3/τ 2 were worse).
+  pairWeight: num({ section: 'distillation', flag: '--pair-weight <x>', min: 0, default: 1, description: 'λ2: weight of PairKD' }),
+  listWeight: num({ section: 'distillation', flag: '--list-weight <x>', min: 0, default: 0.1, description: 'λ3: weight of ListKD' }),
+  embWeight: num({ section: 'distillation', flag: '--emb-weight <x>', min: 0, default: 0.3, description: 'λ4: weight of EmbKD' }),
+  temperature: num({ section: 'distillation', flag: '--temperature <x>', above: 0, default: 1, description: 'τ of the list-wise softmax' }),
+  listSize: int({ section: 'distillation', flag: '--list-size <n>', min: 2, default: 10, description: 'K: list length of ListKD (1 positive + K−1 negatives)' }),
+  gamma: num({ section: 'distillation', flag: '--gamma <x>', min: 1, default: 2, description: "γ ≥ 1 of EmbKD's scaled cosine error" }),
+  binaryWeight: num({ section: 'distillation', flag: '--binary-weight <x>', min: 0, default: 2, description: 'weight of the binary part of the disentangled ListKD' }),
+  pairKd: bool({ section: 'distillation', flag: '--no-pairkd', default: true, description: 'ablation: no PairKD' }),
+  listKd: bool({ section: 'distillation', flag: '--no-listkd', default: true, description: 'ablation: no ListKD' }),
+  disentangle: bool({ section: 'distillation', flag: '--no-disentangle', default: true, description: 'ablation: plain list-wise KL instead of the disentangled one' }),
+  embKd: bool({ section: 'distillation', flag: '--no-embkd', default: true, description: 'ablation: no EmbKD' }),
+
+  // Evaluation
+  split: choice({ section: 'evaluation', flag: '--split <split>', choices: ['val', 'test'], default: 'test', description: 'split to evaluate' }),
+
+  // Export: the bundle's HNSW index
+  hnswM: int({ section: 'export', flag: '--hnsw-m <n>', min: 2, default: 32, description: 'HNSW graph degree M' }),
+  hnswEfConstruction: int({ section: 'export', flag: '--hnsw-ef-construction <n>', min: 1, default: 200, description: 'HNSW build-time ef' }),
+  hnswEf: int({ section: 'export', flag: '--hnsw-ef <n>', min: 1, default: 100, description: 'query-time ef recorded in the manifest for the server' }),
+  hnswSeed: int({ section: 'export', min: 0, default: 100, description: 'random seed of the HNSW construction' }),
+
+  // Serving
+  serveName: str<string | undefined>({ section: 'serving', flag: '--name <name>', env: 'PROMPTMM_MODEL', required: true, default: undefined, description: 'model name' }),
+  host: str({ section: 'serving', flag: '--host <host>', env: 'PROMPTMM_HOST', default: '127.0.0.1', description: 'interface to listen on' }),
+  port: int({ section: 'serving', flag: '--port <n>', env: 'PROMPTMM_PORT', min: 0, max: 65535, default: 8080, description: 'TCP port (0 = any free port)' }),
+  retrieval: choice({ section: 'serving', flag: '--retrieval <mode>', env: 'PROMPTMM_RETRIEVAL', choices: ['ann', 'exact'], default: 'ann', description: 'default retrieval: ann (HNSW) or exact (ONNX)' }),
+  ef: int<number | undefined>({ section: 'serving', flag: '--ef <n>', env: 'PROMPTMM_HNSW_EF', min: 1, default: undefined, defaultText: "the bundle manifest's", description: 'HNSW query ef' }),
+  providers: nameList({ section: 'serving', flag: '--providers <list>', env: 'PROMPTMM_ONNX_PROVIDERS', names: PROVIDER_NAMES, default: ['cuda', 'cpu'], description: 'ONNX Runtime execution providers, tried in order' }),
+  pollSeconds: int({ section: 'serving', flag: '--poll-seconds <n>', env: 'PROMPTMM_POLL_SECONDS', min: 0, default: 30, description: 'also poll the repository for new versions every n seconds (0 = watch only)' }),
+  cacheUsers: int({ section: 'serving', flag: '--cache-users <n>', env: 'PROMPTMM_CACHE_USERS', min: 0, default: 100_000, description: 'users whose recommendation lists are cached (LRU, per version; 0 = off)' }),
+  logDir: str<string | undefined>({ section: 'serving', flag: '--log-dir <dir>', env: 'PROMPTMM_LOG_DIR', default: undefined, defaultText: '<repo>/<name>/interactions', description: 'durable interaction log' }),
+  token: str<string | undefined>({ section: 'serving', env: 'PROMPTMM_TOKEN', default: undefined, defaultText: 'unset: those endpoints are off', description: 'turns on the admin and write endpoints (POST /interactions, POST /admin/reload, POST /admin/finetune) behind "Authorization: Bearer <token>"' }),
+
+  // Online learning while serving
+  onlineSteps: int({ section: 'online', flag: '--online-steps <n>', env: 'PROMPTMM_ONLINE_STEPS', min: 0, default: 5, description: 'BPR steps on a user vector per new interaction' }),
+  roundEvery: int({ section: 'online', flag: '--round-every <n>', env: 'PROMPTMM_ROUND_EVERY', min: 0, default: 20_000, description: 'background fine-tuning round every n interactions (0 = off)' }),
+  roundSeconds: int({ section: 'online', flag: '--round-seconds <n>', env: 'PROMPTMM_ROUND_SECONDS', min: 0, default: 60, description: 'or n seconds after the first new interaction (0 = off)' }),
+  roundLr: num({ section: 'online', flag: '--round-lr <x>', env: 'PROMPTMM_ROUND_LR', above: 0, default: 0.2, description: 'learning rate of a fine-tuning round' }),
+  roundEpochs: int({ section: 'online', flag: '--round-epochs <n>', env: 'PROMPTMM_ROUND_EPOCHS', min: 1, default: 10, description: 'passes over the recent interactions in a round' }),
+  roundReplay: int({ section: 'online', flag: '--round-replay <n>', env: 'PROMPTMM_ROUND_REPLAY', min: 0, default: 1, description: 'old (user, item) pairs replayed per recent one in a round' }),
+  onlineMix: num({ section: 'online', min: 0, default: 0.5, description: "graph step weight: a new item moves its user's vector toward it by mix/√(n+1)" }),
+  onlineLr: num({ section: 'online', above: 0, default: 0.05, description: 'learning rate of the immediate BPR steps on a user vector' }),
+  onlineReg: num({ section: 'online', min: 0, default: 1e-4, description: 'L2 weight of the online BPR steps' }),
+  rebuildShare: num({ section: 'online', min: 0, max: 1, default: 0.1, description: 'a round that changed at least this share of the items rebuilds the ANN index on a worker thread' }),
+  reindexMove: num({ section: 'online', min: 0, default: 0.01, description: 'an item is re-indexed only if a round moved it by at least this share of its norm' }),
+
+  // Synthetic data
+  users: int({ section: 'synthetic', flag: '--users <n>', min: 1, default: 600, description: 'users' }),
+  items: int({ section: 'synthetic', flag: '--items <n>', min: 1, default: 400, description: 'items' }),
+  interactionsPerUser: int({ section: 'synthetic', flag: '--interactions-per-user <n>', min: 1, default: 20, description: 'mean interactions per user' }),
+  generateSeed: int({ section: 'synthetic', flag: '--seed <n>', min: 0, default: 1, description: 'random seed' }),
+  dtype: choice({ section: 'synthetic', flag: '--dtype <t>', choices: ['float16', 'float32', 'float64'], default: 'float32', description: 'feature dtype' }),
+
+  // Demo: a small catalog trains well with larger steps than Tiktok's defaults
+  demoName: str({ section: 'demo', flag: '--name <name>', default: 'demo', description: 'model name' }),
+  demoEpochs: int({ section: 'demo', flag: '--epochs <n>', min: 1, default: 40, description: 'maximum epochs of each stage' }),
+  demoLr: num({ section: 'demo', above: 0, default: 5e-3, description: 'Adam learning rate of both stages' }),
+  demoBatch: int({ section: 'demo', min: 1, default: 1024, description: 'BPR triplets per step' }),
+  demoEvalEvery: int({ section: 'demo', min: 1, default: 5, description: 'evaluate on validation every n epochs' }),
+  demoPatience: int({ section: 'demo', min: 1, default: 3, description: 'early stop after n evaluations without a better validation metric' }),
+  demoUsers: int({ section: 'demo', min: 1, default: 1500, description: 'users of the generated dataset' }),
+  demoItems: int({ section: 'demo', min: 1, default: 1000, description: 'items of the generated dataset' }),
+  demoInteractionsPerUser: int({ section: 'demo', min: 1, default: 20, description: 'mean interactions per user of the generated dataset' }),
+  demoDataSeed: int({ section: 'demo', min: 0, default: 1, description: 'random seed of the generated dataset' }),
+});
+
+export type SettingKey = keyof typeof SETTINGS;
+export type SettingValue<K extends SettingKey> = (typeof SETTINGS)[K] extends Setting<infer T> ? T : never;
+
+/** The default of every setting, by key. */
+export const DEFAULTS = Object.freeze(Object.fromEntries(Object.entries(SETTINGS).map(([k, s]) => [k, s.default]))) as { readonly [K in SettingKey]: SettingValue<K> };
+
+/** A config type's fields mapped to the settings that hold their values (e.g. a teacher's `layers` → `teacherLayers`). */
+export type Fields = Record<string, SettingKey>;
+export type ValuesOf<F extends Fields> = { -readonly [P in keyof F]: SettingValue<F[P]> };
+
+/** The defaults of a config type, from its field map (arrays copied, so no caller shares one). */
+export function defaultsFor<F extends Fields>(fields: F): ValuesOf<F> {
+  return fieldsFrom(DEFAULTS, fields);
+}
+
+/** A config from values keyed by setting (e.g. the parsed CLI options). */
+export function fieldsFrom<F extends Fields>(values: { readonly [K in SettingKey]?: unknown }, fields: F): ValuesOf<F> {
+  const out: Record<string, unknown> = {};
+  for (const [field, key] of Object.entries(fields)) {
+    const v = values[key];
+    out[field] = Array.isArray(v) ? [...v] : v;
+  }
+  return out as ValuesOf<F>;
+}
+
+/** Validates a config's fields against their settings; the error names the flag. */
+export function checkFields(cfg: object, fields: Fields): void {
+  const values = cfg as Record<string, unknown>;
+  for (const [field, key] of Object.entries(fields)) {
+    const s: Setting<unknown> = SETTINGS[key];
+    if (values[field] === undefined && s.default === undefined) continue;
+    s.check(values[field]);
+  }
+}
+
+/** A setting's value from its environment variable (empty or unset: the default). */
+export function fromEnv<K extends SettingKey>(key: K, env: NodeJS.ProcessEnv = process.env): SettingValue<K> {
+  const s = SETTINGS[key] as Setting<SettingValue<K>>;
+  const raw = s.env ? env[s.env] : undefined;
+  return raw === undefined || raw === '' ? s.default : s.parse(raw);
+}
