@@ -1,4 +1,4 @@
-/** The README's table of settings, rendered from core/defaults.ts, and its place between the README's markers. */
+/** The table of settings in docs/configuration.md, rendered from core/defaults.ts, and its place between the markers. */
 import { SECTIONS, SETTINGS, type Section, type Setting } from './defaults.js';
 
 export const TABLE_BEGIN = '<!-- defaults:begin -->';
@@ -28,7 +28,7 @@ export function settingsTable(): string {
   return parts.join('\n');
 }
 
-/** The README with the table between the markers; null when it lacks them (in order, once each). */
+/** The document with the table between the markers; null when it lacks them (in order, once each). */
 export function withSettingsTable(readme: string, table = settingsTable()): string | null {
   const begin = readme.indexOf(TABLE_BEGIN);
   const end = readme.indexOf(TABLE_END);

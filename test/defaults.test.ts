@@ -1,4 +1,4 @@
-/** core/defaults.ts: one declaration per setting that the library, the CLI and the README table all follow. */
+/** core/defaults.ts: one declaration per setting that the library, the CLI and the docs/configuration.md table all follow. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
@@ -78,10 +78,10 @@ test('the table lists every setting; the splice needs both markers', () => {
   assert.equal(withSettingsTable('# no markers\n', table), null);
 });
 
-test("README.md's settings table is the rendering of core/defaults.ts (npm run docs:defaults)", (t) => {
-  const readme = fileURLToPath(new URL('../../README.md', import.meta.url));
+test("docs/configuration.md's settings table is the rendering of core/defaults.ts (npm run docs:defaults)", (t) => {
+  const readme = fileURLToPath(new URL('../../docs/configuration.md', import.meta.url));
   const text = existsSync(readme) ? readFileSync(readme, 'utf8') : '';
   const current = currentSettingsTable(text);
-  if (current === null) return t.skip('README.md has no defaults markers yet');
-  assert.equal(current, settingsTable(), 'README.md is stale: run npm run docs:defaults');
+  if (current === null) return t.skip('docs/configuration.md has no defaults markers yet');
+  assert.equal(current, settingsTable(), 'docs/configuration.md is stale: run npm run docs:defaults');
 });
