@@ -39,7 +39,8 @@ export function register(program: Command): void {
     if (o.interactions) {
       dataDir = join(v.repo, o.name, 'data-with-log');
       const a = mergeInteractionLog(o.data, o.interactions, dataDir);
-      log.info({ dir: dataDir, interactions: a.interactions, logPosition: a.logPosition }, 'interaction log merged into the training data');
+      log.info({ dir: dataDir, interactions: a.interactions, newUsers: a.newUsers, logPosition: a.logPosition }, 'interaction log merged into the training data');
+      if (a.unknownItems) log.warn({ records: a.unknownItems }, 'interaction log: records naming items this dataset lacks were not absorbed (a log of another catalog?)');
     }
     // Features are loaded (and checked: NaN/Inf, row counts) whether or not a teacher is trained.
     const data = loadData(dataDir, true);

@@ -3,13 +3,17 @@
  * dataset's .inter file plus every log record as a train row (x_label 0) is written to a new
  * dataset folder (feature files linked, not copied) together with absorbed.json, which the
  * exporter copies into the manifest as the log position this model has absorbed, so the server
- * neither loses nor re-applies an interaction across the version switch.
+ * neither loses nor re-applies an interaction across the version switch. A user the dataset does
+ * not have (any id the server accepted: "alice", "999999999") becomes a new row, and ids.json
+ * records every row's external id, so nothing the server acknowledged can make the retrain fail.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { InteractionLog, type OnCorrupt } from '../repository/interaction-log.js';
 import { writeFileAtomic } from '../core/atomic.js';
 import { DataFileError } from '../core/errors.js';
+import { loadDataset } from './dataset.js';
+import { IDS_FILE, rowIds } from './ids.js';
 
 export const ABSORBED_FILE = 'absorbed.json';
 
@@ -17,6 +21,10 @@ export interface Absorbed {
   logPosition: number;
   logDir: string;
   interactions: number;
+  /** Users first seen in the log, appended as new rows. */
+  newUsers: number;
+  /** Records naming an item the dataset lacks (the server only accepts catalog items, so only a log of another catalog has them): not absorbed. */
+  unknownItems: number;
 }
 
 export function readAbsorbed(dataDir: string): Absorbed | null {
@@ -44,24 +52,44 @@ export function mergeInteractionLog(dataDir: string, logDir: string, outDir: str
   // looks like a torn tail (it may be a write in progress) nor write quarantine copies.
   const log = InteractionLog.open(logDir, { readOnly: true, onCorrupt: opts.onCorrupt });
   const entries = log.read(0);
+  // Rows by external id: the dataset's own (ids.json, else row numbers), then users new in the log.
+  const base = loadDataset(src, { features: false });
+  const userIds = base.ids?.users.slice() ?? rowIds(base.nUsers);
+  const itemIds = base.ids?.items ?? rowIds(base.nItems);
+  const userRow = new Map(userIds.map((id, r) => [id, r]));
+  const itemRow = new Map(itemIds.map((id, r) => [id, r]));
   const lines: string[] = [];
+  let unknownItems = 0;
   for (const e of entries) {
-    for (const [what, v] of [['user', e.user], ['item', e.item]] as const) {
-      if (!/^\d+$/.test(v)) throw new DataFileError(logDir, `${what} id "${v}" is not a row number of the MMRec layout`, `log position ${e.position}`);
+    const item = itemRow.get(e.item);
+    if (item === undefined) {
+      unknownItems++;
+      continue;
+    }
+    let user = userRow.get(e.user);
+    if (user === undefined) {
+      user = userIds.length;
+      userIds.push(e.user);
+      userRow.set(e.user, user);
     }
     const row = header.map(() => '');
-    row[iu] = e.user;
-    row[ii] = e.item;
+    row[iu] = String(user);
+    row[ii] = String(item);
     row[il] = '0';
     lines.push(row.join('\t'));
   }
+  const newUsers = userIds.length - base.nUsers;
   const out = resolve(outDir);
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
   writeFileAtomic(join(out, inter[0]), Buffer.from(text.replace(/\n?$/, '\n') + lines.join('\n') + (lines.length ? '\n' : '')));
   for (const f of readdirSync(src)) if (f.endsWith('_feat.npy')) symlinkSync(join(src, f), join(out, basename(f)));
+  // Only where a row's id is not its number: a plain MMRec dataset stays one.
+  if (base.ids || userIds.some((id, r) => id !== String(r))) {
+    writeFileAtomic(join(out, IDS_FILE), Buffer.from(JSON.stringify({ users: userIds, items: itemIds })));
+  }
   // log.position, not the last entry's: skipped damaged records after it are absorbed too (never replayed)
-  const absorbed: Absorbed = { logPosition: log.position, logDir: resolve(logDir), interactions: entries.length };
+  const absorbed: Absorbed = { logPosition: log.position, logDir: resolve(logDir), interactions: lines.length, newUsers, unknownItems };
   writeFileAtomic(join(out, ABSORBED_FILE), Buffer.from(JSON.stringify(absorbed, null, 2) + '\n'));
   return absorbed;
 }

@@ -8,6 +8,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DataFileError } from '../core/errors.js';
 import { parseNpy, parseNpyHeader } from '../core/npy.js';
+import { IDS_FILE, readDatasetIds, type DatasetIds } from './ids.js';
 
 import type { Csr } from '../core/csr.js';
 
@@ -33,7 +34,7 @@ export interface Dataset {
   /** Basename of the .inter file without extension. */
   name: string;
   dir: string;
-  /** sha256 hex over the .inter and feature files' bytes, in sorted file-name order. */
+  /** sha256 hex over the .inter, feature and ids.json files' bytes, in sorted file-name order. */
   hash: string;
   nUsers: number;
   nItems: number;
@@ -47,6 +48,8 @@ export interface Dataset {
   itemPopularity: Int32Array;
   /** Sorted by name; empty when the folder has no feature files or features were skipped. */
   modalities: Modality[];
+  /** External ids of the rows, from the folder's ids.json; absent when ids are the row numbers. */
+  ids?: DatasetIds;
 }
 
 const FEAT_RE = /^(.+)_feat\.npy$/;
@@ -78,7 +81,8 @@ export function loadDataset(dir: string, opts: { features?: boolean } = {}): Dat
   // Read every file once: the bytes feed both the hash and the parsers.
   const hash = createHash('sha256');
   const bytes = new Map<string, Buffer>();
-  for (const n of [...interNames, ...featNames].sort()) {
+  const idsName = names.includes(IDS_FILE) ? [IDS_FILE] : [];
+  for (const n of [...interNames, ...featNames, ...idsName].sort()) {
     const b = readFileSync(join(absDir, n));
     hash.update(b);
     bytes.set(n, b);
@@ -145,6 +149,7 @@ export function loadDataset(dir: string, opts: { features?: boolean } = {}): Dat
     testByUser: buildCsr(test, nUsers),
     itemPopularity,
     modalities,
+    ids: readDatasetIds(absDir, nUsers, nItems) ?? undefined,
   };
 }
 

@@ -1,13 +1,12 @@
 /** Student checkpoint + its dataset → the in-memory bundle the exporter writes. */
 import { loadStudent } from '../trainer/stages/student-io.js';
 import { readAbsorbed } from '../data/absorb-log.js';
+import { rowIds } from '../data/ids.js';
 import { studentCheckpointDir } from '../trainer/stages/student.js';
 import { hasCheckpoint } from '../trainer/checkpoint.js';
 import type { BundleInput } from './exporter.js';
 import { ExportError } from './exporter.js';
 import { assertFolder } from '../repository/versions.js';
-
-const idList = (n: number): string[] => Array.from({ length: n }, (_, i) => String(i));
 
 export function bundleFromCheckpoint(repo: string, name: string, opts: { dataDir?: string } = {}): BundleInput {
   assertFolder(repo, 'model repository');
@@ -29,8 +28,8 @@ export function bundleFromCheckpoint(repo: string, name: string, opts: { dataDir
     dim,
     userEmbeddings: s.final.slice(0, nUsers * dim),
     itemEmbeddings: s.final.slice(nUsers * dim),
-    // The MMRec layout's ids are already row numbers; the map keeps the bundle general.
-    ids: { users: idList(nUsers), items: idList(nItems) },
+    // Row numbers unless the dataset names its rows (ids.json: users first seen by the server).
+    ids: s.data.ids ?? { users: rowIds(nUsers), items: rowIds(nItems) },
     seen: s.data.trainByUser,
     popularity: s.data.itemPopularity,
     training: { objective: s.meta.objective, model: s.meta.model, backend: s.meta.backend, parameters: s.meta.parameters, bestEpoch: s.meta.epoch, ...s.meta.config },

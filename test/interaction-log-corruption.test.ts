@@ -275,7 +275,9 @@ test('the nightly merge reports the same error, changes nothing in the log, and 
   const root = dir();
   const data = join(root, 'data');
   mkdirSync(data);
-  writeFileSync(join(data, 'x.inter'), 'userID\titemID\tx_label\n0\t0\t0\n');
+  // the log's users (0..6) and items (0..49) are all rows of this dataset
+  const train = Array.from({ length: 50 }, (_, i) => `${i % 7}\t${i}\t0`);
+  writeFileSync(join(data, 'x.inter'), ['userID\titemID\tx_label', ...train, '0\t1\t1', '0\t2\t2'].join('\n') + '\n');
   const logDir = join(root, 'log');
   await filled(logDir, 50);
   const [seg] = segments(logDir);
@@ -294,10 +296,10 @@ test('the nightly merge reports the same error, changes nothing in the log, and 
   assert.deepEqual(sizes(logDir), before, 'no truncation, no quarantine copy');
 
   const a = mergeInteractionLog(data, logDir, join(root, 'out'), { onCorrupt: 'skip' });
-  assert.deepEqual(a, { logPosition: 50, logDir: resolve(logDir), interactions: 49 });
+  assert.deepEqual(a, { logPosition: 50, logDir: resolve(logDir), interactions: 49, newUsers: 0, unknownItems: 0 });
   assert.deepEqual(sizes(logDir), before, 'a read-only skip writes nothing either');
   const rows = readFileSync(join(root, 'out', 'x.inter'), 'utf8').trim().split('\n');
-  assert.equal(rows.length, 1 + 1 + 49);
+  assert.equal(rows.length, 1 + 52 + 49);
 
   // once the server has quarantined it (onCorrupt skip), the default merge goes through
   await InteractionLog.open(logDir, { onCorrupt: 'skip', log: quiet }).close();
