@@ -11,7 +11,7 @@ import { mergeInteractionLog } from '../data/absorb-log.js';
 import { addSettings, engine, loadData, log, onTerminal, printJson, settingOption, settingValues } from './options.js';
 
 const STAGE = ['stage', 'studentOnly', 'resume'] as const;
-const SHAPE = ['dim', 'layers', 'lr', 'reg', 'batch', 'epochs', 'seed', 'evalEvery', 'patience', 'ks', 'validMetric'] as const;
+const SHAPE = ['model', 'dim', 'layers', 'lr', 'reg', 'batch', 'epochs', 'seed', 'evalEvery', 'patience', 'ks', 'validMetric'] as const;
 const TEACHER = ['teacherLayers', 'teacherLr', 'teacherDropout', 'teacherModalWeight', 'teacherModalMix', 'promptRate', 'promptDim'] as const;
 const KD = ['pairWeight', 'listWeight', 'embWeight', 'temperature', 'listSize', 'gamma', 'binaryWeight'] as const;
 const SWITCHES = ['prompt', 'pairKd', 'listKd', 'disentangle', 'embKd', 'progress'] as const;

@@ -29,6 +29,9 @@ export const MAX_K = 1000;
 export const BACKEND_NAMES = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
 /** ONNX Runtime execution providers the server can use. */
 export const PROVIDER_NAMES = ['cuda', 'cpu'] as const;
+/** The ID students `train --model` can build; each has its file and entry in trainer/models/registry.ts. */
+export const STUDENT_MODELS = ['lightgcn'] as const;
+export type StudentModelName = (typeof STUDENT_MODELS)[number];
 
 export interface Setting<T> {
   /** the library name (a key of SETTINGS) */
@@ -278,6 +281,7 @@ export const SETTINGS = define({
   stage: choice({ section: 'training', flag: '--stage <stage>', choices: ['all', 'teacher', 'student'], default: 'all', description: 'which stage(s) to run' }),
   studentOnly: bool({ section: 'training', flag: '--student-only', default: false, description: 'train the plain LightGCN student (BPR only, no teacher) with the same budget' }),
   resume: bool({ section: 'training', flag: '--resume', default: false, description: 'continue each stage from its checkpoint (a finished stage is skipped)' }),
+  model: choice({ section: 'training', flag: '--model <name>', choices: STUDENT_MODELS, default: 'lightgcn', description: 'the ID student that is trained, exported and served' }),
   dim: int({ section: 'training', flag: '--dim <n>', min: 1, default: 64, description: 'embedding size (teacher and student)' }),
   layers: int({ section: 'training', flag: '--layers <n>', min: 0, default: 2, description: 'student graph propagation layers' }),
   lr: num({ section: 'training', flag: '--lr <x>', above: 0, default: 1e-3, description: 'student Adam learning rate' }),

@@ -32,7 +32,7 @@ export function bundleFromCheckpoint(repo: string, name: string, opts: { dataDir
     ids: s.data.ids ?? { users: rowIds(nUsers), items: rowIds(nItems) },
     seen: s.data.trainByUser,
     popularity: s.data.itemPopularity,
-    training: { objective: s.meta.objective, model: s.meta.model, backend: s.meta.backend, parameters: s.meta.parameters, bestEpoch: s.meta.epoch, ...s.meta.config },
+    training: { objective: s.meta.objective, backend: s.meta.backend, parameters: s.meta.parameters, bestEpoch: s.meta.epoch, ...s.meta.config, model: s.meta.model },
     metrics: s.meta.metrics,
     // Trained with `--interactions LOG`: the log records this model has absorbed.
     logPosition: readAbsorbed(s.data.dir)?.logPosition ?? 0,

@@ -10,7 +10,10 @@ import type { NormalizedGraph } from '../../data/graph.js';
 import type { Triplets } from '../../data/sampler.js';
 import { Rng } from '../../core/rng.js';
 import { uniqueVarName } from '../engine/names.js';
-import type { NamedArray } from '../checkpoint.js';
+import { requireArray, type LoadedCheckpoint, type NamedArray } from '../checkpoint.js';
+import { normalizedAdjacency } from '../../data/graph.js';
+import type { Dataset } from '../../data/dataset.js';
+import type { StudentKind, StudentModel } from './student-model.js';
 
 /** Name of the ego table, in tfjs and in checkpoints (the student's one weight). */
 export const LIGHTGCN_EGO = 'lightgcn/ego';
@@ -30,7 +33,7 @@ export interface BatchEmbeddings {
   ego: tf.Tensor2D;
 }
 
-export class LightGcn {
+export class LightGcn implements StudentModel {
   readonly ego: tf.Variable<tf.Rank.R2>;
   private readonly adj: CsrTensor;
 
@@ -57,6 +60,18 @@ export class LightGcn {
     }
     this.ego = tf.variable(tf.tensor2d(values, [n, shape.dim]), true, uniqueVarName(LIGHTGCN_EGO));
     this.adj = csrTensor(n, n, graph.indptr, graph.indices, graph.values);
+  }
+
+  get variables(): tf.Variable[] {
+    return [this.ego];
+  }
+
+  get parameters(): number {
+    return this.ego.size;
+  }
+
+  arrays(): NamedArray[] {
+    return [this.egoArray()];
   }
 
   /** Mean of [E, ÂE, Â²E, …]: the final user and item embeddings, stacked. */
@@ -102,6 +117,16 @@ export class LightGcn {
     disposeCsr(this.adj);
   }
 }
+
+/** The registry's entry (trainer/models/registry.ts): the graph from the train split, the ego table seeded or from the checkpoint. */
+export const lightgcnStudent: StudentKind = {
+  create(data: Dataset, shape, from?: LoadedCheckpoint<unknown>) {
+    const n = data.nUsers + data.nItems;
+    const init = from ? requireArray(from, LIGHTGCN_EGO, [n, shape.dim]).data : { seed: shape.seed };
+    const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
+    return new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: shape.dim, layers: shape.layers }, graph, init);
+  },
+};
 
 /**
  * LightGCN propagation: the mean of [h0, Â·h0, Â²·h0, …, Â^layers·h0]. The student's final

@@ -199,6 +199,8 @@ export async function trainKdStudent(data: Dataset, config: KdStudentConfig, opt
   let cfg = { ...config };
   const resume = opts.resume ? checkpointFor<StudentMeta>(opts.checkpointDir, data) : undefined;
   if (resume) cfg = { ...cfg, dim: resume.meta.config.dim, layers: resume.meta.config.layers };
+  // PromptMM distils into LightGCN: EmbKD and the list-wise terms use its propagated tables.
+  if (cfg.model !== 'lightgcn') throw new Error(`--model ${cfg.model}: the distillation stage trains a LightGCN student (use --student-only for another model)`);
   const { teacher, meta: tmeta } = loadTeacher(opts.teacherDir, data);
   if (tmeta.config.dim !== cfg.dim) {
     teacher.dispose();

@@ -2,9 +2,8 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadDataset, type Dataset } from '../../data/dataset.js';
-import { loadCheckpoint, requireArray, CheckpointError } from '../checkpoint.js';
-import { normalizedAdjacency } from '../../data/graph.js';
-import { LightGcn, LIGHTGCN_EGO } from '../models/lightgcn.js';
+import { loadCheckpoint, CheckpointError } from '../checkpoint.js';
+import { studentKind } from '../models/registry.js';
 import { evaluateEmbeddings, type Metrics, type Split } from '../eval.js';
 import { writeNpy } from '../../core/npy.js';
 import type { StudentMeta } from './student.js';
@@ -25,9 +24,7 @@ export function loadStudent(checkpointDir: string, dataDir?: string): LoadedStud
   if (data.hash !== meta.dataset.hash) {
     throw new CheckpointError(`${checkpointDir}: trained on dataset hash ${meta.dataset.hash.slice(0, 12)}, but ${data.dir} has hash ${data.hash.slice(0, 12)}`);
   }
-  const { dim, layers } = meta.config;
-  const ego = requireArray(ck, LIGHTGCN_EGO, [data.nUsers + data.nItems, dim]);
-  const model = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim, layers }, normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser), ego.data);
+  const model = studentKind(meta.model ?? 'lightgcn').create(data, meta.config, ck);
   try {
     return { meta, data, final: model.finalEmbeddings() };
   } finally {

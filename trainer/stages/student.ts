@@ -1,23 +1,23 @@
-/** The plain LightGCN student (BPR only) on the shared training loop. */
+/** The plain student (BPR only; `--model`, LightGCN by default) on the shared training loop. */
 import { join } from 'node:path';
 import type { BackendInfo } from '../engine/backend.js';
 import type { Dataset } from '../../data/dataset.js';
-import { normalizedAdjacency } from '../../data/graph.js';
-import { LightGcn, LIGHTGCN_EGO } from '../models/lightgcn.js';
-import { loadCheckpoint, requireArray } from '../checkpoint.js';
+import { studentKind, type StudentModel } from '../models/registry.js';
+import { loadCheckpoint } from '../checkpoint.js';
 import { LOOP_FIELDS, runLoop, type LoopConfig, type LoopMeta, type LoopResult, type Trainable } from '../loop.js';
-import { checkFields, defaultsFor } from '../../core/defaults.js';
+import { checkFields, defaultsFor, type StudentModelName } from '../../core/defaults.js';
 import type { Triplets } from '../../data/sampler.js';
 import type { Logger } from '../../core/log.js';
 
 export interface StudentConfig extends LoopConfig {
+  model: StudentModelName;
   dim: number;
   layers: number;
   reg: number;
 }
 
 /** Where each student setting is declared (core/defaults.ts). */
-export const STUDENT_FIELDS = { ...LOOP_FIELDS, dim: 'dim', layers: 'layers', reg: 'reg' } as const;
+export const STUDENT_FIELDS = { ...LOOP_FIELDS, model: 'model', dim: 'dim', layers: 'layers', reg: 'reg' } as const;
 
 export const STUDENT_DEFAULTS: StudentConfig = defaultsFor(STUDENT_FIELDS);
 
@@ -32,7 +32,7 @@ export interface DatasetRef {
 /** What a student checkpoint's model.json carries besides the weights. */
 export interface StudentMeta extends LoopMeta {
   kind: 'student';
-  model: 'lightgcn';
+  model: StudentModelName;
   /** 'bpr' for the plain student, 'kd' for the distilled one */
   objective: 'bpr' | 'kd';
   dataset: DatasetRef;
@@ -70,14 +70,14 @@ export function checkpointFor<M extends { dataset: DatasetRef }>(dir: string, da
   return ck;
 }
 
-/** LightGCN + BPR + L2 as a Trainable. */
-function plainStudent(model: LightGcn, reg: number): Trainable {
+/** A student + BPR + L2 as a Trainable. */
+function plainStudent(model: StudentModel, dim: number, reg: number): Trainable {
   return {
-    variables: [model.ego],
-    dim: model.shape.dim,
+    variables: model.variables,
+    dim,
     loss: (t: Triplets) => model.bprLoss(t, reg),
     embeddings: () => model.finalEmbeddings(),
-    arrays: () => [model.egoArray()],
+    arrays: () => model.arrays(),
   };
 }
 
@@ -85,22 +85,20 @@ export async function trainStudent(data: Dataset, config: StudentConfig, opts: T
   checkFields(config, STUDENT_FIELDS);
   let cfg = { ...config };
   const resume = opts.resume ? checkpointFor<StudentMeta>(opts.checkpointDir, data) : undefined;
-  if (resume) cfg = { ...cfg, dim: resume.meta.config.dim, layers: resume.meta.config.layers }; // architecture from the checkpoint
-  const n = data.nUsers + data.nItems;
-  const init = resume ? requireArray(resume, LIGHTGCN_EGO, [n, cfg.dim]).data : { seed: cfg.seed };
-  const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
-  const model = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: cfg.dim, layers: cfg.layers }, graph, init);
-  const parameters = n * cfg.dim;
-  opts.log.info({ dataset: data.name, users: data.nUsers, items: data.nItems, edges: graph.indices.length / 2, backend: opts.backend.backend, parameters, config: cfg }, 'training the plain LightGCN student');
+  // architecture from the checkpoint
+  if (resume) cfg = { ...cfg, model: resume.meta.model ?? 'lightgcn', dim: resume.meta.config.dim, layers: resume.meta.config.layers };
+  const model = studentKind(cfg.model).create(data, cfg, resume);
+  const parameters = model.parameters;
+  opts.log.info({ dataset: data.name, model: cfg.model, users: data.nUsers, items: data.nItems, train: data.train.users.length, backend: opts.backend.backend, parameters, config: cfg }, `training the plain ${cfg.model} student`);
   try {
-    const res = await runLoop(data, plainStudent(model, cfg.reg), cfg, {
+    const res = await runLoop(data, plainStudent(model, cfg.dim, cfg.reg), cfg, {
       checkpointDir: opts.checkpointDir,
       log: opts.log,
-      title: `LightGCN student on ${data.name}`,
+      title: `${cfg.model} student on ${data.name}`,
       label: 'student',
       resume,
       progress: opts.progress,
-      meta: (loop): StudentMeta => ({ kind: 'student', model: 'lightgcn', objective: 'bpr', dataset: datasetRef(data), config: cfg, backend: opts.backend.backend, parameters, ...loop }),
+      meta: (loop): StudentMeta => ({ kind: 'student', model: cfg.model, objective: 'bpr', dataset: datasetRef(data), config: cfg, backend: opts.backend.backend, parameters, ...loop }),
     });
     return finish(opts, res, parameters);
   } finally {
