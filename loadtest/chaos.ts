@@ -26,6 +26,8 @@ const HELP = `usage: npm run chaos -- [options]
   --json FILE        also write the report as JSON
   --only LIST        some of ${SCENARIOS.join(',')} (default all)
   --slow-sockets N   sockets of each slow-client kind (default 8)
+  --slow-bound S     seconds to hold them against a server without timeout flags (default 10;
+                     with the flags the bound is twice the 2 s timeouts given, plus 1 s)
 Prints one table; exits 1 if any check failed. Servers run on temporary copies of tiny
 synthetic bundles, on 127.0.0.1 only; everything started is killed and removed at the end.
 `;
@@ -145,6 +147,7 @@ async function main(): Promise<void> {
       json: { type: 'string' },
       only: { type: 'string' },
       'slow-sockets': { type: 'string', default: '8' },
+      'slow-bound': { type: 'string', default: '10' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -159,7 +162,7 @@ async function main(): Promise<void> {
   };
   const only = a.only?.split(',').map((x) => x.trim());
   for (const x of only ?? []) if (!(SCENARIOS as readonly string[]).includes(x)) throw new Error(`--only: unknown scenario "${x}" (${SCENARIOS.join(', ')})`);
-  const rep = await runChaos({ trials: int('trials', a.trials!, 1), seed: int('seed', a.seed!, 0), only: only as ChaosScenario[] | undefined, slowSockets: int('slow-sockets', a['slow-sockets']!, 1), cleanUpOnSignal: true });
+  const rep = await runChaos({ trials: int('trials', a.trials!, 1), seed: int('seed', a.seed!, 0), only: only as ChaosScenario[] | undefined, slowSockets: int('slow-sockets', a['slow-sockets']!, 1), slowBoundWithoutFlags: int('slow-bound', a['slow-bound']!, 1), cleanUpOnSignal: true });
   process.stdout.write(formatReport(rep));
   if (a.json) writeFileSync(a.json, JSON.stringify(rep, null, 2) + '\n');
   if (!rep.pass) process.exitCode = 1;

@@ -112,7 +112,9 @@ export async function sigtermScenario(res: Resources, o: SigtermOptions): Promis
         }
       }
       r.lost += cut;
-      if (cut) problem(r, `run ${run}: ${cut} of ${outs.length} requests in flight got no whole answer (${tally(outs.filter(({ x }) => x.kind !== 'answered').map(({ x, kind }) => `${kind} ${x.kind}`))}), SIGTERM ${delay} ms after they were sent; exit ${exits.at(-1)}`);
+      const t = outs.find(({ x }) => x.kind === 'truncated')?.x;
+      const partial = t?.kind === 'truncated' ? `; one got ${t.bytes} of ${t.expected ?? '?'} bytes` : '';
+      if (cut) problem(r, `run ${run}: ${cut} of ${outs.length} requests in flight got no whole answer (${tally(outs.filter(({ x }) => x.kind !== 'answered').map(({ x, kind }) => `${kind} ${x.kind}`))}${partial}), SIGTERM ${delay} ms after they were sent; exit ${exits.at(-1)}`);
       if (exit && exit.code !== 0 && !cut) problem(r, `run ${run}: every request was answered, yet the exit was ${exit.signal ?? exit.code}`);
       if (exit && exit.code === 0 && cut) problem(r, `run ${run}: exited 0 after cutting ${cut} requests off`);
     } finally {
