@@ -11,7 +11,7 @@ export interface Kill9Options {
   trials: number;
   seed: number;
   writers?: number;
-  /** the kill comes this many ms after the writers start, drawn uniformly */
+  /** the kill comes this many ms after the trial's first acknowledged write, drawn uniformly */
   delayMs?: [number, number];
 }
 
@@ -53,6 +53,8 @@ export async function kill9Scenario(res: Resources, o: Kill9Options): Promise<Ch
     const rng = new Rng(o.seed * 1_000_003 + trial);
     const agent = res.agent(writers);
     let stop = false;
+    let firstAck: () => void = () => {};
+    const acking = new Promise<void>((r) => (firstAck = r));
     const writer = async (w: number) => {
       const wr = new Rng(o.seed * 7919 + trial * 31 + w);
       while (!stop) {
@@ -89,9 +91,12 @@ export async function kill9Scenario(res: Resources, o: Kill9Options): Promise<Ch
           } else acked.set(p, x);
         });
         r.acknowledged += n;
+        firstAck();
       }
     };
     const running = Promise.all(Array.from({ length: writers }, (_, w) => writer(w)));
+    // The delay counts from the trial's first acknowledgement, so that every kill lands among acknowledged writes.
+    if ((await within(acking, 20_000, 'none')) === 'none') problem(r, `trial ${trial}: no write acknowledged within 20 s of the writers starting`);
     await sleep(dMin + rng.int(dMax - dMin + 1));
     const exited = exitOf(server.child);
     server.child.kill('SIGKILL');
