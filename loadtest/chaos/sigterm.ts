@@ -31,7 +31,8 @@ export async function sigtermScenario(res: Resources, o: SigtermOptions): Promis
   // Big enough that k=1000 means 1000 items per user and a batch keeps the event loop busy.
   const input = exportTinyBundle(repo, NAME, { users: 512, items: 3000, dim: 32 });
   const drainS = o.features.drain ? 5 : DEFAULT_DRAIN_S;
-  const extra = o.features.drain ? [durationArg(o.features.drain, drainS)] : [];
+  // No result cache: every user of every batch is searched, so the loop is busy when the signal comes.
+  const extra = ['--cache-users', '0', ...(o.features.drain ? [durationArg(o.features.drain, drainS)] : [])];
   const waitMs = (drainS + 10) * 1000;
   const counts = { 'answered-503': 0, '4xx': 0, truncated: 0, reset: 0, refused: 0 };
   const exits: string[] = [];
