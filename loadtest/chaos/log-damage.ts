@@ -1,7 +1,6 @@
 /**
- * Damage in the interaction log: a torn tail must be cut (only it) and the server go on at the
- * next position; a flipped byte mid-segment must stop the server with a clear error, nothing
- * cut, and a skip must recover every record but the damaged one, positions kept.
+ * Interaction-log damage: a torn tail must be cut (only it) and writing go on at the next position; a flipped byte
+ * mid-segment must stop the server with a clear error, nothing cut, and a skip keep every other record at its position.
  */
 import { appendFileSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,7 +1,6 @@
 /**
- * SIGTERM under load: large POST /recommend batches and keep-alive GETs are in flight on
- * connections the server has already accepted; each must be answered whole (or refused with
- * a 503), never cut or reset, and the exit code must say whether the drain finished.
+ * SIGTERM under load: batches and keep-alive GETs in flight on accepted connections must each be answered whole (or
+ * refused with a 503), never cut or reset, and the exit code must say whether the drain finished.
  */
 import { Rng } from '../../core/rng.js';
 import { baseArgs, durationArg, exitOf, exportTinyBundle, killAndWait, problem, request, row, sleep, startServer, tally, within, type ChaosRow, type Outcome, type Resources, type ServerFeatures } from './common.js';

@@ -1,7 +1,6 @@
 /**
- * Slow clients: sockets that send part of their headers, a Content-Length and one byte, go idle
- * on keep-alive or send nothing. The server must close each within a bound while /healthz
- * keeps answering; sockets still open at the bound are counted.
+ * Slow clients (partial headers, Content-Length and one byte, idle keep-alive, silence): the server must close each
+ * socket within a bound while /healthz keeps answering; sockets still open at the bound are counted.
  */
 import { connect, type Socket } from 'node:net';
 import { baseArgs, durationArg, exportTinyBundle, killAndWait, problem, request, row, sleep, startServer, tally, TOKEN, type ChaosRow, type Resources, type ServerFeatures } from './common.js';
