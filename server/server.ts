@@ -37,6 +37,8 @@ export interface ServeConfig {
 }
 
 export async function createServer(cfg: ServeConfig, log: Logger) {
+  // A blank token would turn the write endpoints on behind a header no client can send usefully.
+  if (cfg.token !== undefined && cfg.token.trim() === '') throw new Error('PROMPTMM_TOKEN is set but blank (only white space): set a real token, or unset it to turn the admin and write endpoints off');
   if (!existsSync(modelDir(cfg.repo, cfg.name))) {
     throw new RepositoryError(`model ${cfg.name} not found in ${cfg.repo} (export one: promptmm export --name ${cfg.name})`);
   }
