@@ -17,7 +17,7 @@ import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
 import { interactionRoutes } from './routes/interactions.js';
 import { metricsRoutes } from './routes/metrics.js';
-import { recommendRoutes } from './routes/recommend.js';
+import { recommendRoutes, requestLimits, type RequestLimits } from './routes/recommend.js';
 import type { ModelHolder } from './serving/model-holder.js';
 import type { Reloader } from './serving/reloader.js';
 
@@ -30,6 +30,8 @@ export interface AppOptions {
   /** Bearer token of admin and write endpoints; undefined turns them off. */
   token?: string;
   online?: OnlineLearner;
+  /** Cost limits of POST /recommend (default REQUEST_LIMITS in routes/recommend.ts). */
+  requestLimits?: Partial<RequestLimits>;
 }
 
 function createFastify(log: Logger) {
@@ -47,6 +49,7 @@ function createFastify(log: Logger) {
 type App = ReturnType<typeof createFastify>;
 
 export function buildApp(o: AppOptions): App {
+  const limits = requestLimits(o.requestLimits); // bad limits fail here, at start-up
   const app = createFastify(o.log);
   // Root hooks and handlers, set before the plugins load, so every route plugin inherits them.
   closeKeepAliveOnClose(app);
@@ -55,7 +58,7 @@ export function buildApp(o: AppOptions): App {
   const methods = strictInput(app);
   answerErrors(app, methods);
 
-  app.register(recommendRoutes, { holder: o.holder, metrics: o.metrics, retrieval: o.retrieval });
+  app.register(recommendRoutes, { holder: o.holder, metrics: o.metrics, retrieval: o.retrieval, limits });
   app.register(healthRoutes, { holder: o.holder });
   app.register(metricsRoutes, { metrics: o.metrics });
   const { token, online } = o;
