@@ -140,8 +140,11 @@ async function main(): Promise<void> {
     process.stdout.write(text + '\n');
     if (a.json) writeFileSync(a.json, text + '\n');
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((f) => child.once('exit', f));
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((f) => child.once('exit', f));
+      child.kill('SIGTERM');
+      await exited;
+    }
     rmSync(repo, { recursive: true, force: true });
   }
 }
