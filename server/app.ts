@@ -48,6 +48,13 @@ function createFastify(log: Logger) {
 }
 type App = ReturnType<typeof createFastify>;
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The request's place among those received on its socket (0 = first); see dropRequestsBehindClose. */
+    socketPlace: number;
+  }
+}
+
 export function buildApp(o: AppOptions): App {
   const limits = requestLimits(o.requestLimits); // bad limits fail here, at start-up
   const app = createFastify(o.log);
@@ -97,28 +104,29 @@ function closeKeepAliveOnClose(app: App): void {
  * whose handler started before the closing response was decided still runs: it cannot be recalled.)
  */
 function dropRequestsBehindClose(app: App): void {
-  const next = new WeakMap<object, number>(); // socket → the place the next request takes
-  const lastPlace = new WeakMap<object, number>(); // socket → the place of the response that closes it
-  const place = new WeakMap<object, number>(); // raw request → its place
+  // Per socket: the place the next request takes, and the place of the response that closes it.
+  const sockets = new WeakMap<object, { next: number; last: number }>();
+  const closes = (req: FastifyRequest) => {
+    const c = req.headers.connection?.toLowerCase();
+    return c === 'close' || (req.raw.httpVersion === '1.0' && c !== 'keep-alive');
+  };
+  // A decorated field (not a WeakMap per request): the request objects keep one shape.
+  app.decorateRequest('socketPlace', 0);
   app.addHook('onRequest', (req, _reply, done) => {
-    const sock = req.raw.socket;
-    const n = next.get(sock) ?? 0;
-    next.set(sock, n + 1);
-    place.set(req.raw, n);
-    const connection = req.headers.connection?.toLowerCase();
-    if (connection === 'close' || (req.raw.httpVersion === '1.0' && connection !== 'keep-alive')) lastPlace.set(sock, Math.min(n, lastPlace.get(sock) ?? n));
+    let st = sockets.get(req.raw.socket);
+    if (!st) sockets.set(req.raw.socket, (st = { next: 0, last: Infinity }));
+    req.socketPlace = st.next++;
+    if (closes(req)) st.last = Math.min(st.last, req.socketPlace);
     done();
   });
   app.addHook('onSend', (req, reply, payload, done) => {
-    const n = place.get(req.raw);
-    if (n !== undefined && String(reply.getHeader('connection')).toLowerCase() === 'close') lastPlace.set(req.raw.socket, Math.min(n, lastPlace.get(req.raw.socket) ?? n));
+    const st = sockets.get(req.raw.socket);
+    if (st && String(reply.getHeader('connection')).toLowerCase() === 'close') st.last = Math.min(st.last, req.socketPlace);
     done(null, payload);
   });
   app.addHook('preHandler', (req, reply, done) => {
     const sock = req.raw.socket;
-    const last = lastPlace.get(sock);
-    const n = place.get(req.raw);
-    if ((last !== undefined && n !== undefined && n > last) || sock.destroyed || sock.writableEnded) {
+    if (req.socketPlace > (sockets.get(sock)?.last ?? Infinity) || sock.destroyed || sock.writableEnded) {
       req.log.debug({ url: req.url }, 'request behind a closing response on its connection: not run');
       reply.hijack(); // nothing is written: the socket ends after the closing response ahead of it
     }
