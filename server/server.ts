@@ -9,6 +9,7 @@ import { buildApp } from './app.js';
 import { createMetrics } from './common/metrics.js';
 import { ModelHolder } from './serving/model-holder.js';
 import type { RetrievalName } from './common/schemas.js';
+import type { RequestLimits } from './routes/recommend.js';
 import type { ServingModel } from './serving/serving-model.js';
 import { Reloader } from './serving/reloader.js';
 import { InteractionLog } from '../repository/interaction-log.js';
@@ -35,9 +36,13 @@ export interface ServeConfig {
   /** Interaction log folder (default <repo>/<name>/interactions). */
   logDir?: string;
   online?: Partial<OnlineConfig>;
+  /** Cost limits of POST /recommend (REQUEST_LIMITS in server/routes/recommend.ts). */
+  requestLimits?: Partial<RequestLimits>;
 }
 
 export async function createServer(cfg: ServeConfig, log: Logger) {
+  // A blank token would turn the write endpoints on behind a header no client can send usefully.
+  if (cfg.token !== undefined && cfg.token.trim() === '') throw new Error('PROMPTMM_TOKEN is set but blank (only white space): set a real token, or unset it to turn the admin and write endpoints off');
   if (!existsSync(modelDir(cfg.repo, cfg.name))) {
     throw new RepositoryError(`model ${cfg.name} not found in ${cfg.repo} (export one: promptmm export --name ${cfg.name})`);
   }
@@ -70,7 +75,7 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
     if (moved) log.info({ segments: moved, absorbedUpTo: absorbed }, 'interaction log: absorbed segments moved to archive/');
   };
   const reloader = new Reloader(cfg.repo, cfg.name, holder, load, metrics, log, prepare);
-  const app = buildApp({ holder, reloader, metrics, log, retrieval: cfg.retrieval, token: cfg.token, online });
+  const app = buildApp({ holder, reloader, metrics, log, retrieval: cfg.retrieval, token: cfg.token, online, requestLimits: cfg.requestLimits });
   const first = await reloader.reload();
   if (!first.changed) log.error({ model: cfg.name, refused: first.refused }, 'no valid model version yet: /readyz answers 503 until one is exported');
   if (!cfg.token) log.info('PROMPTMM_TOKEN is not set: admin and write endpoints are off');

@@ -9,7 +9,20 @@ export const MAX_K = 1000;
 /** Most users in one POST /recommend. */
 export const MAX_BATCH_USERS = 256;
 
-const UserId = Type.String({ minLength: 1, maxLength: 256 });
+/**
+ * The characters an id may not hold: C0 controls (NUL, tab, newline, …), DEL, C1 controls,
+ * U+2028/U+2029 (line breaks to some readers) and lone surrogates (not encodable as UTF-8). The
+ * nightly retrain writes ids into a TSV, so one of these would split or corrupt its line. (The
+ * `u` flag ajv compiles patterns with makes the surrogate range match only unpaired halves.)
+ */
+export const ID_PATTERN = '^[^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\uD800-\\uDFFF]*$';
+/** What a failed `pattern` means, by pattern, for the 400's message (ajv's own quotes the regex). */
+export const PATTERN_MESSAGES: Record<string, string> = {
+  [ID_PATTERN]: 'must not contain control characters (NUL, tab, newline, DEL, U+0080–U+009F), U+2028/U+2029 or unpaired surrogates',
+};
+/** A user or item id: 1 to 256 printable characters. */
+const Id = () => Type.String({ minLength: 1, maxLength: 256, pattern: ID_PATTERN });
+const UserId = Id();
 const K = Type.Integer({ minimum: 1, maximum: MAX_K, default: 10 });
 /** The retrieval paths a request may ask for (server/retrieval implements one Retriever each). */
 const RETRIEVALS = ['ann', 'exact'] as const;
@@ -17,12 +30,16 @@ export type RetrievalName = (typeof RETRIEVALS)[number];
 // An enum rather than a union of literals: the validation error then lists the allowed values.
 const Retrieval = Type.Unsafe<RetrievalName>({ type: 'string', enum: [...RETRIEVALS] });
 
-export const RecommendQuery = Type.Object({
-  user: UserId,
-  k: K,
-  exclude_seen: Type.Boolean({ default: true }),
-  retrieval: Type.Optional(Retrieval),
-});
+// Unknown parameters are a 400 (a typo such as `exlude_seen` would otherwise be ignored in silence).
+export const RecommendQuery = Type.Object(
+  {
+    user: UserId,
+    k: K,
+    exclude_seen: Type.Boolean({ default: true }),
+    retrieval: Type.Optional(Retrieval),
+  },
+  { additionalProperties: false },
+);
 
 export const RecommendBody = Type.Object(
   {
@@ -74,6 +91,11 @@ export const Ready = Type.Object({
 
 /** Most interactions in one POST /interactions. */
 export const MAX_INTERACTIONS = 1000;
+/**
+ * Largest `ts` (ms since the epoch, as the interaction log stores it): the last instant a JS Date
+ * can hold (year 275760), below 2^53, so every accepted value is an exact integer.
+ */
+export const MAX_TS = 8.64e15;
 
 export const InteractionsBody = Type.Object(
   {
@@ -81,8 +103,8 @@ export const InteractionsBody = Type.Object(
       Type.Object(
         {
           user: UserId,
-          item: Type.String({ minLength: 1, maxLength: 256 }),
-          ts: Type.Optional(Type.Integer({ minimum: 0 })),
+          item: Id(),
+          ts: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_TS })),
         },
         { additionalProperties: false },
       ),

@@ -8,8 +8,24 @@ export interface AdminRoutesOptions {
   online?: OnlineLearner;
 }
 
+/**
+ * A refusal reason with every absolute path made repository-relative: the part from the model
+ * folder on (`NAME/<version>/file`), found by the version's number among the path's folders; a
+ * path without it keeps only its file name. Where the repository lives is the host's business.
+ */
+export function repositoryRelative(reason: string, version: number): string {
+  return reason.replace(/(^|[\s"'(=])(\/[^\s"'():;,]+)/g, (_m, lead: string, path: string) => {
+    const parts = path.split('/').filter(Boolean);
+    const at = parts.lastIndexOf(String(version));
+    return lead + (at >= 1 ? parts.slice(at - 1).join('/') : (parts.at(-1) ?? ''));
+  });
+}
+
 export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, o) => {
-  app.post('/admin/reload', async () => o.reloader.reload(true));
+  app.post('/admin/reload', async () => {
+    const r = await o.reloader.reload(true);
+    return { ...r, refused: r.refused.map((x) => ({ ...x, reason: repositoryRelative(x.reason, x.version) })) };
+  });
   const online = o.online;
   if (online) {
     app.post('/admin/finetune', async () => {
