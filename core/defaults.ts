@@ -23,8 +23,14 @@ export const SECTIONS = {
 } as const;
 export type Section = keyof typeof SECTIONS;
 
-/** The largest cut-off K (--ks, --valid-metric); /recommend's k has the same bound in server/common/schemas.ts. */
+/** The largest cut-off K: --ks, --valid-metric, and /recommend's k (server/common/schemas.ts). */
 export const MAX_K = 1000;
+/** /recommend's k when a request names none. */
+export const DEFAULT_K = 10;
+/** Most users in one POST /recommend. */
+export const MAX_BATCH_USERS = 256;
+/** Most interactions in one POST /interactions. */
+export const MAX_INTERACTIONS = 1000;
 /** tfjs backends, best first (see trainer/engine/backend.ts). */
 export const BACKEND_NAMES = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
 /** ONNX Runtime execution providers the server can use. */
@@ -341,6 +347,11 @@ export const SETTINGS = define({
   pollSeconds: int({ section: 'serving', flag: '--poll-seconds <n>', env: 'PROMPTMM_POLL_SECONDS', min: 0, default: 30, description: 'also poll the repository for new versions every n seconds (0 = watch only)' }),
   cacheUsers: int({ section: 'serving', flag: '--cache-users <n>', env: 'PROMPTMM_CACHE_USERS', min: 0, default: 100_000, description: 'users whose recommendation lists are cached (LRU, per version; 0 = off)' }),
   logDir: str<string | undefined>({ section: 'serving', flag: '--log-dir <dir>', env: 'PROMPTMM_LOG_DIR', default: undefined, defaultText: '<repo>/<name>/interactions', description: 'durable interaction log' }),
+  // POST /recommend's cost, in list entries (users × k): the work of a batch grows with it (server/routes/recommend.ts)
+  maxBatchEntries: int({ section: 'serving', flag: '--max-batch-entries <n>', env: 'PROMPTMM_MAX_BATCH_ENTRIES', min: 1, default: MAX_BATCH_USERS * 100, description: 'most users × k in one POST /recommend (above: a 400 naming k); 256 users at k 100' }),
+  batchSliceEntries: int({ section: 'serving', flag: '--batch-slice-entries <n>', env: 'PROMPTMM_BATCH_SLICE_ENTRIES', min: 1, default: 1024, description: 'batch work between two event-loop turns (a user counts k + 100 entries): ~1.5 ms of ANN work' }),
+  maxBatchEntriesInFlight: int({ section: 'serving', flag: '--max-batch-entries-in-flight <n>', env: 'PROMPTMM_MAX_BATCH_ENTRIES_IN_FLIGHT', min: 1, default: 4 * MAX_BATCH_USERS * 100, description: 'entries of all batches computed at once; a batch beyond it gets a 503 with Retry-After' }),
+  logOnCorrupt: choice({ section: 'serving', flag: '--log-on-corrupt <mode>', env: 'PROMPTMM_LOG_ON_CORRUPT', choices: ['fail', 'skip'], default: 'fail', description: 'damage before acknowledged records of the interaction log: fail (refuse to start, naming segment and byte) or skip (quarantine those records, keep every position)' }),
   token: str<string | undefined>({ section: 'serving', env: 'PROMPTMM_TOKEN', default: undefined, defaultText: 'unset: those endpoints are off', description: 'turns on the admin and write endpoints (POST /interactions, POST /admin/reload, POST /admin/finetune) behind "Authorization: Bearer <token>"' }),
 
   // Online learning while serving

@@ -3,11 +3,10 @@
  * them, and the TypeScript types of the answers are derived from them (one definition each).
  */
 import { Type, type Static } from 'typebox';
+import { DEFAULT_K, MAX_BATCH_USERS, MAX_INTERACTIONS, MAX_K } from '../../core/defaults.js';
 
-/** Largest k a request may ask for (documented in the README). */
-export const MAX_K = 1000;
-/** Most users in one POST /recommend. */
-export const MAX_BATCH_USERS = 256;
+// The API's bounds are defined once, with every other default, in core/defaults.ts.
+export { MAX_BATCH_USERS, MAX_INTERACTIONS, MAX_K };
 
 /**
  * The characters an id may not hold: C0 controls (NUL, tab, newline, …), DEL, C1 controls,
@@ -23,7 +22,7 @@ export const PATTERN_MESSAGES: Record<string, string> = {
 /** A user or item id: 1 to 256 printable characters. */
 const Id = () => Type.String({ minLength: 1, maxLength: 256, pattern: ID_PATTERN });
 const UserId = Id();
-const K = Type.Integer({ minimum: 1, maximum: MAX_K, default: 10 });
+const K = Type.Integer({ minimum: 1, maximum: MAX_K, default: DEFAULT_K });
 /** The retrieval paths a request may ask for (server/retrieval implements one Retriever each). */
 const RETRIEVALS = ['ann', 'exact'] as const;
 export type RetrievalName = (typeof RETRIEVALS)[number];
@@ -89,8 +88,6 @@ export const Ready = Type.Object({
   ),
 });
 
-/** Most interactions in one POST /interactions. */
-export const MAX_INTERACTIONS = 1000;
 /**
  * Largest `ts` (ms since the epoch, as the interaction log stores it): the last instant a JS Date
  * can hold (year 275760), below 2^53, so every accepted value is an exact integer.

@@ -6,6 +6,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import type { ServerMetrics } from '../common/metrics.js';
+import { DEFAULTS } from '../../core/defaults.js';
 import { ErrorReplies, MAX_BATCH_USERS, MAX_K, RecommendBatch, RecommendBody, RecommendQuery, Recommendation, type RetrievalName } from '../common/schemas.js';
 import type { ModelHolder } from '../serving/model-holder.js';
 import { recommend, recommendJson } from '../serving/recommender.js';
@@ -13,26 +14,14 @@ import type { ServingModel } from '../serving/serving-model.js';
 
 /**
  * The cost limits of POST /recommend, counted in list entries (users × k): the work of a batch
- * (searches, ranking, objects, JSON) grows with it. Overridden through AppOptions.requestLimits.
+ * (searches, ranking, objects, JSON) grows with it. Defaults and meaning in core/defaults.ts
+ * (256 × 1000 entries was 11 MB of JSON and blocked the loop for seconds; a slice of 1024 is
+ * about 1.5 ms of ANN work on a Tiktok-sized bundle at any k). Overridden through AppOptions.requestLimits.
  */
 export const REQUEST_LIMITS = {
-  /**
-   * Most entries one batch may ask for; above it a 400 naming `k`. 256 users at k 100 (or 25 at
-   * the largest k, 1000): about 1.2 MB of JSON, while 256 × 1000 was 11 MB and blocked the loop for
-   * seconds. One GET asks for at most 1000.
-   */
-  maxBatchEntries: MAX_BATCH_USERS * 100,
-  /**
-   * Work between two yields to the event loop, in entries, a user costing k + USER_COST: /healthz
-   * and other requests get a turn every slice (about 1.5 ms of ANN work at any k, measured on a
-   * Tiktok-sized bundle: 9 users at k 10, 5 at k 100, 1 at k 1000).
-   */
-  sliceEntries: 1024,
-  /**
-   * Entries of all batches being computed at once (4 maximal ones); a batch that would go beyond
-   * it gets a 503 with Retry-After, so the slices of many batches cannot queue ahead of everyone.
-   */
-  maxEntriesInFlight: 4 * MAX_BATCH_USERS * 100,
+  maxBatchEntries: DEFAULTS.maxBatchEntries,
+  sliceEntries: DEFAULTS.batchSliceEntries,
+  maxEntriesInFlight: DEFAULTS.maxBatchEntriesInFlight,
 };
 export type RequestLimits = typeof REQUEST_LIMITS;
 

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { BUNDLE_FILES, type Manifest } from '../../repository/bundle-format.js';
 import { checkBundle, checkHnswLabels, HNSW_HEADER_BYTES, readFileHead } from '../../repository/bundle-check.js';
 import { loadHnswIndex, type HnswIndex } from '../../repository/hnsw-index.js';
+import { DEFAULTS } from '../../core/defaults.js';
 import { verifyBundle } from '../../repository/versions.js';
 import { parseNpy, parseNpyInt32 } from '../../core/npy.js';
 import { csrHas, type Csr } from '../../core/csr.js';
@@ -177,7 +178,7 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
     exact,
   );
   model.appliedPosition = m.logPosition ?? 0;
-  model.cache = new ResultCache(opts.cacheUsers ?? 0);
-  model.candidates = new CandidateCache(opts.cacheUsers ?? 0);
+  model.cache = new ResultCache(opts.cacheUsers ?? DEFAULTS.cacheUsers);
+  model.candidates = new CandidateCache(opts.cacheUsers ?? DEFAULTS.cacheUsers);
   return model;
 }
