@@ -1,0 +1,127 @@
+/**
+ * bench:replay — what a long interaction log costs the server: restart time (no snapshot, and
+ * after a clean close that left one) and a version swap under light traffic (its duration, the
+ * longest event-loop stall, request latency meanwhile), on a Tiktok-sized synthetic bundle.
+ *
+ *   npm run bench:replay -- [--records 500000] [--new-users 20000] [--out bench/out/replay] [--tag NAME]
+ */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { exportBundle } from '../export/exporter.js';
+import { syntheticBundle } from '../export/synthetic-bundle.js';
+import { Rng } from '../core/rng.js';
+import { InteractionLog } from '../repository/interaction-log.js';
+import { modelDir } from '../repository/versions.js';
+import { createServer, type ServeConfig } from '../server/server.js';
+
+const { values: a } = parseArgs({
+  options: {
+    records: { type: 'string', default: '500000' },
+    'new-users': { type: 'string', default: '20000' },
+    out: { type: 'string', default: 'bench/out/replay' },
+    /** names the results file: bench/results/replay-DATE[-TAG].json */
+    tag: { type: 'string' },
+  },
+});
+const records = Number(a.records);
+const newUsers = Number(a['new-users']);
+const out = resolve(a.out!);
+rmSync(out, { recursive: true, force: true });
+mkdirSync(out, { recursive: true });
+const repo = join(out, 'models');
+const name = 'tiktok-synth';
+const log = pino({ level: process.env.PROMPTMM_LOG_LEVEL ?? 'warn' });
+const HNSW = { space: 'ip' as const, m: 16, efSearch: 100, efConstruction: 100, seed: 1 };
+// Tiktok's shape: 9,308 users, 6,710 items, ~6.4 train items per user, dim 64.
+const TIKTOK = { users: 9308, items: 6710, dim: 64, seenPerUser: 6 };
+const secs = (ms: number) => +(ms / 1000).toFixed(3);
+
+let t = performance.now();
+exportBundle(syntheticBundle({ name, ...TIKTOK, seed: 1 }), { repo, hnsw: HNSW });
+process.stderr.write(`bundle v1 exported in ${secs(performance.now() - t)} s\n`);
+
+// The log: 80% bundle users, 20% users first seen online; Zipf-like items.
+t = performance.now();
+const ilog = InteractionLog.open(join(modelDir(repo, name), 'interactions'));
+const rng = new Rng(3);
+const logN = Math.log(TIKTOK.items + 1);
+for (let n = 0; n < records; n += 1000) {
+  const batch = Array.from({ length: Math.min(1000, records - n) }, (_, k) => ({
+    user: rng.next() < 0.8 ? `u${rng.int(TIKTOK.users)}` : `new${rng.int(newUsers)}`,
+    item: `i${Math.min(TIKTOK.items - 1, Math.floor(Math.exp(rng.next() * logN)) - 1)}`,
+    ts: n + k,
+  }));
+  await ilog.append(batch);
+}
+await ilog.close();
+process.stderr.write(`${records} log records written in ${secs(performance.now() - t)} s\n`);
+
+const cfg: ServeConfig = { name, repo, host: '127.0.0.1', port: 0, retrieval: 'ann', providers: ['cpu'], pollSeconds: 0, token: 'secret', online: { roundEvery: 0, roundSeconds: 0 } };
+const snapshots = join(modelDir(repo, name), 'online-state');
+
+async function restart(label: string) {
+  const t0 = performance.now();
+  const s = await createServer(cfg, log);
+  const ms = performance.now() - t0;
+  process.stderr.write(`${label}: ready in ${secs(ms)} s (version ${s.holder.model?.version}, applied up to ${s.holder.model?.appliedPosition})\n`);
+  return { s, seconds: secs(ms) };
+}
+
+const result: Record<string, unknown> = { date: new Date().toISOString(), records, newUsers, bundle: TIKTOK, node: process.version };
+
+rmSync(snapshots, { recursive: true, force: true });
+const cold = await restart('restart, no snapshot (a crash before any, or a new version)');
+result.restartNoSnapshotSeconds = cold.seconds;
+await cold.s.close();
+const warm = await restart('restart after a clean close');
+result.restartAfterCloseSeconds = warm.seconds;
+const s = warm.s;
+
+// A swap to a fresh export (logPosition 0: the whole log replays into it) under light traffic.
+exportBundle(syntheticBundle({ name, ...TIKTOK, seed: 2 }), { repo, hnsw: HNSW });
+const latencies: number[] = [];
+let stop = false;
+const traffic = (async () => {
+  const r = new Rng(9);
+  for (let n = 0; !stop; n++) {
+    const t1 = performance.now();
+    const res =
+      n % 10 === 9
+        ? await s.app.inject({ method: 'POST', url: '/interactions', headers: { authorization: 'Bearer secret' }, payload: { interactions: [{ user: `u${r.int(TIKTOK.users)}`, item: `i${r.int(TIKTOK.items)}` }] } })
+        : await s.app.inject({ method: 'GET', url: `/recommend?user=u${r.int(TIKTOK.users)}&k=10` });
+    if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${res.body}`);
+    latencies.push(performance.now() - t1);
+  }
+})();
+await new Promise((r) => setTimeout(r, 300));
+latencies.length = 0;
+const h = monitorEventLoopDelay({ resolution: 1 });
+h.enable();
+// A 1 ms timer's longest gap, besides the histogram (whose sampling can miss a single long block).
+let gap = 0;
+let last = performance.now();
+const probe = setInterval(() => {
+  const now = performance.now();
+  gap = Math.max(gap, now - last);
+  last = now;
+}, 1);
+const t0 = performance.now();
+const swapped = await s.reloader.reload();
+const swapMs = performance.now() - t0;
+clearInterval(probe);
+gap = Math.max(gap, performance.now() - last);
+h.disable();
+stop = true;
+await traffic;
+const sorted = [...latencies].sort((x, y) => x - y);
+const q = (p: number) => +sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))].toFixed(2);
+result.swap = { version: swapped.version, seconds: secs(swapMs), maxEventLoopStallMs: +Math.max(h.max / 1e6, gap).toFixed(1), histogramMaxMs: +(h.max / 1e6).toFixed(1), requests: latencies.length, latencyMs: { p50: q(0.5), p99: q(0.99), max: q(1) } };
+process.stderr.write(`swap to v${swapped.version}: ${JSON.stringify(result.swap)}\n`);
+await s.close();
+
+console.log(JSON.stringify(result, null, 2));
+mkdirSync('bench/results', { recursive: true });
+writeFileSync(join('bench/results', `replay-${new Date().toISOString().slice(0, 10)}${a.tag ? `-${a.tag}` : ''}.json`), JSON.stringify(result, null, 2) + '\n');
