@@ -105,6 +105,7 @@ let gap = 0;
 let last = performance.now();
 const probe = setInterval(() => {
   const now = performance.now();
+  if (now - last > 50 && process.env.STALLS) process.stderr.write(`stall ${(now - last).toFixed(0)} ms ending at ${Date.now()}\n`);
   gap = Math.max(gap, now - last);
   last = now;
 }, 1);
