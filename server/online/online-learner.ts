@@ -316,6 +316,8 @@ export class OnlineLearner {
       this.applyEntries(m, rest);
       if (this.capture === capture) this.capture = null;
       this.onSwap();
+      // Once swapped in (after this turn): a restart after a crash then replays from here, not from the bundle's position.
+      if (this.cfg.snapshotEvery > 0 || this.cfg.snapshotSeconds > 0) this.snapshotSoon();
     };
   }
 
