@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportBundle } from '../export/exporter.js';
 import { InteractionLog } from '../repository/interaction-log.js';
-import { checkSnapshot, decodeSnapshot, encodeSnapshot, snapshotPath, SnapshotError } from '../server/online/snapshot.js';
+import { captureSnapshot, checkSnapshot, decodeSnapshot, encodeSnapshot, snapshotPath, SnapshotError } from '../server/online/snapshot.js';
 import { VersionState } from '../server/online/version-state.js';
 import { HNSW, repoWith, smallBundle, testServer } from '../test-support/serving.js';
 
@@ -156,6 +156,45 @@ test('the snapshot file: framing, checksum and fit are checked before anything i
     const rows = decodeSnapshot(buf, 'x');
     rows.sections.userRows[0] = 10_000;
     assert.match(checkSnapshot(rows, m, logDir, 120)!, /bad user rows/);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a snapshot copied in slices while interactions arrive is the state at the one position it records', async () => {
+  const { repo } = repoWith('sl');
+  const s = await testServer(repo, 'sl', { online: { ...quiet, maxOnlineUsers: 8 } });
+  try {
+    await post(s, firstBatch);
+    await s.online.round(); // item vectors moved: copied in slices too
+    const m = s.holder.model!;
+    const st = s.online.stateOf(m);
+    // The state at each position the capture could end at, recorded before each write between its slices.
+    const states = new Map<number, { vectors: Float32Array; seen: Map<number, number[]>; rows: Map<string, number> }>();
+    let n = 0;
+    const pause = async () => {
+      states.set(m.appliedPosition, { vectors: m.userVectors.slice(), seen: new Map([...m.extraSeen].map(([r, set]) => [r, [...set].sort((a, b) => a - b)])), rows: new Map(m.userIndex) });
+      n++;
+      // bundle users, online users already held, and new ones (evicting, rows reused)
+      const user = n % 3 === 0 ? `u${1 + (n % 40)}` : n % 3 === 1 ? `n${1 + 2 * (n % 5)}` : `fresh${n}`;
+      assert.equal((await post(s, [{ user, item: `i${(n * 17) % 300}` }])).statusCode, 200);
+    };
+    const parts = await captureSnapshot(st, s.online.log.dir, pause, 5);
+    assert.ok(n > 20, `${n} writes between slices`);
+    const at = states.get(parts.header.position);
+    assert.ok(at, `position ${parts.header.position} is one the capture could end at`);
+    const d = m.dim;
+    const sec = parts.sections;
+    sec.userRows.forEach((r, k) => assert.deepEqual(sec.userVectors.subarray(k * d, (k + 1) * d), at.vectors.subarray(r * d, (r + 1) * d), `bundle row ${r}`));
+    sec.seenRows.forEach((r, k) => assert.deepEqual([...sec.seenItems.subarray(sec.seenOffsets[k], sec.seenOffsets[k + 1])].sort((a, b) => a - b), at.seen.get(r), `seen of row ${r}`));
+    sec.itemRows.forEach((i, k) => assert.deepEqual(sec.itemVectors.subarray(k * d, (k + 1) * d), m.itemVectors.subarray(i * d, (i + 1) * d), `item ${i}`));
+    const online = [...at.rows].filter(([, r]) => r >= m.bundleUsers).map(([id]) => id);
+    assert.deepEqual([...parts.header.onlineIds].sort(), online.sort(), 'the online users held at that position');
+    parts.header.onlineIds.forEach((id, k) => {
+      const r = at.rows.get(id)!;
+      assert.deepEqual(sec.onlineVectors.subarray(k * d, (k + 1) * d), at.vectors.subarray(r * d, (r + 1) * d), `${id}'s vector`);
+      assert.deepEqual([...sec.onlineSeenItems.subarray(sec.onlineSeenOffsets[k], sec.onlineSeenOffsets[k + 1])].sort((a, b) => a - b), at.seen.get(r), `${id}'s seen items`);
+    });
   } finally {
     await s.close();
   }

@@ -23,7 +23,7 @@ import { Rng } from '../../core/rng.js';
 import { NewestQueue } from './newest-queue.js';
 import { readLogSlices } from './log-reader.js';
 import { movedItems, refreshAnn, refreshExact, trainingPairs, trainPairs } from './round.js';
-import { checkSnapshot, encodeSnapshot, readSnapshot, removeOtherSnapshots, restoreSnapshot, snapshotPath, writeSnapshotFile } from './snapshot.js';
+import { captureSnapshot, captureSnapshotSync, checkSnapshot, readSnapshot, removeOtherSnapshots, restoreSnapshot, serializeSnapshot, snapshotPath, writeSnapshotFile, type SnapshotParts } from './snapshot.js';
 import { bprStep, graphStep, sampleNegative } from './steps.js';
 import { VersionState } from './version-state.js';
 import type { InteractionLog, LogEntry, LoggedInteraction } from '../../repository/interaction-log.js';
@@ -151,8 +151,8 @@ export class OnlineLearner {
     }
   }
 
-  /** The version's online state (created on first use). */
-  private stateOf(m: ServingModel): VersionState {
+  /** The version's online state (created on first use; public for tests). */
+  stateOf(m: ServingModel): VersionState {
     let st = this.states.get(m);
     if (!st) {
       // Evictions re-enacted while a new version replays the log are not counted again.
@@ -450,19 +450,27 @@ export class OnlineLearner {
       if (!dir || !m || !st || (!st.changed && st.snapshotPosition === m.appliedPosition)) return false;
       const t0 = performance.now();
       const file = snapshotPath(dir, m.version);
-      const position = m.appliedPosition;
       try {
-        const data = encodeSnapshot(st, this.log.dir);
-        st.changed = false;
-        st.sinceSnapshot = 0;
-        const encodeMs = performance.now() - t0;
         mkdirSync(dir, { recursive: true });
-        if (o.sync) writeSnapshotFile(dir, file, data);
-        else await writeInWorker(dir, file, data);
+        let parts: SnapshotParts;
+        let bytes: number;
+        let captureMs: number;
+        if (o.sync) {
+          parts = captureSnapshotSync(st, this.log.dir);
+          const data = serializeSnapshot(parts);
+          captureMs = performance.now() - t0;
+          writeSnapshotFile(dir, file, data);
+          bytes = data.length;
+        } else {
+          // Copied in slices (consistent at the one position it records), serialized and written on a worker.
+          parts = await captureSnapshot(st, this.log.dir, yieldToRequests);
+          captureMs = performance.now() - t0;
+          bytes = await writeInWorker(dir, file, parts);
+        }
         removeOtherSnapshots(dir, file);
-        st.snapshotPosition = position;
+        st.snapshotPosition = parts.header.position;
         this.counters.snapshots.inc({ result: 'ok' });
-        this.logger.info({ version: m.version, position, bytes: data.length, onlineUsers: st.users.size, encodeMs: +encodeMs.toFixed(1), seconds: +((performance.now() - t0) / 1000).toFixed(3) }, 'online-state snapshot written');
+        this.logger.info({ version: m.version, position: parts.header.position, bytes, onlineUsers: parts.header.onlineIds.length, captureMs: +captureMs.toFixed(1), seconds: +((performance.now() - t0) / 1000).toFixed(3) }, 'online-state snapshot written');
         return true;
       } catch (err) {
         st.changed = true;
@@ -504,16 +512,16 @@ export class OnlineLearner {
   }
 }
 
-const yieldToRequests = () => new Promise((r) => setImmediate(r));
+const yieldToRequests = () => new Promise<void>((r) => setImmediate(r));
 
-/** writeSnapshotFile on a worker thread (the data is moved there when it owns its memory, else copied). */
-function writeInWorker(dir: string, file: string, data: Buffer): Promise<void> {
-  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+/** serializeSnapshot + writeSnapshotFile on a worker thread (the copied arrays are moved there); resolves with the bytes written. */
+function writeInWorker(dir: string, file: string, parts: SnapshotParts): Promise<number> {
+  const transferList = Object.values(parts.sections).map((a) => a.buffer as ArrayBuffer);
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL('./snapshot-write-worker.js', import.meta.url), { workerData: { dir, file, data: bytes }, transferList: owned ? [bytes.buffer as ArrayBuffer] : [] });
-    worker.once('message', () => resolve());
+    const worker = new Worker(new URL('./snapshot-write-worker.js', import.meta.url), { workerData: { dir, file, parts }, transferList });
+    let bytes: number | null = null;
+    worker.once('message', (n: number) => (bytes = n));
     worker.once('error', reject);
-    worker.once('exit', (code) => code === 0 ? resolve() : reject(new Error(`snapshot writer exited with code ${code}`)));
+    worker.once('exit', (code) => (code === 0 && bytes !== null ? resolve(bytes) : reject(new Error(`snapshot writer exited with code ${code}`))));
   });
 }

@@ -1,7 +1,8 @@
-/** Worker thread of the online learner: writes one snapshot file atomically, off the event loop (its fsync can take long). */
+/** Worker thread of the online learner: serializes one snapshot and writes it atomically, off the event loop (its checksum and fsync take long). */
 import { parentPort, workerData } from 'node:worker_threads';
-import { writeSnapshotFile } from './snapshot.js';
+import { serializeSnapshot, writeSnapshotFile, type SnapshotParts } from './snapshot.js';
 
-const job = workerData as { dir: string; file: string; data: Uint8Array };
-writeSnapshotFile(job.dir, job.file, job.data);
-parentPort!.postMessage('written');
+const job = workerData as { dir: string; file: string; parts: SnapshotParts };
+const data = serializeSnapshot(job.parts);
+writeSnapshotFile(job.dir, job.file, data);
+parentPort!.postMessage(data.length);

@@ -60,80 +60,136 @@ export function bundleFingerprint(manifest: Manifest): string {
   return createHash('sha256').update(`${manifest.name}\n${manifest.version}\n${JSON.stringify(manifest.files)}`).digest('hex');
 }
 
-/** The version's online state now, as a snapshot file at the version's applied position. Synchronous: one consistent state. */
-export function encodeSnapshot(st: VersionState, logDir: string): Buffer {
+/** A snapshot before serialization: what captureSnapshot copied, ready for serializeSnapshot (on a worker or here). */
+export interface SnapshotParts {
+  header: Omit<Header, 'crc' | 'lengths' | 'format'>;
+  sections: Record<SectionName, Int32Array | Float32Array>;
+}
+
+interface RowCopy {
+  vector: Float32Array;
+  seen: Int32Array | null;
+}
+
+/**
+ * The steps of copying a version's online state; yields where the event loop may run. Rows and
+ * items changed while it runs are copied again in the last step, which is synchronous and reads
+ * the position and the online users' order, so the copy is the state at that one position.
+ */
+function* captureSteps(st: VersionState, logDir: string, slice: number): Generator<void, SnapshotParts> {
   const m = st.m;
   const d = m.dim;
   const nb = m.bundleUsers;
-  // Sized first and filled in place: this runs on the event loop.
-  let nUserRows = 0;
-  for (let r = 0; r < nb; r++) nUserRows += st.movedUsers[r];
-  const userRows = new Int32Array(nUserRows);
-  const userVectors = new Float32Array(nUserRows * d);
-  for (let r = 0, k = 0; r < nb; r++) {
-    if (!st.movedUsers[r]) continue;
-    userRows[k] = r;
-    userVectors.set(m.userVectors.subarray(r * d, (r + 1) * d), k++ * d);
+  const copyRow = (r: number): RowCopy => {
+    const seen = m.extraSeen.get(r);
+    return { vector: m.userVectors.slice(r * d, (r + 1) * d), seen: seen ? Int32Array.from(seen) : null };
+  };
+  const watch = st.watch();
+  const users = new Map<number, RowCopy>();
+  const items = new Map<number, Float32Array>();
+  try {
+    const rows: number[] = [];
+    for (let r = 0; r < nb; r++) if (st.movedUsers[r]) rows.push(r);
+    for (const r of m.extraSeen.keys()) if (r < nb && !st.movedUsers[r]) rows.push(r);
+    for (const [r] of st.users.entries()) rows.push(r);
+    yield;
+    for (let k = 0; k < rows.length; k++) {
+      users.set(rows[k], copyRow(rows[k]));
+      if ((k + 1) % slice === 0) yield;
+    }
+    for (let i = 0, k = 0; i < m.nItems; i++) {
+      if (!st.movedItems[i]) continue;
+      items.set(i, m.itemVectors.slice(i * d, (i + 1) * d));
+      if (++k % slice === 0) yield;
+    }
+    // The last step, synchronous: what changed meanwhile, then the position and the order it holds for.
+    for (const r of watch.users) users.set(r, copyRow(r));
+    for (const i of watch.items) items.set(i, m.itemVectors.slice(i * d, (i + 1) * d));
+  } finally {
+    st.unwatch(watch);
   }
-  let nSeenRows = 0;
-  let nSeen = 0;
-  for (const [row, set] of m.extraSeen) {
-    if (row >= nb) continue;
-    nSeenRows++;
-    nSeen += set.size;
-  }
-  const seenRows = new Int32Array(nSeenRows);
-  const seenOffsets = new Int32Array(nSeenRows + 1);
-  const seenItems = new Int32Array(nSeen);
-  let k = 0;
-  let e = 0;
-  for (const [row, set] of m.extraSeen) {
-    if (row >= nb) continue;
-    seenRows[k] = row;
-    for (const i of set) seenItems[e++] = i;
-    seenOffsets[++k] = e;
-  }
-  const n = st.users.size;
-  const onlineIds = new Array<string>(n);
-  const onlineVectors = new Float32Array(n * d);
-  const onlineSeenOffsets = new Int32Array(n + 1);
-  let nOnlineSeen = 0;
-  for (const [row] of st.users.entries()) nOnlineSeen += m.extraSeen.get(row)?.size ?? 0;
-  const onlineSeenItems = new Int32Array(nOnlineSeen);
-  k = 0;
-  e = 0;
-  for (const [row, id] of st.users.entries()) {
-    onlineIds[k] = id;
-    onlineVectors.set(m.userVectors.subarray(row * d, (row + 1) * d), k * d);
-    for (const i of m.extraSeen.get(row) ?? []) onlineSeenItems[e++] = i;
-    onlineSeenOffsets[++k] = e;
-  }
-  let nItemRows = 0;
-  for (let i = 0; i < m.nItems; i++) nItemRows += st.movedItems[i];
-  const itemRows = new Int32Array(nItemRows);
-  const itemVectors = new Float32Array(nItemRows * d);
-  for (let i = 0, j = 0; i < m.nItems; i++) {
-    if (!st.movedItems[i]) continue;
-    itemRows[j] = i;
-    itemVectors.set(m.itemVectors.subarray(i * d, (i + 1) * d), j++ * d);
-  }
+  const position = m.appliedPosition;
+  const online = [...st.users.entries()];
+  // What changes after this is the next snapshot's (a failed write sets `changed` again).
+  st.changed = false;
+  st.sinceSnapshot = 0;
+  yield;
 
-  const sections: Record<SectionName, Int32Array | Float32Array> = { userRows, userVectors, seenRows, seenOffsets, seenItems, onlineVectors, onlineSeenOffsets, onlineSeenItems, itemRows, itemVectors };
+  // From here on only the private copies are read.
+  const bundleRows = [...users.keys()].filter((r) => r < nb).sort((a, b) => a - b);
+  const seenRows = bundleRows.filter((r) => users.get(r)!.seen);
+  let nSeen = 0;
+  for (const r of seenRows) nSeen += users.get(r)!.seen!.length;
+  let nOnlineSeen = 0;
+  for (const [r] of online) nOnlineSeen += users.get(r)!.seen?.length ?? 0;
+  const sections: SnapshotParts['sections'] = {
+    userRows: Int32Array.from(bundleRows),
+    userVectors: new Float32Array(bundleRows.length * d),
+    seenRows: Int32Array.from(seenRows),
+    seenOffsets: new Int32Array(seenRows.length + 1),
+    seenItems: new Int32Array(nSeen),
+    onlineVectors: new Float32Array(online.length * d),
+    onlineSeenOffsets: new Int32Array(online.length + 1),
+    onlineSeenItems: new Int32Array(nOnlineSeen),
+    itemRows: Int32Array.from([...items.keys()].sort((a, b) => a - b)),
+    itemVectors: new Float32Array(items.size * d),
+  };
+  for (let k = 0; k < bundleRows.length; k++) {
+    sections.userVectors.set(users.get(bundleRows[k])!.vector, k * d);
+    if ((k + 1) % slice === 0) yield;
+  }
+  let e = 0;
+  for (let k = 0; k < seenRows.length; k++) {
+    const seen = users.get(seenRows[k])!.seen!;
+    sections.seenItems.set(seen, e);
+    e += seen.length;
+    sections.seenOffsets[k + 1] = e;
+    if ((k + 1) % slice === 0) yield;
+  }
+  e = 0;
+  for (let k = 0; k < online.length; k++) {
+    const c = users.get(online[k][0])!;
+    sections.onlineVectors.set(c.vector, k * d);
+    if (c.seen) sections.onlineSeenItems.set(c.seen, e);
+    e += c.seen?.length ?? 0;
+    sections.onlineSeenOffsets[k + 1] = e;
+    if ((k + 1) % slice === 0) yield;
+  }
+  sections.itemRows.forEach((i, k) => sections.itemVectors.set(items.get(i)!, k * d));
+  return {
+    header: { model: m.name, version: m.version, bundle: bundleFingerprint(m.manifest), logDir: resolve(logDir), position, dim: d, items: m.nItems, bundleUsers: nb, onlineIds: online.map(([, id]) => id), writtenAt: new Date().toISOString() },
+    sections,
+  };
+}
+
+/** The version's online state now, in one synchronous step (shutdown, tests). */
+export function captureSnapshotSync(st: VersionState, logDir: string): SnapshotParts {
+  const steps = captureSteps(st, logDir, Infinity);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** The version's online state, copied `slice` rows at a time with `pause()` between (the event loop serves meanwhile); consistent at the position it records. */
+export async function captureSnapshot(st: VersionState, logDir: string, pause: () => Promise<void>, slice = 2000): Promise<SnapshotParts> {
+  const steps = captureSteps(st, logDir, slice);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    await pause();
+  }
+}
+
+/** The snapshot file's bytes. */
+export function serializeSnapshot(parts: SnapshotParts): Buffer {
+  const { sections } = parts;
   const body = Buffer.concat(SECTIONS.map((s) => Buffer.from(sections[s].buffer, sections[s].byteOffset, sections[s].byteLength)));
   const header: Header = {
     format: SNAPSHOT_FORMAT,
-    model: m.name,
-    version: m.version,
-    bundle: bundleFingerprint(m.manifest),
-    logDir: resolve(logDir),
-    position: m.appliedPosition,
-    dim: d,
-    items: m.nItems,
-    bundleUsers: nb,
-    onlineIds,
+    ...parts.header,
     crc: crc32(body),
     lengths: Object.fromEntries(SECTIONS.map((s) => [s, sections[s].length])) as Record<SectionName, number>,
-    writtenAt: new Date().toISOString(),
   };
   let json = JSON.stringify(header);
   json += ' '.repeat((4 - ((MAGIC.length + 4 + Buffer.byteLength(json)) % 4)) % 4);
@@ -141,6 +197,11 @@ export function encodeSnapshot(st: VersionState, logDir: string): Buffer {
   MAGIC.copy(head);
   head.writeUInt32LE(Buffer.byteLength(json), MAGIC.length);
   return Buffer.concat([head, Buffer.from(json), body]);
+}
+
+/** captureSnapshotSync, serialized. */
+export function encodeSnapshot(st: VersionState, logDir: string): Buffer {
+  return serializeSnapshot(captureSnapshotSync(st, logDir));
 }
 
 /** Parses a snapshot file and checks its framing and CRC (not yet that it fits a model: see checkSnapshot). */

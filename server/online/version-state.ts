@@ -28,14 +28,29 @@ export class VersionState {
     this.movedItems = new Uint8Array(m.nItems);
   }
 
-  /** A user's vector moved (bundle rows are recorded; online users' rows are saved whole). */
+  /** Snapshots being copied: each collects the rows and items changed meanwhile (see snapshot.ts captureSteps). */
+  private watchers: { users: Set<number>; items: Set<number> }[] = [];
+
+  /** A user's vector or seen items changed (bundle rows are recorded; online users' rows are saved whole). */
   userMoved(row: number): void {
     if (row < this.movedUsers.length) this.movedUsers[row] = 1;
     this.changed = true;
+    for (const w of this.watchers) w.users.add(row);
   }
 
   itemMoved(item: number): void {
     this.movedItems[item] = 1;
     this.changed = true;
+    for (const w of this.watchers) w.items.add(item);
+  }
+
+  watch(): { users: Set<number>; items: Set<number> } {
+    const w = { users: new Set<number>(), items: new Set<number>() };
+    this.watchers.push(w);
+    return w;
+  }
+
+  unwatch(w: { users: Set<number>; items: Set<number> }): void {
+    this.watchers = this.watchers.filter((x) => x !== w);
   }
 }
