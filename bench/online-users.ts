@@ -1,6 +1,7 @@
 /**
  * bench:users — memory held for users first seen online: RSS and heap after N distinct new users
- * each POST one interaction, one fresh process per cap on online-only users.
+ * each POST one interaction (after a collection; and the peak RSS), one fresh process per cap on
+ * online-only users. NOSNAP=1 turns the online-state snapshots off.
  *
  *   npm run bench:users -- [--users 100000] [--caps 100000,10000] [--tag NAME]
  */
@@ -39,7 +40,7 @@ if (a.child !== undefined) {
   try {
     exportBundle(syntheticBundle({ name: 'u', users: 9308, items: 6710, dim: 64, seenPerUser: 6, seed: 1 }), { repo, hnsw: { space: 'ip', m: 16, efConstruction: 100, efSearch: 100, seed: 1 } });
     const s = await createServer(
-      { name: 'u', repo, host: '127.0.0.1', port: 0, retrieval: 'ann', providers: ['cpu'], pollSeconds: 0, token: 'secret', online: { roundEvery: 0, roundSeconds: 0, maxOnlineUsers: Number(a.child) } as object },
+      { name: 'u', repo, host: '127.0.0.1', port: 0, retrieval: 'ann', providers: ['cpu'], pollSeconds: 0, token: 'secret', online: { roundEvery: 0, roundSeconds: 0, maxOnlineUsers: Number(a.child), ...(process.env.NOSNAP ? { snapshotEvery: 0, snapshotSeconds: 0 } : {}) } as object },
       pino({ level: 'warn' }),
     );
     await s.app.inject({ method: 'GET', url: '/recommend?user=u1&k=10' });
@@ -51,7 +52,9 @@ if (a.child !== undefined) {
       if (r.statusCode !== 200) throw new Error(r.body);
     }
     const seconds = +((performance.now() - t0) / 1000).toFixed(1);
-    const after = settled();
+    // (a snapshot may be in flight: its copies are not what the users hold)
+    await (s.online as { snapshotsSettled?: () => Promise<void> }).snapshotsSettled?.();
+    const after = { ...settled(), peakRssMiB: MiB(process.resourceUsage().maxRSS * 1024) };
     const m = s.holder.model!;
     const metrics = (await s.app.inject({ method: 'GET', url: '/metrics' })).body;
     const pick = (n: string) => Number(new RegExp(`^${n} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);

@@ -5,7 +5,7 @@
  *
  *   npm run bench:replay -- [--records 500000] [--new-users 20000] [--out bench/out/replay] [--tag NAME]
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -50,6 +50,11 @@ const secs = (ms: number) => +(ms / 1000).toFixed(3);
 let t = performance.now();
 exportBundle(syntheticBundle({ name, ...TIKTOK, seed: 1 }), { repo, hnsw: HNSW });
 process.stderr.write(`bundle v1 exported in ${secs(performance.now() - t)} s\n`);
+// Version 2 (absorbed nothing: the whole log replays into it) is exported now into a scratch
+// repository and moved into place at the swap, so no export runs on the measured event loop.
+const scratch = join(out, 'scratch');
+exportBundle(syntheticBundle({ name, ...TIKTOK, seed: 1 }), { repo: scratch, hnsw: HNSW });
+exportBundle(syntheticBundle({ name, ...TIKTOK, seed: 2 }), { repo: scratch, hnsw: HNSW });
 
 // The log: 80% bundle users, 20% users first seen online; Zipf-like items.
 t = performance.now();
@@ -97,7 +102,6 @@ result.restartSnapshotBehind = { records: behind, seconds: crashed.seconds };
 const s = crashed.s;
 
 // A swap to a fresh export (logPosition 0: the whole log replays into it) under light traffic.
-exportBundle(syntheticBundle({ name, ...TIKTOK, seed: 2 }), { repo, hnsw: HNSW });
 const latencies: number[] = [];
 let stop = false;
 const traffic = (async () => {
@@ -140,11 +144,12 @@ let gap = 0;
 let last = performance.now();
 const probe = setInterval(() => {
   const now = performance.now();
-  if (now - last > 50 && process.env.STALLS) process.stderr.write(`stall ${(now - last).toFixed(0)} ms ending at ${Date.now()}\n`);
+  if (now - last > 150 && process.env.STALLS) process.stderr.write(`stall ${(now - last).toFixed(0)} ms ending at ${Date.now()}\n`);
   gap = Math.max(gap, now - last);
   last = now;
 }, 1);
 const t0 = performance.now();
+renameSync(join(modelDir(scratch, name), '2'), join(modelDir(repo, name), '2'));
 const swapped = await s.reloader.reload();
 const swapMs = performance.now() - t0;
 clearInterval(probe);

@@ -23,7 +23,7 @@ import { Rng } from '../../core/rng.js';
 import { NewestQueue } from './newest-queue.js';
 import { readLogSlices } from './log-reader.js';
 import { movedItems, refreshAnn, refreshExact, trainingPairs, trainPairs } from './round.js';
-import { captureSnapshot, captureSnapshotSync, checkSnapshot, readSnapshot, removeOtherSnapshots, restoreSnapshot, serializeSnapshot, snapshotPath, writeSnapshotFile, type SnapshotParts } from './snapshot.js';
+import { captureSnapshot, captureSnapshotSync, checkSnapshot, readSnapshot, removeOtherSnapshots, restoreSnapshot, serializeSnapshot, snapshotPath, writeSnapshotFile, type Snapshot, type SnapshotParts } from './snapshot.js';
 import { bprStep, graphStep, sampleNegative } from './steps.js';
 import { VersionState } from './version-state.js';
 import type { InteractionLog, LogEntry, LoggedInteraction } from '../../repository/interaction-log.js';
@@ -92,7 +92,7 @@ export const ONLINE_DEFAULTS: OnlineConfig = {
   rebuildShare: 0.1,
   reindexMove: 0.01,
   providers: ['cuda', 'cpu'],
-  // ~0.3 KiB each on a 64-d Tiktok bundle (bench:users): ~30 MiB at the cap.
+  // ~0.85 KiB of RSS each on a 64-d Tiktok-sized bundle (bench:users): ~85 MiB at the cap.
   maxOnlineUsers: 100_000,
   // ~10 µs a record: a slice holds the event loop ~10 ms (bench:replay).
   replaySlice: 1000,
@@ -333,21 +333,21 @@ export class OnlineLearner {
     const dir = this.cfg.snapshotDir;
     if (!dir) return [];
     const file = snapshotPath(dir, m.version);
+    let snap: Snapshot | null;
+    let why: string | null;
     try {
-      const snap = readSnapshot(file);
-      if (!snap) return [];
-      const why = checkSnapshot(snap, m, this.log.dir, this.log.position);
-      if (why) {
-        this.logger.warn({ version: m.version, file, reason: why }, 'online-state snapshot not used: replaying the log from the bundle\'s position');
-        return [];
-      }
-      const reindex = restoreSnapshot(snap, st, this.cfg.reindexMove);
-      this.logger.info({ version: m.version, position: snap.header.position, onlineUsers: st.users.size, usersMoved: snap.sections.userRows.length, itemsMoved: snap.sections.itemRows.length }, 'online-state snapshot loaded');
-      return reindex;
+      snap = readSnapshot(file);
+      why = snap && checkSnapshot(snap, m, this.log.dir, this.log.position);
     } catch (err) {
-      this.logger.warn({ version: m.version, file, reason: (err as Error).message }, 'online-state snapshot not used: replaying the log from the bundle\'s position');
-      return [];
+      snap = null;
+      why = (err as Error).message;
     }
+    if (why) this.logger.warn({ version: m.version, file, reason: why }, 'online-state snapshot not used: replaying the log from the bundle\'s position');
+    if (!snap || why) return [];
+    // Checked whole above, so this does not fail half-way (an error here refuses the version, never a half-restored one served).
+    const reindex = restoreSnapshot(snap, st, this.cfg.reindexMove);
+    this.logger.info({ version: m.version, position: snap.header.position, onlineUsers: st.users.size, usersMoved: snap.sections.userRows.length, itemsMoved: snap.sections.itemRows.length }, 'online-state snapshot loaded');
+    return reindex;
   }
 
   /** Items a snapshot moved: the version's ANN index and exact scorer are brought to the new vectors. */

@@ -66,9 +66,67 @@ export interface SnapshotParts {
   sections: Record<SectionName, Int32Array | Float32Array>;
 }
 
-interface RowCopy {
-  vector: Float32Array;
-  seen: Int32Array | null;
+/**
+ * Copies of rows (a vector, and for users the seen items) in flat arrays that grow: one object
+ * per row would cost more memory and collection than the row itself. A row copied again (it
+ * changed meanwhile) takes a new slot; the latest one counts.
+ */
+class RowCopies {
+  private vectors: Float32Array;
+  private seen = new Int32Array(1024);
+  private seenEnd = 0;
+  private starts: Int32Array;
+  /** seen items per slot, -1: none */
+  private lengths: Int32Array;
+  private count = 0;
+  readonly slots = new Map<number, number>();
+
+  constructor(
+    private readonly d: number,
+    hint: number,
+  ) {
+    this.vectors = new Float32Array(Math.max(1, hint) * d);
+    this.starts = new Int32Array(Math.max(1, hint));
+    this.lengths = new Int32Array(Math.max(1, hint));
+  }
+
+  copy(r: number, table: Float32Array, seen?: Set<number>): void {
+    const d = this.d;
+    const slot = this.count++;
+    if (slot >= this.starts.length) {
+      const grow = <T extends Int32Array | Float32Array>(a: T, n: number): T => {
+        const b = new (a.constructor as new (n: number) => T)(n);
+        b.set(a);
+        return b;
+      };
+      this.vectors = grow(this.vectors, this.vectors.length * 2);
+      this.starts = grow(this.starts, this.starts.length * 2);
+      this.lengths = grow(this.lengths, this.lengths.length * 2);
+    }
+    this.vectors.set(table.subarray(r * d, (r + 1) * d), slot * d);
+    this.starts[slot] = this.seenEnd;
+    this.lengths[slot] = seen ? seen.size : -1;
+    if (seen) {
+      if (this.seenEnd + seen.size > this.seen.length) {
+        const b = new Int32Array(Math.max(this.seen.length * 2, this.seenEnd + seen.size));
+        b.set(this.seen.subarray(0, this.seenEnd));
+        this.seen = b;
+      }
+      for (const i of seen) this.seen[this.seenEnd++] = i;
+    }
+    this.slots.set(r, slot);
+  }
+
+  vector(r: number): Float32Array {
+    const slot = this.slots.get(r)!;
+    return this.vectors.subarray(slot * this.d, (slot + 1) * this.d);
+  }
+
+  /** The row's seen items as copied, or null when it had none. */
+  seenOf(r: number): Int32Array | null {
+    const slot = this.slots.get(r)!;
+    return this.lengths[slot] < 0 ? null : this.seen.subarray(this.starts[slot], this.starts[slot] + this.lengths[slot]);
+  }
 }
 
 /**
@@ -80,31 +138,30 @@ function* captureSteps(st: VersionState, logDir: string, slice: number): Generat
   const m = st.m;
   const d = m.dim;
   const nb = m.bundleUsers;
-  const copyRow = (r: number): RowCopy => {
-    const seen = m.extraSeen.get(r);
-    return { vector: m.userVectors.slice(r * d, (r + 1) * d), seen: seen ? Int32Array.from(seen) : null };
-  };
   const watch = st.watch();
-  const users = new Map<number, RowCopy>();
-  const items = new Map<number, Float32Array>();
+  let users: RowCopies;
+  let items: RowCopies;
   try {
     const rows: number[] = [];
     for (let r = 0; r < nb; r++) if (st.movedUsers[r]) rows.push(r);
     for (const r of m.extraSeen.keys()) if (r < nb && !st.movedUsers[r]) rows.push(r);
     for (const [r] of st.users.entries()) rows.push(r);
+    const itemRows: number[] = [];
+    for (let i = 0; i < m.nItems; i++) if (st.movedItems[i]) itemRows.push(i);
+    users = new RowCopies(d, rows.length);
+    items = new RowCopies(d, itemRows.length);
     yield;
     for (let k = 0; k < rows.length; k++) {
-      users.set(rows[k], copyRow(rows[k]));
+      users.copy(rows[k], m.userVectors, m.extraSeen.get(rows[k]));
       if ((k + 1) % slice === 0) yield;
     }
-    for (let i = 0, k = 0; i < m.nItems; i++) {
-      if (!st.movedItems[i]) continue;
-      items.set(i, m.itemVectors.slice(i * d, (i + 1) * d));
-      if (++k % slice === 0) yield;
+    for (let k = 0; k < itemRows.length; k++) {
+      items.copy(itemRows[k], m.itemVectors);
+      if ((k + 1) % slice === 0) yield;
     }
     // The last step, synchronous: what changed meanwhile, then the position and the order it holds for.
-    for (const r of watch.users) users.set(r, copyRow(r));
-    for (const i of watch.items) items.set(i, m.itemVectors.slice(i * d, (i + 1) * d));
+    for (const r of watch.users) users.copy(r, m.userVectors, m.extraSeen.get(r));
+    for (const i of watch.items) items.copy(i, m.itemVectors);
   } finally {
     st.unwatch(watch);
   }
@@ -116,12 +173,12 @@ function* captureSteps(st: VersionState, logDir: string, slice: number): Generat
   yield;
 
   // From here on only the private copies are read.
-  const bundleRows = [...users.keys()].filter((r) => r < nb).sort((a, b) => a - b);
-  const seenRows = bundleRows.filter((r) => users.get(r)!.seen);
+  const bundleRows = [...users.slots.keys()].filter((r) => r < nb).sort((a, b) => a - b);
+  const seenRows = bundleRows.filter((r) => users.seenOf(r));
   let nSeen = 0;
-  for (const r of seenRows) nSeen += users.get(r)!.seen!.length;
+  for (const r of seenRows) nSeen += users.seenOf(r)!.length;
   let nOnlineSeen = 0;
-  for (const [r] of online) nOnlineSeen += users.get(r)!.seen?.length ?? 0;
+  for (const [r] of online) nOnlineSeen += users.seenOf(r)?.length ?? 0;
   const sections: SnapshotParts['sections'] = {
     userRows: Int32Array.from(bundleRows),
     userVectors: new Float32Array(bundleRows.length * d),
@@ -131,16 +188,16 @@ function* captureSteps(st: VersionState, logDir: string, slice: number): Generat
     onlineVectors: new Float32Array(online.length * d),
     onlineSeenOffsets: new Int32Array(online.length + 1),
     onlineSeenItems: new Int32Array(nOnlineSeen),
-    itemRows: Int32Array.from([...items.keys()].sort((a, b) => a - b)),
-    itemVectors: new Float32Array(items.size * d),
+    itemRows: Int32Array.from([...items.slots.keys()].sort((a, b) => a - b)),
+    itemVectors: new Float32Array(items.slots.size * d),
   };
   for (let k = 0; k < bundleRows.length; k++) {
-    sections.userVectors.set(users.get(bundleRows[k])!.vector, k * d);
+    sections.userVectors.set(users.vector(bundleRows[k]), k * d);
     if ((k + 1) % slice === 0) yield;
   }
   let e = 0;
   for (let k = 0; k < seenRows.length; k++) {
-    const seen = users.get(seenRows[k])!.seen!;
+    const seen = users.seenOf(seenRows[k])!;
     sections.seenItems.set(seen, e);
     e += seen.length;
     sections.seenOffsets[k + 1] = e;
@@ -148,14 +205,15 @@ function* captureSteps(st: VersionState, logDir: string, slice: number): Generat
   }
   e = 0;
   for (let k = 0; k < online.length; k++) {
-    const c = users.get(online[k][0])!;
-    sections.onlineVectors.set(c.vector, k * d);
-    if (c.seen) sections.onlineSeenItems.set(c.seen, e);
-    e += c.seen?.length ?? 0;
+    const r = online[k][0];
+    const seen = users.seenOf(r);
+    sections.onlineVectors.set(users.vector(r), k * d);
+    if (seen) sections.onlineSeenItems.set(seen, e);
+    e += seen?.length ?? 0;
     sections.onlineSeenOffsets[k + 1] = e;
     if ((k + 1) % slice === 0) yield;
   }
-  sections.itemRows.forEach((i, k) => sections.itemVectors.set(items.get(i)!, k * d));
+  sections.itemRows.forEach((i, k) => sections.itemVectors.set(items.vector(i), k * d));
   return {
     header: { model: m.name, version: m.version, bundle: bundleFingerprint(m.manifest), logDir: resolve(logDir), position, dim: d, items: m.nItems, bundleUsers: nb, onlineIds: online.map(([, id]) => id), writtenAt: new Date().toISOString() },
     sections,
