@@ -1,9 +1,11 @@
 /**
- * bench:replay — what a long interaction log costs the server: restart time (no snapshot, and
- * after a clean close that left one) and a version swap under light traffic (its duration, the
+ * bench:replay — what a long interaction log costs the server: restart time (no snapshot, after a
+ * clean close that left one, after a crash with the snapshot behind) and a version swap under light traffic (its duration, the
  * longest event-loop stall, request latency meanwhile), on a Tiktok-sized synthetic bundle.
  *
  *   npm run bench:replay -- [--records 500000] [--new-users 20000] [--out bench/out/replay] [--tag NAME]
+ *
+ * STALLS=1 prints every stall over 150 ms with its time; PROMPTMM_LOG_LEVEL=info shows the server's log.
  */
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -117,49 +119,40 @@ const traffic = (async () => {
   }
 })();
 await new Promise((r) => setTimeout(r, 300));
-// The same traffic without a swap first: what the machine itself stalls (a busy shared host does).
-async function stalls(during: Promise<unknown>) {
+/** The longest event-loop stall while `during` runs: a 1 ms timer's longest gap, and the delay histogram (whose sampling can miss one long block). */
+async function stalls<T>(during: () => Promise<T>) {
   const hist = monitorEventLoopDelay({ resolution: 1 });
   hist.enable();
   let worst = 0;
   let prev = performance.now();
   const tick = setInterval(() => {
     const now = performance.now();
+    if (now - prev > 150 && process.env.STALLS) process.stderr.write(`stall ${(now - prev).toFixed(0)} ms ending at ${Date.now()}\n`);
     worst = Math.max(worst, now - prev);
     prev = now;
   }, 1);
-  const value = await during;
+  const value = await during();
   clearInterval(tick);
   hist.disable();
   return { value, maxMs: +Math.max(hist.max / 1e6, worst, performance.now() - prev).toFixed(1), p99Ms: +(hist.percentile(99) / 1e6).toFixed(1) };
 }
-const baseline = await stalls(new Promise((r) => setTimeout(r, 5000)));
+// The same traffic without a swap first: what the machine itself stalls (a busy shared host does).
+const baseline = await stalls(() => new Promise((r) => setTimeout(r, 5000)));
 result.trafficOnly = { seconds: 5, maxEventLoopStallMs: baseline.maxMs, p99EventLoopDelayMs: baseline.p99Ms };
 process.stderr.write(`traffic alone, 5 s: ${JSON.stringify(result.trafficOnly)}\n`);
 latencies.length = 0;
-const h = monitorEventLoopDelay({ resolution: 1 });
-h.enable();
-// A 1 ms timer's longest gap, besides the histogram (whose sampling can miss a single long block).
-let gap = 0;
-let last = performance.now();
-const probe = setInterval(() => {
-  const now = performance.now();
-  if (now - last > 150 && process.env.STALLS) process.stderr.write(`stall ${(now - last).toFixed(0)} ms ending at ${Date.now()}\n`);
-  gap = Math.max(gap, now - last);
-  last = now;
-}, 1);
 const t0 = performance.now();
-renameSync(join(modelDir(scratch, name), '2'), join(modelDir(repo, name), '2'));
-const swapped = await s.reloader.reload();
+const swap = await stalls(() => {
+  renameSync(join(modelDir(scratch, name), '2'), join(modelDir(repo, name), '2'));
+  return s.reloader.reload();
+});
 const swapMs = performance.now() - t0;
-clearInterval(probe);
-gap = Math.max(gap, performance.now() - last);
-h.disable();
+const swapped = swap.value;
 stop = true;
 await traffic;
 const sorted = [...latencies].sort((x, y) => x - y);
 const q = (p: number) => +sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))].toFixed(2);
-result.swap = { version: swapped.version, seconds: secs(swapMs), maxEventLoopStallMs: +Math.max(h.max / 1e6, gap).toFixed(1), p99EventLoopDelayMs: +(h.percentile(99) / 1e6).toFixed(1), requests: latencies.length, latencyMs: { p50: q(0.5), p99: q(0.99), max: q(1) } };
+result.swap = { version: swapped.version, seconds: secs(swapMs), maxEventLoopStallMs: swap.maxMs, p99EventLoopDelayMs: swap.p99Ms, requests: latencies.length, latencyMs: { p50: q(0.5), p99: q(0.99), max: q(1) } };
 process.stderr.write(`swap to v${swapped.version}: ${JSON.stringify(result.swap)}\n`);
 await s.close();
 const written = logLines.filter((l) => l.msg === 'online-state snapshot written');
