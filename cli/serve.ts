@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { SETTINGS, fromEnv } from '../core/defaults.js';
 import { addSettings, log, settingValues } from './options.js';
 
-const KEYS = ['serveName', 'repo', 'host', 'port', 'retrieval', 'ef', 'providers', 'pollSeconds', 'cacheUsers', 'maxBatchEntries', 'batchSliceEntries', 'maxBatchEntriesInFlight', 'logDir', 'logOnCorrupt', 'onlineSteps', 'roundEvery', 'roundSeconds', 'roundLr', 'roundEpochs', 'roundReplay'] as const;
+const KEYS = ['serveName', 'repo', 'host', 'port', 'retrieval', 'ef', 'providers', 'pollSeconds', 'cacheUsers', 'maxBatchEntries', 'batchSliceEntries', 'maxBatchEntriesInFlight', 'logDir', 'logOnCorrupt', 'onlineSteps', 'roundEvery', 'roundSeconds', 'roundLr', 'roundEpochs', 'roundReplay', 'maxOnlineUsers', 'replaySlice', 'snapshotEvery', 'snapshotSeconds', 'snapshotDir'] as const;
 
 export function register(program: Command): void {
   const cmd = program.command('serve').description('Serve top-K recommendations over HTTP from the newest valid bundle of a model; hot-reloads new versions');
@@ -27,7 +27,20 @@ export function register(program: Command): void {
           logDir: v.logDir,
           logOnCorrupt: v.logOnCorrupt,
           requestLimits: { maxBatchEntries: v.maxBatchEntries, sliceEntries: v.batchSliceEntries, maxEntriesInFlight: v.maxBatchEntriesInFlight },
-          online: { steps: v.onlineSteps, roundEvery: v.roundEvery, roundSeconds: v.roundSeconds, roundLr: v.roundLr, roundEpochs: v.roundEpochs, replay: v.roundReplay },
+          online: {
+            steps: v.onlineSteps,
+            roundEvery: v.roundEvery,
+            roundSeconds: v.roundSeconds,
+            roundLr: v.roundLr,
+            roundEpochs: v.roundEpochs,
+            replay: v.roundReplay,
+            maxOnlineUsers: v.maxOnlineUsers,
+            replaySlice: v.replaySlice,
+            snapshotEvery: v.snapshotEvery,
+            snapshotSeconds: v.snapshotSeconds,
+            // unset: <repo>/<name>/online-state, chosen by the server
+            ...(v.snapshotDir ? { snapshotDir: v.snapshotDir } : {}),
+          },
         },
         log,
       );

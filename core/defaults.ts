@@ -364,6 +364,13 @@ export const SETTINGS = define({
   onlineMix: num({ section: 'online', min: 0, default: 0.5, description: "graph step weight: a new item moves its user's vector toward it by mix/√(n+1)" }),
   onlineLr: num({ section: 'online', above: 0, default: 0.05, description: 'learning rate of the immediate BPR steps on a user vector' }),
   onlineReg: num({ section: 'online', min: 0, default: 1e-4, description: 'L2 weight of the online BPR steps' }),
+  // ~0.85 KiB of RSS each on a 64-d Tiktok-sized bundle (bench:users): ~85 MiB at the cap.
+  maxOnlineUsers: int({ section: 'online', flag: '--max-online-users <n>', env: 'PROMPTMM_MAX_ONLINE_USERS', min: 0, default: 100_000, description: 'users first seen online kept per version, least recently updated evicted first (a cold start until the next retrain absorbs them); 0 = no cap' }),
+  // ~10 µs a record: a slice holds the event loop ~10 ms (bench:replay).
+  replaySlice: int({ section: 'online', flag: '--replay-slice <n>', env: 'PROMPTMM_REPLAY_SLICE', min: 1, default: 1000, description: 'log records applied per event-loop turn while a version is brought up to date (the old one serves meanwhile)' }),
+  snapshotEvery: int({ section: 'online', flag: '--snapshot-every <n>', env: 'PROMPTMM_SNAPSHOT_EVERY', min: 0, default: 50_000, description: 'snapshot the online state after n records, so a restart replays from there (0 = off)' }),
+  snapshotSeconds: int({ section: 'online', flag: '--snapshot-seconds <n>', env: 'PROMPTMM_SNAPSHOT_SECONDS', min: 0, default: 300, description: 'or n seconds after a change (0 = off; shutdown still writes one)' }),
+  snapshotDir: str<string | undefined>({ section: 'online', flag: '--snapshot-dir <dir>', env: 'PROMPTMM_SNAPSHOT_DIR', default: undefined, defaultText: '<repo>/<name>/online-state', description: 'where snapshots of the online state are kept (deleting it is safe: a restart replays more of the log)' }),
   rebuildShare: num({ section: 'online', min: 0, max: 1, default: 0.1, description: 'a round that changed at least this share of the items rebuilds the ANN index on a worker thread' }),
   reindexMove: num({ section: 'online', min: 0, default: 0.01, description: 'an item is re-indexed only if a round moved it by at least this share of its norm' }),
 

@@ -14,6 +14,7 @@ import type { ServingModel } from './serving/serving-model.js';
 import { Reloader } from './serving/reloader.js';
 import { InteractionLog } from '../repository/interaction-log.js';
 import { OnlineLearner, ONLINE_DEFAULTS, type OnlineConfig } from './online/online-learner.js';
+import { SNAPSHOT_FOLDER } from './online/snapshot.js';
 import { join } from 'node:path';
 import client from 'prom-client';
 import { DEFAULTS } from '../core/defaults.js';
@@ -56,16 +57,13 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
   const ilog = InteractionLog.open(cfg.logDir ?? join(modelDir(cfg.repo, cfg.name), 'interactions'), { log, onCorrupt: cfg.logOnCorrupt ?? DEFAULTS.logOnCorrupt });
   new client.Gauge({ name: 'promptmm_interaction_log_skipped_records', help: 'Damaged interaction-log records skipped (quarantined) at open', registers: [metrics.registry], collect() { this.set(ilog.skippedRecords); } });
   new client.Gauge({ name: 'promptmm_interaction_log_bytes', help: 'Bytes in the interaction log segments', registers: [metrics.registry], collect() { this.set(ilog.bytes()); } });
-  const online = new OnlineLearner(holder, ilog, { ...ONLINE_DEFAULTS, providers: cfg.providers, ...cfg.online }, metrics, log);
-  // Before a version goes live: replay the log records it has not absorbed (synchronously, so
-  // no acknowledged interaction can fall between the replay and the swap).
-  const prepare = (m: ServingModel) => {
-    const entries = ilog.read(m.appliedPosition);
-    if (entries.length) {
-      online.apply(m, entries, entries[entries.length - 1].position);
-      log.info({ version: m.version, replayed: entries.length, from: entries[0].position, to: entries[entries.length - 1].position }, 'interaction log replayed into the new version');
-    }
-    online.onSwap();
+  const online = new OnlineLearner(holder, ilog, { ...ONLINE_DEFAULTS, snapshotDir: join(modelDir(cfg.repo, cfg.name), SNAPSHOT_FOLDER), providers: cfg.providers, ...cfg.online }, metrics, log);
+  // Before a version goes live: its online-state snapshot and the log records after it (or after
+  // what the bundle absorbed), replayed in slices while the old version serves; the records
+  // acknowledged meanwhile are applied in the last step, synchronously with the swap, so no
+  // acknowledged interaction can fall between the replay and the swap.
+  const prepare = async (m: ServingModel, signal: AbortSignal) => {
+    const last = await online.prepare(m, signal);
     // Every version in the repository could be served again (rollback): archive only what all absorbed.
     const absorbed = Math.min(...listVersions(cfg.repo, cfg.name).map((v) => {
       try {
@@ -76,6 +74,7 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
     }));
     const moved = ilog.compact(absorbed);
     if (moved) log.info({ segments: moved, absorbedUpTo: absorbed }, 'interaction log: absorbed segments moved to archive/');
+    return last;
   };
   const reloader = new Reloader(cfg.repo, cfg.name, holder, load, metrics, log, prepare);
   const app = buildApp({ holder, reloader, metrics, log, retrieval: cfg.retrieval, token: cfg.token, online, requestLimits: cfg.requestLimits });

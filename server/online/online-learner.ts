@@ -8,14 +8,26 @@
  * items are updated in the HNSW index and the exact path's ONNX table is rebuilt and swapped.
  * The round yields to the event loop between small chunks, so requests are never blocked for
  * its duration.
+ *
+ * A version about to be swapped in is brought up to date off the request path (prepare): its
+ * snapshot if it has one (snapshot.ts), then the log records after that, read on a worker and
+ * applied in slices while the old version serves, then those acknowledged meanwhile; only the
+ * last few are applied synchronously right before the swap. Users learned online are capped
+ * (online-users.ts). Snapshots are written every N records or S seconds and on close.
  */
+import { mkdirSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import client from 'prom-client';
 import { Rng } from '../../core/rng.js';
 import { DEFAULTS } from '../../core/defaults.js';
 import { NewestQueue } from './newest-queue.js';
+import { readLogSlices } from './log-reader.js';
 import { movedItems, refreshAnn, refreshExact, trainingPairs, trainPairs } from './round.js';
+import { captureSnapshot, captureSnapshotSync, checkSnapshot, readSnapshot, removeOtherSnapshots, restoreSnapshot, serializeSnapshot, snapshotPath, writeSnapshotFile, type Snapshot, type SnapshotParts } from './snapshot.js';
 import { bprStep, graphStep, sampleNegative } from './steps.js';
-import type { InteractionLog, LoggedInteraction } from '../../repository/interaction-log.js';
+import { VersionState } from './version-state.js';
+import type { InteractionLog, LogEntry, LoggedInteraction } from '../../repository/interaction-log.js';
 import type { ServerMetrics } from '../common/metrics.js';
 import type { Interaction, InteractionsReply } from '../common/schemas.js';
 import type { ModelHolder } from '../serving/model-holder.js';
@@ -52,25 +64,67 @@ export interface OnlineConfig {
    */
   reindexMove: number;
   providers: string[];
+  /**
+   * Users first seen online (not in the bundle) kept per version, at most (0 = no cap); past it
+   * the least recently updated is forgotten: its next request is a cold start. Its interactions
+   * stay in the log for the nightly retrain.
+   */
+  maxOnlineUsers: number;
+  /** Log records applied per slice when a version is brought up to date; the event loop serves requests between slices. */
+  replaySlice: number;
+  /** A snapshot of the online state is written after this many records applied (0 = off) … */
+  snapshotEvery: number;
+  /** … or this many seconds after the last one if anything changed (0 = off); and always on close. */
+  snapshotSeconds: number;
+  /** Folder of the snapshots (createServer: models/NAME/online-state); unset = no snapshots. */
+  snapshotDir?: string;
 }
 
 /** From core/defaults.ts, where each is declared with its flag and range. */
-export const ONLINE_DEFAULTS: OnlineConfig = { steps: DEFAULTS.onlineSteps, mix: DEFAULTS.onlineMix, lr: DEFAULTS.onlineLr, reg: DEFAULTS.onlineReg, roundEvery: DEFAULTS.roundEvery, roundSeconds: DEFAULTS.roundSeconds, roundEpochs: DEFAULTS.roundEpochs, replay: DEFAULTS.roundReplay, roundLr: DEFAULTS.roundLr, rebuildShare: DEFAULTS.rebuildShare, reindexMove: DEFAULTS.reindexMove, providers: [...DEFAULTS.providers] };
+export const ONLINE_DEFAULTS: OnlineConfig = {
+  steps: DEFAULTS.onlineSteps,
+  mix: DEFAULTS.onlineMix,
+  lr: DEFAULTS.onlineLr,
+  reg: DEFAULTS.onlineReg,
+  roundEvery: DEFAULTS.roundEvery,
+  roundSeconds: DEFAULTS.roundSeconds,
+  roundEpochs: DEFAULTS.roundEpochs,
+  replay: DEFAULTS.roundReplay,
+  roundLr: DEFAULTS.roundLr,
+  rebuildShare: DEFAULTS.rebuildShare,
+  reindexMove: DEFAULTS.reindexMove,
+  providers: [...DEFAULTS.providers],
+  maxOnlineUsers: DEFAULTS.maxOnlineUsers,
+  replaySlice: DEFAULTS.replaySlice,
+  snapshotEvery: DEFAULTS.snapshotEvery,
+  snapshotSeconds: DEFAULTS.snapshotSeconds,
+};
 
 /** Bound on interactions waiting for a round (rounds off, or falling behind). */
 const MAX_RECENT = 200_000;
 
 export class OnlineLearner {
   private rng = new Rng(12345);
-  /** Interactions since the last round, with the version whose rows and items they index. */
-  private recent = new NewestQueue<{ m: ServingModel; row: number; item: number }>(MAX_RECENT);
+  /** Interactions since the last round, with the version whose rows and items they index (and the user, as rows are reused). */
+  private recent = new NewestQueue<{ m: ServingModel; row: number; item: number; user: string }>(MAX_RECENT);
   private roundTimer: NodeJS.Timeout | null = null;
   private rounding: Promise<void> | null = null;
   private closed = false;
   /** Stops an index rebuild in flight when the server closes. */
   private readonly closing = new AbortController();
+  /** Per version: what online learning changed on it (for snapshots and the cap on online users). */
+  private readonly states = new WeakMap<ServingModel, VersionState>();
+  /** While a version is being brought up to date: the records acknowledged meanwhile, to apply to it before the swap. */
+  private capture: { m: ServingModel; entries: LogEntry[] } | null = null;
+  private snapshotTimer: NodeJS.Timeout | null = null;
+  private snapshotting: Promise<void> | null = null;
+  private snapshotAgain = false;
+  private snapshotQueued = false;
+  private readonly counters;
   /** Optional probe (benchmarks): milliseconds to durable and of the immediate update, per ingest. */
   onTiming?: (ackMs: number, updateMs: number, interactions: number) => void;
+  /** Optional probe (tests): after each slice of a replay into a version being prepared. */
+  onReplaySlice?: (m: ServingModel) => void;
 
   constructor(
     private readonly holder: ModelHolder,
@@ -78,7 +132,40 @@ export class OnlineLearner {
     private readonly cfg: OnlineConfig,
     private readonly metrics: ServerMetrics,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    const registers = [metrics.registry];
+    const served = () => (holder.model ? this.states.get(holder.model) : undefined);
+    new client.Gauge({ name: 'promptmm_online_users', help: 'Users first seen online held by the served version (capped by maxOnlineUsers)', registers, collect() { this.set(served()?.users.size ?? 0); } });
+    new client.Gauge({ name: 'promptmm_online_snapshot_position', help: 'Log position of the served version\'s last online-state snapshot (written or loaded; 0 = none)', registers, collect() { this.set(served()?.snapshotPosition ?? 0); } });
+    this.counters = {
+      evictions: new client.Counter({ name: 'promptmm_online_user_evictions_total', help: 'Users first seen online forgotten by the served version (least recently updated, past maxOnlineUsers)', registers }),
+      snapshots: new client.Counter({ name: 'promptmm_online_snapshots_total', help: 'Online-state snapshots written, by result', labelNames: ['result'] as const, registers }),
+      replayed: new client.Counter({ name: 'promptmm_log_replayed_total', help: 'Log records replayed into versions being brought up to date', registers }),
+    };
+    if (cfg.snapshotDir && cfg.snapshotSeconds > 0) {
+      this.snapshotTimer = setInterval(() => {
+        const st = served();
+        if (st?.changed) this.snapshotSoon();
+      }, cfg.snapshotSeconds * 1000);
+      this.snapshotTimer.unref();
+    }
+  }
+
+  /** The version's online state (created on first use; public for tests). */
+  stateOf(m: ServingModel): VersionState {
+    let st = this.states.get(m);
+    if (!st) {
+      // Evictions re-enacted while a new version replays the log are not counted again.
+      st = new VersionState(m, this.cfg.maxOnlineUsers, () => m === this.holder.model && this.counters.evictions.inc());
+      this.states.set(m, st);
+    }
+    return st;
+  }
+
+  /** Online-only users the version holds (for tests and metrics). */
+  onlineUsers(m: ServingModel): number {
+    return this.states.get(m)?.users.size ?? 0;
+  }
 
   /** Validates against the served catalog, makes the known ones durable, then applies them. */
   async ingest(batch: Interaction[]): Promise<InteractionsReply> {
@@ -99,6 +186,11 @@ export class OnlineLearner {
     const t0 = performance.now();
     const position = await this.log.append(ok);
     this.metrics.ackSeconds.observe((performance.now() - t0) / 1000);
+    // A version being brought up to date gets these before its swap (its replay may have read past them: skipped then).
+    if (this.capture) {
+      const first = position - ok.length + 1;
+      for (let n = 0; n < ok.length; n++) this.capture.entries.push({ ...ok[n], position: first + n });
+    }
     // Apply to whichever version is current now (a swap may have happened during the fsync).
     const cur = this.holder.model!;
     const t1 = performance.now();
@@ -111,28 +203,160 @@ export class OnlineLearner {
     return { accepted: ok.length, rejected, log_position: position };
   }
 
-  /** Immediate effect on a model version: seen sets and user vectors. `lastPosition` is the last record's. */
+  /** Immediate effect on a model version: seen sets and user vectors. `lastPosition` is the last record's (positions consecutive). */
   apply(m: ServingModel, xs: LoggedInteraction[], lastPosition: number): void {
-    const d = m.dim;
     const first = lastPosition - xs.length + 1;
-    xs.forEach((x, n) => {
-      if (first + n <= m.appliedPosition) return; // already in this version (absorbed or replayed)
-      const item = m.itemIndex.get(x.item);
-      if (item === undefined) return;
-      // A user without history starts from its first item's vector; the steps below then move it.
-      let row = m.userIndex.get(x.user);
-      if (row === undefined) row = m.addUser(x.user, m.itemVectors.slice(item * d, (item + 1) * d));
-      else if (m.seenCount(row) === 0) m.userVectors.set(m.itemVectors.subarray(item * d, (item + 1) * d), row * d);
-      m.addSeen(row, item);
-      graphStep(m, row, item, this.cfg.mix);
-      for (let s = 0; s < this.cfg.steps; s++) bprStep(m, row, item, sampleNegative(m, row, this.rng), this.cfg.lr, this.cfg.reg);
-      m.cache.dropUser(x.user);
-      m.candidates.dropUser(row);
-      if (m === this.holder.model && (this.cfg.roundEvery > 0 || this.cfg.roundSeconds > 0 || this.recent.length < MAX_RECENT)) {
-        this.recent.push({ m, row, item });
+    const st = this.stateOf(m);
+    xs.forEach((x, n) => this.applyOne(m, st, x, first + n));
+    this.applied(m, st, xs.length);
+  }
+
+  /** apply() for log entries, each with its own position (a read may skip quarantined ones). */
+  applyEntries(m: ServingModel, entries: readonly LogEntry[]): void {
+    const st = this.stateOf(m);
+    for (const e of entries) this.applyOne(m, st, e, e.position);
+    this.applied(m, st, entries.length);
+  }
+
+  private applyOne(m: ServingModel, st: VersionState, x: LoggedInteraction, position: number): void {
+    if (position <= m.appliedPosition) return; // already in this version (absorbed, snapshotted or replayed)
+    m.appliedPosition = position;
+    const item = m.itemIndex.get(x.item);
+    if (item === undefined) return;
+    const d = m.dim;
+    // A user without history starts from its first item's vector; the steps below then move it.
+    const { row, created } = st.users.rowFor(x.user, () => m.itemVectors.slice(item * d, (item + 1) * d));
+    if (!created && m.seenCount(row) === 0) m.userVectors.set(m.itemVectors.subarray(item * d, (item + 1) * d), row * d);
+    m.addSeen(row, item);
+    graphStep(m, row, item, this.cfg.mix);
+    for (let s = 0; s < this.cfg.steps; s++) bprStep(m, row, item, sampleNegative(m, row, this.rng), this.cfg.lr, this.cfg.reg);
+    st.userMoved(row);
+    m.cache.dropUser(x.user);
+    m.candidates.dropUser(row);
+    if (m === this.holder.model && (this.cfg.roundEvery > 0 || this.cfg.roundSeconds > 0 || this.recent.length < MAX_RECENT)) {
+      this.recent.push({ m, row, item, user: x.user });
+    }
+  }
+
+  /** After records were applied: the served version counts toward its next snapshot. */
+  private applied(m: ServingModel, st: VersionState, n: number): void {
+    if (m !== this.holder.model) return;
+    st.sinceSnapshot += n;
+    if (this.cfg.snapshotEvery > 0 && st.sinceSnapshot >= this.cfg.snapshotEvery) this.snapshotSoon();
+  }
+
+  /**
+   * Brings a loaded version up to date with the log before it is swapped in, without holding the
+   * event loop: its snapshot (if one of this very bundle and log exists), then the log records
+   * after that position in slices (on a worker while another version serves), then the records
+   * acknowledged meanwhile, until few are left. Resolves with the last step, which the caller
+   * runs synchronously right before the swap: it applies those few, so no acknowledged
+   * interaction can fall between the replay and the swap.
+   */
+  async prepare(m: ServingModel, signal?: AbortSignal): Promise<() => void> {
+    const st = this.stateOf(m);
+    // From here every acknowledged record is also kept for `m`: the read below covers what was durable before.
+    const capture = { m, entries: [] as LogEntry[] };
+    this.capture = capture;
+    try {
+      const reindex = this.loadSnapshot(m, st);
+      const from = m.appliedPosition;
+      const t0 = performance.now();
+      let replayed = 0;
+      const background = this.holder.model !== null;
+      if (this.log.position > from) {
+        if (background) {
+          for await (const slice of readLogSlices(this.log.dir, from, this.cfg.replaySlice, signal)) {
+            this.applyEntries(m, slice);
+            replayed += slice.length;
+            this.onReplaySlice?.(m);
+            // A worker's messages that arrive while one is handled are handled in the same turn
+            // (up to 1000): without this the whole replay would run in one.
+            await yieldToRequests();
+          }
+        } else {
+          // Nothing is served yet, so nothing waits: one read on this thread is cheaper than a worker's open and read.
+          const entries = this.log.read(from);
+          for (let k = 0; k < entries.length; k += this.cfg.replaySlice) {
+            this.applyEntries(m, entries.slice(k, k + this.cfg.replaySlice));
+            this.onReplaySlice?.(m);
+            await yieldToRequests();
+            signal?.throwIfAborted();
+          }
+          replayed = entries.length;
+        }
       }
-    });
-    m.appliedPosition = Math.max(m.appliedPosition, lastPosition);
+      // What was acknowledged meanwhile, while it is more than a slice (acknowledgements keep coming).
+      for (let rest = this.pendingFor(capture); rest.length > this.cfg.replaySlice; rest = this.pendingFor(capture)) {
+        for (let k = 0; k < rest.length; k += this.cfg.replaySlice) {
+          this.applyEntries(m, rest.slice(k, k + this.cfg.replaySlice));
+          this.onReplaySlice?.(m);
+          await yieldToRequests();
+          signal?.throwIfAborted();
+        }
+        replayed += rest.length;
+      }
+      if (reindex.length) await this.reindex(m, reindex, signal);
+      signal?.throwIfAborted();
+      if (replayed) {
+        this.counters.replayed.inc(replayed);
+        this.logger.info({ version: m.version, replayed, from, to: m.appliedPosition, seconds: +((performance.now() - t0) / 1000).toFixed(3), background }, 'interaction log replayed into the new version');
+      }
+    } catch (err) {
+      if (this.capture === capture) this.capture = null;
+      throw err;
+    }
+    return () => {
+      const rest = this.pendingFor(capture);
+      // The read covered everything durable when the capture began and the capture everything after: a gap means a lost record.
+      if (rest.length && rest[0].position > m.appliedPosition + 1) {
+        this.capture = null;
+        throw new Error(`replay gap: the log was applied up to position ${m.appliedPosition} but the next acknowledged record is ${rest[0].position}`);
+      }
+      this.applyEntries(m, rest);
+      if (this.capture === capture) this.capture = null;
+      this.onSwap();
+      // Once swapped in (after this turn): a restart after a crash then replays from here, not from the bundle's position.
+      if (this.cfg.snapshotEvery > 0 || this.cfg.snapshotSeconds > 0) this.snapshotSoon();
+    };
+  }
+
+  /** Captured records the version does not have yet, in position order. */
+  private pendingFor(capture: { m: ServingModel; entries: LogEntry[] }): LogEntry[] {
+    const after = capture.m.appliedPosition;
+    capture.entries = capture.entries.filter((e) => e.position > after);
+    return capture.entries.sort((a, b) => a.position - b.position).slice();
+  }
+
+  /** Loads the version's snapshot when one fits it; returns the items to re-index. A snapshot that does not fit is logged and ignored (the log replays from the bundle's position). */
+  private loadSnapshot(m: ServingModel, st: VersionState): number[] {
+    const dir = this.cfg.snapshotDir;
+    if (!dir) return [];
+    const file = snapshotPath(dir, m.version);
+    let snap: Snapshot | null;
+    let why: string | null;
+    try {
+      snap = readSnapshot(file);
+      why = snap && checkSnapshot(snap, m, this.log.dir, this.log.position);
+    } catch (err) {
+      snap = null;
+      why = (err as Error).message;
+    }
+    if (why) this.logger.warn({ version: m.version, file, reason: why }, 'online-state snapshot not used: replaying the log from the bundle\'s position');
+    if (!snap || why) return [];
+    // Checked whole above, so this does not fail half-way (an error here refuses the version, never a half-restored one served).
+    const reindex = restoreSnapshot(snap, st, this.cfg.reindexMove);
+    this.logger.info({ version: m.version, position: snap.header.position, onlineUsers: st.users.size, usersMoved: snap.sections.userRows.length, itemsMoved: snap.sections.itemRows.length }, 'online-state snapshot loaded');
+    return reindex;
+  }
+
+  /** Items a snapshot moved: the version's ANN index and exact scorer are brought to the new vectors. */
+  private async reindex(m: ServingModel, items: number[], signal?: AbortSignal): Promise<void> {
+    const live = () => !(signal?.aborted ?? false) && !this.closed;
+    const rebuild = items.length >= this.cfg.rebuildShare * m.nItems;
+    if (!(await refreshAnn(m, items, rebuild, live, signal ?? this.closing.signal)) || !(await refreshExact(m, live, this.logger))) {
+      throw new Error('cancelled while re-indexing the items of the online-state snapshot');
+    }
   }
 
   private maybeRound(): void {
@@ -172,13 +396,20 @@ export class OnlineLearner {
 
   private async runRound(): Promise<void> {
     const m = this.holder.model;
-    const recent = this.recent.take().filter((r) => r.m === m);
+    // (A user forgotten since, past maxOnlineUsers, may have left its row to another.)
+    const recent = this.recent.take().filter((r) => r.m === m && m.userIndex.get(r.user) === r.row);
     if (!m || !recent.length) return;
+    const st = this.stateOf(m);
     // Swapped or closing: the round stops (the next version replays the log; a retired one's index and scorer are going away).
     const live = () => m === this.holder.model && !this.closed;
     const t0 = performance.now();
     const pairs = trainingPairs(m, recent, this.cfg.replay, this.rng);
-    const moved = await trainPairs(m, pairs, { epochs: this.cfg.roundEpochs, lr: this.cfg.roundLr, reg: this.cfg.reg }, this.rng, live);
+    const onStep = (row: number, item: number, neg: number) => {
+      st.userMoved(row);
+      st.itemMoved(item);
+      st.itemMoved(neg);
+    };
+    const moved = await trainPairs(m, pairs, { epochs: this.cfg.roundEpochs, lr: this.cfg.roundLr, reg: this.cfg.reg }, this.rng, live, onStep);
     if (!moved) return;
     const tSgd = performance.now();
     const { touched, changed } = movedItems(m, moved, this.cfg.reindexMove);
@@ -191,11 +422,106 @@ export class OnlineLearner {
     this.logger.info({ interactions: recent.length, pairs: pairs.length * this.cfg.roundEpochs, itemsMoved: touched, itemsReindexed: changed.length, ann: rebuilt ? 'rebuilt' : 'relinked', seconds: +seconds.toFixed(3), phases: { sgd: +((tSgd - t0) / 1000).toFixed(3), ann: +((tAnn - tSgd) / 1000).toFixed(3), onnx: +((performance.now() - tAnn) / 1000).toFixed(3) } }, 'fine-tuning round done');
   }
 
+  /** A snapshot after the current event-loop turn (not on the path of the request that triggered it), or after the one in flight. */
+  private snapshotSoon(): void {
+    if (this.snapshotting || this.snapshotQueued) {
+      if (this.snapshotting) this.snapshotAgain = true;
+      return;
+    }
+    this.snapshotQueued = true;
+    setImmediate(() => {
+      this.snapshotQueued = false;
+      if (!this.closed) void this.saveSnapshot();
+    });
+  }
+
+  /**
+   * Writes the served version's online state (at its applied log position) to its snapshot,
+   * atomically: on a worker thread, or on this one with `sync` (shutdown: nothing left to
+   * serve). One write at a time; resolves true once written, false when there was nothing to
+   * write or it failed (logged and counted: the log still holds everything, a restart replays more).
+   */
+  saveSnapshot(o: { sync?: boolean } = {}): Promise<boolean> {
+    const run = async (): Promise<boolean> => {
+      await this.snapshotting?.catch(() => undefined);
+      const dir = this.cfg.snapshotDir;
+      const m = this.holder.model;
+      const st = m && this.states.get(m);
+      if (!dir || !m || !st || (!st.changed && st.snapshotPosition === m.appliedPosition)) return false;
+      const t0 = performance.now();
+      const file = snapshotPath(dir, m.version);
+      try {
+        mkdirSync(dir, { recursive: true });
+        let parts: SnapshotParts;
+        let bytes: number;
+        let captureMs: number;
+        if (o.sync) {
+          parts = captureSnapshotSync(st, this.log.dir);
+          const data = serializeSnapshot(parts);
+          captureMs = performance.now() - t0;
+          writeSnapshotFile(dir, file, data);
+          bytes = data.length;
+        } else {
+          // Copied in slices (consistent at the one position it records), serialized and written on a worker.
+          parts = await captureSnapshot(st, this.log.dir, yieldToRequests);
+          captureMs = performance.now() - t0;
+          bytes = await writeInWorker(dir, file, parts);
+        }
+        removeOtherSnapshots(dir, file);
+        st.snapshotPosition = parts.header.position;
+        this.counters.snapshots.inc({ result: 'ok' });
+        this.logger.info({ version: m.version, position: parts.header.position, bytes, onlineUsers: parts.header.onlineIds.length, captureMs: +captureMs.toFixed(1), seconds: +((performance.now() - t0) / 1000).toFixed(3) }, 'online-state snapshot written');
+        return true;
+      } catch (err) {
+        st.changed = true;
+        this.counters.snapshots.inc({ result: 'failed' });
+        this.logger.error({ version: m.version, file, err: (err as Error).message }, 'online-state snapshot failed (a restart replays the log from the previous one)');
+        return false;
+      }
+    };
+    const p = run();
+    const chained = p.then(() => undefined).finally(() => {
+      if (this.snapshotting === chained) this.snapshotting = null;
+      if (this.snapshotAgain && !this.closed) {
+        this.snapshotAgain = false;
+        this.snapshotSoon();
+      }
+    });
+    this.snapshotting = chained;
+    return p;
+  }
+
+  /** Resolves once no snapshot write is in flight (tests; the shutdown path waits for it anyway). */
+  async snapshotsSettled(): Promise<void> {
+    for (;;) {
+      if (this.snapshotQueued) await yieldToRequests();
+      else if (this.snapshotting) await this.snapshotting.catch(() => undefined);
+      else return;
+    }
+  }
+
+  /** Stops rounds and snapshots, writes the last snapshot (the state at the last applied record), closes the log. */
   async close(): Promise<void> {
     this.closed = true;
     this.closing.abort();
     if (this.roundTimer) clearTimeout(this.roundTimer);
+    if (this.snapshotTimer) clearInterval(this.snapshotTimer);
     await this.rounding?.catch(() => undefined);
+    await this.saveSnapshot({ sync: true });
     await this.log.close();
   }
+}
+
+const yieldToRequests = () => new Promise<void>((r) => setImmediate(r));
+
+/** serializeSnapshot + writeSnapshotFile on a worker thread (the copied arrays are moved there); resolves with the bytes written. */
+function writeInWorker(dir: string, file: string, parts: SnapshotParts): Promise<number> {
+  const transferList = Object.values(parts.sections).map((a) => a.buffer as ArrayBuffer);
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./snapshot-write-worker.js', import.meta.url), { workerData: { dir, file, parts }, transferList });
+    let bytes: number | null = null;
+    worker.once('message', (n: number) => (bytes = n));
+    worker.once('error', reject);
+    worker.once('exit', (code) => (code === 0 && bytes !== null ? resolve(bytes) : reject(new Error(`snapshot writer exited with code ${code}`))));
+  });
 }

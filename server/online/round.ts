@@ -46,16 +46,19 @@ function rowOfEntry(offsets: Int32Array, e: number): number {
 }
 
 /**
- * `epochs` passes of BPR over the pairs, users and items moving. Returns the summed step lengths
- * per item (an upper bound of how far each moved), or null when the version stopped being live.
+ * `epochs` passes of BPR over the pairs, users and items moving (each step reported to `onStep`).
+ * Returns the summed step lengths per item (an upper bound of how far each moved), or null when
+ * the version stopped being live.
  */
-export async function trainPairs(m: ServingModel, pairs: Pair[], o: { epochs: number; lr: number; reg: number }, rng: Rng, live: () => boolean): Promise<Float32Array | null> {
+export async function trainPairs(m: ServingModel, pairs: Pair[], o: { epochs: number; lr: number; reg: number }, rng: Rng, live: () => boolean, onStep?: (row: number, item: number, neg: number) => void): Promise<Float32Array | null> {
   const items = { grad: new Float32Array(m.dim), moved: new Float32Array(m.nItems) };
   let n = 0;
   for (let epoch = 0; epoch < o.epochs; epoch++) {
     for (const { row, item } of pairs) {
       if (!live()) return null;
-      bprStep(m, row, item, sampleNegative(m, row, rng), o.lr, o.reg, items);
+      const neg = sampleNegative(m, row, rng);
+      bprStep(m, row, item, neg, o.lr, o.reg, items);
+      onStep?.(row, item, neg); // (before any yield: a snapshot taken meanwhile knows what moved)
       if (++n % 500 === 0) await yieldToRequests();
     }
   }

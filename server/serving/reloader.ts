@@ -31,9 +31,17 @@ export class Reloader {
     private readonly load: LoadOptions,
     private readonly metrics: ServerMetrics,
     private readonly log: Logger,
-    /** Runs synchronously right before the swap (no await between: online updates replay the log into the new version). */
-    private readonly prepare?: (m: ServingModel) => void,
+    /**
+     * Brings a loaded version up to date before it is swapped in (online learning replays the log
+     * into it), while the served version keeps serving; `signal` aborts it when the reloader
+     * stops. It may resolve with a last step, run synchronously right before the swap (no await
+     * between), for what must not fall between the two.
+     */
+    private readonly prepare?: (m: ServingModel, signal: AbortSignal) => Promise<(() => void) | void> | (() => void) | void,
   ) {}
+
+  /** Aborts a version being prepared when the reloader stops (shutdown must not wait for a long replay). */
+  private readonly stopping = new AbortController();
 
   /** Loads the newest version newer than the one served; with `force`, retries refused ones too. One reload at a time. */
   reload(force = false): Promise<ReloadResult> {
@@ -55,7 +63,9 @@ export class Reloader {
       try {
         const m = await loadServingModel(versionDir(this.repo, this.name, v), this.load);
         try {
-          this.prepare?.(m);
+          const last = await this.prepare?.(m, this.stopping.signal);
+          this.stopping.signal.throwIfAborted();
+          last?.();
         } catch (err) {
           await m.close().catch(() => undefined);
           throw err;
@@ -71,6 +81,11 @@ export class Reloader {
         this.log.info({ model: this.name, version: v, previous: current || null, items: m.nItems, users: m.nUsers, provider: m.exact.provider, ms: Math.round(performance.now() - t0) }, 'model version loaded');
         return { changed: true, version: v, refused };
       } catch (err) {
+        if (this.stopping.signal.aborted) {
+          // Not the version's fault: it is tried again by the next start.
+          this.log.info({ model: this.name, version: v }, 'loading a model version cancelled: the server is stopping');
+          break;
+        }
         const reason = (err as Error).message;
         this.failed.set(v, reason);
         refused.push({ version: v, reason });
@@ -104,6 +119,7 @@ export class Reloader {
   }
 
   async stop(): Promise<void> {
+    this.stopping.abort(new Error('the reloader stopped'));
     this.watcher?.close();
     if (this.timer) clearInterval(this.timer);
     if (this.debounce) clearTimeout(this.debounce);

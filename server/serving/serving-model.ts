@@ -57,6 +57,7 @@ export class ServingModel implements AnnSource {
     public exact: ExactScorer,
   ) {
     this.seen = { indptr: seenOffsets, indices: seenItems };
+    this.rowsUsed = userIndex.size;
   }
 
   /** The bundle's train items per user row, as the trainer's CSR (for its binary search). */
@@ -102,9 +103,19 @@ export class ServingModel implements AnnSource {
     return true;
   }
 
-  /** Adds a user first seen online with the given vector; returns its row. */
+  /** Users of the bundle: rows below this are never removed. */
+  get bundleUsers(): number {
+    return this.manifest.counts.users;
+  }
+
+  /** Rows of removed online users, reused before the table grows. */
+  private freeRows: number[] = [];
+  /** Rows handed out so far (bundle users, then users added online). */
+  private rowsUsed: number;
+
+  /** Adds a user first seen online with the given vector; returns its row (a removed user's, or a new one). */
   addUser(id: string, vector: Float32Array): number {
-    const row = this.userIndex.size;
+    const row = this.freeRows.pop() ?? this.rowsUsed++;
     const d = this.dim;
     if ((row + 1) * d > this.userVectors.length) {
       const grown = new Float32Array(Math.max((row + 1) * d, Math.ceil(this.userVectors.length * 1.5)));
@@ -114,6 +125,22 @@ export class ServingModel implements AnnSource {
     this.userVectors.set(vector, row * d);
     this.userIndex.set(id, row);
     return row;
+  }
+
+  /**
+   * Forgets a user added online (its id, seen items and cached answers); its row is reused by a
+   * later addUser. Returns false for unknown users and users of the bundle, which stay.
+   */
+  removeUser(id: string): boolean {
+    const row = this.userIndex.get(id);
+    if (row === undefined || row < this.bundleUsers) return false;
+    this.userIndex.delete(id);
+    this.extraSeen.delete(row);
+    this.cache.dropUser(id);
+    this.candidates.dropUser(row);
+    this.userVectors.fill(0, row * this.dim, (row + 1) * this.dim);
+    this.freeRows.push(row);
+    return true;
   }
 
   userVector(row: number): Float32Array {

@@ -1,0 +1,56 @@
+/**
+ * What online learning changed on one served version since its bundle was loaded: the users
+ * learned online (capped, online-users.ts) and which bundle users' and items' vectors moved. A
+ * snapshot (snapshot.ts) saves exactly that, so the bundle plus the snapshot is the state.
+ */
+import type { ServingModel } from '../serving/serving-model.js';
+import { OnlineUsers } from './online-users.js';
+
+export class VersionState {
+  readonly users: OnlineUsers;
+  /** 1 for bundle user rows whose vectors moved (online users are all saved) */
+  readonly movedUsers: Uint8Array;
+  /** 1 for item rows a round moved */
+  readonly movedItems: Uint8Array;
+  /** records applied, and any change at all (rounds too), since the last snapshot */
+  sinceSnapshot = 0;
+  changed = false;
+  /** log position of the last snapshot written or loaded (0: none) */
+  snapshotPosition = 0;
+
+  constructor(
+    readonly m: ServingModel,
+    maxOnlineUsers: number,
+    onEvict?: () => void,
+  ) {
+    this.users = new OnlineUsers(m, maxOnlineUsers, onEvict);
+    this.movedUsers = new Uint8Array(m.bundleUsers);
+    this.movedItems = new Uint8Array(m.nItems);
+  }
+
+  /** Snapshots being copied: each collects the rows and items changed meanwhile (see snapshot.ts captureSteps). */
+  private watchers: { users: Set<number>; items: Set<number> }[] = [];
+
+  /** A user's vector or seen items changed (bundle rows are recorded; online users' rows are saved whole). */
+  userMoved(row: number): void {
+    if (row < this.movedUsers.length) this.movedUsers[row] = 1;
+    this.changed = true;
+    for (const w of this.watchers) w.users.add(row);
+  }
+
+  itemMoved(item: number): void {
+    this.movedItems[item] = 1;
+    this.changed = true;
+    for (const w of this.watchers) w.items.add(item);
+  }
+
+  watch(): { users: Set<number>; items: Set<number> } {
+    const w = { users: new Set<number>(), items: new Set<number>() };
+    this.watchers.push(w);
+    return w;
+  }
+
+  unwatch(w: { users: Set<number>; items: Set<number> }): void {
+    this.watchers = this.watchers.filter((x) => x !== w);
+  }
+}
