@@ -76,9 +76,6 @@ interface Tracked {
  */
 const DRAIN_IDLE_MS = 100;
 const SWEEP_MS = 25;
-/** Event-loop turns the drain waits at most for already-sent bytes to be accepted and parsed. */
-const SETTLE_TURNS = 50;
-
 const turn = () => new Promise<void>((r) => setImmediate(() => setImmediate(r)));
 
 /**
@@ -93,7 +90,6 @@ export class Connections {
   private drainPromise: Promise<DrainResult> | null = null;
   private allClosed: (() => void) | null = null;
   private accepted = 0;
-  private requests = 0;
   private server: RawServerDefault | null = null;
 
   constructor(readonly settings: ConnectionSettings, private readonly log: Logger) {}
@@ -102,11 +98,16 @@ export class Connections {
     return this.sockets.size;
   }
 
+  /** true from the start of the drain (a readiness check can answer 503 from then on) */
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
   /** Applies the cap, tracks sockets and requests, and marks the answers sent while draining. */
   attach<P extends FastifyTypeProvider>(app: FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, Logger, P>, registry?: client.Registry): void {
     const server = (this.server = app.server);
     server.maxConnections = this.settings.maxConnections;
-    const refused = registry && new client.Counter({ name: 'promptmm_connections_refused_total', help: 'Connections closed on accept because the server held --max-connections', registers: [registry] });
+    const refused = registry && new client.Counter({ name: 'promptmm_connections_refused_total', help: 'Connections closed on accept because the server held its maximum (maxConnections)', registers: [registry] });
     if (registry) {
       const sockets = this.sockets;
       new client.Gauge({ name: 'promptmm_connections_open', help: 'Open HTTP connections', registers: [registry], collect() { this.set(sockets.size); } });
@@ -122,7 +123,6 @@ export class Connections {
     });
     // Callback-style hooks: an async hook costs a promise per request, measurable at 20k req/s.
     app.addHook('onRequest', (req, _reply, done) => {
-      this.requests++;
       const t = this.sockets.get(req.raw.socket);
       if (t) t.inFlight++;
       done();
@@ -162,14 +162,16 @@ export class Connections {
     this.draining = true;
     const server = this.server;
     const deadline = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), this.settings.drainTimeoutMs).unref());
-    // The loop may have been busy when the signal came: connections still in the accept queue and
-    // requests still in the kernel's buffers were sent before it. Turn the loop until a turn brings
-    // neither a new connection nor a new request (an accepted socket is read on the next turn).
+    // The loop may have been busy when the signal came: connections still in the accept queue were
+    // opened before it, and node accepts one per loop iteration (measured, node 20). Keep accepting while each turn
+    // still brings one (the queue is not empty: a turn is two iterations), for at most half the
+    // drain timeout, so that a steady stream of new connections cannot use up the drain.
+    const acceptUntil = t0 + this.settings.drainTimeoutMs / 2;
     const settle = (async () => {
-      for (let i = 0; i < SETTLE_TURNS; i++) {
-        const before = this.accepted + this.requests;
+      for (;;) {
+        const before = this.accepted;
         await turn();
-        if (this.accepted + this.requests === before) break;
+        if (this.accepted === before || Date.now() >= acceptUntil) return;
       }
     })();
     if ((await Promise.race([settle, deadline])) === 'timeout') return this.cut(t0);
@@ -179,7 +181,9 @@ export class Connections {
     if (this.sockets.size === 0) return { timedOut: false, cut: 0, ms: Date.now() - t0 };
     const closed = new Promise<'closed'>((r) => (this.allClosed = () => r('closed')));
     this.sweep();
-    const sweeper = setInterval(() => this.sweep(), SWEEP_MS);
+    // Swept in the check phase, just after the poll phase has read what the sockets received (a
+    // timer runs before it: after a busy stretch it would see a request not yet read as idle).
+    const sweeper = setInterval(() => setImmediate(() => this.sweep()), SWEEP_MS);
     try {
       if ((await Promise.race([closed, deadline])) === 'timeout') return this.cut(t0);
     } finally {
@@ -201,7 +205,7 @@ export class Connections {
     const cut = this.sockets.size;
     for (const socket of this.sockets.keys()) socket.destroy();
     if (this.server?.listening) NetServer.prototype.close.call(this.server);
-    this.log.error({ cut, drainTimeoutMs: this.settings.drainTimeoutMs }, `drain timed out: ${cut} connection(s) still had requests in flight and were cut off`);
+    this.log.error({ cut, drainTimeoutMs: this.settings.drainTimeoutMs }, `drain timed out: ${cut} connection(s) still open were cut off`);
     return { timedOut: true, cut, ms: Date.now() - t0 };
   }
 }
