@@ -1,7 +1,9 @@
 /** SIGTERM on a real `promptmm serve` with requests in flight: every one received is answered whole, and a drain that times out exits 1. */
+import { join } from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnServer } from '../loadtest/spawn-server.js';
+import { InteractionLog } from '../repository/interaction-log.js';
 import { rawConnect, rawRequest, type RawResponse } from '../test-support/raw-http.js';
 import { repoWith } from '../test-support/serving.js';
 
@@ -19,9 +21,9 @@ function whole(r: RawResponse | undefined, lists: number | null): string | null 
   return ok ? null : 'wrong length';
 }
 
-test('SIGTERM with heavy, pipelined and keep-alive requests in flight: every one is answered whole, then exit 0', async () => {
+test('SIGTERM with heavy, pipelined, keep-alive and write requests in flight: every one is answered whole, each acknowledged write is in the log, exit 0', async () => {
   const { repo } = repoWith('d');
-  const server = spawnServer(['--name', 'd', '--repo', repo, '--port', '0', '--poll-seconds', '0', '--retrieval', 'exact']);
+  const server = spawnServer(['--name', 'd', '--repo', repo, '--port', '0', '--poll-seconds', '0', '--retrieval', 'exact'], { PROMPTMM_TOKEN: 'secret' });
   const port = Number(new URL(await server.url).port);
   const exited = new Promise<number | null>((r) => server.child.on('exit', (code) => r(code)));
   const users = (j: number) => Array.from({ length: USERS }, (_, i) => `u${(i + j * 17) % 200}`);
@@ -41,6 +43,8 @@ test('SIGTERM with heavy, pipelined and keep-alive requests in flight: every one
   // Once the server is busy answering, the keep-alive requests and the signal go out together.
   await Promise.race(heavy.map((c) => c.firstData));
   idle.forEach((c, i) => c.socket.write(rawRequest('GET', `/recommend?user=u${i + 20}&k=${K}`)));
+  const writes = await Promise.all(Array.from({ length: 4 }, () => rawConnect(port)));
+  writes.forEach((c, i) => c.socket.write(rawRequest('POST', '/interactions', JSON.stringify({ interactions: [{ user: `w${i}`, item: `i${i + 1}` }] }), { authorization: 'Bearer secret' })));
   server.child.kill('SIGTERM');
 
   const problems: string[] = [];
@@ -60,10 +64,21 @@ test('SIGTERM with heavy, pipelined and keep-alive requests in flight: every one
     const p = whole(o.responses[1], null);
     if (p) problems.push(`keep-alive ${i}: ${p} (${o.end})`);
   }
+  const acknowledged: { position: number; user: string; item: string }[] = [];
+  for (const [i, c] of writes.entries()) {
+    const r = (await c.done).responses[0];
+    if (r?.status === 200 && r.complete) acknowledged.push({ position: JSON.parse(r.body.toString('utf8')).log_position, user: `w${i}`, item: `i${i + 1}` });
+    else if (!(r?.status === 503 && r.complete && r.headers.connection === 'close')) problems.push(`write ${i}: ${r ? `status ${r.status}, complete ${r.complete}` : 'no answer'}`);
+  }
   const code = await exited;
   assert.deepEqual(problems, [], server.stderr().slice(-3000));
   assert.equal(code, 0, server.stderr().slice(-3000));
   assert.match(server.stderr(), /shut down cleanly/);
+  assert.ok(acknowledged.length > 0, 'some writes were acknowledged');
+  const log = InteractionLog.open(join(repo, 'd', 'interactions'), { readOnly: true });
+  const logged = log.read();
+  await log.close();
+  for (const a of acknowledged) assert.ok(logged.some((e) => e.position === a.position && e.user === a.user && e.item === a.item), `acknowledged write at ${a.position} is in the log`);
 });
 
 test('SIGTERM with a request that cannot finish within the drain timeout: the connection is cut, exit 1', async () => {
