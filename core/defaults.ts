@@ -56,8 +56,8 @@ export interface Setting<T> {
   readonly boolean?: boolean;
   /** the flag, else the env var, else the key: what an error message names */
   readonly label: string;
-  /** text → value, or a SettingError naming the label */
-  parse(raw: string): T;
+  /** text → value, or a SettingError naming the label (or `as`: the env var the text came from) */
+  parse(raw: string, as?: string): T;
   /** throws a SettingError naming the label when a value (from code, not text) is out of range */
   check(value: unknown): void;
   /** the value as a user would type it (the README table) */
@@ -265,7 +265,7 @@ function define<D extends Drafts>(drafts: D): Defined<D> {
       ...rest,
       key,
       label,
-      parse: (raw: string) => parseAs(raw, label),
+      parse: (raw: string, as: string = label) => parseAs(raw, as),
       check: (v: unknown) => checkAs(v, label),
       helpDefault: helpDefault && d.default !== undefined ? helpDefault(d.default) : undefined,
     };
@@ -351,6 +351,16 @@ export const SETTINGS = define({
   maxBatchEntries: int({ section: 'serving', flag: '--max-batch-entries <n>', env: 'PROMPTMM_MAX_BATCH_ENTRIES', min: 1, default: MAX_BATCH_USERS * 100, description: 'most users × k in one POST /recommend (above: a 400 naming k); 256 users at k 100' }),
   batchSliceEntries: int({ section: 'serving', flag: '--batch-slice-entries <n>', env: 'PROMPTMM_BATCH_SLICE_ENTRIES', min: 1, default: 1024, description: 'batch work between two event-loop turns (a user counts k + 100 entries): ~1.5 ms of ANN work' }),
   maxBatchEntriesInFlight: int({ section: 'serving', flag: '--max-batch-entries-in-flight <n>', env: 'PROMPTMM_MAX_BATCH_ENTRIES_IN_FLIGHT', min: 1, default: 4 * MAX_BATCH_USERS * 100, description: 'entries of all batches computed at once; a batch beyond it gets a 503 with Retry-After' }),
+  // HTTP connections (server/connections.ts): slow or idle clients cannot hold sockets, SIGTERM drains
+  headersTimeoutMs: int({ section: 'serving', flag: '--headers-timeout-ms <n>', env: 'PROMPTMM_HEADERS_TIMEOUT_MS', min: 0, max: 2 ** 31 - 1, default: 10_000, description: 'request line and headers must arrive within n ms, else a 408 (0 = off)' }),
+  // the whole request, body included: a 1 MiB body (the body limit) at ≥ 70 kB/s
+  requestTimeoutMs: int({ section: 'serving', flag: '--request-timeout-ms <n>', env: 'PROMPTMM_REQUEST_TIMEOUT_MS', min: 0, max: 2 ** 31 - 1, default: 15_000, description: 'the whole request, body included, within n ms, else a 408; at least the headers timeout (0 = off)' }),
+  // above the usual load-balancer idle timeout (60 s on AWS ALB and nginx), so the balancer closes first
+  keepAliveTimeoutMs: int({ section: 'serving', flag: '--keep-alive-timeout-ms <n>', env: 'PROMPTMM_KEEP_ALIVE_TIMEOUT_MS', min: 1, max: 2 ** 31 - 1, default: 65_000, description: 'an idle keep-alive connection is closed after n ms' }),
+  socketTimeoutMs: int({ section: 'serving', flag: '--socket-timeout-ms <n>', env: 'PROMPTMM_SOCKET_TIMEOUT_MS', min: 0, max: 2 ** 31 - 1, default: 20_000, description: 'no byte moving either way for n ms while a request is open closes it (a client that stops reading its answer) (0 = off)' }),
+  maxConnections: int({ section: 'serving', flag: '--max-connections <n>', env: 'PROMPTMM_MAX_CONNECTIONS', min: 1, max: 2 ** 31 - 1, default: 10_000, description: 'connections beyond n are closed on accept, unanswered' }),
+  // plus up to 5 s to close the log and learner: under Kubernetes' default 30 s grace period
+  drainTimeoutMs: int({ section: 'serving', flag: '--drain-timeout-ms <n>', env: 'PROMPTMM_DRAIN_TIMEOUT_MS', min: 1, max: 2 ** 31 - 1, default: 20_000, description: 'on SIGTERM, answer what was received for at most n ms; exit 1 if that was not enough' }),
   logOnCorrupt: choice({ section: 'serving', flag: '--log-on-corrupt <mode>', env: 'PROMPTMM_LOG_ON_CORRUPT', choices: ['fail', 'skip'], default: 'fail', description: 'damage before acknowledged records of the interaction log: fail (refuse to start, naming segment and byte) or skip (quarantine those records, keep every position)' }),
   token: str<string | undefined>({ section: 'serving', env: 'PROMPTMM_TOKEN', default: undefined, defaultText: 'unset: those endpoints are off', description: 'turns on the admin and write endpoints (POST /interactions, POST /admin/reload, POST /admin/finetune) behind "Authorization: Bearer <token>"' }),
 
@@ -433,5 +443,5 @@ export function checkFields(cfg: object, fields: Fields): void {
 export function fromEnv<K extends SettingKey>(key: K, env: NodeJS.ProcessEnv = process.env): SettingValue<K> {
   const s = SETTINGS[key] as Setting<SettingValue<K>>;
   const raw = s.env ? env[s.env] : undefined;
-  return raw === undefined || raw === '' ? s.default : s.parse(raw);
+  return raw === undefined || raw === '' ? s.default : s.parse(raw, s.env);
 }

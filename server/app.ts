@@ -2,7 +2,7 @@
  * Builds the fastify app: the route plugins of server/routes (admin and write routes only with a
  * token, in a scope that checks it), strict input (http-input.ts), the error answers (a 400 naming
  * the field, 405 with Allow; no stack trace ever reaches a client), request latency to /metrics,
- * and closing keep-alive sockets on close.
+ * and the connection timeouts, cap and drain of server/connections.ts.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
@@ -10,6 +10,7 @@ import Fastify, { LogController, type FastifyError, type FastifyReply, type Fast
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import type { ServerMetrics } from './common/metrics.js';
+import { fastifyConnectionOptions, type Connections } from './connections.js';
 import { PATTERN_MESSAGES, type RetrievalName } from './common/schemas.js';
 import { badRequest, parseJsonBody, RouteMethods, strictQueryHook, UnparsableBody } from './http-input.js';
 import type { OnlineLearner } from './online/online-learner.js';
@@ -32,11 +33,14 @@ export interface AppOptions {
   online?: OnlineLearner;
   /** Cost limits of POST /recommend (default REQUEST_LIMITS in routes/recommend.ts). */
   requestLimits?: Partial<RequestLimits>;
+  /** Timeouts, the connection cap and the drain on close. */
+  connections: Connections;
 }
 
-function createFastify(log: Logger) {
+function createFastify(log: Logger, connections: Connections) {
   return Fastify({
     loggerInstance: log,
+    ...fastifyConnectionOptions(connections.settings),
     // A log line per request would cost more than the request; latency goes to /metrics instead.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
@@ -57,9 +61,9 @@ declare module 'fastify' {
 
 export function buildApp(o: AppOptions): App {
   const limits = requestLimits(o.requestLimits); // bad limits fail here, at start-up
-  const app = createFastify(o.log);
+  const app = createFastify(o.log, o.connections);
   // Root hooks and handlers, set before the plugins load, so every route plugin inherits them.
-  closeKeepAliveOnClose(app);
+  o.connections.attach(app, o.metrics.registry);
   dropRequestsBehindClose(app);
   timeRequests(app, o.metrics);
   const methods = strictInput(app);
@@ -77,23 +81,6 @@ export function buildApp(o: AppOptions): App {
     });
   }
   return app;
-}
-
-/**
- * While closing, answer in-flight requests with "Connection: close" so keep-alive sockets end
- * with them (otherwise close() waits for the clients' idle timeouts).
- */
-function closeKeepAliveOnClose(app: App): void {
-  let closing = false;
-  app.addHook('preClose', async () => {
-    closing = true;
-    app.server.closeIdleConnections();
-  });
-  // Callback-style hooks: an async hook costs a promise per request, measurable at 20k req/s.
-  app.addHook('onSend', (_req, reply, payload, done) => {
-    if (closing) reply.header('connection', 'close');
-    done(null, payload);
-  });
 }
 
 /**

@@ -1,11 +1,12 @@
 /**
  * Composes the serving process: metrics, the model holder and reloader, the interaction log
- * (replayed into each new version) and the online learner, the HTTP app; graceful shutdown.
+ * (replayed into each new version) and the online learner, the HTTP app; the drain on shutdown.
  */
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { listVersions, modelDir, readManifest, RepositoryError, versionDir } from '../repository/versions.js';
 import { buildApp } from './app.js';
+import { checkConnectionSettings, Connections, type ConnectionSettings, type DrainResult } from './connections.js';
 import { createMetrics } from './common/metrics.js';
 import { ModelHolder } from './serving/model-holder.js';
 import type { RetrievalName } from './common/schemas.js';
@@ -17,7 +18,7 @@ import { OnlineLearner, ONLINE_DEFAULTS, type OnlineConfig } from './online/onli
 import { SNAPSHOT_FOLDER } from './online/snapshot.js';
 import { join } from 'node:path';
 import client from 'prom-client';
-import { DEFAULTS } from '../core/defaults.js';
+import { DEFAULTS, SETTINGS } from '../core/defaults.js';
 
 export interface ServeConfig {
   name: string;
@@ -41,11 +42,32 @@ export interface ServeConfig {
   online?: Partial<OnlineConfig>;
   /** Cost limits of POST /recommend (REQUEST_LIMITS in server/routes/recommend.ts). */
   requestLimits?: Partial<RequestLimits>;
+  /** Timeouts, connection cap, drain timeout (default CONNECTION_DEFAULTS). */
+  connections?: Partial<ConnectionSettings>;
 }
+
+/** The HTTP connection settings' defaults, declared with their flags, env vars and ranges in core/defaults.ts. */
+export const CONNECTION_DEFAULTS: ConnectionSettings = {
+  headersTimeoutMs: DEFAULTS.headersTimeoutMs,
+  requestTimeoutMs: DEFAULTS.requestTimeoutMs,
+  keepAliveTimeoutMs: DEFAULTS.keepAliveTimeoutMs,
+  socketTimeoutMs: DEFAULTS.socketTimeoutMs,
+  maxConnections: DEFAULTS.maxConnections,
+  drainTimeoutMs: DEFAULTS.drainTimeoutMs,
+};
+
+/** A connection setting's name in errors: the key and its flag. */
+const settingName = (key: keyof ConnectionSettings) => `${key} (${SETTINGS[key].flag?.split(' ')[0]})`;
+
+/** Time left after the drain for closing the reloader, the learner (a round in flight) and the log. */
+const CLOSE_AFTER_DRAIN_MS = 5_000;
 
 export async function createServer(cfg: ServeConfig, log: Logger) {
   // A blank token would turn the write endpoints on behind a header no client can send usefully.
   if (cfg.token !== undefined && cfg.token.trim() === '') throw new Error('PROMPTMM_TOKEN is set but blank (only white space): set a real token, or unset it to turn the admin and write endpoints off');
+  // A setting given as undefined (an unset flag) keeps its default.
+  const given = Object.fromEntries(Object.entries(cfg.connections ?? {}).filter(([, v]) => v !== undefined));
+  const settings = checkConnectionSettings({ ...CONNECTION_DEFAULTS, ...given }, settingName);
   if (!existsSync(modelDir(cfg.repo, cfg.name))) {
     throw new RepositoryError(`model ${cfg.name} not found in ${cfg.repo} (export one: promptmm export --name ${cfg.name})`);
   }
@@ -77,48 +99,68 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
     return last;
   };
   const reloader = new Reloader(cfg.repo, cfg.name, holder, load, metrics, log, prepare);
-  const app = buildApp({ holder, reloader, metrics, log, retrieval: cfg.retrieval, token: cfg.token, online, requestLimits: cfg.requestLimits });
+  const connections = new Connections(settings, log);
+  const app = buildApp({ holder, reloader, metrics, log, retrieval: cfg.retrieval, token: cfg.token, online, requestLimits: cfg.requestLimits, connections });
   const first = await reloader.reload();
   if (!first.changed) log.error({ model: cfg.name, refused: first.refused }, 'no valid model version yet: /readyz answers 503 until one is exported');
   if (!cfg.token) log.info('PROMPTMM_TOKEN is not set: admin and write endpoints are off');
   reloader.start(cfg.pollSeconds);
 
-  let closing: Promise<void> | null = null;
-  const close = (): Promise<void> => {
+  let closing: Promise<DrainResult> | null = null;
+  /** Drains the connections (answers what was received), then closes the app, reloader, learner (flushing the log) and model. */
+  const close = (): Promise<DrainResult> => {
     closing ??= (async () => {
-      await app.close(); // stops accepting, lets in-flight requests finish
+      const drained = await connections.drain();
+      await app.close();
       await reloader.stop();
       await online.close();
       await holder.close();
+      return drained;
     })();
     return closing;
   };
-  return { app, holder, reloader, metrics, online, log: ilog, close };
+  return { app, holder, reloader, metrics, online, log: ilog, connections, close };
 }
 
-/** Starts listening and exits 0 after a graceful close on SIGTERM/SIGINT. */
+/**
+ * Starts listening; on SIGTERM/SIGINT drains and exits 0, or 1 if the drain timed out or closing
+ * failed. A second signal exits 1 at once.
+ */
 export async function serve(cfg: ServeConfig, log: Logger): Promise<void> {
   const s = await createServer(cfg, log);
   const address = await s.app.listen({ host: cfg.host, port: cfg.port });
   log.info({ address, model: cfg.name, version: s.holder.model?.version ?? null, retrieval: cfg.retrieval }, `serving on ${address}`);
-  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(sig, () => {
-      log.info({ signal: sig }, 'shutting down: finishing requests in flight');
-      const force = setTimeout(() => {
-        log.error('requests still in flight after 10 s; exiting anyway');
-        process.exit(1);
-      }, 10_000);
-      force.unref();
-      s.close().then(
-        () => {
-          log.info('shut down cleanly');
-          process.exit(0);
-        },
-        (err) => {
-          log.error({ err }, 'error while shutting down');
+  const { drainTimeoutMs } = s.connections.settings;
+  let signalled: string | null = null;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (signalled) {
+      log.error({ signal: sig }, `${sig} during the drain: exiting at once`);
+      process.exit(1);
+    }
+    signalled = sig;
+    log.info({ signal: sig, connections: s.connections.open, drainTimeoutMs }, 'shutting down: answering the requests already received, then closing');
+    // A backstop in case closing the learner or the log hangs after the drain.
+    setTimeout(() => {
+      log.error({ ms: drainTimeoutMs + CLOSE_AFTER_DRAIN_MS }, 'shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, drainTimeoutMs + CLOSE_AFTER_DRAIN_MS).unref();
+    // Every connection is closed when close() resolves, and node closes one only once its answer is
+    // handed to the kernel, which still delivers it after the process exits: exiting at once loses nothing.
+    s.close().then(
+      (r) => {
+        if (r.timedOut) {
+          log.error({ cut: r.cut, drainTimeoutMs }, 'shut down after the drain timed out: answers were cut off');
           process.exit(1);
-        },
-      );
-    });
-  }
+        }
+        log.info({ ms: r.ms }, 'shut down cleanly');
+        process.exit(0);
+      },
+      (err) => {
+        log.error({ err }, 'error while shutting down');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 }

@@ -64,14 +64,14 @@ test('corrupted bundles are refused with a reason naming the file while version 
   }
 });
 
-test('slow clients: every socket is closed within twice the timeout while /healthz answers', { todo: 'until the h-sock fixes land (request/keep-alive timeouts)' }, () => {
+test('slow clients: every socket is closed within twice the timeout while /healthz answers', () => {
   const rows = rowsOf('slow:');
   assert.equal(rows.length, 5);
   for (const r of rows) assert.ok(r.pass, explain([r]));
   assert.equal(rows.reduce((a, r) => a + (r.open ?? 0), 0), 0, explain(rows));
 });
 
-test('SIGTERM under load: every request in flight is answered whole or refused with a 503, and the exit code says so', { todo: 'until the h-sock fixes land (drain for real)' }, () => {
+test('SIGTERM under load: every request in flight is answered whole or refused with a 503, and the exit code says so', () => {
   const [r] = rowsOf('SIGTERM');
   assert.ok(r && r.trials === 1, 'the SIGTERM run started');
   assert.equal(r.lost, 0, explain([r]));

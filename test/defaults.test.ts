@@ -38,11 +38,11 @@ test('parse and check name the flag, the value and the range', () => {
   assert.throws(() => SETTINGS.providers.parse('tpu'), /--providers must list cuda and\/or cpu/);
 });
 
-test('env vars parse through the same validation; unset or empty gives the default', () => {
+test('env vars parse through the same validation; an error names the variable; unset or empty gives the default', () => {
   assert.equal(fromEnv('port', {}), 8080);
   assert.equal(fromEnv('port', { PROMPTMM_PORT: '' }), 8080);
   assert.equal(fromEnv('port', { PROMPTMM_PORT: '9000' }), 9000);
-  assert.throws(() => fromEnv('port', { PROMPTMM_PORT: 'x' }), /--port must be an integer from 0 to 65535/);
+  assert.throws(() => fromEnv('port', { PROMPTMM_PORT: 'x' }), /PROMPTMM_PORT must be an integer from 0 to 65535, got "x"/);
   assert.equal(fromEnv('debug', { PROMPTMM_DEBUG: '1' }), true);
   assert.equal(fromEnv('token', {}), undefined);
 });

@@ -102,7 +102,7 @@ test('shutting down during a replay does not wait for it, and the version is not
   await writeLog(join(repo, 'stop', 'interactions'), 2000);
   const s = await testServer(repo, 'stop', { online: { roundEvery: 0, roundSeconds: 0, replaySlice: 20, snapshotEvery: 0 } });
   exportBundle(smallBundle('stop', 2), { repo, hnsw: HNSW });
-  let closing: Promise<void> | null = null;
+  let closing: Promise<unknown> | null = null;
   let slices = 0;
   s.online.onReplaySlice = (m) => {
     if (m.version !== 2) return;
