@@ -70,7 +70,7 @@ export function buildApp(o: AppOptions): App {
   answerErrors(app, methods);
 
   app.register(recommendRoutes, { holder: o.holder, metrics: o.metrics, retrieval: o.retrieval, limits });
-  app.register(healthRoutes, { holder: o.holder });
+  app.register(healthRoutes, { holder: o.holder, draining: () => o.connections.isDraining });
   app.register(metricsRoutes, { metrics: o.metrics });
   const { token, online } = o;
   if (token) {

@@ -133,3 +133,24 @@ test('connection settings are checked, naming the setting and its flag', async (
   assert.equal(ok.connections.settings.drainTimeoutMs, CONNECTION_DEFAULTS.drainTimeoutMs);
   await ok.close();
 });
+
+test('while draining, /readyz answers 503 (a balancer sends no more) and the request is still answered', async () => {
+  const { repo } = repoWith('drain');
+  const s = await testServer(repo, 'drain');
+  try {
+    await s.app.listen({ host: '127.0.0.1', port: 0 });
+    const p = (s.app.server.address() as { port: number }).port;
+    const c = await rawConnect(p);
+    c.socket.write(rawRequest('GET', '/readyz'));
+    const [before] = await c.responsesAt(1);
+    assert.equal(before.status, 200);
+    const drained = s.connections.drain();
+    c.socket.write(rawRequest('GET', '/readyz'));
+    const [, during] = await c.responsesAt(2);
+    assert.equal(during.status, 503);
+    assert.equal(JSON.parse(during.body.toString()).status, 'draining');
+    assert.equal((await drained).timedOut, false);
+  } finally {
+    await s.close();
+  }
+});

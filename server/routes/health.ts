@@ -1,11 +1,13 @@
-/** GET /healthz (the process answers) and GET /readyz (a model version is loaded, and which). */
+/** GET /healthz (the process answers) and GET /readyz (a model version is loaded, and which; 503 while loading or draining). */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Ready } from '../common/schemas.js';
 import type { ModelHolder } from '../serving/model-holder.js';
 
-export const healthRoutes: FastifyPluginAsyncTypebox<{ holder: ModelHolder }> = async (app, o) => {
+export const healthRoutes: FastifyPluginAsyncTypebox<{ holder: ModelHolder; draining: () => boolean }> = async (app, o) => {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { response: { 200: Ready, 503: Ready } } }, async (_req, reply) => {
+    // A draining process answers what it has received, but a balancer should send no more.
+    if (o.draining()) return reply.code(503).send({ status: 'draining' });
     const m = o.holder.model;
     if (!m) return reply.code(503).send({ status: 'loading' });
     return {
