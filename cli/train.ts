@@ -15,7 +15,7 @@ const SHAPE = ['model', 'dim', 'layers', 'lr', 'reg', 'batch', 'epochs', 'seed',
 const TEACHER = ['teacherLayers', 'teacherLr', 'teacherDropout', 'teacherModalWeight', 'teacherModalMix', 'promptRate', 'promptDim'] as const;
 const KD = ['pairWeight', 'listWeight', 'embWeight', 'temperature', 'listSize', 'gamma', 'binaryWeight'] as const;
 const SWITCHES = ['prompt', 'pairKd', 'listKd', 'disentangle', 'embKd', 'progress'] as const;
-const ALL = [...STAGE, ...SHAPE, ...TEACHER, ...KD, ...SWITCHES, 'repo', 'backend'] as const satisfies readonly SettingKey[];
+const ALL = [...STAGE, 'logOnCorrupt', ...SHAPE, ...TEACHER, ...KD, ...SWITCHES, 'repo', 'backend'] as const satisfies readonly SettingKey[];
 
 export function register(program: Command): void {
   const cmd = program
@@ -29,7 +29,7 @@ export function register(program: Command): void {
     .addOption(settingOption('repo'));
   addSettings(cmd, STAGE);
   cmd.option('--interactions <logdir>', "merge a server's interaction log into the training data as train rows (written to <repo>/<name>/data-with-log/; the export records the absorbed log position)");
-  addSettings(cmd, [...SHAPE, ...TEACHER, ...KD, ...SWITCHES, 'backend']);
+  addSettings(cmd, ['logOnCorrupt', ...SHAPE, ...TEACHER, ...KD, ...SWITCHES, 'backend']);
   cmd.action(async (o) => {
     const v = settingValues(o, ALL);
     // Refused before any work: a metric the evaluation would not compute.
@@ -38,7 +38,7 @@ export function register(program: Command): void {
     let dataDir: string = o.data;
     if (o.interactions) {
       dataDir = join(v.repo, o.name, 'data-with-log');
-      const a = mergeInteractionLog(o.data, o.interactions, dataDir);
+      const a = mergeInteractionLog(o.data, o.interactions, dataDir, { onCorrupt: v.logOnCorrupt });
       log.info({ dir: dataDir, interactions: a.interactions, newUsers: a.newUsers, logPosition: a.logPosition }, 'interaction log merged into the training data');
       if (a.unknownItems) log.warn({ records: a.unknownItems }, 'interaction log: records naming items this dataset lacks were not absorbed (a log of another catalog?)');
     }

@@ -287,7 +287,7 @@ export const SETTINGS = define({
   stage: choice({ section: 'training', flag: '--stage <stage>', choices: ['all', 'teacher', 'student'], default: 'all', description: 'which stage(s) to run' }),
   studentOnly: bool({ section: 'training', flag: '--student-only', default: false, description: 'train the plain LightGCN student (BPR only, no teacher) with the same budget' }),
   resume: bool({ section: 'training', flag: '--resume', default: false, description: 'continue each stage from its checkpoint (a finished stage is skipped)' }),
-  model: choice({ section: 'training', flag: '--model <name>', choices: STUDENT_MODELS, default: 'lightgcn', description: 'the ID student that is trained, exported and served' }),
+  model: choice({ section: 'training', flag: '--model <name>', choices: STUDENT_MODELS, default: 'lightgcn', description: 'the ID student of the plain stage (--student-only), rebuilt by eval, dump and export; the distillation stage trains lightgcn' }),
   dim: int({ section: 'training', flag: '--dim <n>', min: 1, default: 64, description: 'embedding size (teacher and student)' }),
   layers: int({ section: 'training', flag: '--layers <n>', min: 0, default: 2, description: 'student graph propagation layers' }),
   lr: num({ section: 'training', flag: '--lr <x>', above: 0, default: 1e-3, description: 'student Adam learning rate' }),
@@ -361,7 +361,7 @@ export const SETTINGS = define({
   maxConnections: int({ section: 'serving', flag: '--max-connections <n>', env: 'PROMPTMM_MAX_CONNECTIONS', min: 1, max: 2 ** 31 - 1, default: 10_000, description: 'connections beyond n are closed on accept, unanswered' }),
   // plus up to 5 s to close the log and learner: under Kubernetes' default 30 s grace period
   drainTimeoutMs: int({ section: 'serving', flag: '--drain-timeout-ms <n>', env: 'PROMPTMM_DRAIN_TIMEOUT_MS', min: 1, max: 2 ** 31 - 1, default: 20_000, description: 'on SIGTERM, answer what was received for at most n ms; exit 1 if that was not enough' }),
-  logOnCorrupt: choice({ section: 'serving', flag: '--log-on-corrupt <mode>', env: 'PROMPTMM_LOG_ON_CORRUPT', choices: ['fail', 'skip'], default: 'fail', description: 'damage before acknowledged records of the interaction log: fail (refuse to start, naming segment and byte) or skip (quarantine those records, keep every position)' }),
+  logOnCorrupt: choice({ section: 'serving', flag: '--log-on-corrupt <mode>', env: 'PROMPTMM_LOG_ON_CORRUPT', choices: ['fail', 'skip'], default: 'fail', description: 'damage before acknowledged records of the interaction log (serve, train --interactions): fail (refuse, naming segment and byte) or skip (quarantine those records, keep every position)' }),
   token: str<string | undefined>({ section: 'serving', env: 'PROMPTMM_TOKEN', default: undefined, defaultText: 'unset: those endpoints are off', description: 'turns on the admin and write endpoints (POST /interactions, POST /admin/reload, POST /admin/finetune) behind "Authorization: Bearer <token>"' }),
 
   // Online learning while serving

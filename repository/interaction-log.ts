@@ -369,7 +369,7 @@ export class InteractionLog {
         }
         if (!known && onCorrupt === 'fail') {
           const what = g.records === 0 ? 'skip them (they hold no record)' : `skip ${span(g.from, g.records)}`;
-          throw new LogCorruptError(path, g.offset, g.from, `${g.problem}; ${where}, so these are acknowledged records, not a torn tail: nothing was cut or changed. Restore ${f} from a backup, or open the log with onCorrupt 'skip' to copy the ${g.bytes} damaged bytes to ${QUARANTINE}/${qname} and ${what}, every other record keeping its position`);
+          throw new LogCorruptError(path, g.offset, g.from, `${g.problem}; ${where}, so these are acknowledged records, not a torn tail: nothing was cut or changed. Restore ${f} from a backup, or open the log with onCorrupt 'skip' (serve and train: --log-on-corrupt skip) to copy the ${g.bytes} damaged bytes to ${QUARANTINE}/${qname} and ${what}, every other record keeping its position`);
         }
         skipped.push(regionKey(g));
         const write = !known && !readOnly;
