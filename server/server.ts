@@ -59,15 +59,18 @@ export const CONNECTION_DEFAULTS: ConnectionSettings = {
 /** A connection setting's name in errors: the key and its flag. */
 const settingName = (key: keyof ConnectionSettings) => `${key} (${SETTINGS[key].flag?.split(' ')[0]})`;
 
+/** The fields that are set: a setting given as undefined (an unset flag, a library caller's gap) keeps its default. */
+function given<T extends object>(o: T | undefined): Partial<T> {
+  return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
 /** Time left after the drain for closing the reloader, the learner (a round in flight) and the log. */
 const CLOSE_AFTER_DRAIN_MS = 5_000;
 
 export async function createServer(cfg: ServeConfig, log: Logger) {
   // A blank token would turn the write endpoints on behind a header no client can send usefully.
   if (cfg.token !== undefined && cfg.token.trim() === '') throw new Error('PROMPTMM_TOKEN is set but blank (only white space): set a real token, or unset it to turn the admin and write endpoints off');
-  // A setting given as undefined (an unset flag) keeps its default.
-  const given = Object.fromEntries(Object.entries(cfg.connections ?? {}).filter(([, v]) => v !== undefined));
-  const settings = checkConnectionSettings({ ...CONNECTION_DEFAULTS, ...given }, settingName);
+  const settings = checkConnectionSettings({ ...CONNECTION_DEFAULTS, ...given(cfg.connections) }, settingName);
   if (!existsSync(modelDir(cfg.repo, cfg.name))) {
     throw new RepositoryError(`model ${cfg.name} not found in ${cfg.repo} (export one: promptmm export --name ${cfg.name})`);
   }
@@ -79,7 +82,7 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
   const ilog = InteractionLog.open(cfg.logDir ?? join(modelDir(cfg.repo, cfg.name), 'interactions'), { log, onCorrupt: cfg.logOnCorrupt ?? DEFAULTS.logOnCorrupt });
   new client.Gauge({ name: 'promptmm_interaction_log_skipped_records', help: 'Damaged interaction-log records skipped (quarantined) at open', registers: [metrics.registry], collect() { this.set(ilog.skippedRecords); } });
   new client.Gauge({ name: 'promptmm_interaction_log_bytes', help: 'Bytes in the interaction log segments', registers: [metrics.registry], collect() { this.set(ilog.bytes()); } });
-  const online = new OnlineLearner(holder, ilog, { ...ONLINE_DEFAULTS, snapshotDir: join(modelDir(cfg.repo, cfg.name), SNAPSHOT_FOLDER), providers: cfg.providers, ...cfg.online }, metrics, log);
+  const online = new OnlineLearner(holder, ilog, { ...ONLINE_DEFAULTS, snapshotDir: join(modelDir(cfg.repo, cfg.name), SNAPSHOT_FOLDER), providers: cfg.providers, ...given(cfg.online) }, metrics, log);
   // Before a version goes live: its online-state snapshot and the log records after it (or after
   // what the bundle absorbed), replayed in slices while the old version serves; the records
   // acknowledged meanwhile are applied in the last step, synchronously with the swap, so no
@@ -94,13 +97,19 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
         return 0;
       }
     }));
-    const moved = ilog.compact(absorbed);
-    if (moved) log.info({ segments: moved, absorbedUpTo: absorbed }, 'interaction log: absorbed segments moved to archive/');
+    // Best effort: a version must not be refused (and the records captured for its swap kept
+    // growing) because archiving failed; the next swap tries again.
+    try {
+      const moved = ilog.compact(absorbed);
+      if (moved) log.info({ segments: moved, absorbedUpTo: absorbed }, 'interaction log: absorbed segments moved to archive/');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'interaction log: archiving absorbed segments failed; retried at the next swap');
+    }
     return last;
   };
   const reloader = new Reloader(cfg.repo, cfg.name, holder, load, metrics, log, prepare);
   const connections = new Connections(settings, log);
-  const app = buildApp({ holder, reloader, metrics, log, retrieval: cfg.retrieval, token: cfg.token, online, requestLimits: cfg.requestLimits, connections });
+  const app = buildApp({ holder, reloader, metrics, log, retrieval: cfg.retrieval, token: cfg.token, online, requestLimits: given(cfg.requestLimits), connections });
   const first = await reloader.reload();
   if (!first.changed) log.error({ model: cfg.name, refused: first.refused }, 'no valid model version yet: /readyz answers 503 until one is exported');
   if (!cfg.token) log.info('PROMPTMM_TOKEN is not set: admin and write endpoints are off');
@@ -110,9 +119,12 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
   /** Drains the connections (answers what was received), then closes the app, reloader, learner (flushing the log) and model. */
   const close = (): Promise<DrainResult> => {
     closing ??= (async () => {
+      // Stopped first, awaited last: a replay in progress is aborted now (an /admin/reload waiting
+      // on it is answered, no version is swapped in mid-drain); the served one keeps answering.
+      const stopped = reloader.stop();
       const drained = await connections.drain();
       await app.close();
-      await reloader.stop();
+      await stopped;
       await online.close();
       await holder.close();
       return drained;
@@ -128,7 +140,13 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
  */
 export async function serve(cfg: ServeConfig, log: Logger): Promise<void> {
   const s = await createServer(cfg, log);
-  const address = await s.app.listen({ host: cfg.host, port: cfg.port });
+  let address: string;
+  try {
+    address = await s.app.listen({ host: cfg.host, port: cfg.port });
+  } catch (err) {
+    await s.close(); // the reloader's folder watch would keep the process alive after the error
+    throw err;
+  }
   log.info({ address, model: cfg.name, version: s.holder.model?.version ?? null, retrieval: cfg.retrieval }, `serving on ${address}`);
   const { drainTimeoutMs } = s.connections.settings;
   let signalled: string | null = null;

@@ -11,7 +11,7 @@ export { MAX_BATCH_USERS, MAX_INTERACTIONS, MAX_K };
 /**
  * The characters an id may not hold: C0 controls (NUL, tab, newline, …), DEL, C1 controls,
  * U+2028/U+2029 (line breaks to some readers) and lone surrogates (not encodable as UTF-8). The
- * nightly retrain writes ids into a TSV, so one of these would split or corrupt its line. (The
+ * ids travel into logs, the interaction log and the bundle's ids.json, where line-oriented readers would split on one. (The
  * `u` flag ajv compiles patterns with makes the surrogate range match only unpaired halves.)
  */
 export const ID_PATTERN = '^[^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\uD800-\\uDFFF]*$';
