@@ -142,7 +142,9 @@ export class Connections {
       if (this.draining && (this.sockets.get(req.raw.socket)?.inFlight ?? 0) <= 1) reply.header('connection', 'close');
       done(null, payload);
     });
-    // app.close() called on its own drains too (close() of server.ts drains before it).
+    // app.close() called on its own still waits for the connections, but fastify is already closing
+    // then and answers new requests 503 (return503OnClosing): the real drain is server.ts's close(),
+    // which drains before it closes the app.
     app.addHook('preClose', async () => {
       await this.drain();
     });
