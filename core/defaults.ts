@@ -1,6 +1,6 @@
 /**
  * Every setting of the project, declared once: its name, CLI flag, environment variable, default,
- * validation and a one-line description. The CLI, the env vars, the library defaults and the README table read this.
+ * validation and a one-line description. The CLI, the env vars, the library defaults and the docs/configuration.md table read this.
  */
 
 /** A value that fails a setting's validation; the message names the flag (or variable) and the value. */
@@ -8,7 +8,7 @@ export class SettingError extends Error {
   override readonly name = 'SettingError';
 }
 
-/** The headings settings are grouped under (in the README table, in this order). */
+/** The headings settings are grouped under (in the docs/configuration.md table, in this order). */
 export const SECTIONS = {
   general: 'General',
   training: 'Training (`train`)',
@@ -60,9 +60,9 @@ export interface Setting<T> {
   parse(raw: string, as?: string): T;
   /** throws a SettingError naming the label when a value (from code, not text) is out of range */
   check(value: unknown): void;
-  /** the value as a user would type it (the README table) */
+  /** the value as a user would type it (the docs/configuration.md table) */
   show(value: T): string;
-  /** what values it takes, e.g. "integer ≥ 1" (the README table) */
+  /** what values it takes, e.g. "integer ≥ 1" (the docs/configuration.md table) */
   readonly values: string;
   /** how commander prints the default, where its own JSON rendering would mislead */
   readonly helpDefault?: string;

@@ -18,7 +18,7 @@ import { OnlineLearner, ONLINE_DEFAULTS, type OnlineConfig } from './online/onli
 import { SNAPSHOT_FOLDER } from './online/snapshot.js';
 import { join } from 'node:path';
 import client from 'prom-client';
-import { DEFAULTS, SETTINGS } from '../core/defaults.js';
+import { DEFAULTS, SETTINGS, defaultsFor, type SettingKey } from '../core/defaults.js';
 
 export interface ServeConfig {
   name: string;
@@ -46,18 +46,20 @@ export interface ServeConfig {
   connections?: Partial<ConnectionSettings>;
 }
 
-/** The HTTP connection settings' defaults, declared with their flags, env vars and ranges in core/defaults.ts. */
-export const CONNECTION_DEFAULTS: ConnectionSettings = {
-  headersTimeoutMs: DEFAULTS.headersTimeoutMs,
-  requestTimeoutMs: DEFAULTS.requestTimeoutMs,
-  keepAliveTimeoutMs: DEFAULTS.keepAliveTimeoutMs,
-  socketTimeoutMs: DEFAULTS.socketTimeoutMs,
-  maxConnections: DEFAULTS.maxConnections,
-  drainTimeoutMs: DEFAULTS.drainTimeoutMs,
-};
+/** Where each connection setting is declared, with its flag, env var and range (core/defaults.ts). */
+export const CONNECTION_FIELDS = {
+  headersTimeoutMs: 'headersTimeoutMs',
+  requestTimeoutMs: 'requestTimeoutMs',
+  keepAliveTimeoutMs: 'keepAliveTimeoutMs',
+  socketTimeoutMs: 'socketTimeoutMs',
+  maxConnections: 'maxConnections',
+  drainTimeoutMs: 'drainTimeoutMs',
+} as const satisfies Record<keyof ConnectionSettings, SettingKey>;
+
+export const CONNECTION_DEFAULTS: ConnectionSettings = defaultsFor(CONNECTION_FIELDS);
 
 /** A connection setting's name in errors: the key and its flag. */
-const settingName = (key: keyof ConnectionSettings) => `${key} (${SETTINGS[key].flag?.split(' ')[0]})`;
+const settingName = (key: keyof ConnectionSettings) => `${key} (${SETTINGS[key].label})`;
 
 /** The fields that are set: a setting given as undefined (an unset flag, a library caller's gap) keeps its default. */
 function given<T extends object>(o: T | undefined): Partial<T> {

@@ -20,7 +20,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import client from 'prom-client';
 import { Rng } from '../../core/rng.js';
-import { DEFAULTS } from '../../core/defaults.js';
+import { defaultsFor } from '../../core/defaults.js';
 import { NewestQueue } from './newest-queue.js';
 import { readLogSlices } from './log-reader.js';
 import { movedItems, refreshAnn, refreshExact, trainingPairs, trainPairs } from './round.js';
@@ -80,25 +80,27 @@ export interface OnlineConfig {
   snapshotDir?: string;
 }
 
-/** From core/defaults.ts, where each is declared with its flag and range. */
-export const ONLINE_DEFAULTS: OnlineConfig = {
-  steps: DEFAULTS.onlineSteps,
-  mix: DEFAULTS.onlineMix,
-  lr: DEFAULTS.onlineLr,
-  reg: DEFAULTS.onlineReg,
-  roundEvery: DEFAULTS.roundEvery,
-  roundSeconds: DEFAULTS.roundSeconds,
-  roundEpochs: DEFAULTS.roundEpochs,
-  replay: DEFAULTS.roundReplay,
-  roundLr: DEFAULTS.roundLr,
-  rebuildShare: DEFAULTS.rebuildShare,
-  reindexMove: DEFAULTS.reindexMove,
-  providers: [...DEFAULTS.providers],
-  maxOnlineUsers: DEFAULTS.maxOnlineUsers,
-  replaySlice: DEFAULTS.replaySlice,
-  snapshotEvery: DEFAULTS.snapshotEvery,
-  snapshotSeconds: DEFAULTS.snapshotSeconds,
-};
+/** Where each online setting is declared, with its flag and range (core/defaults.ts). */
+export const ONLINE_FIELDS = {
+  steps: 'onlineSteps',
+  mix: 'onlineMix',
+  lr: 'onlineLr',
+  reg: 'onlineReg',
+  roundEvery: 'roundEvery',
+  roundSeconds: 'roundSeconds',
+  roundEpochs: 'roundEpochs',
+  replay: 'roundReplay',
+  roundLr: 'roundLr',
+  rebuildShare: 'rebuildShare',
+  reindexMove: 'reindexMove',
+  providers: 'providers',
+  maxOnlineUsers: 'maxOnlineUsers',
+  replaySlice: 'replaySlice',
+  snapshotEvery: 'snapshotEvery',
+  snapshotSeconds: 'snapshotSeconds',
+} as const;
+
+export const ONLINE_DEFAULTS: OnlineConfig = defaultsFor(ONLINE_FIELDS);
 
 /** Bound on interactions waiting for a round (rounds off, or falling behind). */
 const MAX_RECENT = 200_000;

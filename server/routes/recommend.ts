@@ -6,7 +6,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import type { ServerMetrics } from '../common/metrics.js';
-import { DEFAULTS } from '../../core/defaults.js';
+import { defaultsFor } from '../../core/defaults.js';
 import { ErrorReplies, MAX_BATCH_USERS, MAX_K, RecommendBatch, RecommendBody, RecommendQuery, Recommendation, type RetrievalName } from '../common/schemas.js';
 import type { ModelHolder } from '../serving/model-holder.js';
 import { recommend, recommendJson } from '../serving/recommender.js';
@@ -18,11 +18,8 @@ import type { ServingModel } from '../serving/serving-model.js';
  * (256 × 1000 entries was 11 MB of JSON and blocked the loop for seconds; a slice of 1024 is
  * about 1.5 ms of ANN work on a Tiktok-sized bundle at any k). Overridden through AppOptions.requestLimits.
  */
-export const REQUEST_LIMITS = {
-  maxBatchEntries: DEFAULTS.maxBatchEntries,
-  sliceEntries: DEFAULTS.batchSliceEntries,
-  maxEntriesInFlight: DEFAULTS.maxBatchEntriesInFlight,
-};
+export const REQUEST_LIMIT_FIELDS = { maxBatchEntries: 'maxBatchEntries', sliceEntries: 'batchSliceEntries', maxEntriesInFlight: 'maxBatchEntriesInFlight' } as const;
+export const REQUEST_LIMITS = defaultsFor(REQUEST_LIMIT_FIELDS);
 export type RequestLimits = typeof REQUEST_LIMITS;
 
 /**
