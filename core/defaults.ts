@@ -31,6 +31,8 @@ export const DEFAULT_K = 10;
 export const MAX_BATCH_USERS = 256;
 /** Most interactions in one POST /interactions. */
 export const MAX_INTERACTIONS = 1000;
+/** Most items in one POST /recommend/session (a sequential bundle encodes the last maxLen of them). */
+export const MAX_SESSION_ITEMS = 1000;
 /** tfjs backends, best first (see trainer/engine/backend.ts). */
 export const BACKEND_NAMES = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
 /** ONNX Runtime execution providers the server can use. */

@@ -11,6 +11,9 @@ import { encodeNpy, encodeNpyInt32 } from '../core/npy.js';
 import { BUNDLE_FILES, BUNDLE_FORMAT, type FileEntry, type HnswParams, type IdMaps, type Manifest } from '../repository/bundle-format.js';
 import { buildHnswIndex, type HnswBuildStats } from '../repository/hnsw-index.js';
 import { buildScoringModel, ONNX_INPUTS, ONNX_OPSET, ONNX_OUTPUTS } from '../repository/onnx-scoring-graph.js';
+import { buildSequenceModel, SEQUENCE_INPUTS, SEQUENCE_OPSET, SEQUENCE_OUTPUTS } from '../repository/onnx-sequence-graph.js';
+import { DEFAULT_LN_EPS, sequenceWeights, type SequenceArrays, type SequenceShape } from '../repository/sasrec-weights.js';
+import type { Csr } from '../core/csr.js';
 import { assertFolder, listVersions, modelDir, RepositoryError, sha256File, TMP_PREFIX } from '../repository/versions.js';
 
 export class ExportError extends Error {
@@ -35,6 +38,11 @@ export interface BundleInput {
   training: Record<string, unknown>;
   metrics: Record<string, unknown>;
   logPosition?: number;
+  /**
+   * A sequential (SASRec) bundle: the encoder's weights and shape (sequence.onnx) and each user's
+   * most recent items, at most shape.maxLen, in order (the server's starting sequences).
+   */
+  sequence?: { shape: SequenceShape; arrays: SequenceArrays; sequences: Csr };
 }
 
 export interface ExportOptions {
@@ -71,6 +79,29 @@ function validate(b: BundleInput): void {
       if (!Number.isFinite(t[i])) throw new ExportError(`${what} embeddings: non-finite value at row ${Math.floor(i / dim)} (the checkpoint is corrupt or training diverged)`);
     }
   }
+  if (b.sequence) validateSequence(b, b.sequence);
+}
+
+/** The encoder's weights and the sequences: what bundle-check.ts will hold the written files to. */
+function validateSequence(b: BundleInput, q: NonNullable<BundleInput['sequence']>): void {
+  const { shape, sequences } = q;
+  if (shape.nItems !== b.nItems || shape.dim !== b.dim) throw new ExportError(`sequence encoder: shape is ${shape.nItems} items × dim ${shape.dim}, the bundle ${b.nItems} × ${b.dim}`);
+  let w: Map<string, Float32Array>;
+  try {
+    w = sequenceWeights(q.arrays, shape);
+  } catch (err) {
+    throw new ExportError(`sequence encoder: ${(err as Error).message}`);
+  }
+  const table = w.get('seq.item_emb')!;
+  for (let i = 0; i < b.itemEmbeddings.length; i++) {
+    if (!Object.is(table[i], b.itemEmbeddings[i])) throw new ExportError(`item embeddings: row ${Math.floor(i / b.dim)} is not seq.item_emb's (a sequential bundle's item vectors are its item table)`);
+  }
+  if (sequences.indptr.length !== b.nUsers + 1) throw new ExportError(`sequences: ${sequences.indptr.length - 1} rows for ${b.nUsers} users`);
+  for (let u = 0; u < b.nUsers; u++) {
+    const n = sequences.indptr[u + 1] - sequences.indptr[u];
+    if (n > shape.maxLen) throw new ExportError(`sequences: user ${u} has ${n} items, more than maxLen ${shape.maxLen} (keep the most recent maxLen)`);
+  }
+  for (const r of sequences.indices) if (!(r >= 0 && r < b.nItems)) throw new ExportError(`sequences: item row ${r} is outside [0, ${b.nItems})`);
 }
 
 /** Removes temporary folders of exporters that are no longer running. */
@@ -100,9 +131,13 @@ function faultPoint(file: string): void {
 /** A rough upper bound of the bundle's bytes, to refuse early on a disk that cannot hold it. */
 function estimateBytes(b: BundleInput, m: number): number {
   const emb = (b.nUsers + b.nItems) * b.dim * 4;
-  const onnx = b.nItems * b.dim * 4;
+  const onnx = b.nItems * b.dim * 4 * (b.sequence ? 2 : 1);
   const hnsw = b.nItems * (b.dim * 4 + m * 2 * 4 * 1.2 + 16);
-  return emb + onnx + hnsw + b.seen.indices.length * 4 + (b.nUsers + b.nItems) * 16 + (1 << 20);
+  return emb + onnx + hnsw + (b.seen.indices.length + (b.sequence?.sequences.indices.length ?? 0)) * 4 + (b.nUsers + b.nItems) * 16 + (1 << 20);
+}
+
+function sequenceSection(s: SequenceShape): NonNullable<Manifest['sequence']> {
+  return { maxLen: s.maxLen, blocks: s.blocks, heads: s.heads, ffDim: s.ffDim, lnEps: s.lnEps ?? DEFAULT_LN_EPS, opset: SEQUENCE_OPSET, inputs: SEQUENCE_INPUTS, outputs: SEQUENCE_OUTPUTS };
 }
 
 export function exportBundle(input: BundleInput, opts: ExportOptions): ExportResult {
@@ -146,6 +181,12 @@ export function exportBundle(input: BundleInput, opts: ExportOptions): ExportRes
     put(BUNDLE_FILES.seenItems, encodeNpyInt32(input.seen.indices, [input.seen.indices.length]));
     put(BUNDLE_FILES.popularity, encodeNpyInt32(input.popularity, [nItems]));
     put(BUNDLE_FILES.onnx, buildScoringModel(input.itemEmbeddings, nItems, dim));
+    if (input.sequence) {
+      const { sequences, shape, arrays } = input.sequence;
+      put(BUNDLE_FILES.sequenceModel, buildSequenceModel(arrays, shape));
+      put(BUNDLE_FILES.sequenceOffsets, encodeNpyInt32(sequences.indptr, [nUsers + 1]));
+      put(BUNDLE_FILES.sequenceItems, encodeNpyInt32(sequences.indices, [sequences.indices.length]));
+    }
     current = BUNDLE_FILES.hnsw;
     faultPoint(current);
     hnswStats = buildHnswIndex(input.itemEmbeddings, nItems, dim, opts.hnsw, join(tmp, BUNDLE_FILES.hnsw), { progress: opts.progress });
@@ -168,6 +209,7 @@ export function exportBundle(input: BundleInput, opts: ExportOptions): ExportRes
       metrics: input.metrics,
       onnx: { opset: ONNX_OPSET, inputs: ONNX_INPUTS, outputs: ONNX_OUTPUTS },
       hnsw: opts.hnsw,
+      ...(input.sequence ? { model: 'sasrec' as const, sequence: sequenceSection(input.sequence.shape) } : {}),
       logPosition: input.logPosition ?? 0,
       files,
     };

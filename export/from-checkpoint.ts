@@ -1,12 +1,29 @@
-/** Student checkpoint + its dataset → the in-memory bundle the exporter writes. */
+/** Student checkpoint + its dataset → the in-memory bundle the exporter writes (LightGCN-style students, or SASRec). */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadStudent } from '../trainer/stages/student-io.js';
 import { readAbsorbed } from '../data/absorb-log.js';
+import { loadDataset, type Dataset } from '../data/dataset.js';
 import { rowIds } from '../data/ids.js';
-import { studentCheckpointDir } from '../trainer/stages/student.js';
-import { hasCheckpoint } from '../trainer/checkpoint.js';
+import { userSequences } from '../data/sequences.js';
+import { studentCheckpointDir, type DatasetRef } from '../trainer/stages/student.js';
+import { CHECKPOINT_FILE, hasCheckpoint, loadCheckpoint } from '../trainer/checkpoint.js';
+import type { LoopMeta } from '../trainer/loop.js';
+import type { Csr } from '../core/csr.js';
 import type { BundleInput } from './exporter.js';
 import { ExportError } from './exporter.js';
 import { assertFolder } from '../repository/versions.js';
+import { SasrecForward } from '../repository/sasrec-forward.js';
+import type { SequenceShape } from '../repository/sasrec-weights.js';
+
+/** What a SASRec checkpoint's model.json carries (issue 19's contract with the trainer). */
+interface SasrecMeta extends LoopMeta {
+  model: 'sasrec';
+  dataset: DatasetRef;
+  shape: Omit<SequenceShape, 'lnEps'>;
+  lnEps?: number;
+  config?: Record<string, unknown>;
+}
 
 export function bundleFromCheckpoint(repo: string, name: string, opts: { dataDir?: string } = {}): BundleInput {
   assertFolder(repo, 'model repository');
@@ -14,6 +31,7 @@ export function bundleFromCheckpoint(repo: string, name: string, opts: { dataDir
   if (!hasCheckpoint(dir)) {
     throw new ExportError(`no student checkpoint at ${dir} (train one first: promptmm train --data DIR --name ${name})`);
   }
+  if (checkpointModel(dir) === 'sasrec') return sasrecBundle(dir, name, opts.dataDir);
   const s = loadStudent(dir, opts.dataDir);
   const { nUsers, nItems } = s.data;
   const dim = s.meta.config.dim;
@@ -36,5 +54,90 @@ export function bundleFromCheckpoint(repo: string, name: string, opts: { dataDir
     metrics: s.meta.metrics,
     // Trained with `--interactions LOG`: the log records this model has absorbed.
     logPosition: readAbsorbed(s.data.dir)?.logPosition ?? 0,
+  };
+}
+
+/** The checkpoint's `meta.model` (read from its model.json alone: the weights are loaded once, by the branch that needs them). */
+function checkpointModel(dir: string): unknown {
+  try {
+    return (JSON.parse(readFileSync(join(dir, CHECKPOINT_FILE), 'utf8')) as { meta?: { model?: unknown } }).meta?.model;
+  } catch {
+    return undefined; // loadStudent reports an unreadable checkpoint with its own error
+  }
+}
+
+/** Each row's last `n` entries, in order (sequences longer than maxLen keep their most recent items). */
+function lastEntries(csr: Csr, n: number): Csr {
+  const rows = csr.indptr.length - 1;
+  const indptr = new Int32Array(rows + 1);
+  for (let u = 0; u < rows; u++) indptr[u + 1] = indptr[u] + Math.min(n, csr.indptr[u + 1] - csr.indptr[u]);
+  const indices = new Int32Array(indptr[rows]);
+  for (let u = 0; u < rows; u++) indices.set(csr.indices.subarray(csr.indptr[u + 1] - (indptr[u + 1] - indptr[u]), csr.indptr[u + 1]), indptr[u]);
+  return { indptr, indices };
+}
+
+/** Train + validation items per user, sorted ascending without repeats: what a sequential bundle's server filters out. */
+function trainAndValidation(data: Dataset): Csr {
+  const indptr = new Int32Array(data.nUsers + 1);
+  const rows: Int32Array[] = [];
+  for (let u = 0; u < data.nUsers; u++) {
+    const t = data.trainByUser.indices.subarray(data.trainByUser.indptr[u], data.trainByUser.indptr[u + 1]);
+    const v = data.valByUser.indices.subarray(data.valByUser.indptr[u], data.valByUser.indptr[u + 1]);
+    const row = Int32Array.from(new Set([...t, ...v])).sort();
+    rows.push(row);
+    indptr[u + 1] = indptr[u] + row.length;
+  }
+  const indices = new Int32Array(indptr[data.nUsers]);
+  rows.forEach((r, u) => indices.set(r, indptr[u]));
+  return { indptr, indices };
+}
+
+/**
+ * A SASRec checkpoint as a sequential bundle: the item vectors are seq.item_emb's rows
+ * 0..nItems-1 (the HNSW index and model.onnx over them, as for LightGCN); each user's sequence is
+ * its train + validation items in time order, the last maxLen; the user table holds the
+ * encoder's vector of that sequence (zero for an empty one), which the server recomputes from
+ * the live sequence.
+ */
+function sasrecBundle(dir: string, name: string, dataDir?: string): BundleInput {
+  const ck = loadCheckpoint<SasrecMeta>(dir);
+  const meta = ck.meta;
+  if (!meta.shape || typeof meta.shape !== 'object') throw new ExportError(`${dir}: a sasrec checkpoint without meta.shape`);
+  if (!meta.dataset?.dir && !dataDir) throw new ExportError(`${dir}: the checkpoint names no dataset folder; pass --data DIR`);
+  const data = loadDataset(dataDir ?? meta.dataset.dir, { features: false });
+  if (data.hash !== meta.dataset.hash) {
+    throw new ExportError(`${dir}: trained on dataset hash ${meta.dataset.hash.slice(0, 12)}, but ${data.dir} has hash ${data.hash.slice(0, 12)}`);
+  }
+  const shape: SequenceShape = { ...meta.shape, lnEps: meta.lnEps };
+  if (shape.nItems !== data.nItems) throw new ExportError(`${dir}: meta.shape.nItems is ${shape.nItems}, but ${data.dir} has ${data.nItems} items`);
+  let forward: SasrecForward;
+  try {
+    forward = new SasrecForward(ck.arrays, shape);
+  } catch (err) {
+    throw new ExportError(`${dir}: ${(err as Error).message}`);
+  }
+  const { nUsers, nItems } = data;
+  const d = shape.dim;
+  const sequences = lastEntries(userSequences(data, 1), shape.maxLen);
+  const userEmbeddings = new Float32Array(nUsers * d);
+  for (let u = 0; u < nUsers; u++) {
+    const v = forward.encodeSequence(sequences.indices.subarray(sequences.indptr[u], sequences.indptr[u + 1]));
+    if (v) userEmbeddings.set(v, u * d);
+  }
+  return {
+    name,
+    dataset: { name: data.name, hash: data.hash, dir: data.dir },
+    nUsers,
+    nItems,
+    dim: d,
+    userEmbeddings,
+    itemEmbeddings: ck.arrays.get('seq.item_emb')!.data.slice(0, nItems * d),
+    ids: data.ids ?? { users: rowIds(nUsers), items: rowIds(nItems) },
+    seen: trainAndValidation(data),
+    popularity: data.itemPopularity,
+    training: { model: 'sasrec', bestEpoch: meta.epoch, validMetric: meta.validMetric, ...meta.config, ...shape },
+    metrics: meta.metrics,
+    logPosition: readAbsorbed(data.dir)?.logPosition ?? 0,
+    sequence: { shape, arrays: ck.arrays, sequences },
   };
 }

@@ -7,6 +7,7 @@ import { open } from 'node:fs/promises';
 import onnxProto from 'onnx-proto';
 import { BUNDLE_FILES, type IdMaps, type Manifest } from './bundle-format.js';
 import { ONNX_INPUTS, ONNX_OUTPUTS } from './onnx-scoring-graph.js';
+import { SEQUENCE_INPUTS, SEQUENCE_OUTPUTS } from './onnx-sequence-graph.js';
 
 const { onnx } = onnxProto;
 
@@ -47,6 +48,8 @@ export interface ParsedBundle {
   hnsw: { header: Uint8Array; fileBytes: number };
   /** model.onnx, whole. */
   onnx: Uint8Array;
+  /** A sequential bundle's (manifest `model: "sasrec"`): the users' sequences as CSR and sequence.onnx, whole. */
+  sequence?: { offsets: Array2<Int32Array>; items: Array2<Int32Array>; onnx: Uint8Array };
 }
 
 /** What the check builds on the way and the loader would otherwise build again. */
@@ -183,9 +186,10 @@ function checkHnswHeader(header: Uint8Array, fileBytes: number, items: number, d
 
 const asNumber = (x: number | { toString(): string }) => (typeof x === 'number' ? x : Number(x.toString()));
 
-/** The exact scorer answers from model.onnx's own copy of the item table: it must be the item embeddings. */
-function checkOnnx(bytes: Uint8Array, items: Float32Array, nItems: number, dim: number): void {
-  const f = BUNDLE_FILES.onnx;
+type OnnxGraph = NonNullable<InstanceType<typeof onnx.ModelProto>['graph']>;
+
+/** The graph of an ONNX file, its inputs and outputs named as the server feeds and reads them. */
+function onnxGraph(f: string, bytes: Uint8Array, inputs: string[], outputs: string[]): OnnxGraph {
   let model: InstanceType<typeof onnx.ModelProto>;
   try {
     model = onnx.ModelProto.decode(bytes);
@@ -195,30 +199,86 @@ function checkOnnx(bytes: Uint8Array, items: Float32Array, nItems: number, dim: 
   const g = model.graph;
   if (!g) fail(f, 'no graph');
   const names = (vs: { name?: string | null }[] | null | undefined) => (vs ?? []).map((x) => x.name ?? '');
-  if (names(g.input).join() !== ONNX_INPUTS.join()) fail(f, `inputs ${JSON.stringify(names(g.input))}, the server feeds ${JSON.stringify(ONNX_INPUTS)}`);
-  if (names(g.output).join() !== ONNX_OUTPUTS.join()) fail(f, `outputs ${JSON.stringify(names(g.output))}, the server reads ${JSON.stringify(ONNX_OUTPUTS)}`);
-  const t = (g.initializer ?? []).find((x) => x.name === 'item_table');
-  if (!t) fail(f, 'no item_table initializer');
+  if (names(g.input).join() !== inputs.join()) fail(f, `inputs ${JSON.stringify(names(g.input))}, the server feeds ${JSON.stringify(inputs)}`);
+  if (names(g.output).join() !== outputs.join()) fail(f, `outputs ${JSON.stringify(names(g.output))}, the server reads ${JSON.stringify(outputs)}`);
+  return g;
+}
+
+/** A float initializer of the given shape, as float32 values. */
+function floatInitializer(f: string, g: OnnxGraph, name: string, shape: number[], what: string): Float32Array {
+  const t = (g.initializer ?? []).find((x) => x.name === name);
+  if (!t) fail(f, `no ${name} initializer`);
   const dims = (t.dims ?? []).map(asNumber);
-  if (dims.length !== 2 || dims[0] !== nItems || dims[1] !== dim) fail(f, `item_table has shape ${fmtShape(dims)}, manifest.json says (${nItems}, ${dim})`);
-  if (t.dataType !== onnx.TensorProto.DataType.FLOAT) fail(f, `item_table has data type ${t.dataType}, expected FLOAT (${onnx.TensorProto.DataType.FLOAT})`);
+  if (dims.length !== shape.length || dims.some((x, i) => x !== shape[i])) fail(f, `${name} has shape ${fmtShape(dims)}, ${what} says ${fmtShape(shape)}`);
+  if (t.dataType !== onnx.TensorProto.DataType.FLOAT) fail(f, `${name} has data type ${t.dataType}, expected FLOAT (${onnx.TensorProto.DataType.FLOAT})`);
+  const n = shape.reduce((a, b) => a * b, 1);
   const raw = t.rawData && t.rawData.length > 0 ? t.rawData : null;
-  let table: Float32Array;
   if (raw) {
-    if (raw.length !== nItems * dim * 4) fail(f, `item_table holds ${raw.length} bytes, expected ${nItems} × ${dim} float32 (${nItems * dim * 4})`);
-    const want = Buffer.from(items.buffer, items.byteOffset, items.byteLength);
-    if (Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).equals(want)) return;
-    table = new Float32Array(new Uint8Array(raw).buffer);
-  } else {
-    const fd = t.floatData ?? [];
-    if (fd.length !== nItems * dim) fail(f, `item_table holds ${fd.length} values, expected ${nItems} × ${dim}`);
-    table = Float32Array.from(fd);
+    if (raw.length !== n * 4) fail(f, `${name} holds ${raw.length} bytes, expected ${shape.join(' × ')} float32 (${n * 4})`);
+    return new Float32Array(new Uint8Array(raw).buffer);
   }
-  for (let i = 0; i < table.length; i++) {
+  const fd = t.floatData ?? [];
+  if (fd.length !== n) fail(f, `${name} holds ${fd.length} values, expected ${shape.join(' × ')}`);
+  return Float32Array.from(fd);
+}
+
+/** The first rows of an ONNX item table must be the item embeddings bit for bit: else exact, ANN and the encoder would disagree. */
+function sameRows(f: string, name: string, table: Float32Array, items: Float32Array, dim: number): void {
+  const a = Buffer.from(table.buffer, table.byteOffset, items.byteLength);
+  if (a.equals(Buffer.from(items.buffer, items.byteOffset, items.byteLength))) return;
+  for (let i = 0; i < items.length; i++) {
     if (!Object.is(table[i], items[i])) {
-      fail(f, `item_table row ${Math.floor(i / dim)} differs from ${BUNDLE_FILES.itemEmbeddings} (column ${i % dim}: ${table[i]} vs ${items[i]}): exact and ANN retrieval would disagree`);
+      fail(f, `${name} row ${Math.floor(i / dim)} differs from ${BUNDLE_FILES.itemEmbeddings} (column ${i % dim}: ${table[i]} vs ${items[i]}): exact and ANN retrieval would disagree`);
     }
   }
+}
+
+/** The exact scorer answers from model.onnx's own copy of the item table: it must be the item embeddings. */
+function checkOnnx(bytes: Uint8Array, items: Float32Array, nItems: number, dim: number): void {
+  const f = BUNDLE_FILES.onnx;
+  const g = onnxGraph(f, bytes, ONNX_INPUTS, ONNX_OUTPUTS);
+  sameRows(f, 'item_table', floatInitializer(f, g, 'item_table', [nItems, dim], BUNDLE_FILES.manifest), items, dim);
+}
+
+/**
+ * A sequential bundle: the manifest's encoder section, the users' sequences (offsets from 0,
+ * never decreasing, rows of at most maxLen catalog items) and sequence.onnx, whose item table
+ * (plus its padding row) and positions must be the manifest's and the item embeddings.
+ */
+function checkSequence(b: ParsedBundle): void {
+  const m = b.manifest;
+  const fm = BUNDLE_FILES.manifest;
+  if (m.model === undefined) return;
+  if (m.model !== 'sasrec') fail(fm, `model is ${JSON.stringify(m.model)}: this server knows "sasrec" (sequential) or none (a user table)`);
+  const s = m.sequence;
+  if (!s || typeof s !== 'object') fail(fm, 'model is "sasrec" but the "sequence" section is missing');
+  for (const key of ['maxLen', 'blocks', 'heads', 'ffDim'] as const) {
+    if (!Number.isSafeInteger(s[key]) || s[key] < 1) fail(fm, `sequence.${key} is ${JSON.stringify(s[key])}, expected a positive integer`);
+  }
+  const seq = b.sequence;
+  if (!seq) fail(BUNDLE_FILES.sequenceModel, 'missing from a sasrec bundle');
+  const { users, items } = m.counts;
+  const fo = BUNDLE_FILES.sequenceOffsets;
+  const fi = BUNDLE_FILES.sequenceItems;
+  shapeIs(fo, seq.offsets.shape, [users + 1]);
+  if (seq.items.shape.length !== 1) fail(fi, `shape ${fmtShape(seq.items.shape)}, expected one dimension`);
+  const off = seq.offsets.data;
+  if (off[0] !== 0) fail(fo, `offset 0 is ${off[0]}: the first offset must be 0`);
+  for (let u = 0; u < users; u++) {
+    const n = off[u + 1] - off[u];
+    if (n < 0) fail(fo, `offset ${u + 1} (user ${u}) is ${off[u + 1]}, below offset ${u} (${off[u]}): offsets must not decrease`);
+    if (n > s.maxLen) fail(fo, `user ${u} has ${n} items, more than sequence.maxLen (${s.maxLen}): sequences hold the most recent maxLen`);
+  }
+  if (off[users] !== seq.items.data.length) fail(fo, `the last offset is ${off[users]}, but ${fi} holds ${seq.items.data.length} items: they must be equal`);
+  const it = seq.items.data;
+  for (let p = 0; p < it.length; p++) {
+    if (it[p] < 0 || it[p] >= items) fail(fi, `value ${p} is ${it[p]}, outside the catalog's rows [0, ${items})`);
+  }
+  const f = BUNDLE_FILES.sequenceModel;
+  const g = onnxGraph(f, seq.onnx, SEQUENCE_INPUTS, SEQUENCE_OUTPUTS);
+  const table = floatInitializer(f, g, 'seq.item_emb', [items + 1, m.dim], `${fm} (items + the padding row)`);
+  sameRows(f, 'seq.item_emb', table, b.itemEmbeddings.data, m.dim);
+  floatInitializer(f, g, 'seq.pos_emb', [s.maxLen, m.dim], `${fm}'s sequence.maxLen`);
 }
 
 /**
@@ -243,6 +303,7 @@ export function checkBundle(b: ParsedBundle): CheckedBundle {
   checkFinite(BUNDLE_FILES.itemEmbeddings, b.itemEmbeddings.data, d);
   checkHnswHeader(b.hnsw.header, b.hnsw.fileBytes, items, d);
   checkOnnx(b.onnx, b.itemEmbeddings.data, items, d);
+  checkSequence(b);
   return checked;
 }
 

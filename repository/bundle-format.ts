@@ -15,6 +15,10 @@ export const BUNDLE_FILES = {
   popularity: 'item_popularity.npy',
   onnx: 'model.onnx',
   hnsw: 'items.hnsw',
+  /** Sequential bundles only (manifest `model: "sasrec"`): the encoder, and each user's last maxLen items (CSR, in order). */
+  sequenceModel: 'sequence.onnx',
+  sequenceOffsets: 'sequence_offsets.npy',
+  sequenceItems: 'sequence_items.npy',
 } as const;
 
 export interface HnswParams {
@@ -31,6 +35,18 @@ export interface FileEntry {
   sha256: string;
 }
 
+/** A sequential bundle's encoder (sequence.onnx): its architecture and interface. */
+export interface SequenceSection {
+  maxLen: number;
+  blocks: number;
+  heads: number;
+  ffDim: number;
+  lnEps: number;
+  opset: number;
+  inputs: string[];
+  outputs: string[];
+}
+
 export interface Manifest {
   format: typeof BUNDLE_FORMAT;
   name: string;
@@ -45,6 +61,12 @@ export interface Manifest {
   metrics: Record<string, unknown>;
   onnx: { opset: number; inputs: string[]; outputs: string[] };
   hnsw: HnswParams;
+  /**
+   * "sasrec": a sequential bundle, whose user vectors come from sequence.onnx run on each user's
+   * live sequence (then `sequence` is set). Absent: the user table is the user vectors (LightGCN).
+   */
+  model?: 'sasrec';
+  sequence?: SequenceSection;
   /** Interaction-log position this bundle has absorbed (online learning; 0 = none). */
   logPosition: number;
   files: Record<string, FileEntry>;

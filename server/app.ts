@@ -19,6 +19,7 @@ import { healthRoutes } from './routes/health.js';
 import { interactionRoutes } from './routes/interactions.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { recommendRoutes, requestLimits, type RequestLimits } from './routes/recommend.js';
+import { sessionRoutes } from './routes/session.js';
 import type { ModelHolder } from './serving/model-holder.js';
 import type { Reloader } from './serving/reloader.js';
 
@@ -70,6 +71,7 @@ export function buildApp(o: AppOptions): App {
   answerErrors(app, methods);
 
   app.register(recommendRoutes, { holder: o.holder, metrics: o.metrics, retrieval: o.retrieval, limits });
+  app.register(sessionRoutes, { holder: o.holder, metrics: o.metrics, retrieval: o.retrieval });
   app.register(healthRoutes, { holder: o.holder, draining: () => o.connections.isDraining });
   app.register(metricsRoutes, { metrics: o.metrics });
   const { token, online } = o;

@@ -2,7 +2,14 @@
  * SASRec checkpoints with random weights that follow issue 19's contract (names, shapes, meta),
  * for the export and serving tests until the trainer's own checkpoints are merged in.
  */
-import type { Dataset } from '../data/dataset.js';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadDataset, type Dataset } from '../data/dataset.js';
+import { generateSynthetic } from '../data/synthetic.js';
+import { exportBundle } from '../export/exporter.js';
+import { bundleFromCheckpoint } from '../export/from-checkpoint.js';
+import { HNSW } from './serving.js';
 import { Rng } from '../core/rng.js';
 import { saveCheckpoint, type NamedArray } from '../trainer/checkpoint.js';
 import { datasetRef, studentCheckpointDir } from '../trainer/stages/student.js';
@@ -35,4 +42,18 @@ export function saveRandomSasrecCheckpoint(repo: string, name: string, data: Dat
   arrays.push({ name: 'adam.m.seq.item_emb', shape: [2], data: new Float32Array(2) });
   saveCheckpoint(dir, meta, arrays);
   return dir;
+}
+
+/** A repository with a tiny generated dataset (60 users × 40 items), a random SASRec checkpoint on it and that checkpoint exported as version 1. */
+export function sasrecRepo(name: string, s: Omit<SequenceShape, 'nItems'> = { dim: 16, blocks: 2, heads: 2, maxLen: 6, ffDim: 16 }, seed = 1) {
+  const root = mkdtempSync(join(tmpdir(), 'promptmm-seq-'));
+  const dataDir = join(root, 'data');
+  generateSynthetic({ dir: dataDir, users: 60, items: 40, interactionsPerUser: 9, modalities: [], seed });
+  const data = loadDataset(dataDir, { features: false });
+  const repo = join(root, 'repo');
+  mkdirSync(repo);
+  saveRandomSasrecCheckpoint(repo, name, data, s, seed);
+  const input = bundleFromCheckpoint(repo, name);
+  exportBundle(input, { repo, hnsw: HNSW });
+  return { repo, data, input, shape: { ...s, nItems: data.nItems } };
 }

@@ -3,10 +3,10 @@
  * them, and the TypeScript types of the answers are derived from them (one definition each).
  */
 import { Type, type Static } from 'typebox';
-import { DEFAULT_K, MAX_BATCH_USERS, MAX_INTERACTIONS, MAX_K } from '../../core/defaults.js';
+import { DEFAULT_K, MAX_BATCH_USERS, MAX_INTERACTIONS, MAX_K, MAX_SESSION_ITEMS } from '../../core/defaults.js';
 
 // The API's bounds are defined once, with every other default, in core/defaults.ts.
-export { MAX_BATCH_USERS, MAX_INTERACTIONS, MAX_K };
+export { MAX_BATCH_USERS, MAX_INTERACTIONS, MAX_K, MAX_SESSION_ITEMS };
 
 /**
  * The characters an id may not hold: C0 controls (NUL, tab, newline, …), DEL, C1 controls,
@@ -63,6 +63,26 @@ export const RecommendBatch = Type.Object({
   model_version: Type.Integer(),
   results: Type.Array(Recommendation),
 });
+
+/** POST /recommend/session: an anonymous sequence of item ids, oldest first (a sequential bundle only). */
+export const SessionBody = Type.Object(
+  {
+    items: Type.Array(Id(), { maxItems: MAX_SESSION_ITEMS }),
+    k: K,
+    exclude_seen: Type.Boolean({ default: true }),
+    retrieval: Type.Optional(Retrieval),
+  },
+  { additionalProperties: false },
+);
+
+/** A session's answer: a Recommendation without a user. */
+export const SessionRecommendation = Type.Object({
+  model_version: Type.Integer(),
+  retrieval: Retrieval,
+  cold_start: Type.Boolean(),
+  items: Type.Array(Type.Object({ item: Type.String(), score: Type.Number() })),
+});
+export type SessionRecommendation = Static<typeof SessionRecommendation>;
 
 export const ErrorReply = Type.Object({
   error: Type.String(),

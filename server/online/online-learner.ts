@@ -14,6 +14,11 @@
  * applied in slices while the old version serves, then those acknowledged meanwhile; only the
  * last few are applied synchronously right before the swap. Users learned online are capped
  * (online-users.ts). Snapshots are written every N records or S seconds and on close.
+ *
+ * A sequential version (SASRec) learns nothing online: an interaction joins the user's sequence
+ * and seen set and drops the user's cached answers, so the next answer encodes the new
+ * sequence; no vector steps, no rounds, no snapshots (a restart replays the log from the
+ * bundle's position, which is only appends).
  */
 import { mkdirSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
@@ -225,6 +230,7 @@ export class OnlineLearner {
     m.appliedPosition = position;
     const item = m.itemIndex.get(x.item);
     if (item === undefined) return;
+    if (m.sequences) return this.applyToSequence(m, st, x.user, item);
     const d = m.dim;
     // A user without history starts from its first item's vector; the steps below then move it.
     const { row, created } = st.users.rowFor(x.user, () => m.itemVectors.slice(item * d, (item + 1) * d));
@@ -238,6 +244,16 @@ export class OnlineLearner {
     if (m === this.holder.model && (this.cfg.roundEvery > 0 || this.cfg.roundSeconds > 0 || this.recent.length < MAX_RECENT)) {
       this.recent.push({ m, row, item, user: x.user });
     }
+  }
+
+  /** A sequential version's immediate update: the item is appended to the user's sequence (the encoder reads it on the next answer). */
+  private applyToSequence(m: ServingModel, st: VersionState, user: string, item: number): void {
+    // A user new to the version gets a row (its table vector is never read: answers come from the encoder).
+    const { row } = st.users.rowFor(user, () => new Float32Array(m.dim));
+    m.addSeen(row, item);
+    m.sequences!.append(row, item);
+    m.cache.dropUser(user);
+    m.candidates.dropUser(row);
   }
 
   /** After records were applied: the served version counts toward its next snapshot. */
@@ -333,7 +349,8 @@ export class OnlineLearner {
   /** Loads the version's snapshot when one fits it; returns the items to re-index. A snapshot that does not fit is logged and ignored (the log replays from the bundle's position). */
   private loadSnapshot(m: ServingModel, st: VersionState): number[] {
     const dir = this.cfg.snapshotDir;
-    if (!dir) return [];
+    // Snapshots hold vector state; a sequential version's state is its sequences, rebuilt by the replay.
+    if (!dir || m.sequences) return [];
     const file = snapshotPath(dir, m.version);
     let snap: Snapshot | null;
     let why: string | null;
@@ -449,7 +466,7 @@ export class OnlineLearner {
       const dir = this.cfg.snapshotDir;
       const m = this.holder.model;
       const st = m && this.states.get(m);
-      if (!dir || !m || !st || (!st.changed && st.snapshotPosition === m.appliedPosition)) return false;
+      if (!dir || !m || !st || m.sequences || (!st.changed && st.snapshotPosition === m.appliedPosition)) return false;
       const t0 = performance.now();
       const file = snapshotPath(dir, m.version);
       try {

@@ -6,6 +6,7 @@
  */
 import ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
+import { openOnnxSession } from './onnx-session.js';
 import { rank, unseen, wanted, type ItemTable, type Retriever } from './retriever.js';
 
 export interface TopK {
@@ -36,20 +37,8 @@ export class ExactScorer {
   ) {}
 
   static async open(model: Uint8Array, dim: number, nItems: number, providers: string[], log?: Logger, onBatch?: (users: number) => void): Promise<ExactScorer> {
-    const reasons: string[] = [];
-    // ORT prints its own error line when the CUDA library is missing; we report the fall-back ourselves.
-    ort.env.logLevel = 'fatal';
-    for (const p of providers) {
-      try {
-        // logSeverityLevel 3: ORT's own console lines for a missing CUDA library are errors we handle here.
-        const session = await ort.InferenceSession.create(model, { executionProviders: [p], logSeverityLevel: 3, graphOptimizationLevel: 'all' });
-        if (reasons.length) log?.warn({ provider: p, skipped: reasons }, `onnxruntime: fell back to the ${p} execution provider`);
-        return new ExactScorer(session, p, dim, nItems, onBatch);
-      } catch (err) {
-        reasons.push(`${p}: ${(err as Error).message.split('\n')[0]}`);
-      }
-    }
-    throw new Error(`no ONNX Runtime execution provider could open model.onnx (${reasons.join('; ')})`);
+    const { session, provider } = await openOnnxSession(model, 'model.onnx', providers, log);
+    return new ExactScorer(session, provider, dim, nItems, onBatch);
   }
 
   /** Top k rows of items·vector, ties by lower row; k is capped at the catalog size. */

@@ -1,6 +1,7 @@
 /**
  * One bundle version in memory, ready to answer: user and item tables, id maps, seen items,
- * the popularity order for cold starts, the HNSW index (ANN) and the ONNX scorer (exact).
+ * the popularity order for cold starts, the HNSW index (ANN) and the ONNX scorer (exact); for a
+ * sequential bundle also the users' live sequences and the encoder (sequence.onnx) their vectors come from.
  * Loading verifies every checksum, then every array; nothing of a version that fails is served.
  */
 import { readFile } from 'node:fs/promises';
@@ -17,6 +18,9 @@ import type { AnnSource } from '../retrieval/ann.js';
 import { CandidateCache } from '../retrieval/candidate-cache.js';
 import { ExactScorer } from '../retrieval/exact.js';
 import { ResultCache } from './result-cache.js';
+import { SequenceEncoder } from './sequence-encoder.js';
+import { sequenceVectors, tableVectors, type UserVectorSource } from './user-vector-source.js';
+import { UserSequences } from './user-sequences.js';
 
 export class BundleLoadError extends Error {
   override readonly name = 'BundleLoadError';
@@ -58,7 +62,14 @@ export class ServingModel implements AnnSource {
   ) {
     this.seen = { indptr: seenOffsets, indices: seenItems };
     this.rowsUsed = userIndex.size;
+    this.vectors = tableVectors(this);
   }
+
+  /** Where answers take a user's vector from: the table, or (sequential bundle) the encoder on the live sequence. */
+  vectors: UserVectorSource;
+  /** A sequential bundle's: each user's last maxLen items, and the encoder. Null for a user-table bundle. */
+  sequences: UserSequences | null = null;
+  encoder: SequenceEncoder | null = null;
 
   /** The bundle's train items per user row, as the trainer's CSR (for its binary search). */
   private readonly seen: Csr;
@@ -136,6 +147,7 @@ export class ServingModel implements AnnSource {
     if (row === undefined || row < this.bundleUsers) return false;
     this.userIndex.delete(id);
     this.extraSeen.delete(row);
+    this.sequences?.drop(row);
     this.cache.dropUser(id);
     this.candidates.dropUser(row);
     this.userVectors.fill(0, row * this.dim, (row + 1) * this.dim);
@@ -157,7 +169,7 @@ export class ServingModel implements AnnSource {
   }
 
   async close(): Promise<void> {
-    await this.exact.close();
+    await Promise.all([this.exact.close(), this.encoder?.close()]);
   }
 }
 
@@ -175,10 +187,18 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
   const seen = parseNpyInt32(await readFile(file(BUNDLE_FILES.seenItems)), BUNDLE_FILES.seenItems);
   const pop = parseNpyInt32(await readFile(file(BUNDLE_FILES.popularity)), BUNDLE_FILES.popularity);
   const onnxBytes = await readFile(file(BUNDLE_FILES.onnx));
+  const sequence =
+    m.model === 'sasrec'
+      ? {
+          offsets: parseNpyInt32(await readFile(file(BUNDLE_FILES.sequenceOffsets)), BUNDLE_FILES.sequenceOffsets),
+          items: parseNpyInt32(await readFile(file(BUNDLE_FILES.sequenceItems)), BUNDLE_FILES.sequenceItems),
+          onnx: await readFile(file(BUNDLE_FILES.sequenceModel)),
+        }
+      : undefined;
   // Before anything is built from them: csrHas trusts the offsets, hnswlib and onnxruntime their files.
   const { ids, userIndex, itemIndex } = checkBundle({
     folder: basename(dir), manifest: m, userEmbeddings: u, itemEmbeddings: it, idsJson: await readFile(file(BUNDLE_FILES.ids), 'utf8'),
-    seenOffsets: off, seenItems: seen, popularity: pop, hnsw: await readFileHead(file(BUNDLE_FILES.hnsw), HNSW_HEADER_BYTES), onnx: onnxBytes,
+    seenOffsets: off, seenItems: seen, popularity: pop, hnsw: await readFileHead(file(BUNDLE_FILES.hnsw), HNSW_HEADER_BYTES), onnx: onnxBytes, sequence,
   });
 
   const popularOrder = Int32Array.from({ length: m.counts.items }, (_, i) => i).sort((a, b) => pop.data[b] - pop.data[a] || a - b);
@@ -204,6 +224,16 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
     ef,
     exact,
   );
+  if (sequence && m.sequence) {
+    try {
+      model.encoder = await SequenceEncoder.open(sequence.onnx, d, m.counts.items, m.sequence.maxLen, opts.providers, opts.log);
+    } catch (err) {
+      await exact.close();
+      throw err;
+    }
+    model.sequences = new UserSequences(sequence.offsets.data, sequence.items.data, m.sequence.maxLen);
+    model.vectors = sequenceVectors(model.sequences, model.encoder);
+  }
   model.appliedPosition = m.logPosition ?? 0;
   model.cache = new ResultCache(opts.cacheUsers ?? DEFAULTS.cacheUsers);
   model.candidates = new CandidateCache(opts.cacheUsers ?? DEFAULTS.cacheUsers);

@@ -1,0 +1,23 @@
+/**
+ * Opening an ONNX Runtime session on the configured execution providers, tried in order (default
+ * cuda, then cpu): the exact scorer's model.onnx and a sequential bundle's sequence.onnx.
+ */
+import ort from 'onnxruntime-node';
+import type { Logger } from 'pino';
+
+export async function openOnnxSession(model: Uint8Array, file: string, providers: string[], log?: Logger): Promise<{ session: ort.InferenceSession; provider: string }> {
+  const reasons: string[] = [];
+  // ORT prints its own error line when the CUDA library is missing; we report the fall-back ourselves.
+  ort.env.logLevel = 'fatal';
+  for (const p of providers) {
+    try {
+      // logSeverityLevel 3: ORT's own console lines for a missing CUDA library are errors we handle here.
+      const session = await ort.InferenceSession.create(model, { executionProviders: [p], logSeverityLevel: 3, graphOptimizationLevel: 'all' });
+      if (reasons.length) log?.warn({ provider: p, skipped: reasons, file }, `onnxruntime: fell back to the ${p} execution provider`);
+      return { session, provider: p };
+    } catch (err) {
+      reasons.push(`${p}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new Error(`no ONNX Runtime execution provider could open ${file} (${reasons.join('; ')})`);
+}
