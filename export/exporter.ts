@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { fsyncPath, pidAlive, writeFileDurable } from '../core/atomic.js';
 import { encodeNpy, encodeNpyInt32 } from '../core/npy.js';
-import { BUNDLE_FILES, BUNDLE_FORMAT, type FileEntry, type HnswParams, type IdMaps, type Manifest } from '../repository/bundle-format.js';
+import { BUNDLE_FILES, SEQUENCE_FILES, BUNDLE_FORMAT, type FileEntry, type HnswParams, type IdMaps, type Manifest } from '../repository/bundle-format.js';
 import { buildHnswIndex, type HnswBuildStats } from '../repository/hnsw-index.js';
 import { buildScoringModel, ONNX_INPUTS, ONNX_OPSET, ONNX_OUTPUTS } from '../repository/onnx-scoring-graph.js';
 import { buildSequenceModel, SEQUENCE_INPUTS, SEQUENCE_OPSET, SEQUENCE_OUTPUTS } from '../repository/onnx-sequence-graph.js';
@@ -183,9 +183,9 @@ export function exportBundle(input: BundleInput, opts: ExportOptions): ExportRes
     put(BUNDLE_FILES.onnx, buildScoringModel(input.itemEmbeddings, nItems, dim));
     if (input.sequence) {
       const { sequences, shape, arrays } = input.sequence;
-      put(BUNDLE_FILES.sequenceModel, buildSequenceModel(arrays, shape));
-      put(BUNDLE_FILES.sequenceOffsets, encodeNpyInt32(sequences.indptr, [nUsers + 1]));
-      put(BUNDLE_FILES.sequenceItems, encodeNpyInt32(sequences.indices, [sequences.indices.length]));
+      put(SEQUENCE_FILES.model, buildSequenceModel(arrays, shape));
+      put(SEQUENCE_FILES.offsets, encodeNpyInt32(sequences.indptr, [nUsers + 1]));
+      put(SEQUENCE_FILES.items, encodeNpyInt32(sequences.indices, [sequences.indices.length]));
     }
     current = BUNDLE_FILES.hnsw;
     faultPoint(current);

@@ -5,7 +5,7 @@
  */
 import { open } from 'node:fs/promises';
 import onnxProto from 'onnx-proto';
-import { BUNDLE_FILES, type IdMaps, type Manifest } from './bundle-format.js';
+import { BUNDLE_FILES, SEQUENCE_FILES, type IdMaps, type Manifest } from './bundle-format.js';
 import { ONNX_INPUTS, ONNX_OUTPUTS } from './onnx-scoring-graph.js';
 import { SEQUENCE_INPUTS, SEQUENCE_OUTPUTS } from './onnx-sequence-graph.js';
 
@@ -256,10 +256,10 @@ function checkSequence(b: ParsedBundle): void {
     if (!Number.isSafeInteger(s[key]) || s[key] < 1) fail(fm, `sequence.${key} is ${JSON.stringify(s[key])}, expected a positive integer`);
   }
   const seq = b.sequence;
-  if (!seq) fail(BUNDLE_FILES.sequenceModel, 'missing from a sasrec bundle');
+  if (!seq) fail(SEQUENCE_FILES.model, 'missing from a sasrec bundle');
   const { users, items } = m.counts;
-  const fo = BUNDLE_FILES.sequenceOffsets;
-  const fi = BUNDLE_FILES.sequenceItems;
+  const fo = SEQUENCE_FILES.offsets;
+  const fi = SEQUENCE_FILES.items;
   shapeIs(fo, seq.offsets.shape, [users + 1]);
   if (seq.items.shape.length !== 1) fail(fi, `shape ${fmtShape(seq.items.shape)}, expected one dimension`);
   const off = seq.offsets.data;
@@ -274,7 +274,7 @@ function checkSequence(b: ParsedBundle): void {
   for (let p = 0; p < it.length; p++) {
     if (it[p] < 0 || it[p] >= items) fail(fi, `value ${p} is ${it[p]}, outside the catalog's rows [0, ${items})`);
   }
-  const f = BUNDLE_FILES.sequenceModel;
+  const f = SEQUENCE_FILES.model;
   const g = onnxGraph(f, seq.onnx, SEQUENCE_INPUTS, SEQUENCE_OUTPUTS);
   const table = floatInitializer(f, g, 'seq.item_emb', [items + 1, m.dim], `${fm} (items + the padding row)`);
   sameRows(f, 'seq.item_emb', table, b.itemEmbeddings.data, m.dim);

@@ -15,10 +15,13 @@ export const BUNDLE_FILES = {
   popularity: 'item_popularity.npy',
   onnx: 'model.onnx',
   hnsw: 'items.hnsw',
-  /** Sequential bundles only (manifest `model: "sasrec"`): the encoder, and each user's last maxLen items (CSR, in order). */
-  sequenceModel: 'sequence.onnx',
-  sequenceOffsets: 'sequence_offsets.npy',
-  sequenceItems: 'sequence_items.npy',
+} as const;
+
+/** The files a sequential bundle (manifest `model: "sasrec"`) adds: the encoder, and each user's last maxLen items (CSR, in order). */
+export const SEQUENCE_FILES = {
+  model: 'sequence.onnx',
+  offsets: 'sequence_offsets.npy',
+  items: 'sequence_items.npy',
 } as const;
 
 export interface HnswParams {

@@ -8,7 +8,7 @@ import { encodeNpyInt32, parseNpyInt32, readNpy } from '../core/npy.js';
 import { userSequences } from '../data/sequences.js';
 import { ExportError, exportBundle } from '../export/exporter.js';
 import { bundleFromCheckpoint } from '../export/from-checkpoint.js';
-import { BUNDLE_FILES, type Manifest } from '../repository/bundle-format.js';
+import { BUNDLE_FILES, SEQUENCE_FILES, type Manifest } from '../repository/bundle-format.js';
 import { buildSequenceModel } from '../repository/onnx-sequence-graph.js';
 import { SasrecForward } from '../repository/sasrec-forward.js';
 import { sha256File, versionDir } from '../repository/versions.js';
@@ -24,9 +24,9 @@ test('the bundle holds sequence.onnx, the last maxLen train + validation items o
   const m = JSON.parse(readFileSync(join(dir, BUNDLE_FILES.manifest), 'utf8')) as Manifest;
   assert.equal(m.model, 'sasrec');
   assert.deepEqual(m.sequence, { maxLen: 6, blocks: 2, heads: 2, ffDim: 16, lnEps: 1e-5, opset: 17, inputs: ['items'], outputs: ['user'] });
-  for (const f of [BUNDLE_FILES.sequenceModel, BUNDLE_FILES.sequenceOffsets, BUNDLE_FILES.sequenceItems]) assert.ok(m.files[f], f);
-  const off = parseNpyInt32(readFileSync(join(dir, BUNDLE_FILES.sequenceOffsets)), 'o').data;
-  const items = parseNpyInt32(readFileSync(join(dir, BUNDLE_FILES.sequenceItems)), 'i').data;
+  for (const f of [SEQUENCE_FILES.model, SEQUENCE_FILES.offsets, SEQUENCE_FILES.items]) assert.ok(m.files[f], f);
+  const off = parseNpyInt32(readFileSync(join(dir, SEQUENCE_FILES.offsets)), 'o').data;
+  const items = parseNpyInt32(readFileSync(join(dir, SEQUENCE_FILES.items)), 'i').data;
   const full = userSequences(data, 1);
   let truncated = 0;
   for (let u = 0; u < data.nUsers; u++) {
@@ -83,12 +83,12 @@ const int32 = (file: string, edit: (a: Int32Array) => void) => {
 
 test('a sequential bundle with bad sequences or a foreign sequence.onnx is refused, naming the file', async () => {
   const cases: [string, string, RegExp][] = [
-    [BUNDLE_FILES.sequenceItems, corrupt(BUNDLE_FILES.sequenceItems, int32(BUNDLE_FILES.sequenceItems, (a) => void (a[4] = data.nItems))), /^sequence_items\.npy: value 4 is 40, outside the catalog's rows \[0, 40\)$/],
-    [BUNDLE_FILES.sequenceOffsets, corrupt(BUNDLE_FILES.sequenceOffsets, int32(BUNDLE_FILES.sequenceOffsets, (a) => void (a[2] = a[1] - 1))), /^sequence_offsets\.npy: offset 2 \(user 1\) is -?\d+, below offset 1/],
-    [BUNDLE_FILES.sequenceOffsets, corrupt(BUNDLE_FILES.sequenceOffsets, int32(BUNDLE_FILES.sequenceOffsets, (a) => void (a[0] = 0)), (m) => void (m.sequence!.maxLen = 2)), /sequence_offsets\.npy: user \d+ has \d items, more than sequence\.maxLen \(2\)/],
-    [BUNDLE_FILES.sequenceModel, corrupt(BUNDLE_FILES.sequenceModel, buildSequenceModel(randomSasrecArrays(shape, 99), shape)), /^sequence\.onnx: seq\.item_emb row 0 differs from item_embeddings\.npy/],
-    [BUNDLE_FILES.sequenceModel, corrupt(BUNDLE_FILES.sequenceModel, buildSequenceModel(randomSasrecArrays({ ...shape, maxLen: 5 }, 1), { ...shape, maxLen: 5 })), /^sequence\.onnx: seq\.pos_emb has shape \(5, 16\), manifest\.json's sequence\.maxLen says \(6, 16\)$/],
-    [BUNDLE_FILES.manifest, corrupt(BUNDLE_FILES.sequenceModel, readFileSync(join(dir, BUNDLE_FILES.sequenceModel)), (m) => void (m.model = 'gru4rec' as 'sasrec')), /^manifest\.json: model is "gru4rec"/],
+    [SEQUENCE_FILES.items, corrupt(SEQUENCE_FILES.items, int32(SEQUENCE_FILES.items, (a) => void (a[4] = data.nItems))), /^sequence_items\.npy: value 4 is 40, outside the catalog's rows \[0, 40\)$/],
+    [SEQUENCE_FILES.offsets, corrupt(SEQUENCE_FILES.offsets, int32(SEQUENCE_FILES.offsets, (a) => void (a[2] = a[1] - 1))), /^sequence_offsets\.npy: offset 2 \(user 1\) is -?\d+, below offset 1/],
+    [SEQUENCE_FILES.offsets, corrupt(SEQUENCE_FILES.offsets, int32(SEQUENCE_FILES.offsets, (a) => void (a[0] = 0)), (m) => void (m.sequence!.maxLen = 2)), /sequence_offsets\.npy: user \d+ has \d items, more than sequence\.maxLen \(2\)/],
+    [SEQUENCE_FILES.model, corrupt(SEQUENCE_FILES.model, buildSequenceModel(randomSasrecArrays(shape, 99), shape)), /^sequence\.onnx: seq\.item_emb row 0 differs from item_embeddings\.npy/],
+    [SEQUENCE_FILES.model, corrupt(SEQUENCE_FILES.model, buildSequenceModel(randomSasrecArrays({ ...shape, maxLen: 5 }, 1), { ...shape, maxLen: 5 })), /^sequence\.onnx: seq\.pos_emb has shape \(5, 16\), manifest\.json's sequence\.maxLen says \(6, 16\)$/],
+    [BUNDLE_FILES.manifest, corrupt(SEQUENCE_FILES.model, readFileSync(join(dir, SEQUENCE_FILES.model)), (m) => void (m.model = 'gru4rec' as 'sasrec')), /^manifest\.json: model is "gru4rec"/],
   ];
   for (const [file, d, reason] of cases) {
     await assert.rejects(load(d), (e: Error) => reason.test(e.message), `${file}: ${reason}`);

@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Logger } from 'pino';
-import { BUNDLE_FILES, type Manifest } from '../../repository/bundle-format.js';
+import { BUNDLE_FILES, SEQUENCE_FILES, type Manifest } from '../../repository/bundle-format.js';
 import { checkBundle, checkHnswLabels, HNSW_HEADER_BYTES, readFileHead } from '../../repository/bundle-check.js';
 import { loadHnswIndex, type HnswIndex } from '../../repository/hnsw-index.js';
 import { DEFAULTS } from '../../core/defaults.js';
@@ -190,9 +190,9 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
   const sequence =
     m.model === 'sasrec'
       ? {
-          offsets: parseNpyInt32(await readFile(file(BUNDLE_FILES.sequenceOffsets)), BUNDLE_FILES.sequenceOffsets),
-          items: parseNpyInt32(await readFile(file(BUNDLE_FILES.sequenceItems)), BUNDLE_FILES.sequenceItems),
-          onnx: await readFile(file(BUNDLE_FILES.sequenceModel)),
+          offsets: parseNpyInt32(await readFile(file(SEQUENCE_FILES.offsets)), SEQUENCE_FILES.offsets),
+          items: parseNpyInt32(await readFile(file(SEQUENCE_FILES.items)), SEQUENCE_FILES.items),
+          onnx: await readFile(file(SEQUENCE_FILES.model)),
         }
       : undefined;
   // Before anything is built from them: csrHas trusts the offsets, hnswlib and onnxruntime their files.
