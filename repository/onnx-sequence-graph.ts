@@ -86,6 +86,9 @@ export function buildSequenceModel(arrays: SequenceArrays, shape: SequenceShape)
   g.int64s('zero2', [2], [0, 0]);
   g.int64s('axes01', [2], [0, 1]);
   g.int64s('axis0', [1], [0]);
+  g.int64s('axis1', [1], [1]);
+  g.int64s('axis2', [1], [2]);
+  g.int64s('from_last', [1], [-1]);
   g.int64s('max_len', [1], [maxLen]);
   g.int64s('pad_row', [], [nItems]);
   g.int64s('last', [], [-1]);
@@ -118,22 +121,26 @@ export function buildSequenceModel(arrays: SequenceArrays, shape: SequenceShape)
   const linear = (x: string, wName: string, bName: string, din: number, dout: number) => g.op('Add', [g.op('MatMul', [x, weight(wName, [din, dout])]), weight(bName, [dout])]);
   const split = (x: string, perm: number[]) => g.op('Transpose', [g.op('Reshape', [x, 'heads_shape'])], [ints('perm', perm)]);
 
+  // Only the last position's output is read: the last block computes its query, attention row
+  // and feed-forward for that position alone (keys and values still over all L), a third less work.
+  const lastOnly = (x: string, axis: string) => g.op('Slice', [x, 'from_last', 'max_len', axis]);
   for (let k = 0; k < shape.blocks; k++) {
     const p = `seq.b${k}`;
+    const final = k === shape.blocks - 1;
     const x = ln(h, `${p}.ln1`);
-    const q = split(linear(x, `${p}.attn.wq`, `${p}.attn.bq`, d, d), [0, 2, 1, 3]); // [B, H, L, dh]
+    const q = split(linear(final ? lastOnly(x, 'axis1') : x, `${p}.attn.wq`, `${p}.attn.bq`, d, d), [0, 2, 1, 3]); // [B, H, L or 1, dh]
     const kt = split(linear(x, `${p}.attn.wk`, `${p}.attn.bk`, d, d), [0, 2, 3, 1]); // [B, H, dh, L]
     const v = split(linear(x, `${p}.attn.wv`, `${p}.attn.bv`, d, d), [0, 2, 1, 3]);
-    const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [q, kt]), 'inv_sqrt_dh']), bias]);
+    const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [q, kt]), 'inv_sqrt_dh']), final ? lastOnly(bias, 'axis2') : bias]);
     const att = g.op('MatMul', [g.op('Softmax', [scores], [int('axis', -1)]), v]);
     const merged = g.op('Reshape', [g.op('Transpose', [att], [ints('perm', [0, 2, 1, 3])]), 'merge_shape']);
-    h = g.op('Add', [h, linear(merged, `${p}.attn.wo`, `${p}.attn.bo`, d, d)]);
+    h = g.op('Add', [final ? lastOnly(h, 'axis1') : h, linear(merged, `${p}.attn.wo`, `${p}.attn.bo`, d, d)]);
     const f = linear(ln(h, `${p}.ln2`), `${p}.ffn.w1`, `${p}.ffn.b1`, d, ffDim);
     // GELU, the erf form: f · ½ · (1 + erf(f / √2)).
     const gelu = g.op('Mul', [g.op('Mul', [f, 'half']), g.op('Add', [g.op('Erf', [g.op('Mul', [f, 'inv_sqrt2'])]), 'one'])]);
     h = g.op('Add', [h, linear(gelu, `${p}.ffn.w2`, `${p}.ffn.b2`, ffDim, d)]);
   }
-  // The layer norm is per position: normalising only the last one gives the same vector.
+  // [B, 1, d] → [B, d]; the final layer norm.
   const lastH = g.op('Gather', [h, 'last'], [int('axis', 1)]);
   g.op('LayerNormalization', [lastH, weight('seq.ln.g', [d]), weight('seq.ln.b', [d])], [int('axis', -1), float('epsilon', eps)], 'user');
 

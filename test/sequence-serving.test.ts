@@ -1,9 +1,11 @@
 /** Serving a sequential bundle: answers from the encoder on each user's live sequence, the next answer after an interaction, replay after a restart, POST /recommend/session. */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { exportBundle } from '../export/exporter.js';
+import { bundleFromCheckpoint } from '../export/from-checkpoint.js';
 import { SasrecForward } from '../repository/sasrec-forward.js';
 import { randomSasrecArrays, sasrecRepo } from '../test-support/sasrec-checkpoint.js';
-import { repoWith, testServer } from '../test-support/serving.js';
+import { HNSW, repoWith, testServer } from '../test-support/serving.js';
 
 const auth = { authorization: 'Bearer secret' };
 const { repo, data, shape } = sasrecRepo('sq');
@@ -84,6 +86,28 @@ test('after a restart the sequences are replayed from the durable log', async ()
   s = await testServer(repo, 'sq', { online: { roundEvery: 0, roundSeconds: 0 } });
   assert.deepEqual(Array.from(seqOf(5)), seq5);
   assert.deepEqual(await rec('newcomer', 4), before);
+});
+
+test('a new version swapped in while serving gets the sequences from the log (its replay), not only the bundle\'s', async () => {
+  const seq5 = Array.from(seqOf(5));
+  exportBundle(bundleFromCheckpoint(repo, 'sq'), { repo, hnsw: HNSW });
+  const r = await s.app.inject({ method: 'POST', url: '/admin/reload', headers: auth });
+  assert.equal(r.json().version, 2, r.body);
+  assert.equal(s.holder.model!.version, 2);
+  assert.deepEqual(Array.from(seqOf(5)), seq5);
+});
+
+test('concurrent answers are micro-batched at the longest width and each equals its sequence alone', async () => {
+  const m = s.holder.model!;
+  const users = Array.from({ length: 40 }, (_, u) => u);
+  const got = await Promise.all(users.map((u) => m.vectors.vectorOf(u)));
+  assert.ok(new Set(users.map((u) => seqOf(u).length)).size > 1, 'sequences of several lengths in one batch');
+  let worst = 0;
+  users.forEach((u, i) => {
+    const want = ref.encodeSequence(seqOf(u))!;
+    for (let c = 0; c < shape.dim; c++) worst = Math.max(worst, Math.abs(got[i]![c] - want[c]));
+  });
+  assert.ok(worst <= 1e-4, `max abs difference ${worst}`);
 });
 
 test('POST /recommend/session: the encoder on an anonymous sequence, its items left out; longer than maxLen keeps the most recent', async () => {

@@ -2,8 +2,8 @@
  * A sequential version's user encoder: sequence.onnx on onnxruntime-node (execution providers
  * in the configured order, cuda then cpu, as the exact scorer). Concurrent requests are
  * micro-batched: while one run is in flight new sequences queue up and go together in the next,
- * left-padded with the padding row to the longest sequence of that batch (the graph's positions
- * are right-aligned, so the width does not change a vector).
+ * in one run per width class, each left-padded with the padding row to its longest sequence (the
+ * graph's positions are right-aligned, so the width does not change a vector).
  */
 import ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
@@ -73,11 +73,22 @@ export class SequenceEncoder {
 
   private async runBatch(batch: Pending[]): Promise<void> {
     const d = this.dim;
-    try {
-      const users = await this.encodeMany(batch.map((p) => p.items));
-      batch.forEach((p, i) => p.resolve(users.slice(i * d, (i + 1) * d)));
-    } catch (err) {
-      for (const p of batch) p.reject(err as Error);
+    // Padded to a long sequence's width, a short one would cost that width's work (most sequences
+    // are short): one run per width class (1, 2, 3–4, 5–8, …), so a row is at most about twice its length.
+    const groups = new Map<number, Pending[]>();
+    for (const p of batch) {
+      const c = Math.ceil(Math.log2(Math.min(p.items.length, this.maxLen)));
+      const g = groups.get(c);
+      if (g) g.push(p);
+      else groups.set(c, [p]);
+    }
+    for (const g of groups.values()) {
+      try {
+        const users = await this.encodeMany(g.map((p) => p.items));
+        g.forEach((p, i) => p.resolve(users.slice(i * d, (i + 1) * d)));
+      } catch (err) {
+        for (const p of g) p.reject(err as Error);
+      }
     }
   }
 
