@@ -10,7 +10,7 @@ const KEYS = ['repo', 'hnswM', 'hnswEfConstruction', 'hnswEf', 'backend'] as con
 export function register(program: Command): void {
   const cmd = program
     .command('export')
-    .description('Export the student checkpoint as the next bundle version: embeddings, ids, seen items, popularity, model.onnx, items.hnsw, manifest.json')
+    .description('Export the student checkpoint as the next bundle version: embeddings, ids, seen items, popularity, model.onnx, items.hnsw, manifest.json; for a sasrec checkpoint also sequence.onnx and each user\'s last max-len items')
     .requiredOption('--name <name>', 'model name')
     .addOption(settingOption('repo'))
     .option('--data <dir>', 'dataset folder (default: the one the checkpoint was trained on)');
