@@ -97,7 +97,7 @@ test('a new version swapped in while serving gets the sequences from the log (it
   assert.deepEqual(Array.from(seqOf(5)), seq5);
 });
 
-test('concurrent answers are micro-batched at the longest width and each equals its sequence alone', async () => {
+test('concurrent answers are micro-batched (a run per width class) and each equals its sequence alone', async () => {
   const m = s.holder.model!;
   const users = Array.from({ length: 40 }, (_, u) => u);
   const got = await Promise.all(users.map((u) => m.vectors.vectorOf(u)));
