@@ -6,6 +6,7 @@
  */
 import ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
+import { DEFAULTS } from '../../core/defaults.js';
 import { rank, unseen, wanted, type ItemTable, type Retriever } from './retriever.js';
 
 export interface TopK {
@@ -32,19 +33,24 @@ export class ExactScorer {
     readonly provider: string,
     readonly dim: number,
     readonly nItems: number,
+    /** Threads of a run (0 = ONNX Runtime's default); a refreshed scorer takes the same. */
+    readonly threads: number,
     private readonly onBatch?: (users: number) => void,
   ) {}
 
-  static async open(model: Uint8Array, dim: number, nItems: number, providers: string[], log?: Logger, onBatch?: (users: number) => void): Promise<ExactScorer> {
+  static async open(model: Uint8Array, dim: number, nItems: number, providers: string[], log?: Logger, onBatch?: (users: number) => void, threads: number = DEFAULTS.onnxThreads): Promise<ExactScorer> {
     const reasons: string[] = [];
     // ORT prints its own error line when the CUDA library is missing; we report the fall-back ourselves.
     ort.env.logLevel = 'fatal';
+    // ONNX Runtime's default is a thread per core that spins between runs: on a small host it
+    // takes the cores the event loop and the clients need (core/defaults.ts onnxThreads).
+    const threading = threads > 0 ? { intraOpNumThreads: threads, interOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } } : {};
     for (const p of providers) {
       try {
         // logSeverityLevel 3: ORT's own console lines for a missing CUDA library are errors we handle here.
-        const session = await ort.InferenceSession.create(model, { executionProviders: [p], logSeverityLevel: 3, graphOptimizationLevel: 'all' });
+        const session = await ort.InferenceSession.create(model, { executionProviders: [p], logSeverityLevel: 3, graphOptimizationLevel: 'all', ...threading });
         if (reasons.length) log?.warn({ provider: p, skipped: reasons }, `onnxruntime: fell back to the ${p} execution provider`);
-        return new ExactScorer(session, p, dim, nItems, onBatch);
+        return new ExactScorer(session, p, dim, nItems, threads, onBatch);
       } catch (err) {
         reasons.push(`${p}: ${(err as Error).message.split('\n')[0]}`);
       }

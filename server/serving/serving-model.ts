@@ -24,6 +24,8 @@ export class BundleLoadError extends Error {
 
 export interface LoadOptions {
   providers: string[];
+  /** Threads of an exact-path ONNX run (ExactScorer.open). */
+  onnxThreads?: number;
   ef?: number;
   /** users whose lists are cached (LRU); 0 = no cache */
   cacheUsers?: number;
@@ -185,7 +187,7 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
   const ef = opts.ef ?? m.hnsw.efSearch;
   const ann = await loadHnswIndex(file(BUNDLE_FILES.hnsw), d, ef);
   checkHnswLabels(ann.getIdsList(), m.counts.items);
-  const exact = await ExactScorer.open(onnxBytes, d, m.counts.items, opts.providers, opts.log, opts.onExactBatch);
+  const exact = await ExactScorer.open(onnxBytes, d, m.counts.items, opts.providers, opts.log, opts.onExactBatch, opts.onnxThreads);
   const model = new ServingModel(
     m.name,
     m.version,
