@@ -14,6 +14,8 @@ export interface ScenarioResult {
   timeouts: number;
   non2xx: number;
   ratioToBaseline: number | null;
+  /** The machine's 1-minute load average at the end of the run (the cores are shared). */
+  loadavg?: number;
   /** With --repeat: the round (1…N) of this run, whose ratio is to the baseline run just before it. */
   round?: number;
 }
@@ -80,7 +82,7 @@ function layout(head: string[], rows: string[][]): string {
 export function table(results: ScenarioResult[]): string {
   // The round column only for --repeat runs.
   const rounds = results.some((r) => r.round !== undefined);
-  const head = ['scenario', ...(rounds ? ['round'] : []), 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors', 'non-2xx', 'vs baseline'];
+  const head = ['scenario', ...(rounds ? ['round'] : []), 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors', 'non-2xx', 'vs baseline', 'load'];
   const rows = results.map((r) => [
     r.scenario,
     ...(rounds ? [String(r.round ?? '-')] : []),
@@ -92,6 +94,7 @@ export function table(results: ScenarioResult[]): string {
     String(r.errors + r.timeouts),
     String(r.non2xx),
     r.ratioToBaseline === null ? '-' : `${(100 * r.ratioToBaseline).toFixed(0)}%`,
+    r.loadavg === undefined ? '-' : r.loadavg.toFixed(1),
   ]);
   return layout(head, rows);
 }

@@ -15,7 +15,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -145,6 +145,7 @@ export async function runScenario(url: string, s: Scenario, t: Traffic, o: Loadt
     timeouts: r.timeouts,
     non2xx: r.non2xx,
     ratioToBaseline: null,
+    loadavg: loadavg()[0],
   };
 }
 
