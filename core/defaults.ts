@@ -363,6 +363,10 @@ export const SETTINGS = define({
   maxConnections: int({ section: 'serving', flag: '--max-connections <n>', env: 'PROMPTMM_MAX_CONNECTIONS', min: 1, max: 2 ** 31 - 1, default: 10_000, description: 'connections beyond n are closed on accept, unanswered' }),
   // plus up to 5 s to close the log and learner: under Kubernetes' default 30 s grace period
   drainTimeoutMs: int({ section: 'serving', flag: '--drain-timeout-ms <n>', env: 'PROMPTMM_DRAIN_TIMEOUT_MS', min: 1, max: 2 ** 31 - 1, default: 20_000, description: 'on SIGTERM, answer what was received for at most n ms; exit 1 if that was not enough' }),
+  // one: measured on 2 cores shared with the load generator, ONNX Runtime's default (a spinning thread per core) halved exact's throughput
+  onnxThreads: int({ section: 'serving', flag: '--onnx-threads <n>', env: 'PROMPTMM_ONNX_THREADS', min: 0, max: 256, default: 1, description: "threads of an ONNX run (exact scorer, sequence encoder), not spinning while idle (0 = ONNX Runtime's default: one per core, spinning)" }),
+  // 0: every append of an event-loop turn in one fdatasync (the flush runs in that turn's check phase)
+  commitWindowMs: num({ section: 'serving', flag: '--commit-window-ms <ms>', env: 'PROMPTMM_COMMIT_WINDOW_MS', min: 0, max: 50, default: 0, description: 'group commit of the interaction log: appends arriving within this many ms of the first share one write + fdatasync (0 = those of one event-loop turn); an acknowledgement waits at most this much longer' }),
   logOnCorrupt: choice({ section: 'serving', flag: '--log-on-corrupt <mode>', env: 'PROMPTMM_LOG_ON_CORRUPT', choices: ['fail', 'skip'], default: 'fail', description: 'damage before acknowledged records of the interaction log (serve, train --interactions): fail (refuse, naming segment and byte) or skip (quarantine those records, keep every position)' }),
   token: str<string | undefined>({ section: 'serving', env: 'PROMPTMM_TOKEN', default: undefined, defaultText: 'unset: those endpoints are off', description: 'turns on the admin and write endpoints (POST /interactions, POST /admin/reload, POST /admin/finetune) behind "Authorization: Bearer <token>"' }),
 

@@ -14,12 +14,78 @@ export interface ScenarioResult {
   timeouts: number;
   non2xx: number;
   ratioToBaseline: number | null;
+  /** The machine's 1-minute load average at the end of the run (the cores are shared). */
+  loadavg?: number;
+  /** With --repeat: the round (1…N) of this run, whose ratio is to the baseline run just before it. */
+  round?: number;
+}
+
+/** The middle value (mean of the two middle ones for an even count); NaN for none. */
+export function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+}
+
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+
+const spread = (xs: number[]): Spread => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
+
+/** One scenario over the rounds of a --repeat run. */
+export interface RepeatSummary {
+  scenario: string;
+  runs: number;
+  ratio: Spread;
+  rps: Spread;
+  p50Ms: Spread;
+  p99Ms: Spread;
+  errors: number;
+  non2xx: number;
+}
+
+/** Per scenario, in first-seen order: the median and range of its runs' ratios, rates and latencies. */
+export function summarize(results: ScenarioResult[]): RepeatSummary[] {
+  const by = new Map<string, ScenarioResult[]>();
+  for (const r of results) by.set(r.scenario, [...(by.get(r.scenario) ?? []), r]);
+  return [...by].map(([scenario, rs]) => ({
+    scenario,
+    runs: rs.length,
+    ratio: spread(rs.map((r) => r.ratioToBaseline ?? NaN)),
+    rps: spread(rs.map((r) => r.rps)),
+    p50Ms: spread(rs.map((r) => r.latencyMs.p50)),
+    p99Ms: spread(rs.map((r) => r.latencyMs.p99)),
+    errors: rs.reduce((a, r) => a + r.errors + r.timeouts, 0),
+    non2xx: rs.reduce((a, r) => a + r.non2xx, 0),
+  }));
+}
+
+/** The --repeat table: median ratio to the paired baseline with its range, median rate and latencies. */
+export function repeatTable(summary: RepeatSummary[]): string {
+  const range = (x: Spread, f: (v: number) => string) => `${f(x.median)} (${f(x.min)}–${f(x.max)})`;
+  const pct = (v: number) => `${(100 * v).toFixed(0)}%`;
+  const head = ['scenario', 'runs', 'vs baseline: median (min–max)', 'req/s median', 'p50 ms median', 'p99 ms median (min–max)', 'errors', 'non-2xx'];
+  const rows = summary.map((s) => [s.scenario, String(s.runs), range(s.ratio, pct), s.rps.median.toFixed(0), s.p50Ms.median.toFixed(2), range(s.p99Ms, (v) => v.toFixed(2)), String(s.errors), String(s.non2xx)]);
+  return layout(head, rows);
+}
+
+function layout(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n') + '\n';
 }
 
 export function table(results: ScenarioResult[]): string {
-  const head = ['scenario', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors', 'non-2xx', 'vs baseline'];
+  // The round column only for --repeat runs.
+  const rounds = results.some((r) => r.round !== undefined);
+  const head = ['scenario', ...(rounds ? ['round'] : []), 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors', 'non-2xx', 'vs baseline', 'load'];
   const rows = results.map((r) => [
     r.scenario,
+    ...(rounds ? [String(r.round ?? '-')] : []),
     r.rps.toFixed(0),
     r.latencyMs.p50.toFixed(2),
     r.latencyMs.p90.toFixed(2),
@@ -28,15 +94,14 @@ export function table(results: ScenarioResult[]): string {
     String(r.errors + r.timeouts),
     String(r.non2xx),
     r.ratioToBaseline === null ? '-' : `${(100 * r.ratioToBaseline).toFixed(0)}%`,
+    r.loadavg === undefined ? '-' : r.loadavg.toFixed(1),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n') + '\n';
+  return layout(head, rows);
 }
 
 /** Latency by percentile (log-scaled tail axis), one line per scenario. */
 export async function latencySvg(results: ScenarioResult[], title: string): Promise<string> {
-  const values = results.flatMap((r) => r.distribution.map((d) => ({ scenario: r.scenario, tail: 100 / (100 - Math.min(d.percentile, 99.999)), percentile: d.percentile, ms: d.ms })));
+  const values = results.flatMap((r) => r.distribution.map((d) => ({ scenario: r.round === undefined ? r.scenario : `${r.scenario} ${r.round}`, tail: 100 / (100 - Math.min(d.percentile, 99.999)), percentile: d.percentile, ms: d.ms })));
   const spec: TopLevelSpec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title,

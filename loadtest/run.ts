@@ -5,18 +5,23 @@
  * loadtest/reports/, and fails (exit 1) on any error or non-2xx response.
  *
  *   npm run loadtest -- [--scenario baseline|recommend|exact|mixed|cold|all[,…]] [--connections 50]
- *                       [--duration 20] [--name NAME | --url http://127.0.0.1:PORT --name NAME] [--repo models]
+ *                       [--duration 20] [--repeat N] [--name NAME | --url http://127.0.0.1:PORT --name NAME] [--repo models]
+ *
+ * With --repeat N (N ≥ 2) each scenario runs N times, each run right after a /healthz baseline
+ * run of its own, and the table gives each scenario's median ratio to its paired baselines with
+ * the range: on a shared machine the speed drifts from minute to minute, and a ratio within one
+ * pair is what stays comparable.
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { EventEmitter } from 'node:events';
 import autocannon from 'autocannon';
-import { latencySvg, table, type ScenarioResult } from './report.js';
+import { latencySvg, repeatTable, summarize, table, type RepeatSummary, type ScenarioResult } from './report.js';
 import { listVersions, versionDir } from '../repository/versions.js';
 import { spawnServer } from './spawn-server.js';
 import { loadTraffic, planRequests, SCENARIOS, type Scenario, type Traffic } from './traffic.js';
@@ -26,6 +31,9 @@ const HELP = `usage: npm run loadtest -- [options]
                       The /healthz baseline always runs first, in the same run.
   --connections N     concurrent connections (default 50)
   --duration S        seconds per scenario (default 20), after a 2 s warm-up
+  --repeat N          run each scenario N times, each right after a baseline run of its own, and
+                      report the median ratio to those baselines and its range (default 1: one
+                      baseline, then each scenario once)
   --name NAME         model whose newest bundle is served (and whose users are drawn)
   --repo DIR          model repository (default models, or PROMPTMM_REPO)
   --url URL           target a running server instead (loopback only); --name still names its model.
@@ -42,6 +50,8 @@ export interface LoadtestOptions {
   connections: number;
   duration: number;
   warmup: number;
+  /** Rounds of (baseline, scenario) pairs; 1 (default): one baseline, then each scenario once. */
+  repeat?: number;
   name: string;
   repo: string;
   url?: string;
@@ -63,12 +73,12 @@ function assertLoopback(url: string): void {
  * scenario's synthetic interactions go to the scratch log, never into the model's own
  * interaction log (which the nightly retrain absorbs), and each run starts from the bundle alone.
  */
-async function startServer(o: LoadtestOptions, token: string): Promise<{ url: string; child: ChildProcess; scratch: string }> {
+export async function startServer(o: LoadtestOptions, token: string, nodeArgs: string[] = []): Promise<{ url: string; child: ChildProcess; scratch: string }> {
   const v = listVersions(o.repo, o.name).at(-1)!;
   const scratch = mkdtempSync(join(tmpdir(), 'promptmm-loadtest-'));
   mkdirSync(join(scratch, o.name));
   symlinkSync(resolve(versionDir(o.repo, o.name, v)), versionDir(scratch, o.name, v), 'dir');
-  const s = spawnServer(['--name', o.name, '--repo', scratch, '--port', '0', '--poll-seconds', '0', ...o.serverArgs], { PROMPTMM_TOKEN: token, PROMPTMM_LOG_LEVEL: 'info' });
+  const s = spawnServer(['--name', o.name, '--repo', scratch, '--port', '0', '--poll-seconds', '0', ...o.serverArgs], { PROMPTMM_TOKEN: token, PROMPTMM_LOG_LEVEL: 'info' }, nodeArgs);
   try {
     return { url: await s.url, child: s.child, scratch };
   } catch (err) {
@@ -77,7 +87,7 @@ async function startServer(o: LoadtestOptions, token: string): Promise<{ url: st
   }
 }
 
-async function waitReady(url: string): Promise<unknown> {
+export async function waitReady(url: string): Promise<unknown> {
   for (let i = 0; i < 600; i++) {
     try {
       const r = await fetch(`${url}/readyz`);
@@ -95,7 +105,7 @@ function quantile(sorted: Float64Array, q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
-async function runScenario(url: string, s: Scenario, t: Traffic, o: LoadtestOptions, token: string, seconds: number): Promise<ScenarioResult> {
+export async function runScenario(url: string, s: Scenario, t: Traffic, o: LoadtestOptions, token: string, seconds: number): Promise<ScenarioResult> {
   const plan = planRequests(s, t, 50_000, SCENARIOS.indexOf(s) + 1);
   let next = 0;
   const latencies: number[] = [];
@@ -135,6 +145,7 @@ async function runScenario(url: string, s: Scenario, t: Traffic, o: LoadtestOpti
     timeouts: r.timeouts,
     non2xx: r.non2xx,
     ratioToBaseline: null,
+    loadavg: loadavg()[0],
   };
 }
 
@@ -147,6 +158,9 @@ export interface LoadtestReport {
   durationSeconds: number;
   note: string;
   results: ScenarioResult[];
+  /** Per scenario over the rounds (one run each without --repeat). */
+  summary: RepeatSummary[];
+  repeat: number;
   failed: boolean;
   files: { json: string; svg: string };
 }
@@ -167,15 +181,30 @@ export async function loadtest(o: LoadtestOptions): Promise<LoadtestReport> {
   }
   try {
     const model = await waitReady(url);
-    const order: Scenario[] = ['baseline', ...o.scenarios.filter((s) => s !== 'baseline')];
+    const scenarios = o.scenarios.filter((s) => s !== 'baseline');
+    const repeat = o.repeat ?? 1;
     const results: ScenarioResult[] = [];
-    for (const s of order) {
-      log(`[loadtest] ${s}: ${o.warmup} s warm-up, ${o.duration} s measured, ${o.connections} connections`);
+    const measure = async (s: Scenario, round?: string) => {
+      log(`[loadtest] ${s}${round ?? ''}: ${o.warmup} s warm-up, ${o.duration} s measured, ${o.connections} connections`);
       if (o.warmup > 0) await runScenario(url, s, t, o, token, o.warmup);
-      results.push(await runScenario(url, s, t, o, token, o.duration));
+      return runScenario(url, s, t, o, token, o.duration);
+    };
+    if (repeat === 1) {
+      for (const s of ['baseline' as const, ...scenarios]) results.push(await measure(s));
+      for (const r of results) r.ratioToBaseline = r.rps / results[0].rps;
+    } else {
+      // Pairs, alternating: a scenario's ratio is to the baseline measured just before it.
+      for (let round = 1; round <= repeat; round++) {
+        for (const s of scenarios.length ? scenarios : ['baseline' as const]) {
+          const tag = ` (round ${round}/${repeat})`;
+          const base = { ...(await measure('baseline', tag)), round, ratioToBaseline: 1 };
+          results.push(base);
+          if (s === 'baseline') continue;
+          const r = await measure(s, tag);
+          results.push({ ...r, round, ratioToBaseline: r.rps / base.rps });
+        }
+      }
     }
-    const base = results[0].rps;
-    for (const r of results) r.ratioToBaseline = r.rps / base;
     const failed = results.some((r) => r.errors + r.timeouts + r.non2xx > 0);
     mkdirSync(o.out, { recursive: true });
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
@@ -189,6 +218,8 @@ export async function loadtest(o: LoadtestOptions): Promise<LoadtestReport> {
       durationSeconds: o.duration,
       note: 'server and autocannon on the same machine (loopback), sharing its cores',
       results,
+      summary: summarize(results),
+      repeat,
       failed,
       files,
     };
@@ -205,6 +236,12 @@ export async function loadtest(o: LoadtestOptions): Promise<LoadtestReport> {
   }
 }
 
+function repeatCount(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 100) throw new Error(`--repeat must be a whole number from 1 to 100, got "${v}"`);
+  return n;
+}
+
 function parseScenarios(v: string): Scenario[] {
   const list = v === 'all' ? [...SCENARIOS] : v.split(',').map((s) => s.trim());
   for (const s of list) if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`--scenario: unknown scenario "${s}" (${SCENARIOS.join(', ')}, all)`);
@@ -217,6 +254,7 @@ async function main(): Promise<void> {
       scenario: { type: 'string', default: 'recommend' },
       connections: { type: 'string', default: '50' },
       duration: { type: 'string', default: '20' },
+      repeat: { type: 'string', default: '1' },
       warmup: { type: 'string', default: '2' },
       name: { type: 'string' },
       repo: { type: 'string', default: process.env.PROMPTMM_REPO ?? 'models' },
@@ -242,6 +280,7 @@ async function main(): Promise<void> {
     connections: num('connections', a.connections!, 1),
     duration: num('duration', a.duration!, 1),
     warmup: num('warmup', a.warmup!, 0),
+    repeat: repeatCount(a.repeat!),
     name: a.name,
     repo: a.repo!,
     url: a.url,
@@ -249,7 +288,8 @@ async function main(): Promise<void> {
     out: a.out!,
     serverArgs: a['server-arg']!,
   });
-  process.stdout.write(`\npromptmm ${report.name} via ${report.target} (${report.note})\n${table(report.results)}\nreports: ${report.files.json}, ${report.files.svg}\n`);
+  const medians = report.repeat > 1 ? `\nover ${report.repeat} rounds (each scenario's ratio to the baseline run just before it):\n${repeatTable(report.summary)}` : '';
+  process.stdout.write(`\npromptmm ${report.name} via ${report.target} (${report.note})\n${table(report.results)}${medians}\nreports: ${report.files.json}, ${report.files.svg}\n`);
   if (report.failed) {
     process.stderr.write('loadtest FAILED: errors or non-2xx responses (see the table)\n');
     process.exitCode = 1;

@@ -13,9 +13,12 @@ export interface SpawnedServer {
   stderr: () => string;
 }
 
-/** `args` follow `serve` (add `--port 0` for a free port); `env` is added to this process's. */
-export function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}): SpawnedServer {
-  const child = spawn(process.execPath, [CLI, 'serve', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+/**
+ * `args` follow `serve` (add `--port 0` for a free port); `env` is added to this process's;
+ * `nodeArgs` go to node itself (bench:serve-profile passes --cpu-prof).
+ */
+export function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): SpawnedServer {
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'serve', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   const url = new Promise<string>((res, rej) => {
     child.stderr!.on('data', (b: Buffer) => {

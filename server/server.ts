@@ -30,6 +30,8 @@ export interface ServeConfig {
   ef?: number;
   /** ONNX Runtime execution providers, tried in order. */
   providers: string[];
+  /** Threads of an exact-path ONNX run (default in core/defaults.ts; 0 = ONNX Runtime's own choice). */
+  onnxThreads?: number;
   /** Seconds between repository polls (besides the folder watch); 0 = watch only. */
   pollSeconds: number;
   token?: string;
@@ -39,6 +41,8 @@ export interface ServeConfig {
   logDir?: string;
   /** Damage before acknowledged log records: 'fail' (refuse to start) or 'skip' (quarantine them); default 'fail'. */
   logOnCorrupt?: 'fail' | 'skip';
+  /** Group-commit window of the interaction log in ms (default in core/defaults.ts: 0, one event-loop turn). */
+  commitWindowMs?: number;
   online?: Partial<OnlineConfig>;
   /** Cost limits of POST /recommend (REQUEST_LIMITS in server/routes/recommend.ts). */
   requestLimits?: Partial<RequestLimits>;
@@ -80,8 +84,8 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
   const holder = new ModelHolder(log);
   new client.Gauge({ name: 'promptmm_result_cache_hits', help: 'Result-cache hits of the served version', registers: [metrics.registry], collect() { this.set(holder.model?.cache.hits ?? 0); } });
   new client.Gauge({ name: 'promptmm_result_cache_misses', help: 'Result-cache misses of the served version', registers: [metrics.registry], collect() { this.set(holder.model?.cache.misses ?? 0); } });
-  const load = { providers: cfg.providers, ef: cfg.ef, cacheUsers: cfg.cacheUsers ?? DEFAULTS.cacheUsers, log, onExactBatch: (n: number) => metrics.exactBatchSize.observe(n) };
-  const ilog = InteractionLog.open(cfg.logDir ?? join(modelDir(cfg.repo, cfg.name), 'interactions'), { log, onCorrupt: cfg.logOnCorrupt ?? DEFAULTS.logOnCorrupt });
+  const load = { providers: cfg.providers, onnxThreads: cfg.onnxThreads, ef: cfg.ef, cacheUsers: cfg.cacheUsers ?? DEFAULTS.cacheUsers, log, onExactBatch: (n: number) => metrics.exactBatchSize.observe(n) };
+  const ilog = InteractionLog.open(cfg.logDir ?? join(modelDir(cfg.repo, cfg.name), 'interactions'), { log, onCorrupt: cfg.logOnCorrupt ?? DEFAULTS.logOnCorrupt, commitWindowMs: cfg.commitWindowMs ?? DEFAULTS.commitWindowMs });
   new client.Gauge({ name: 'promptmm_interaction_log_skipped_records', help: 'Damaged interaction-log records skipped (quarantined) at open', registers: [metrics.registry], collect() { this.set(ilog.skippedRecords); } });
   new client.Gauge({ name: 'promptmm_interaction_log_bytes', help: 'Bytes in the interaction log segments', registers: [metrics.registry], collect() { this.set(ilog.bytes()); } });
   const online = new OnlineLearner(holder, ilog, { ...ONLINE_DEFAULTS, snapshotDir: join(modelDir(cfg.repo, cfg.name), SNAPSHOT_FOLDER), providers: cfg.providers, ...given(cfg.online) }, metrics, log);

@@ -92,3 +92,19 @@ test('appends of one event-loop turn are flushed together, in order; nothing is 
   assert.deepEqual(log.read(19).map((e) => e.item), ['i19', 'i20']);
   await log.close();
 });
+
+test('a commit window groups appends of later turns into one flush; without one each turn is flushed on its own', async () => {
+  for (const [window, grouped] of [[0, false], [30, true]] as const) {
+    const log = InteractionLog.open(dir(), { commitWindowMs: window });
+    let firstDone = false;
+    const first = log.append([{ user: 'a', item: 'i0', ts: 0 }]).then((p) => ((firstDone = true), p));
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    // A turn later: the per-turn flush has acknowledged the first append; the window still holds it.
+    assert.equal(firstDone, !grouped, `window ${window} ms`);
+    const second = log.append([{ user: 'a', item: 'i1', ts: 1 }]);
+    assert.deepEqual(await Promise.all([first, second]), [1, 2]);
+    assert.deepEqual(log.read().map((e) => e.item), ['i0', 'i1']);
+    await log.close();
+  }
+});

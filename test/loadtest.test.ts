@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadtest } from '../loadtest/run.js';
-import { table } from '../loadtest/report.js';
+import { median, repeatTable, summarize, table, type ScenarioResult } from '../loadtest/report.js';
 import { loadTraffic, planRequests } from '../loadtest/traffic.js';
 import { repoWith } from '../test-support/serving.js';
 
@@ -44,4 +44,28 @@ test('loadtest runs the baseline and the scenarios, writes JSON and SVG reports'
 test('loadtest refuses non-loopback targets', async () => {
   const { repo } = repoWith('lt2');
   await assert.rejects(loadtest({ scenarios: ['recommend'], connections: 1, duration: 1, warmup: 0, name: 'lt2', repo, url: 'http://10.1.2.3:8080', out: tmpdir(), serverArgs: [] }), /only loopback targets/);
+});
+
+test('summarize: median ratio to the paired baselines and its range, per scenario', () => {
+  const run = (scenario: string, round: number, rps: number, ratio: number, p99: number): ScenarioResult => ({
+    scenario, round, rps, requests: rps, seconds: 1, ratioToBaseline: ratio, errors: 0, timeouts: 0, non2xx: 0, distribution: [],
+    latencyMs: { p50: p99 / 2, p90: p99, p99, max: p99, mean: p99 / 2 },
+  });
+  const s = summarize([run('baseline', 1, 100, 1, 2), run('recommend', 1, 80, 0.8, 4), run('baseline', 2, 50, 1, 3), run('recommend', 2, 45, 0.9, 6), run('baseline', 3, 90, 1, 2), run('recommend', 3, 63, 0.7, 5)]);
+  assert.deepEqual(s.map((x) => x.scenario), ['baseline', 'recommend']);
+  assert.deepEqual(s[1].ratio, { median: 0.8, min: 0.7, max: 0.9 });
+  assert.deepEqual(s[1].p99Ms, { median: 5, min: 4, max: 6 });
+  assert.equal(s[1].rps.median, 63);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.match(repeatTable(s), /recommend +3 +80% \(70%–90%\)/);
+});
+
+test('loadtest --repeat alternates baseline and scenario runs; each ratio is to the baseline just before it', async () => {
+  const { repo } = repoWith('lr');
+  const out = mkdtempSync(join(tmpdir(), 'promptmm-lt-'));
+  const report = await loadtest({ scenarios: ['recommend'], connections: 2, duration: 1, warmup: 0, repeat: 2, name: 'lr', repo, out, serverArgs: [], log: () => {} });
+  assert.deepEqual(report.results.map((r) => `${r.scenario}${r.round}`), ['baseline1', 'recommend1', 'baseline2', 'recommend2']);
+  for (const i of [1, 3]) assert.equal(report.results[i].ratioToBaseline, report.results[i].rps / report.results[i - 1].rps);
+  assert.equal(report.summary.find((x) => x.scenario === 'recommend')!.runs, 2);
+  assert.equal(report.failed, false);
 });

@@ -110,7 +110,7 @@ export async function refreshAnn(m: ServingModel, changed: number[], rebuild: bo
  */
 export async function refreshExact(m: ServingModel, live: () => boolean, logger: Logger): Promise<boolean> {
   if (!live()) return false;
-  const next = await ExactScorer.open(buildScoringModel(m.itemVectors, m.nItems, m.dim), m.dim, m.nItems, [m.exact.provider], logger);
+  const next = await ExactScorer.open(buildScoringModel(m.itemVectors, m.nItems, m.dim), m.dim, m.nItems, [m.exact.provider], logger, undefined, m.exact.threads);
   if (!live()) {
     await next.close(); // the version was retired (and its scorer closed) while this one opened
     return false;

@@ -6,6 +6,7 @@
  */
 import ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
+import { DEFAULTS } from '../../core/defaults.js';
 import { openOnnxSession } from './onnx-session.js';
 import { rank, unseen, wanted, type ItemTable, type Retriever } from './retriever.js';
 
@@ -33,12 +34,14 @@ export class ExactScorer {
     readonly provider: string,
     readonly dim: number,
     readonly nItems: number,
+    /** Threads of a run (0 = ONNX Runtime's default); a refreshed scorer takes the same. */
+    readonly threads: number,
     private readonly onBatch?: (users: number) => void,
   ) {}
 
-  static async open(model: Uint8Array, dim: number, nItems: number, providers: string[], log?: Logger, onBatch?: (users: number) => void): Promise<ExactScorer> {
-    const { session, provider } = await openOnnxSession(model, 'model.onnx', providers, log);
-    return new ExactScorer(session, provider, dim, nItems, onBatch);
+  static async open(model: Uint8Array, dim: number, nItems: number, providers: string[], log?: Logger, onBatch?: (users: number) => void, threads: number = DEFAULTS.onnxThreads): Promise<ExactScorer> {
+    const { session, provider } = await openOnnxSession(model, 'model.onnx', providers, log, threads);
+    return new ExactScorer(session, provider, dim, nItems, threads, onBatch);
   }
 
   /** Top k rows of items·vector, ties by lower row; k is capped at the catalog size. */

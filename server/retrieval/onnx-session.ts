@@ -4,15 +4,20 @@
  */
 import ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
+import { DEFAULTS } from '../../core/defaults.js';
 
-export async function openOnnxSession(model: Uint8Array, file: string, providers: string[], log?: Logger): Promise<{ session: ort.InferenceSession; provider: string }> {
+/** `threads` > 0: that many intra-op threads, not spinning; 0: ONNX Runtime's own choice (core/defaults.ts onnxThreads). */
+export async function openOnnxSession(model: Uint8Array, file: string, providers: string[], log?: Logger, threads: number = DEFAULTS.onnxThreads): Promise<{ session: ort.InferenceSession; provider: string }> {
   const reasons: string[] = [];
   // ORT prints its own error line when the CUDA library is missing; we report the fall-back ourselves.
   ort.env.logLevel = 'fatal';
+  // ONNX Runtime's default is a thread per core that spins between runs: on a small host it
+  // takes the cores the event loop and the clients need.
+  const threading = threads > 0 ? { intraOpNumThreads: threads, interOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } } : {};
   for (const p of providers) {
     try {
       // logSeverityLevel 3: ORT's own console lines for a missing CUDA library are errors we handle here.
-      const session = await ort.InferenceSession.create(model, { executionProviders: [p], logSeverityLevel: 3, graphOptimizationLevel: 'all' });
+      const session = await ort.InferenceSession.create(model, { executionProviders: [p], logSeverityLevel: 3, graphOptimizationLevel: 'all', ...threading });
       if (reasons.length) log?.warn({ provider: p, skipped: reasons, file }, `onnxruntime: fell back to the ${p} execution provider`);
       return { session, provider: p };
     } catch (err) {

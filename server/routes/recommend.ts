@@ -62,8 +62,12 @@ export const recommendRoutes: FastifyPluginAsyncTypebox<RecommendRoutesOptions> 
     }
   }
 
+  // One counter child per path, looked up once: labelling each increment hashes the label set every time.
+  const byPath = new Map<RetrievalName, { inc: () => void }>();
   const served = (retrieval: RetrievalName, coldStart: boolean) => {
-    o.metrics.recommendations.inc({ retrieval });
+    let c = byPath.get(retrieval);
+    if (!c) byPath.set(retrieval, (c = o.metrics.recommendations.labels({ retrieval })));
+    c.inc();
     if (coldStart) o.metrics.coldStarts.inc();
   };
 

@@ -2,7 +2,9 @@
  * A bounded LRU of recommendation lists per user, for the skewed traffic recommenders see (a
  * few users ask most often). Entries belong to one model version (the cache lives on it), a
  * user's entries are dropped when online learning changes that user, and all of them when a
- * fine-tuning round changes item vectors. Size 0 turns it off.
+ * fine-tuning round changes item vectors. Size 0 turns it off. Recency is kept the CLOCK way (a
+ * hit only marks the user; eviction gives marked users a second chance): moving the user to
+ * the back of the map on every hit (delete + set) was most of a hit's cost under load.
  */
 import type { RetrievalName } from '../common/schemas.js';
 
@@ -13,8 +15,14 @@ export interface CachedAnswer {
   coldStart: boolean;
 }
 
+interface UserEntries {
+  answers: Map<string, CachedAnswer>;
+  /** asked for since eviction last passed it */
+  used: boolean;
+}
+
 export class ResultCache {
-  private users = new Map<string, Map<string, CachedAnswer>>();
+  private users = new Map<string, UserEntries>();
   /** Bumped by clear() and per user by dropUser(): an answer computed across a bump is not cached. */
   private epoch = 0;
   private userEpochs = new Map<string, number>();
@@ -31,11 +39,9 @@ export class ResultCache {
   get(user: string, key: string): CachedAnswer | undefined {
     if (this.maxUsers === 0) return undefined;
     const entries = this.users.get(user);
-    const r = entries?.get(key);
+    const r = entries?.answers.get(key);
     if (r && entries) {
-      // refresh recency
-      this.users.delete(user);
-      this.users.set(user, entries);
+      entries.used = true;
       this.hits++;
     } else this.misses++;
     return r;
@@ -45,11 +51,21 @@ export class ResultCache {
     if (this.maxUsers === 0 || stamp !== this.stamp(user)) return;
     let entries = this.users.get(user);
     if (!entries) {
-      if (this.users.size >= this.maxUsers) this.users.delete(this.users.keys().next().value as string);
-      this.users.set(user, (entries = new Map()));
+      if (this.users.size >= this.maxUsers) this.evictOne();
+      this.users.set(user, (entries = { answers: new Map(), used: false }));
     }
-    if (entries.size >= 16) entries.delete(entries.keys().next().value as string);
-    entries.set(key, r);
+    if (entries.answers.size >= 16) entries.answers.delete(entries.answers.keys().next().value as string);
+    entries.answers.set(key, r);
+  }
+
+  /** The oldest user not asked for since eviction last passed it; the ones passed go to the back, unmarked. */
+  private evictOne(): void {
+    for (const [user, e] of this.users) {
+      this.users.delete(user);
+      if (!e.used) return;
+      e.used = false;
+      this.users.set(user, e);
+    }
   }
 
   dropUser(user: string): void {

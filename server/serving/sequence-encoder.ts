@@ -32,8 +32,8 @@ export class SequenceEncoder {
     readonly maxLen: number,
   ) {}
 
-  static async open(model: Uint8Array, dim: number, nItems: number, maxLen: number, providers: string[], log?: Logger): Promise<SequenceEncoder> {
-    const { session, provider } = await openOnnxSession(model, 'sequence.onnx', providers, log);
+  static async open(model: Uint8Array, dim: number, nItems: number, maxLen: number, providers: string[], log?: Logger, threads?: number): Promise<SequenceEncoder> {
+    const { session, provider } = await openOnnxSession(model, 'sequence.onnx', providers, log, threads);
     return new SequenceEncoder(session, provider, dim, nItems, maxLen);
   }
 

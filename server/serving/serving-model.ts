@@ -28,6 +28,8 @@ export class BundleLoadError extends Error {
 
 export interface LoadOptions {
   providers: string[];
+  /** Threads of an ONNX run (the exact scorer and the sequence encoder). */
+  onnxThreads?: number;
   ef?: number;
   /** users whose lists are cached (LRU); 0 = no cache */
   cacheUsers?: number;
@@ -205,7 +207,7 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
   const ef = opts.ef ?? m.hnsw.efSearch;
   const ann = await loadHnswIndex(file(BUNDLE_FILES.hnsw), d, ef);
   checkHnswLabels(ann.getIdsList(), m.counts.items);
-  const exact = await ExactScorer.open(onnxBytes, d, m.counts.items, opts.providers, opts.log, opts.onExactBatch);
+  const exact = await ExactScorer.open(onnxBytes, d, m.counts.items, opts.providers, opts.log, opts.onExactBatch, opts.onnxThreads);
   const model = new ServingModel(
     m.name,
     m.version,
@@ -226,7 +228,7 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
   );
   if (sequence && m.sequence) {
     try {
-      model.encoder = await SequenceEncoder.open(sequence.onnx, d, m.counts.items, m.sequence.maxLen, opts.providers, opts.log);
+      model.encoder = await SequenceEncoder.open(sequence.onnx, d, m.counts.items, m.sequence.maxLen, opts.providers, opts.log, opts.onnxThreads);
     } catch (err) {
       await exact.close();
       throw err;
