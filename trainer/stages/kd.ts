@@ -18,6 +18,7 @@ import { pairKd, listKd, embKd } from '../models/kd.js';
 import type { Teacher, TeacherOutputs } from '../models/teacher.js';
 import { stableName } from '../engine/names.js';
 import { loadTeacher } from './teacher.js';
+import { timed } from '../timed.js';
 import { checkpointFor, datasetRef, finish, STUDENT_FIELDS, type StudentConfig, type StudentMeta, type TrainOptions, type TrainResult } from './student.js';
 import { checkFields, defaultsFor } from '../../core/defaults.js';
 
@@ -197,11 +198,11 @@ export async function trainKdStudent(data: Dataset, config: KdStudentConfig, opt
   checkFields(config, STUDENT_FIELDS);
   checkFields(config.kd, KD_FIELDS);
   let cfg = { ...config };
-  const resume = opts.resume ? checkpointFor<StudentMeta>(opts.checkpointDir, data) : undefined;
+  const resume = opts.resume ? checkpointFor<StudentMeta>(opts.checkpointDir, data, 'all') : undefined;
   if (resume) cfg = { ...cfg, dim: resume.meta.config.dim, layers: resume.meta.config.layers };
   // PromptMM distils into LightGCN: EmbKD and the list-wise terms use its propagated tables.
   if (cfg.model !== 'lightgcn') throw new Error(`--model ${cfg.model}: the distillation stage trains a LightGCN student (use --student-only for another model)`);
-  const { teacher, meta: tmeta } = loadTeacher(opts.teacherDir, data);
+  const { teacher, meta: tmeta } = loadTeacher(opts.teacherDir, data, opts.log);
   if (tmeta.config.dim !== cfg.dim) {
     teacher.dispose();
     throw new Error(`teacher dim ${tmeta.config.dim} differs from the student's ${cfg.dim}: EmbKD compares them by cosine, train both with the same --dim`);
@@ -210,7 +211,7 @@ export async function trainKdStudent(data: Dataset, config: KdStudentConfig, opt
   const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
   const student = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: cfg.dim, layers: cfg.layers }, graph, resume ? requireArray(resume, LIGHTGCN_EGO, [n, cfg.dim]).data : { seed: cfg.seed });
   if (resume && teacher.prompt && cfg.kd.adaptPrompt) restoreStage2Prompt(teacher, resume.arrays);
-  const kd = new KdStudent(student, teacher, data, cfg);
+  const kd = timed(opts.log, "the frozen teacher's fixed parts computed", () => new KdStudent(student, teacher, data, cfg)).value;
   const parameters = n * cfg.dim;
   opts.log.info({ dataset: data.name, backend: opts.backend.backend, parameters, teacherParameters: teacher.parameters, teacherTest: tmeta.metrics.test, config: cfg }, 'training the distilled student');
   try {
