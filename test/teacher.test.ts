@@ -41,6 +41,15 @@ test('outputs E^T and one F^m per modality over all nodes', () => {
     const y = fast.modal[m].dataSync();
     for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i] - y[i]) < 1e-4 * (1 + Math.abs(x[i])), `F^${m}[${i}] ${x[i]} vs ${y[i]}`);
   }
+  // over a set of rows (what a KD step reads): exactly those rows of the full outputs, in that order
+  const rows = [n - 1, 3, 0, 150, 3];
+  const some = s2.forward(tf.tensor1d(rows, 'int32'));
+  for (const [full, part] of [[fast.final, some.final], ...fast.modal.map((f, m) => [f, some.modal[m]])]) {
+    assert.deepEqual(part.shape, [rows.length, 8]);
+    const x = full.arraySync() as number[][];
+    const y = part.arraySync() as number[][];
+    rows.forEach((r, k) => x[r].forEach((v, c) => assert.ok(Math.abs(v - y[k][c]) < 1e-5, `row ${r} col ${c}: ${v} vs ${y[k][c]}`)));
+  }
   s2.dispose();
   t.dispose();
 });

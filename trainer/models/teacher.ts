@@ -172,9 +172,11 @@ export class Teacher {
    *   F^m = Prop(L0(x^m W^m + b^m)) + λ1 · Prop(L0(p)) · (C_mᵀ W^m):
    * the first term is computed once, and each step propagates only the prompt p (one
    * [N, r] matrix shared by all modalities). Returns the per-step forward pass; its
-   * tensors are kept until `dispose` of the returned handle.
+   * tensors are kept until `dispose` of the returned handle. Given `rows`, the outputs hold
+   * only those rows (in that order): a step reads a few thousand of them, and everything after
+   * the propagation of p is row-wise, so the rest is never formed.
    */
-  frozenForStage2(idPart: tf.Tensor2D): { forward: () => TeacherOutputs; dispose: () => void } {
+  frozenForStage2(idPart: tf.Tensor2D): { forward: (rows?: tf.Tensor1D) => TeacherOutputs; dispose: () => void } {
     const kept: tf.Tensor[] = [];
     const keep = <T extends tf.Tensor>(t: T): T => {
       kept.push(tf.keep(t));
@@ -185,10 +187,11 @@ export class Teacher {
     );
     const prompt = this.prompt && this.shape.promptRate > 0 ? this.prompt : null;
     const maps = prompt ? tf.tidy(() => this.w.map((w, m) => keep(tf.mul(tf.matMul(prompt.backMap(m), w), this.shape.promptRate)))) : [];
-    const forward = (): TeacherOutputs => {
-      if (!prompt) return this.mix(idPart, fixed);
-      const q = this.propagate(this.modalLayer0(prompt.shared()));
-      return this.mix(idPart, fixed.map((f, m) => tf.add(f, tf.matMul(q, maps[m])) as tf.Tensor2D));
+    const forward = (rows?: tf.Tensor1D): TeacherOutputs => {
+      const at = (x: tf.Tensor2D) => (rows ? gatherRows(x, rows) : x);
+      if (!prompt) return this.mix(at(idPart), fixed.map(at));
+      const q = at(this.propagate(this.modalLayer0(prompt.shared())));
+      return this.mix(at(idPart), fixed.map((f, m) => tf.add(at(f), tf.matMul(q, maps[m])) as tf.Tensor2D));
     };
     return { forward, dispose: () => tf.dispose(kept) };
   }

@@ -8,7 +8,7 @@
 import { tf } from '../engine/backend.js';
 import type { Dataset } from '../../data/dataset.js';
 import { normalizedAdjacency } from '../../data/graph.js';
-import { LightGcn, LIGHTGCN_EGO, bprFromEmbeddings, tripletRows } from '../models/lightgcn.js';
+import { LightGcn, LIGHTGCN_EGO, bprFromEmbeddings, tripletIndex } from '../models/lightgcn.js';
 import { gatherRows } from '../engine/gather-rows.js';
 import { BprSampler, type Triplets } from '../../data/sampler.js';
 import { Rng } from '../../core/rng.js';
@@ -68,8 +68,10 @@ class KdStudent implements Trainable {
   private readonly idPart: tf.Tensor2D;
   /** the teacher's outputs when nothing of it trains (prompt frozen or absent) */
   private readonly fixed: TeacherOutputs | null;
-  /** the teacher's per-step forward pass when its prompt adapts */
-  private readonly stage2: { forward: () => TeacherOutputs; dispose: () => void } | null;
+  /** the teacher's per-step forward pass when its prompt adapts (over the rows a step reads) */
+  private readonly stage2: { forward: (rows?: tf.Tensor1D) => TeacherOutputs; dispose: () => void } | null;
+  /** scratch for the step's row set: the position of each node row in it, −1 when absent */
+  private readonly slot: Int32Array;
   private readonly negatives: BprSampler;
 
   constructor(
@@ -83,6 +85,7 @@ class KdStudent implements Trainable {
     this.fixed = adapt ? null : frozenOutputs(teacher, this.idPart);
     this.stage2 = adapt ? teacher.frozenForStage2(this.idPart) : null;
     this.negatives = new BprSampler(data.train.users, data.train.items, data.trainByUser, data.nItems, new Rng(cfg.seed + 17));
+    this.slot = new Int32Array(data.nUsers + data.nItems).fill(-1);
   }
 
   get variables(): tf.Variable[] {
@@ -98,31 +101,49 @@ class KdStudent implements Trainable {
     const kd = this.cfg.kd;
     const nUsers = this.data.nUsers;
     const S = this.student.propagate();
-    const idx = tripletRows(t, nUsers);
+    const tripletIds = tripletIndex(t, nUsers);
+    const idx = tf.tensor1d(tripletIds, 'int32');
     const sRows = gatherRows(S, idx);
     const [su, sp, sn] = tf.split(sRows, 3, 0) as tf.Tensor2D[];
     const bpr = bprFromEmbeddings({ users: su, pos: sp, neg: sn, ego: gatherRows(this.student.ego, idx) }, this.cfg.reg, t.users.length);
     const terms: Record<string, tf.Scalar> = { bpr };
-    const needTeacher = (kd.pair && kd.pairWeight > 0) || (kd.list && kd.listWeight > 0) || (kd.emb && kd.embWeight > 0);
+    const pair = kd.pair && kd.pairWeight > 0;
+    const list = kd.list && kd.listWeight > 0;
+    const emb = kd.emb && kd.embWeight > 0;
     let total: tf.Scalar = bpr;
-    if (needTeacher) {
-      const T = this.fixed ?? this.stage2!.forward();
-      if (kd.pair && kd.pairWeight > 0) {
-        const [tu, tp, tn] = tf.split(gatherRows(T.final, idx), 3, 0) as tf.Tensor2D[];
+    if (pair || list || emb) {
+      const lists = list ? this.lists(t) : null;
+      // The teacher's outputs: all rows when fixed, else only the rows this step reads (indices remapped).
+      let T: TeacherOutputs;
+      let tIdx: tf.Tensor1D;
+      let tUsers: tf.Tensor1D | null = null;
+      let tItems: tf.Tensor1D | null = null;
+      if (this.fixed) {
+        T = this.fixed;
+        tIdx = idx;
+        if (lists) [tUsers, tItems] = [tf.tensor1d(lists.users, 'int32'), tf.tensor1d(lists.items, 'int32')];
+      } else {
+        const { rows, local } = this.rowSet(lists ? [tripletIds, lists.users, lists.items] : [tripletIds]);
+        T = this.stage2!.forward(tf.tensor1d(rows, 'int32'));
+        tIdx = tf.tensor1d(local[0], 'int32');
+        if (lists) [tUsers, tItems] = [tf.tensor1d(local[1], 'int32'), tf.tensor1d(local[2], 'int32')];
+      }
+      if (pair) {
+        const [tu, tp, tn] = tf.split(gatherRows(T.final, tIdx), 3, 0) as tf.Tensor2D[];
         const xS = tf.sum(tf.mul(su, tf.sub(sp, sn)), 1) as tf.Tensor1D;
         const xT = tf.sum(tf.mul(tu, tf.sub(tp, tn)), 1) as tf.Tensor1D;
         terms.pair = pairKd(xT, xS);
         total = tf.add(total, tf.mul(terms.pair, kd.pairWeight));
       }
-      if (kd.list && kd.listWeight > 0) {
-        const { users, items } = this.lists(t);
-        const zS = listLogits(S, users, items, t.users.length, kd.listSize);
-        const perModality = T.modal.map((F) => listKd(listLogits(F, users, items, t.users.length, kd.listSize), zS, { temperature: kd.temperature, disentangle: kd.disentangle, binaryWeight: kd.binaryWeight }));
+      if (lists) {
+        const b = t.users.length;
+        const zS = listLogits(S, tf.tensor1d(lists.users, 'int32'), tf.tensor1d(lists.items, 'int32'), b, kd.listSize);
+        const perModality = T.modal.map((F) => listKd(listLogits(F, tUsers!, tItems!, b, kd.listSize), zS, { temperature: kd.temperature, disentangle: kd.disentangle, binaryWeight: kd.binaryWeight }));
         terms.list = tf.div(tf.addN(perModality), perModality.length) as tf.Scalar;
         total = tf.add(total, tf.mul(terms.list, kd.listWeight));
       }
-      if (kd.emb && kd.embWeight > 0) {
-        const perModality = T.modal.map((F) => embKd(sRows, gatherRows(F, idx), kd.gamma));
+      if (emb) {
+        const perModality = T.modal.map((F) => embKd(sRows, gatherRows(F, tIdx), kd.gamma));
         terms.emb = tf.div(tf.addN(perModality), perModality.length) as tf.Scalar;
         total = tf.add(total, tf.mul(terms.emb, kd.embWeight));
       }
@@ -132,7 +153,7 @@ class KdStudent implements Trainable {
   }
 
   /** For each triplet: its user's row, and [positive, the BPR negative, K−2 more negatives] as item rows. */
-  private lists(t: Triplets): { users: tf.Tensor1D; items: tf.Tensor1D } {
+  private lists(t: Triplets): { users: Int32Array; items: Int32Array } {
     const b = t.users.length;
     const k = this.cfg.kd.listSize;
     const nUsers = this.data.nUsers;
@@ -142,7 +163,19 @@ class KdStudent implements Trainable {
       if (k > 1) rows[r * k + 1] = nUsers + t.neg[r];
       for (let c = 2; c < k; c++) rows[r * k + c] = nUsers + this.negatives.negative(t.users[r]);
     }
-    return { users: tf.tensor1d(t.users, 'int32'), items: tf.tensor1d(rows, 'int32') };
+    return { users: t.users, items: rows };
+  }
+
+  /** The distinct node rows of `parts` (first-seen order), and each part as positions among them. */
+  private rowSet(parts: Int32Array[]): { rows: Int32Array; local: Int32Array[] } {
+    const slot = this.slot;
+    let n = 0;
+    for (const p of parts) for (let i = 0; i < p.length; i++) if (slot[p[i]] < 0) slot[p[i]] = n++;
+    const rows = new Int32Array(n);
+    const local = parts.map((p) => p.map((r) => slot[r]));
+    for (const p of parts) for (let i = 0; i < p.length; i++) rows[slot[p[i]]] = p[i];
+    for (let i = 0; i < n; i++) slot[rows[i]] = -1; // cleared for the next step
+    return { rows, local };
   }
 
   lossTerms(): Record<string, number> {
