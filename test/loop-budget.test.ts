@@ -34,25 +34,27 @@ function recorder() {
 test('plateau: progress only beyond z standard errors of the paired differences; patience counts evaluations without it', () => {
   const base = Float64Array.from({ length: 100 }, (_, i) => (i % 10) / 10);
   const p = new Plateau(2, 2);
-  assert.equal(p.observe(base).progress, true); // the first is the reference
+  assert.equal(p.observe(base, true).progress, true); // the first is the reference
   // a tiny gain on one user: positive but inside its noise
   const tiny = base.slice();
   tiny[0] += 0.1;
-  const v1 = p.observe(tiny);
+  const v1 = p.observe(tiny, true);
   assert.equal(v1.progress, false);
   assert.ok(v1.gain > 0 && v1.gain < 2 * v1.se); // one user of 100 gained: a mean gain of one standard error
   // a broad gain: progress, and the count restarts
   const broad = base.map((v) => v + 0.05);
-  assert.equal(p.observe(broad).progress, true);
-  assert.equal(p.observe(broad).stop, false);
-  assert.equal(p.observe(broad).stop, true); // two evaluations in a row without progress
+  assert.equal(p.observe(broad, true).progress, true);
+  assert.equal(p.observe(broad, true).stop, false);
+  assert.equal(p.observe(broad, true).stop, true); // two evaluations in a row without progress
   const d = pairedDifference(Float64Array.from([1, 2, 3]), Float64Array.from([0, 0, 0]));
   assert.equal(d.mean, 2);
   assert.ok(Math.abs(d.se - Math.sqrt(1 / 3)) < 1e-12);
   // z 0: any gain is progress
   const any = new Plateau(1, 0);
-  any.observe(base);
-  assert.equal(any.observe(tiny).progress, true);
+  any.observe(base, true);
+  assert.equal(any.observe(tiny, true).progress, true);
+  // above the reference but not a new best: no progress
+  assert.equal(any.observe(base.map((v) => v + 0.01), false).progress, false);
 });
 
 test('a run that keeps progressing ends on the epoch cap and says so; test is evaluated once, the checkpoint written once', async () => {

@@ -224,7 +224,7 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
       record.val = val;
       const improved = !best || val[metric] > best.val[metric];
       if (improved) best = capture(epoch, val, scored.emb);
-      const p = plateau.observe(scored.perUser!);
+      const p = plateau.observe(scored.perUser!, improved);
       log.info(
         { epoch, loss: round(record.loss), terms: record.terms && roundAll(record.terms), seconds: round(seconds), evalSeconds: round(evalSeconds), val: roundAll(val), metric, improved, progress: p.progress, gain: round(p.gain), se: round(p.se), stale: p.stale },
         `${opts.label ?? 'train'} epoch`,

@@ -2,10 +2,12 @@
  * Early stopping on a validation plateau measured against the split's own noise. A validation
  * metric is a mean over users, and two evaluations score the same users, so the noise of a
  * gain is the standard error of the paired per-user differences. An evaluation counts as
- * progress when its mean exceeds the last progress's (the reference) by more than `z` of those
- * standard errors; training stops after `patience` evaluations in a row without progress. A run
- * that keeps creeping upwards by less than the split can resolve thus stops, where a rule of
- * "any new best resets the count" runs to the epoch cap. The best state is still the highest
+ * progress when it is a new best and its mean exceeds the last progress's (the reference) by
+ * more than `z` of those standard errors; training stops after `patience` evaluations in a row
+ * without progress. A run that keeps creeping upwards by less than the split can resolve thus
+ * stops, where "any new best resets the count" runs on to the epoch cap; gains that add up past
+ * the noise still count, since they are measured from the reference; and as progress implies a
+ * new best, the rule never runs longer than the old one. The best state is still the highest
  * validation value (loop.ts); this rule only decides when to stop.
  */
 
@@ -29,8 +31,8 @@ export class Plateau {
     private readonly z: number,
   ) {}
 
-  /** Feeds one evaluation's per-user values (the same users, in the same order, every time). */
-  observe(perUser: Float64Array): PlateauVerdict {
+  /** Feeds one evaluation's per-user values (the same users, in the same order, every time); `newBest`: its mean beats every earlier one. */
+  observe(perUser: Float64Array, newBest: boolean): PlateauVerdict {
     const ref = this.ref;
     if (!ref) {
       this.ref = perUser.slice();
@@ -39,7 +41,7 @@ export class Plateau {
     if (ref.length !== perUser.length) throw new Error(`plateau: ${perUser.length} users evaluated, the reference has ${ref.length}`);
     const { mean, se } = pairedDifference(perUser, ref);
     // A gain with no spread at all (every user moved the same) is progress when positive.
-    const progress = mean > 0 && mean > this.z * se;
+    const progress = newBest && mean > 0 && mean > this.z * se;
     if (progress) {
       this.ref = perUser.slice();
       this.stale = 0;

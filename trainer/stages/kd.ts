@@ -205,12 +205,15 @@ export function kdTrainable(student: LightGcn, teacher: Teacher, data: Dataset, 
   return new KdStudent(student, teacher, data, cfg);
 }
 
-/** e_u · e_i for every (user, list item): [B, K]. */
+/**
+ * e_u · e_i for every (user, list item): [B, K], as one batched matrix product [B, K, d]·[B, d, 1]
+ * (a broadcast multiply and sum, forward and backward, cost several times more on wasm).
+ */
 function listLogits(E: tf.Tensor2D, users: tf.Tensor1D, items: tf.Tensor1D, b: number, k: number): tf.Tensor2D {
   const d = E.shape[1];
-  const u = gatherRows(E, users).reshape([b, 1, d]);
-  const it = gatherRows(E, items).reshape([b, k, d]);
-  return tf.sum(tf.mul(u, it), 2) as tf.Tensor2D;
+  const u = gatherRows(E, users).reshape([b, d, 1]) as tf.Tensor3D;
+  const it = gatherRows(E, items).reshape([b, k, d]) as tf.Tensor3D;
+  return tf.matMul(it, u).reshape([b, k]) as tf.Tensor2D;
 }
 
 /** The teacher's outputs computed once, kept past the scope that made them. */
