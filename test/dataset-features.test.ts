@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadDataset } from '../data/dataset.js';
@@ -13,6 +13,8 @@ import { hashMismatch } from '../data/dataset-hash.js';
 import { parseFeatureFlag } from '../data/feature-files.js';
 import { assertDataError } from '../test-support/data-error.js';
 import { encodeNpy } from '../core/npy.js';
+import { generateSynthetic } from '../data/synthetic.js';
+import { runCli } from '../test-support/cli.js';
 
 const roots: string[] = [];
 process.on('exit', () => roots.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -77,4 +79,35 @@ test('interactions and features are hashed apart; the check names the part that 
   assert.equal(hashMismatch(trained, b, 'interactions'), null, 'an ID-only student needs only the interactions');
   assert.match(hashMismatch(trained, b, 'all') ?? '', /interactions of .* match but its feature files .* differ/);
   assert.match(hashMismatch(trained, other, 'interactions') ?? '', /interactions \(\.inter, ids\.json\) have hash .*, but those of/);
+});
+
+test('CLI: published names refused, then trained with --feature; eval --data of the ID-only student ignores the features', () => {
+  const root = mkdtempSync(join(tmpdir(), 'dsf-cli-'));
+  roots.push(root);
+  const data = join(root, 'data');
+  const repo = join(root, 'models');
+  generateSynthetic({ dir: data, users: 120, items: 80, seed: 4 });
+  renameSync(join(data, 'image_feat.npy'), join(data, 'clip-vit.npy'));
+  renameSync(join(data, 'audio_feat.npy'), join(data, 'vggish.npy'));
+  const train = (...extra: string[]) => runCli('train', '--data', data, '--name', 'm', '--repo', repo, '--epochs', '2', '--eval-every', '1', '--batch', '512', '--dim', '8', ...extra);
+  let r = train('--student-only');
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^promptmm: error: .*2 \.npy files are not a modality: clip-vit\.npy, vggish\.npy .*--feature .*--ignore-unknown-files/m);
+  r = train('--student-only', '--feature', 'image=clip-vit.npy', '--feature', 'audio=vggish.npy');
+  assert.equal(r.code, 0, r.stderr);
+  r = train('--feature', 'image');
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /--feature.*expected NAME=FILE/);
+  // the same interactions without the feature files: the ID-only student still evaluates
+  const bare = join(root, 'bare');
+  mkdirSync(bare);
+  copyFileSync(join(data, 'synthetic.inter'), join(bare, 'synthetic.inter'));
+  r = runCli('eval', '--name', 'm', '--repo', repo, '--data', bare, '--json');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(typeof JSON.parse(r.stdout)['recall@20'], 'number');
+  // other interactions: refused, naming the interactions
+  writeFileSync(join(bare, 'synthetic.inter'), readFileSync(join(data, 'synthetic.inter'), 'utf8').replace(/\n0\t(\d+)\t0\n/, '\n0\t$1\t1\n'));
+  r = runCli('eval', '--name', 'm', '--repo', repo, '--data', bare);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /interactions \(\.inter, ids\.json\) have hash \w+, but those of .*bare have hash/);
 });
