@@ -54,6 +54,8 @@ export class Teacher {
   private readonly nUsers: number;
   private readonly nItems: number;
   private dropSeed: number;
+  /** the prompt's PCA bases per modality (saved with the weights) */
+  private readonly bases: PcaBasis[];
 
   constructor(
     data: Dataset,
@@ -89,10 +91,12 @@ export class Teacher {
     this.userMean = userMeanMatrix(data);
     this.dropSeed = seed * 7 + 1;
     if (shape.prompt) {
-      // η is fixed: PCA bases and the standardised mean score are recomputed from the
-      // features (deterministic), the module P's weights come from the checkpoint if any.
+      // η is fixed: the PCA bases come from the checkpoint when it has them (a PCA of wide
+      // features takes long: stage 2 would redo stage 1's), else they are fitted (deterministic);
+      // the standardised mean score is recomputed; the module P's weights come from the checkpoint if any.
       const r = shape.promptDim;
-      const bases: PcaBasis[] = data.modalities.map((m) => fitPca(m, data.nItems, r));
+      const bases: PcaBasis[] = data.modalities.map((m) => (fromCk && savedBasis(fromCk, m.name, m.dim, r)) || fitPca(m, data.nItems, r));
+      this.bases = bases;
       const hard = new Float32Array(data.nItems * r);
       data.modalities.forEach((m, k) => {
         const s = pcaScores(m, data.nItems, bases[k], r);
@@ -101,6 +105,7 @@ export class Teacher {
       this.prompt = new SoftPrompt(r, hard, data.nItems, bases, data.modalities.map((m) => m.dim), fromCk ?? { seed: seed + 7 });
     } else {
       this.prompt = null;
+      this.bases = [];
     }
   }
 
@@ -233,7 +238,16 @@ export class Teacher {
 
   arrays(): NamedArray[] {
     const own = this.ownVariables.map((v) => ({ name: stableName(v.name), shape: v.shape, data: (v.dataSync() as Float32Array).slice() }));
-    return [...own, ...(this.prompt?.arrays() ?? [])];
+    const pca = this.bases.flatMap((b, k) => {
+      const m = this.modalities[k];
+      const dm = b.mean.length;
+      return [
+        { name: `pca/${m}/mean`, shape: [dm], data: b.mean.slice() },
+        { name: `pca/${m}/components`, shape: [dm, b.scale.length], data: b.components.slice() },
+        { name: `pca/${m}/scale`, shape: [b.scale.length], data: b.scale.slice() },
+      ];
+    });
+    return [...own, ...(this.prompt?.arrays() ?? []), ...pca];
   }
 
   dispose(): void {
@@ -242,6 +256,15 @@ export class Teacher {
     disposeCsr(this.adj);
     disposeCsr(this.userMean);
   }
+}
+
+/** A modality's PCA basis as a checkpoint holds it, or null when absent (older checkpoints) or of another shape. */
+function savedBasis(ck: Map<string, NamedArray>, name: string, dm: number, r: number): PcaBasis | null {
+  const mean = ck.get(`pca/${name}/mean`);
+  const components = ck.get(`pca/${name}/components`);
+  const scale = ck.get(`pca/${name}/scale`);
+  if (!mean || !components || !scale || mean.data.length !== dm || components.data.length !== dm * r || scale.data.length !== r) return null;
+  return { mean: mean.data, components: components.data, scale: scale.data };
 }
 
 function rowNormalize(x: tf.Tensor2D): tf.Tensor2D {
