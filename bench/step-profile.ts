@@ -1,7 +1,10 @@
 /**
  * bench:profile — per-kernel time of one training step of each model on a dataset
- * (tf.profile), to see where a step's time goes.
- *   npm run bench:profile -- [--data ../shared/data/tiktok] [--model teacher|student|kd]
+ * (tf.profile), to see where a step's time goes, then the mean of `--steps` unprofiled steps
+ * (wall and this process's CPU time, which a busy machine inflates less) and what that makes
+ * an epoch (steps per epoch = train interactions / batch), and one all-ranking evaluation of
+ * each split on the model's embeddings.
+ *   npm run bench:profile -- [--data ../shared/data/tiktok] [--model teacher|student|kd] [--steps 20]
  */
 import { parseArgs } from 'node:util';
 import { initEngine, tf } from '../trainer/engine/backend.js';
@@ -15,8 +18,9 @@ import { STUDENT_DEFAULTS } from '../trainer/stages/student.js';
 import { BprSampler } from '../data/sampler.js';
 import { Rng } from '../core/rng.js';
 import { FusedAdam } from '../trainer/engine/adam.js';
+import { evaluateEmbeddings } from '../trainer/eval.js';
 
-const { values: a } = parseArgs({ options: { data: { type: 'string', default: '../shared/data/tiktok' }, model: { type: 'string', default: 'teacher' }, batch: { type: 'string', default: '2048' } } });
+const { values: a } = parseArgs({ options: { data: { type: 'string', default: '../shared/data/tiktok' }, model: { type: 'string', default: 'teacher' }, batch: { type: 'string', default: '2048' }, steps: { type: 'string', default: '20' } } });
 await initEngine('auto');
 const data = loadDataset(a.data!);
 const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
@@ -25,20 +29,24 @@ sampler.shuffle();
 const opt = new FusedAdam(1e-3);
 let step: () => tf.Scalar;
 let vars: tf.Variable[];
+let embeddings: () => Float32Array;
 if (a.model === 'student') {
   const m = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: 64, layers: 2 }, graph, { seed: 1 });
   vars = [m.ego];
   step = () => m.bprLoss(sampler.batch(0, Number(a.batch)), 1e-4);
+  embeddings = () => m.finalEmbeddings();
 } else if (a.model === 'kd') {
   const t = new Teacher(data, graph, TEACHER_DEFAULTS, { seed: 1 });
   const m = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: 64, layers: 2 }, graph, { seed: 1 });
   const kd = kdTrainable(m, t, data, { ...STUDENT_DEFAULTS, kd: KD_DEFAULTS });
   vars = kd.variables;
   step = () => kd.loss(sampler.batch(0, Number(a.batch)));
+  embeddings = () => kd.embeddings();
 } else {
   const t = new Teacher(data, graph, TEACHER_DEFAULTS, { seed: 1 });
   vars = t.variables;
   step = () => t.loss(sampler.batch(0, Number(a.batch)), 1e-4, TEACHER_DEFAULTS.modalWeight).total;
+  embeddings = () => t.embeddings();
 }
 for (let i = 0; i < 3; i++) opt.minimize(step, vars).dispose(); // warm-up
 const t0 = performance.now();
@@ -55,3 +63,24 @@ for (const k of prof.kernels) {
 }
 console.log(`${a.model}: one step ${wall.toFixed(1)} ms wall (profiling adds overhead)`);
 for (const [name, e] of [...byKernel].sort((x, y) => y[1].ms - x[1].ms).slice(0, 20)) console.log(`${name.padEnd(24)} ${e.ms.toFixed(1).padStart(8)} ms  ×${e.n}`);
+
+const steps = Number(a.steps);
+const perEpoch = Math.ceil(data.train.users.length / Number(a.batch));
+const w0 = performance.now();
+const c0 = process.cpuUsage();
+for (let i = 0; i < steps; i++) {
+  opt.minimize(step, vars).dispose();
+}
+const wallMs = (performance.now() - w0) / steps;
+const c = process.cpuUsage(c0);
+const cpuMs = (c.user + c.system) / 1000 / steps;
+console.log(`${a.model}: ${steps} steps, mean ${wallMs.toFixed(1)} ms wall / ${cpuMs.toFixed(1)} ms CPU per step; ${perEpoch} steps per epoch → ${((wallMs * perEpoch) / 1000).toFixed(2)} s wall / ${((cpuMs * perEpoch) / 1000).toFixed(2)} s CPU per epoch (training only)`);
+
+const emb = embeddings();
+for (const split of ['val', 'test'] as const) {
+  const e0 = performance.now();
+  const ec = process.cpuUsage();
+  const m = evaluateEmbeddings(emb, 64, data, { split, ks: [20, 50] });
+  const eu = process.cpuUsage(ec);
+  console.log(`evaluation of ${split} (${m.users} users × ${data.nItems} items): ${(performance.now() - e0).toFixed(0)} ms wall / ${((eu.user + eu.system) / 1000).toFixed(0)} ms CPU`);
+}

@@ -29,7 +29,7 @@ export function register(program: Command): void {
       generateSynthetic({ dir: dataDir, users: DEFAULTS.demoUsers, items: DEFAULTS.demoItems, interactionsPerUser: DEFAULTS.demoInteractionsPerUser, seed: DEFAULTS.demoDataSeed });
       log.info({ dir: dataDir }, 'generated synthetic dataset');
     }
-    const data = loadData(dataDir, true);
+    const data = loadData(dataDir);
     const info = await engine(backend);
     const loop = { lr: DEFAULTS.demoLr, batch: DEFAULTS.demoBatch, epochs, evalEvery: DEFAULTS.demoEvalEvery, patience: DEFAULTS.demoPatience };
     const report = await runPipeline({

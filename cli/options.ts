@@ -3,7 +3,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { SETTINGS, SettingError, type Setting, type SettingKey, type SettingValue } from '../core/defaults.js';
 import { createLogger } from '../core/log.js';
 import { initEngine, type BackendChoice } from '../trainer/engine/backend.js';
-import { loadDataset, datasetSummary, type Dataset } from '../data/dataset.js';
+import { loadDataset, datasetSummary, type Dataset, type LoadOptions } from '../data/dataset.js';
 
 export const log = createLogger();
 
@@ -50,8 +50,8 @@ export async function engine(choice: string) {
   return info;
 }
 
-export function loadData(dir: string, features = true): Dataset {
-  const data = loadDataset(dir, { features });
+export function loadData(dir: string, opts: LoadOptions = {}): Dataset {
+  const data = loadDataset(dir, opts);
   log.info({ dataset: data.name, dir: data.dir }, datasetSummary(data));
   return data;
 }

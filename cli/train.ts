@@ -1,21 +1,22 @@
 /** `promptmm train`: the teacher then the distilled student (or the plain student) on an MMRec-layout dataset. */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { checkValidMetric, fieldsFrom, type SettingKey } from '../core/defaults.js';
 import { STUDENT_FIELDS } from '../trainer/stages/student.js';
 import { TEACHER_FIELDS } from '../trainer/stages/teacher.js';
 import { KD_FIELDS } from '../trainer/stages/kd.js';
 import { runPipeline } from '../trainer/stages/pipeline.js';
 import { mergeInteractionLog } from '../data/absorb-log.js';
+import { parseFeatureFlag } from '../data/feature-files.js';
 import { addSettings, engine, loadData, log, onTerminal, printJson, settingOption, settingValues } from './options.js';
 
 const STAGE = ['stage', 'studentOnly', 'resume'] as const;
-const SHAPE = ['model', 'dim', 'layers', 'lr', 'reg', 'batch', 'epochs', 'seed', 'evalEvery', 'patience', 'ks', 'validMetric'] as const;
+const SHAPE = ['model', 'dim', 'layers', 'lr', 'reg', 'batch', 'epochs', 'seed', 'evalEvery', 'patience', 'plateauZ', 'checkpointEvery', 'ks', 'validMetric'] as const;
 const TEACHER = ['teacherLayers', 'teacherLr', 'teacherDropout', 'teacherModalWeight', 'teacherModalMix', 'promptRate', 'promptDim'] as const;
 const KD = ['pairWeight', 'listWeight', 'embWeight', 'temperature', 'listSize', 'gamma', 'binaryWeight'] as const;
 const SWITCHES = ['prompt', 'pairKd', 'listKd', 'disentangle', 'embKd', 'progress'] as const;
-const ALL = [...STAGE, 'logOnCorrupt', ...SHAPE, ...TEACHER, ...KD, ...SWITCHES, 'repo', 'backend'] as const satisfies readonly SettingKey[];
+const ALL = [...STAGE, 'ignoreUnknownFiles', 'logOnCorrupt', ...SHAPE, ...TEACHER, ...KD, ...SWITCHES, 'repo', 'backend'] as const satisfies readonly SettingKey[];
 
 export function register(program: Command): void {
   const cmd = program
@@ -24,10 +25,24 @@ export function register(program: Command): void {
       'Train on an MMRec-layout dataset: stage 1 the multimodal teacher (<repo>/<name>/checkpoints/teacher/), ' +
         'stage 2 the LightGCN student distilled from it (…/checkpoints/student/); --student-only trains the plain student',
     )
-    .requiredOption('--data <dir>', 'dataset folder (<name>.inter + <modality>_feat.npy)')
+    .requiredOption('--data <dir>', 'dataset folder (<name>.inter + <modality>_feat.npy, or .npy files named by --feature or dataset.json)')
     .requiredOption('--name <name>', 'model name in the repository')
     .addOption(settingOption('repo'));
   addSettings(cmd, STAGE);
+  cmd.option(
+    '--feature <name=file>',
+    'a modality from a .npy file of any name, e.g. --feature text=all-MiniLM-L6-v2.npy (FILE inside the dataset folder, or absolute; repeatable; overrides dataset.json\'s "features" and <name>_feat.npy)',
+    (raw: string, prev: Record<string, string>) => {
+      try {
+        const [name, file] = parseFeatureFlag(raw);
+        return { ...prev, [name]: file };
+      } catch (err) {
+        throw new InvalidArgumentError((err as Error).message); // commander prints it as one line naming the option
+      }
+    },
+    {},
+  );
+  addSettings(cmd, ['ignoreUnknownFiles']);
   cmd.option('--interactions <logdir>', "merge a server's interaction log into the training data as train rows (written to <repo>/<name>/data-with-log/; the export records the absorbed log position)");
   addSettings(cmd, ['logOnCorrupt', ...SHAPE, ...TEACHER, ...KD, ...SWITCHES, 'backend']);
   cmd.action(async (o) => {
@@ -43,7 +58,7 @@ export function register(program: Command): void {
       if (a.unknownItems) log.warn({ records: a.unknownItems }, 'interaction log: records naming items this dataset lacks were not absorbed (a log of another catalog?)');
     }
     // Features are loaded (and checked: NaN/Inf, row counts) whether or not a teacher is trained.
-    const data = loadData(dataDir, true);
+    const data = loadData(dataDir, { featureFiles: o.feature, ignoreUnknownFiles: v.ignoreUnknownFiles });
     const info = await engine(v.backend);
     const report = await runPipeline({
       data,

@@ -298,9 +298,13 @@ export const SETTINGS = define({
   epochs: int({ section: 'training', flag: '--epochs <n>', min: 1, default: 400, description: 'maximum epochs of each stage' }),
   seed: int({ section: 'training', flag: '--seed <n>', min: 0, default: 2024, description: 'random seed (initialisation and sampling)' }),
   evalEvery: int({ section: 'training', flag: '--eval-every <n>', min: 1, default: 5, description: 'evaluate on validation every n epochs' }),
-  patience: int({ section: 'training', flag: '--patience <n>', min: 1, default: 10, description: 'early stop after n evaluations without a better --valid-metric' }),
+  patience: int({ section: 'training', flag: '--patience <n>', min: 1, default: 10, description: 'early stop after n evaluations in a row without progress on --valid-metric (a gain of more than --plateau-z standard errors; docs/method.md)' }),
+  // One standard error of the paired per-user difference: gains the validation split cannot tell from noise do not hold a run open.
+  plateauZ: num({ section: 'training', flag: '--plateau-z <x>', min: 0, default: 1, description: 'an evaluation is progress when its --valid-metric beats the last progress by more than x standard errors of the per-user differences (0: any gain)' }),
+  checkpointEvery: int({ section: 'training', flag: '--checkpoint-every <n>', min: 0, default: 25, description: 'also write the best state so far to the checkpoint every n epochs, for --resume after a crash (0: only at the end of the stage)' }),
   ks: kList({ section: 'training', flag: '--ks <list>', default: [20, 50], description: 'cut-offs K of Recall@K / NDCG@K' }),
   validMetric: metric({ section: 'training', flag: '--valid-metric <m>', default: 'recall@20', description: 'validation metric for early stopping and the best checkpoint: recall@K or ndcg@K, K one of --ks' }),
+  ignoreUnknownFiles: bool({ section: 'training', flag: '--ignore-unknown-files', default: false, description: 'train without the .npy files of the dataset folder that no --feature, dataset.json or <name>_feat.npy name makes a modality (by default they are an error)' }),
   progress: bool({ section: 'training', flag: '--no-progress', default: true, description: 'no progress bar (it is drawn only on a terminal anyway)' }),
 
   // Teacher (stage 1)

@@ -13,6 +13,7 @@ import { InteractionLog, type OnCorrupt } from '../repository/interaction-log.js
 import { writeFileAtomic } from '../core/atomic.js';
 import { DataFileError } from '../core/errors.js';
 import { loadDataset } from './dataset.js';
+import { DATASET_JSON } from './feature-files.js';
 import { IDS_FILE, rowIds } from './ids.js';
 
 export const ABSORBED_FILE = 'absorbed.json';
@@ -83,7 +84,8 @@ export function mergeInteractionLog(dataDir: string, logDir: string, outDir: str
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
   writeFileAtomic(join(out, inter[0]), Buffer.from(text.replace(/\n?$/, '\n') + lines.join('\n') + (lines.length ? '\n' : '')));
-  for (const f of readdirSync(src)) if (f.endsWith('_feat.npy')) symlinkSync(join(src, f), join(out, basename(f)));
+  // Every .npy and dataset.json: --feature and dataset.json may name feature files of any name.
+  for (const f of readdirSync(src)) if (f.endsWith('.npy') || f === DATASET_JSON) symlinkSync(join(src, f), join(out, basename(f)));
   // Only where a row's id is not its number: a plain MMRec dataset stays one.
   if (base.ids || userIds.some((id, r) => id !== String(r))) {
     writeFileAtomic(join(out, IDS_FILE), Buffer.from(JSON.stringify({ users: userIds, items: itemIds })));

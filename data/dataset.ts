@@ -1,14 +1,16 @@
 /**
  * Loader for the MMRec dataset layout: one `<name>.inter` TSV (userID, itemID, x_label with
- * 0 train / 1 validation / 2 test) and one `<modality>_feat.npy` per modality (row i = item i).
+ * 0 train / 1 validation / 2 test) and one feature file per modality (row i = item i):
+ * `<modality>_feat.npy`, or any `.npy` named by dataset.json or `--feature` (feature-files.ts).
  * Everything malformed is a DataFileError naming the file and line/row.
  */
-import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DataFileError } from '../core/errors.js';
 import { parseNpy, parseNpyHeader } from '../core/npy.js';
 import { IDS_FILE, readDatasetIds, type DatasetIds } from './ids.js';
+import { resolveFeatureFiles, type FeatureFileOptions } from './feature-files.js';
+import { featuresHash, interactionsHash } from './dataset-hash.js';
 
 import type { Csr } from '../core/csr.js';
 
@@ -22,7 +24,7 @@ export interface Interactions {
 }
 
 export interface Modality {
-  /** From "<name>_feat.npy", e.g. "image", "audio". */
+  /** From "<name>_feat.npy", dataset.json or --feature, e.g. "image", "audio". */
   name: string;
   file: string;
   dim: number;
@@ -34,8 +36,10 @@ export interface Dataset {
   /** Basename of the .inter file without extension. */
   name: string;
   dir: string;
-  /** sha256 hex over the .inter, feature and ids.json files' bytes, in sorted file-name order. */
+  /** sha256 hex of the interactions: the .inter and ids.json bytes (dataset-hash.ts) */
   hash: string;
+  /** sha256 hex of the feature files by modality name; absent when the features were not loaded */
+  featuresHash?: string;
   nUsers: number;
   nItems: number;
   train: Interactions;
@@ -52,12 +56,24 @@ export interface Dataset {
   ids?: DatasetIds;
 }
 
-const FEAT_RE = /^(.+)_feat\.npy$/;
 const REQUIRED = ['userID', 'itemID', 'x_label'] as const;
 const SPLIT_NAMES = ['train (x_label 0)', 'validation (x_label 1)', 'test (x_label 2)'];
 const MAX_ID = 0x7ffffffe; // ids index Int32Arrays; +1 must still fit
 
-export function loadDataset(dir: string, opts: { features?: boolean } = {}): Dataset {
+export interface LoadOptions extends FeatureFileOptions {
+  /**
+   * false: only the interactions (an ID-only model); feature files then count only for the
+   * number of items, and `.npy` files nothing names are ignored
+   */
+  features?: boolean;
+  /** the number of items when the caller knows it (a checkpoint's): no feature file is opened */
+  nItems?: number;
+}
+
+/** Bytes read of a feature file when only its header is needed. */
+const HEADER_BYTES = 64 * 1024;
+
+export function loadDataset(dir: string, opts: LoadOptions = {}): Dataset {
   const absDir = resolve(dir);
   let st;
   try {
@@ -76,35 +92,27 @@ export function loadDataset(dir: string, opts: { features?: boolean } = {}): Dat
   if (interNames.length > 1) {
     throw new DataFileError(absDir, `more than one .inter file (${interNames.join(', ')}); expected exactly one`);
   }
-  const featNames = names.filter((n) => FEAT_RE.test(n));
-
-  // Read every file once: the bytes feed both the hash and the parsers.
-  const hash = createHash('sha256');
-  const bytes = new Map<string, Buffer>();
-  const idsName = names.includes(IDS_FILE) ? [IDS_FILE] : [];
-  for (const n of [...interNames, ...featNames, ...idsName].sort()) {
-    const b = readFileSync(join(absDir, n));
-    hash.update(b);
-    bytes.set(n, b);
-  }
+  const withFeatures = opts.features !== false;
+  const featFiles = opts.nItems !== undefined && !withFeatures ? [] : resolveFeatureFiles(absDir, names, { featureFiles: opts.featureFiles, ignoreUnknownFiles: opts.ignoreUnknownFiles || !withFeatures });
 
   const interFile = join(absDir, interNames[0]);
-  const inter = parseInter(bytes.get(interNames[0])!, interFile);
+  const interBytes = readFileSync(interFile);
+  const hash = interactionsHash(interBytes, names.includes(IDS_FILE) ? readFileSync(join(absDir, IDS_FILE)) : null);
+  const inter = parseInter(interBytes, interFile);
   for (let label = 0; label < 3; label++) {
     if (inter.count[label] === 0) throw new DataFileError(interFile, `the ${SPLIT_NAMES[label]} split is empty`);
   }
 
   // Feature headers first: their row counts are part of nItems (items without interactions).
-  const feats = featNames.map((n) => {
-    const file = join(absDir, n);
-    const buf = bytes.get(n)!;
+  const feats = featFiles.map(({ name, file }) => {
+    const buf = withFeatures ? readFileSync(file) : readHead(file, HEADER_BYTES);
     const { shape } = parseNpyHeader(buf, file);
     if (shape.length !== 2) throw new DataFileError(file, `expected a 2-D array (items × dim), got shape (${shape.join(', ')})`);
     if (shape[1] === 0) throw new DataFileError(file, 'feature dimension is 0');
-    return { name: FEAT_RE.exec(n)![1], file, buf, rows: shape[0], dim: shape[1] };
+    return { name, file, buf, rows: shape[0], dim: shape[1] };
   });
   const nUsers = inter.maxUser + 1;
-  const nItems = Math.max(inter.maxItem + 1, ...feats.map((f) => f.rows));
+  const nItems = Math.max(inter.maxItem + 1, opts.nItems ?? 0, ...feats.map((f) => f.rows));
   for (const f of feats) {
     if (f.rows < nItems) {
       const why = inter.maxItem + 1 === nItems ? `max itemID in ${interNames[0]} is ${inter.maxItem}` : 'another feature file has more rows';
@@ -113,7 +121,7 @@ export function loadDataset(dir: string, opts: { features?: boolean } = {}): Dat
   }
 
   const modalities: Modality[] = [];
-  if (opts.features !== false) {
+  if (withFeatures) {
     for (const f of feats) {
       const { data } = parseNpy(f.buf, f.file);
       const bad = firstNonFinite(data);
@@ -138,7 +146,8 @@ export function loadDataset(dir: string, opts: { features?: boolean } = {}): Dat
   return {
     name: interNames[0].slice(0, -'.inter'.length),
     dir: absDir,
-    hash: hash.digest('hex'),
+    hash,
+    featuresHash: withFeatures ? featuresHash(feats.map((f) => ({ name: f.name, bytes: f.buf }))) : undefined,
     nUsers,
     nItems,
     train,
@@ -294,6 +303,17 @@ function parseId(buf: Buffer, start: number, end: number): number {
 function fieldText(buf: Buffer, start: number, end: number): string {
   const s = buf.toString('utf8', start, end);
   return s.length > 40 ? s.slice(0, 40) + '…' : s;
+}
+
+/** The first `n` bytes of a file (or all of a shorter one). */
+function readHead(file: string, n: number): Buffer {
+  const fd = openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(n);
+    return buf.subarray(0, readSync(fd, buf, 0, n, 0));
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function grow(a: Int32Array, cap: number): Int32Array {

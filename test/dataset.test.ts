@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { datasetSummary, loadDataset } from '../data/dataset.js';
 import { assertDataError } from '../test-support/data-error.js';
 import { encodeNpy } from '../core/npy.js';
+import { featuresHash } from '../data/dataset-hash.js';
 
 // dist/test/dataset.test.js → repository root is two levels up.
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -48,9 +49,9 @@ test('loads a small dataset: ids, splits, CSR, popularity, modalities, hash', ()
   assert.deepEqual(Array.from(d.itemPopularity), [1, 2, 0, 1, 0]);
   assert.deepEqual(d.modalities.map((m) => [m.name, m.dim, m.data.length]), [['audio', 3, 15], ['image', 2, 10]]);
   assert.equal(d.modalities[1].data[3], Math.fround(0.3));
-  const h = createHash('sha256');
-  for (const f of ['audio_feat.npy', 'image_feat.npy', 'toy.inter']) h.update(readFileSync(join(dir, f)));
-  assert.equal(d.hash, h.digest('hex'));
+  // The interactions and the features are hashed apart (dataset-hash.ts).
+  assert.equal(d.hash, createHash('sha256').update(readFileSync(join(dir, 'toy.inter'))).digest('hex'));
+  assert.equal(d.featuresHash, featuresHash(['audio', 'image'].map((m) => ({ name: m, bytes: readFileSync(join(dir, `${m}_feat.npy`)) }))));
   assert.match(datasetSummary(d), /^toy: 3 users, 5 items, interactions train 5 \/ val 1 \/ test 1, modalities audio\(3\) image\(2\)/);
 });
 
@@ -64,13 +65,16 @@ test('CRLF, extra columns in any order, blank lines, no trailing newline, BOM', 
   assert.deepEqual(d.modalities, []);
 });
 
-test('features: false skips feature data but keeps nItems and the hash', () => {
+test('features: false skips feature data but keeps nItems and the interactions hash', () => {
   const dir = folder({ 'toy.inter': INTER, 'image_feat.npy': feat(7, 2) });
   const full = loadDataset(dir);
   const lite = loadDataset(dir, { features: false });
   assert.deepEqual(lite.modalities, []);
   assert.equal(lite.nItems, 7);
   assert.equal(lite.hash, full.hash);
+  assert.equal(lite.featuresHash, undefined);
+  // a caller that knows nItems (a checkpoint) opens no feature file
+  assert.equal(loadDataset(dir, { features: false, nItems: 9 }).nItems, 9);
 });
 
 test('folder problems', () => {

@@ -41,6 +41,15 @@ test('outputs E^T and one F^m per modality over all nodes', () => {
     const y = fast.modal[m].dataSync();
     for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i] - y[i]) < 1e-4 * (1 + Math.abs(x[i])), `F^${m}[${i}] ${x[i]} vs ${y[i]}`);
   }
+  // over a set of rows (what a KD step reads): exactly those rows of the full outputs, in that order
+  const rows = [n - 1, 3, 0, 150, 3];
+  const some = s2.forward(tf.tensor1d(rows, 'int32'));
+  for (const [full, part] of [[fast.final, some.final], ...fast.modal.map((f, m) => [f, some.modal[m]])]) {
+    assert.deepEqual(part.shape, [rows.length, 8]);
+    const x = full.arraySync() as number[][];
+    const y = part.arraySync() as number[][];
+    rows.forEach((r, k) => x[r].forEach((v, c) => assert.ok(Math.abs(v - y[k][c]) < 1e-5, `row ${r} col ${c}: ${v} vs ${y[k][c]}`)));
+  }
   s2.dispose();
   t.dispose();
 });
@@ -101,4 +110,26 @@ test('η is a PCA: components orthonormal, scores standardised', () => {
 test('a dataset without features cannot build a teacher', () => {
   const bare = { ...data, modalities: [] };
   assert.throws(() => new Teacher(bare, graph, shape, { seed: 1 }), /at least one modality/);
+});
+
+test("a teacher rebuilt from its arrays reuses the saved PCA bases (no refit) and gives the same outputs", () => {
+  const t = new Teacher(data, graph, { ...shape, dropout: 0 }, { seed: 3 });
+  const arrays = new Map(t.arrays().map((a) => [a.name, a]));
+  for (const m of data.modalities) for (const part of ['mean', 'components', 'scale']) assert.ok(arrays.has(`pca/${m.name}/${part}`), `pca/${m.name}/${part}`);
+  const again = new Teacher(data, graph, { ...shape, dropout: 0 }, arrays);
+  const a = t.forward(false).final.dataSync();
+  const b = again.forward(false).final.dataSync();
+  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) < 1e-6, `${i}: ${a[i]} vs ${b[i]}`);
+  // a changed saved basis changes the rebuilt prompt: the saved one is what is used
+  const m0 = data.modalities[0].name;
+  const scaled = new Map(arrays);
+  scaled.set(`pca/${m0}/scale`, { ...arrays.get(`pca/${m0}/scale`)!, data: arrays.get(`pca/${m0}/scale`)!.data.map((v) => v * 3) });
+  const other = new Teacher(data, graph, { ...shape, dropout: 0 }, scaled);
+  const c = other.forward(false).final.dataSync();
+  assert.ok(c.some((v, i) => Math.abs(v - a[i]) > 1e-4));
+  // a checkpoint without the bases (written before they were saved) still loads: they are fitted
+  const old = new Map([...arrays].filter(([k]) => !k.startsWith('pca/')));
+  const refit = new Teacher(data, graph, { ...shape, dropout: 0 }, old).forward(false).final.dataSync();
+  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - refit[i]) < 1e-6);
+  for (const x of [t, again, other]) x.dispose();
 });

@@ -1,16 +1,20 @@
 /**
  * The training loop shared by the teacher, the plain student and the distilled student:
- * BPR triplet batches, Adam, validation every few epochs, early stopping on the validation
- * metric (`--valid-metric`, Recall@20 by default), the best state checkpointed (weights and
- * Adam moments, for resuming), a progress bar, and the training curve written next to the checkpoint.
+ * BPR triplet batches, Adam, validation every few epochs, early stopping on a validation
+ * plateau (`--valid-metric`, Recall@20 by default; plateau.ts), a progress bar. The best state
+ * (weights, Adam moments, its embeddings) is kept in memory; test is evaluated once, from it, at
+ * the end; the checkpoint is written at the end and every `--checkpoint-every` epochs when the
+ * best changed (for `--resume`), with the training curve beside it.
  */
 import cliProgress from 'cli-progress';
 import { tf } from './engine/backend.js';
 import type { Dataset } from '../data/dataset.js';
 import { BprSampler, type Triplets } from '../data/sampler.js';
 import { Rng } from '../core/rng.js';
-import { evaluateEmbeddings, type Metrics } from './eval.js';
-import { saveCheckpoint, updateCheckpointFile, updateCheckpointMeta, type LoadedCheckpoint, type NamedArray } from './checkpoint.js';
+import { evaluateEmbeddings, evaluateEmbeddingsWithUsers, type Metrics } from './eval.js';
+import { saveCheckpoint, updateCheckpointFile, type ExtraFiles, type LoadedCheckpoint, type NamedArray } from './checkpoint.js';
+import { Plateau } from './plateau.js';
+import { timed } from './timed.js';
 import { trainingCurveSvg, type EpochRecord } from '../core/plot.js';
 import type { Logger } from '../core/log.js';
 import { stableName } from './engine/names.js';
@@ -24,15 +28,19 @@ export interface LoopConfig {
   seed: number;
   /** evaluate on validation every this many epochs */
   evalEvery: number;
-  /** stop after this many evaluations without a better validMetric */
+  /** stop after this many evaluations in a row without progress (plateau.ts) */
   patience: number;
+  /** progress: a gain of more than this many standard errors of the paired per-user differences */
+  plateauZ: number;
+  /** write the best state so far every this many epochs (0: only at the end) */
+  checkpointEvery: number;
   ks: number[];
   /** `recall@K` or `ndcg@K` with K in ks: what early stopping and the best checkpoint follow */
   validMetric: string;
 }
 
 /** Where each loop setting is declared (core/defaults.ts). */
-export const LOOP_FIELDS = { lr: 'lr', batch: 'batch', epochs: 'epochs', seed: 'seed', evalEvery: 'evalEvery', patience: 'patience', ks: 'ks', validMetric: 'validMetric' } as const;
+export const LOOP_FIELDS = { lr: 'lr', batch: 'batch', epochs: 'epochs', seed: 'seed', evalEvery: 'evalEvery', patience: 'patience', plateauZ: 'plateauZ', checkpointEvery: 'checkpointEvery', ks: 'ks', validMetric: 'validMetric' } as const;
 
 /** What the loop needs from a model. */
 export interface Trainable {
@@ -53,7 +61,8 @@ export interface Trainable {
 export interface LoopMeta {
   epoch: number;
   lastEpoch: number;
-  metrics: { val: Metrics; test: Metrics };
+  /** test is evaluated once, at the end: a checkpoint written mid-run has none */
+  metrics: { val: Metrics; test?: Metrics };
   /** the validation metric `epoch` was the best of */
   validMetric: string;
   secondsPerEpoch: number;
@@ -61,8 +70,11 @@ export interface LoopMeta {
   curve: EpochRecord[];
   createdAt: string;
   /** set once the stage ran to its end (budget or early stop) */
-  finished?: { lastEpoch: number; stoppedEarly: boolean; secondsPerEpoch: number };
+  finished?: { lastEpoch: number; stoppedEarly: boolean; secondsPerEpoch: number; endedOn?: EndedOn };
 }
+
+/** Why a run ended: its validation plateaued (early stop), or it reached `--epochs` first. */
+export type EndedOn = 'plateau' | 'epoch cap';
 
 /** The loop settings every stage starts from (Tiktok-scale defaults). */
 export const LOOP_DEFAULTS: LoopConfig = defaultsFor(LOOP_FIELDS);
@@ -71,8 +83,23 @@ export interface LoopResult {
   bestEpoch: number;
   epochsRun: number;
   stoppedEarly: boolean;
+  /** 'epoch cap': the budget ran out while validation still made progress */
+  endedOn: EndedOn;
   val: Metrics;
   test: Metrics;
+  secondsPerEpoch: number;
+  /** where this run's time went, seconds: training epochs, evaluations (validation and the final test), checkpoint writes */
+  time: { train: number; eval: number; checkpoint: number };
+}
+
+/** The best validation state so far, in memory: its embeddings (test is scored from them) and its checkpoint arrays. */
+interface BestState {
+  epoch: number;
+  val: Metrics;
+  embeddings: Float32Array;
+  /** weights and Adam moments (copies: training on does not change them) */
+  arrays: NamedArray[];
+  adamStep: number;
   secondsPerEpoch: number;
 }
 
@@ -101,16 +128,47 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
   }
   let startEpoch = 1;
   let curve: EpochRecord[] = [];
-  let best: { epoch: number; val: Metrics; test: Metrics } | null = null;
+  let best: BestState | null = null;
   const optimizer = new FusedAdam(cfg.lr);
+  const vars = model.variables;
+  const time = { train: 0, eval: 0, checkpoint: 0 };
+  const trainSeconds: number[] = [];
+  const capture = (epoch: number, val: Metrics, embeddings: Float32Array): BestState => ({
+    epoch,
+    val,
+    embeddings,
+    arrays: [...model.arrays(), ...adamArrays(optimizer, vars)],
+    adamStep: optimizer.iterations,
+    secondsPerEpoch: mean(trainSeconds),
+  });
   if (opts.resume) {
     const m = opts.resume.meta;
     restoreAdam(optimizer, model.variables, opts.resume, m.adamStep);
     startEpoch = m.epoch + 1;
     curve = m.curve.filter((r) => r.epoch <= m.epoch);
-    best = { epoch: m.epoch, val: m.metrics.val, test: m.metrics.test };
+    // The model holds the checkpoint's (best) weights: that is the best state until one beats it.
+    best = capture(m.epoch, m.metrics.val, model.embeddings());
     log.info({ checkpoint: opts.checkpointDir, epoch: m.epoch, val: m.metrics.val }, 'resuming from checkpoint');
   }
+  let written = opts.resume ? opts.resume.meta.epoch : 0; // the best epoch the checkpoint on disk holds
+  let lastWrite = startEpoch - 1;
+  const write = (b: BestState, lastEpoch: number, test: Metrics | undefined, finished: LoopMeta['finished']) => {
+    const meta = opts.meta({
+      epoch: b.epoch,
+      lastEpoch,
+      metrics: test ? { val: b.val, test } : { val: b.val },
+      validMetric: metric,
+      secondsPerEpoch: b.secondsPerEpoch,
+      adamStep: b.adamStep,
+      curve,
+      createdAt: new Date().toISOString(),
+      ...(finished ? { finished } : {}),
+    });
+    const extra: ExtraFiles = finished ? { 'curve.json': JSON.stringify(curve, null, 1) } : {};
+    time.checkpoint += timed(log, `${opts.label ?? 'train'} checkpoint written`, () => saveCheckpoint(opts.checkpointDir, meta, b.arrays, extra), { dir: opts.checkpointDir, epoch: b.epoch }).seconds;
+    written = b.epoch;
+  };
+
   const rng = new Rng(cfg.seed + startEpoch * 7919); // a resumed run draws fresh samples, reproducibly
   const sampler = new BprSampler(data.train.users, data.train.items, data.trainByUser, data.nItems, rng);
   const batches = Math.ceil(sampler.size / cfg.batch);
@@ -126,11 +184,10 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
       )
     : null;
 
-  let bad = 0;
+  // A resumed run starts a fresh plateau count: its first evaluation is the reference.
+  const plateau = new Plateau(cfg.patience, cfg.plateauZ);
   let stoppedEarly = false;
   let lastEpoch = startEpoch - 1;
-  const trainSeconds: number[] = [];
-  const vars = model.variables;
   try {
     for (let epoch = startEpoch; epoch <= cfg.epochs; epoch++) {
       const t0 = performance.now();
@@ -149,6 +206,7 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
       bar?.stop();
       const seconds = (performance.now() - t0) / 1000;
       trainSeconds.push(seconds);
+      time.train += seconds;
       lastEpoch = epoch;
       const record: EpochRecord = { epoch, loss: lossSum / batches, seconds };
       if (Object.keys(termSums).length) record.terms = Object.fromEntries(Object.entries(termSums).map(([k, v]) => [k, v / batches]));
@@ -157,29 +215,27 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
         log.debug({ epoch, loss: record.loss, seconds }, 'epoch');
         continue;
       }
-      const emb = model.embeddings();
-      const val = evaluateEmbeddings(emb, model.dim, data, { split: 'val', ks: cfg.ks });
+      const { value: scored, seconds: evalSeconds } = timed(log, `${opts.label ?? 'train'} validation`, () => {
+        const emb = model.embeddings();
+        return { emb, ...evaluateEmbeddingsWithUsers(emb, model.dim, data, { split: 'val', ks: cfg.ks, perUser: metric }) };
+      });
+      time.eval += evalSeconds;
+      const val = scored.metrics;
       record.val = val;
       const improved = !best || val[metric] > best.val[metric];
-      log.info({ epoch, loss: round(record.loss), terms: record.terms && roundAll(record.terms), seconds: round(seconds), val: roundAll(val), metric, improved }, `${opts.label ?? 'train'} epoch`);
-      if (improved) {
-        const test = evaluateEmbeddings(emb, model.dim, data, { split: 'test', ks: cfg.ks });
-        best = { epoch, val, test };
-        bad = 0;
-        const meta = opts.meta({
-          epoch,
-          lastEpoch: epoch,
-          metrics: { val, test },
-          validMetric: metric,
-          secondsPerEpoch: mean(trainSeconds),
-          adamStep: optimizer.iterations,
-          curve,
-          createdAt: new Date().toISOString(),
-        });
-        saveCheckpoint(opts.checkpointDir, meta, [...model.arrays(), ...adamArrays(optimizer, vars)]);
-      } else if (++bad >= cfg.patience) {
+      if (improved) best = capture(epoch, val, scored.emb);
+      const p = plateau.observe(scored.perUser!, improved);
+      log.info(
+        { epoch, loss: round(record.loss), terms: record.terms && roundAll(record.terms), seconds: round(seconds), evalSeconds: round(evalSeconds), val: roundAll(val), metric, improved, progress: p.progress, gain: round(p.gain), se: round(p.se), stale: p.stale },
+        `${opts.label ?? 'train'} epoch`,
+      );
+      if (cfg.checkpointEvery > 0 && epoch - lastWrite >= cfg.checkpointEvery && best!.epoch !== written) {
+        write(best!, epoch, undefined, undefined);
+        lastWrite = epoch;
+      }
+      if (p.stop) {
         stoppedEarly = true;
-        log.info({ epoch, bestEpoch: best!.epoch, patience: cfg.patience }, `early stop: validation ${metric} did not improve`);
+        log.info({ epoch, bestEpoch: best!.epoch, patience: cfg.patience, plateauZ: cfg.plateauZ }, `early stop: validation ${metric} made no progress (a gain of more than ${cfg.plateauZ} standard errors) in ${cfg.patience} evaluations`);
         break;
       }
     }
@@ -188,18 +244,24 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
     optimizer.dispose();
   }
   if (!best) throw new Error('no evaluation ran (epochs must be at least 1)');
-  // The weights on disk are the best epoch's; the curve of the whole run goes beside them.
+  const endedOn: EndedOn = stoppedEarly ? 'plateau' : 'epoch cap';
+  if (!stoppedEarly) log.warn({ epochs: cfg.epochs, bestEpoch: best.epoch }, `${opts.label ?? 'train'} reached the epoch cap (--epochs ${cfg.epochs}) while validation ${metric} was still making progress: it did not converge; a larger --epochs may do better`);
+  const b = best;
+  const { value: test, seconds: testSeconds } = timed(log, `${opts.label ?? 'train'} test evaluation (best epoch ${b.epoch})`, () => evaluateEmbeddings(b.embeddings, model.dim, data, { split: 'test', ks: cfg.ks }));
+  time.eval += testSeconds;
   const secondsPerEpoch = mean(trainSeconds);
-  updateCheckpointMeta<LoopMeta>(opts.checkpointDir, (m) => ({ ...m, finished: { lastEpoch, stoppedEarly, secondsPerEpoch } }));
-  updateCheckpointFile(opts.checkpointDir, 'curve.json', JSON.stringify(curve, null, 1));
-  updateCheckpointFile(opts.checkpointDir, 'curve.svg', await trainingCurveSvg(curve, `${opts.title} (best epoch ${best.epoch})`));
+  write(b, lastEpoch, test, { lastEpoch, stoppedEarly, secondsPerEpoch, endedOn });
+  // The weights on disk are the best epoch's; the plot of the whole run goes beside them.
+  updateCheckpointFile(opts.checkpointDir, 'curve.svg', await trainingCurveSvg(curve, `${opts.title} (best epoch ${b.epoch})`));
   return {
-    bestEpoch: best.epoch,
+    bestEpoch: b.epoch,
     epochsRun: lastEpoch - startEpoch + 1,
     stoppedEarly,
-    val: best.val,
-    test: best.test,
+    endedOn,
+    val: b.val,
+    test,
     secondsPerEpoch,
+    time,
   };
 }
 

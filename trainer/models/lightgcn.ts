@@ -144,6 +144,11 @@ export function propagateMean(adj: CsrTensor, h0: tf.Tensor2D, layers: number): 
 
 /** Rows of (users, positives, negatives) in the stacked [users; items] table, as one index tensor. */
 export function tripletRows(t: Triplets, nUsers: number): tf.Tensor1D {
+  return tf.tensor1d(tripletIndex(t, nUsers), 'int32');
+}
+
+/** tripletRows' indices as an array: [users; nUsers + pos; nUsers + neg]. */
+export function tripletIndex(t: Triplets, nUsers: number): Int32Array {
   const b = t.users.length;
   const rows = new Int32Array(3 * b);
   rows.set(t.users, 0);
@@ -151,7 +156,7 @@ export function tripletRows(t: Triplets, nUsers: number): tf.Tensor1D {
     rows[b + k] = nUsers + t.pos[k];
     rows[2 * b + k] = nUsers + t.neg[k];
   }
-  return tf.tensor1d(rows, 'int32');
+  return rows;
 }
 
 export function bprFromEmbeddings(e: BatchEmbeddings, reg: number, batch: number): tf.Scalar {

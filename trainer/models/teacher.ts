@@ -54,6 +54,8 @@ export class Teacher {
   private readonly nUsers: number;
   private readonly nItems: number;
   private dropSeed: number;
+  /** the prompt's PCA bases per modality (saved with the weights) */
+  private readonly bases: PcaBasis[];
 
   constructor(
     data: Dataset,
@@ -89,10 +91,12 @@ export class Teacher {
     this.userMean = userMeanMatrix(data);
     this.dropSeed = seed * 7 + 1;
     if (shape.prompt) {
-      // η is fixed: PCA bases and the standardised mean score are recomputed from the
-      // features (deterministic), the module P's weights come from the checkpoint if any.
+      // η is fixed: the PCA bases come from the checkpoint when it has them (a PCA of wide
+      // features takes long: stage 2 would redo stage 1's), else they are fitted (deterministic);
+      // the standardised mean score is recomputed; the module P's weights come from the checkpoint if any.
       const r = shape.promptDim;
-      const bases: PcaBasis[] = data.modalities.map((m) => fitPca(m, data.nItems, r));
+      const bases: PcaBasis[] = data.modalities.map((m) => (fromCk && savedBasis(fromCk, m.name, m.dim, r)) || fitPca(m, data.nItems, r));
+      this.bases = bases;
       const hard = new Float32Array(data.nItems * r);
       data.modalities.forEach((m, k) => {
         const s = pcaScores(m, data.nItems, bases[k], r);
@@ -101,6 +105,7 @@ export class Teacher {
       this.prompt = new SoftPrompt(r, hard, data.nItems, bases, data.modalities.map((m) => m.dim), fromCk ?? { seed: seed + 7 });
     } else {
       this.prompt = null;
+      this.bases = [];
     }
   }
 
@@ -172,9 +177,11 @@ export class Teacher {
    *   F^m = Prop(L0(x^m W^m + b^m)) + λ1 · Prop(L0(p)) · (C_mᵀ W^m):
    * the first term is computed once, and each step propagates only the prompt p (one
    * [N, r] matrix shared by all modalities). Returns the per-step forward pass; its
-   * tensors are kept until `dispose` of the returned handle.
+   * tensors are kept until `dispose` of the returned handle. Given `rows`, the outputs hold
+   * only those rows (in that order): a step reads a few thousand of them, and everything after
+   * the propagation of p is row-wise, so the rest is never formed.
    */
-  frozenForStage2(idPart: tf.Tensor2D): { forward: () => TeacherOutputs; dispose: () => void } {
+  frozenForStage2(idPart: tf.Tensor2D): { forward: (rows?: tf.Tensor1D) => TeacherOutputs; dispose: () => void } {
     const kept: tf.Tensor[] = [];
     const keep = <T extends tf.Tensor>(t: T): T => {
       kept.push(tf.keep(t));
@@ -185,10 +192,11 @@ export class Teacher {
     );
     const prompt = this.prompt && this.shape.promptRate > 0 ? this.prompt : null;
     const maps = prompt ? tf.tidy(() => this.w.map((w, m) => keep(tf.mul(tf.matMul(prompt.backMap(m), w), this.shape.promptRate)))) : [];
-    const forward = (): TeacherOutputs => {
-      if (!prompt) return this.mix(idPart, fixed);
-      const q = this.propagate(this.modalLayer0(prompt.shared()));
-      return this.mix(idPart, fixed.map((f, m) => tf.add(f, tf.matMul(q, maps[m])) as tf.Tensor2D));
+    const forward = (rows?: tf.Tensor1D): TeacherOutputs => {
+      const at = (x: tf.Tensor2D) => (rows ? gatherRows(x, rows) : x);
+      if (!prompt) return this.mix(at(idPart), fixed.map(at));
+      const q = at(this.propagate(this.modalLayer0(prompt.shared())));
+      return this.mix(at(idPart), fixed.map((f, m) => tf.add(at(f), tf.matMul(q, maps[m])) as tf.Tensor2D));
     };
     return { forward, dispose: () => tf.dispose(kept) };
   }
@@ -230,7 +238,16 @@ export class Teacher {
 
   arrays(): NamedArray[] {
     const own = this.ownVariables.map((v) => ({ name: stableName(v.name), shape: v.shape, data: (v.dataSync() as Float32Array).slice() }));
-    return [...own, ...(this.prompt?.arrays() ?? [])];
+    const pca = this.bases.flatMap((b, k) => {
+      const m = this.modalities[k];
+      const dm = b.mean.length;
+      return [
+        { name: `pca/${m}/mean`, shape: [dm], data: b.mean.slice() },
+        { name: `pca/${m}/components`, shape: [dm, b.scale.length], data: b.components.slice() },
+        { name: `pca/${m}/scale`, shape: [b.scale.length], data: b.scale.slice() },
+      ];
+    });
+    return [...own, ...(this.prompt?.arrays() ?? []), ...pca];
   }
 
   dispose(): void {
@@ -239,6 +256,15 @@ export class Teacher {
     disposeCsr(this.adj);
     disposeCsr(this.userMean);
   }
+}
+
+/** A modality's PCA basis as a checkpoint holds it, or null when absent (older checkpoints) or of another shape. */
+function savedBasis(ck: Map<string, NamedArray>, name: string, dm: number, r: number): PcaBasis | null {
+  const mean = ck.get(`pca/${name}/mean`);
+  const components = ck.get(`pca/${name}/components`);
+  const scale = ck.get(`pca/${name}/scale`);
+  if (!mean || !components || !scale || mean.data.length !== dm || components.data.length !== dm * r || scale.data.length !== r) return null;
+  return { mean: mean.data, components: components.data, scale: scale.data };
 }
 
 function rowNormalize(x: tf.Tensor2D): tf.Tensor2D {

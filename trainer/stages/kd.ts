@@ -8,7 +8,7 @@
 import { tf } from '../engine/backend.js';
 import type { Dataset } from '../../data/dataset.js';
 import { normalizedAdjacency } from '../../data/graph.js';
-import { LightGcn, LIGHTGCN_EGO, bprFromEmbeddings, tripletRows } from '../models/lightgcn.js';
+import { LightGcn, LIGHTGCN_EGO, bprFromEmbeddings, tripletIndex } from '../models/lightgcn.js';
 import { gatherRows } from '../engine/gather-rows.js';
 import { BprSampler, type Triplets } from '../../data/sampler.js';
 import { Rng } from '../../core/rng.js';
@@ -18,6 +18,7 @@ import { pairKd, listKd, embKd } from '../models/kd.js';
 import type { Teacher, TeacherOutputs } from '../models/teacher.js';
 import { stableName } from '../engine/names.js';
 import { loadTeacher } from './teacher.js';
+import { timed } from '../timed.js';
 import { checkpointFor, datasetRef, finish, STUDENT_FIELDS, type StudentConfig, type StudentMeta, type TrainOptions, type TrainResult } from './student.js';
 import { checkFields, defaultsFor } from '../../core/defaults.js';
 
@@ -67,8 +68,10 @@ class KdStudent implements Trainable {
   private readonly idPart: tf.Tensor2D;
   /** the teacher's outputs when nothing of it trains (prompt frozen or absent) */
   private readonly fixed: TeacherOutputs | null;
-  /** the teacher's per-step forward pass when its prompt adapts */
-  private readonly stage2: { forward: () => TeacherOutputs; dispose: () => void } | null;
+  /** the teacher's per-step forward pass when its prompt adapts (over the rows a step reads) */
+  private readonly stage2: { forward: (rows?: tf.Tensor1D) => TeacherOutputs; dispose: () => void } | null;
+  /** scratch for the step's row set: the position of each node row in it, −1 when absent */
+  private readonly slot: Int32Array;
   private readonly negatives: BprSampler;
 
   constructor(
@@ -82,6 +85,7 @@ class KdStudent implements Trainable {
     this.fixed = adapt ? null : frozenOutputs(teacher, this.idPart);
     this.stage2 = adapt ? teacher.frozenForStage2(this.idPart) : null;
     this.negatives = new BprSampler(data.train.users, data.train.items, data.trainByUser, data.nItems, new Rng(cfg.seed + 17));
+    this.slot = new Int32Array(data.nUsers + data.nItems).fill(-1);
   }
 
   get variables(): tf.Variable[] {
@@ -97,31 +101,49 @@ class KdStudent implements Trainable {
     const kd = this.cfg.kd;
     const nUsers = this.data.nUsers;
     const S = this.student.propagate();
-    const idx = tripletRows(t, nUsers);
+    const tripletIds = tripletIndex(t, nUsers);
+    const idx = tf.tensor1d(tripletIds, 'int32');
     const sRows = gatherRows(S, idx);
     const [su, sp, sn] = tf.split(sRows, 3, 0) as tf.Tensor2D[];
     const bpr = bprFromEmbeddings({ users: su, pos: sp, neg: sn, ego: gatherRows(this.student.ego, idx) }, this.cfg.reg, t.users.length);
     const terms: Record<string, tf.Scalar> = { bpr };
-    const needTeacher = (kd.pair && kd.pairWeight > 0) || (kd.list && kd.listWeight > 0) || (kd.emb && kd.embWeight > 0);
+    const pair = kd.pair && kd.pairWeight > 0;
+    const list = kd.list && kd.listWeight > 0;
+    const emb = kd.emb && kd.embWeight > 0;
     let total: tf.Scalar = bpr;
-    if (needTeacher) {
-      const T = this.fixed ?? this.stage2!.forward();
-      if (kd.pair && kd.pairWeight > 0) {
-        const [tu, tp, tn] = tf.split(gatherRows(T.final, idx), 3, 0) as tf.Tensor2D[];
+    if (pair || list || emb) {
+      const lists = list ? this.lists(t) : null;
+      // The teacher's outputs: all rows when fixed, else only the rows this step reads (indices remapped).
+      let T: TeacherOutputs;
+      let tIdx: tf.Tensor1D;
+      let tUsers: tf.Tensor1D | null = null;
+      let tItems: tf.Tensor1D | null = null;
+      if (this.fixed) {
+        T = this.fixed;
+        tIdx = idx;
+        if (lists) [tUsers, tItems] = [tf.tensor1d(lists.users, 'int32'), tf.tensor1d(lists.items, 'int32')];
+      } else {
+        const { rows, local } = this.rowSet(lists ? [tripletIds, lists.users, lists.items] : [tripletIds]);
+        T = this.stage2!.forward(tf.tensor1d(rows, 'int32'));
+        tIdx = tf.tensor1d(local[0], 'int32');
+        if (lists) [tUsers, tItems] = [tf.tensor1d(local[1], 'int32'), tf.tensor1d(local[2], 'int32')];
+      }
+      if (pair) {
+        const [tu, tp, tn] = tf.split(gatherRows(T.final, tIdx), 3, 0) as tf.Tensor2D[];
         const xS = tf.sum(tf.mul(su, tf.sub(sp, sn)), 1) as tf.Tensor1D;
         const xT = tf.sum(tf.mul(tu, tf.sub(tp, tn)), 1) as tf.Tensor1D;
         terms.pair = pairKd(xT, xS);
         total = tf.add(total, tf.mul(terms.pair, kd.pairWeight));
       }
-      if (kd.list && kd.listWeight > 0) {
-        const { users, items } = this.lists(t);
-        const zS = listLogits(S, users, items, t.users.length, kd.listSize);
-        const perModality = T.modal.map((F) => listKd(listLogits(F, users, items, t.users.length, kd.listSize), zS, { temperature: kd.temperature, disentangle: kd.disentangle, binaryWeight: kd.binaryWeight }));
+      if (lists) {
+        const b = t.users.length;
+        const zS = listLogits(S, tf.tensor1d(lists.users, 'int32'), tf.tensor1d(lists.items, 'int32'), b, kd.listSize);
+        const perModality = T.modal.map((F) => listKd(listLogits(F, tUsers!, tItems!, b, kd.listSize), zS, { temperature: kd.temperature, disentangle: kd.disentangle, binaryWeight: kd.binaryWeight }));
         terms.list = tf.div(tf.addN(perModality), perModality.length) as tf.Scalar;
         total = tf.add(total, tf.mul(terms.list, kd.listWeight));
       }
-      if (kd.emb && kd.embWeight > 0) {
-        const perModality = T.modal.map((F) => embKd(sRows, gatherRows(F, idx), kd.gamma));
+      if (emb) {
+        const perModality = T.modal.map((F) => embKd(sRows, gatherRows(F, tIdx), kd.gamma));
         terms.emb = tf.div(tf.addN(perModality), perModality.length) as tf.Scalar;
         total = tf.add(total, tf.mul(terms.emb, kd.embWeight));
       }
@@ -131,7 +153,7 @@ class KdStudent implements Trainable {
   }
 
   /** For each triplet: its user's row, and [positive, the BPR negative, K−2 more negatives] as item rows. */
-  private lists(t: Triplets): { users: tf.Tensor1D; items: tf.Tensor1D } {
+  private lists(t: Triplets): { users: Int32Array; items: Int32Array } {
     const b = t.users.length;
     const k = this.cfg.kd.listSize;
     const nUsers = this.data.nUsers;
@@ -141,7 +163,19 @@ class KdStudent implements Trainable {
       if (k > 1) rows[r * k + 1] = nUsers + t.neg[r];
       for (let c = 2; c < k; c++) rows[r * k + c] = nUsers + this.negatives.negative(t.users[r]);
     }
-    return { users: tf.tensor1d(t.users, 'int32'), items: tf.tensor1d(rows, 'int32') };
+    return { users: t.users, items: rows };
+  }
+
+  /** The distinct node rows of `parts` (first-seen order), and each part as positions among them. */
+  private rowSet(parts: Int32Array[]): { rows: Int32Array; local: Int32Array[] } {
+    const slot = this.slot;
+    let n = 0;
+    for (const p of parts) for (let i = 0; i < p.length; i++) if (slot[p[i]] < 0) slot[p[i]] = n++;
+    const rows = new Int32Array(n);
+    const local = parts.map((p) => p.map((r) => slot[r]));
+    for (const p of parts) for (let i = 0; i < p.length; i++) rows[slot[p[i]]] = p[i];
+    for (let i = 0; i < n; i++) slot[rows[i]] = -1; // cleared for the next step
+    return { rows, local };
   }
 
   lossTerms(): Record<string, number> {
@@ -171,12 +205,15 @@ export function kdTrainable(student: LightGcn, teacher: Teacher, data: Dataset, 
   return new KdStudent(student, teacher, data, cfg);
 }
 
-/** e_u · e_i for every (user, list item): [B, K]. */
+/**
+ * e_u · e_i for every (user, list item): [B, K], as one batched matrix product [B, K, d]·[B, d, 1]
+ * (a broadcast multiply and sum, forward and backward, cost several times more on wasm).
+ */
 function listLogits(E: tf.Tensor2D, users: tf.Tensor1D, items: tf.Tensor1D, b: number, k: number): tf.Tensor2D {
   const d = E.shape[1];
-  const u = gatherRows(E, users).reshape([b, 1, d]);
-  const it = gatherRows(E, items).reshape([b, k, d]);
-  return tf.sum(tf.mul(u, it), 2) as tf.Tensor2D;
+  const u = gatherRows(E, users).reshape([b, d, 1]) as tf.Tensor3D;
+  const it = gatherRows(E, items).reshape([b, k, d]) as tf.Tensor3D;
+  return tf.matMul(it, u).reshape([b, k]) as tf.Tensor2D;
 }
 
 /** The teacher's outputs computed once, kept past the scope that made them. */
@@ -197,11 +234,11 @@ export async function trainKdStudent(data: Dataset, config: KdStudentConfig, opt
   checkFields(config, STUDENT_FIELDS);
   checkFields(config.kd, KD_FIELDS);
   let cfg = { ...config };
-  const resume = opts.resume ? checkpointFor<StudentMeta>(opts.checkpointDir, data) : undefined;
+  const resume = opts.resume ? checkpointFor<StudentMeta>(opts.checkpointDir, data, 'all') : undefined;
   if (resume) cfg = { ...cfg, dim: resume.meta.config.dim, layers: resume.meta.config.layers };
   // PromptMM distils into LightGCN: EmbKD and the list-wise terms use its propagated tables.
   if (cfg.model !== 'lightgcn') throw new Error(`--model ${cfg.model}: the distillation stage trains a LightGCN student (use --student-only for another model)`);
-  const { teacher, meta: tmeta } = loadTeacher(opts.teacherDir, data);
+  const { teacher, meta: tmeta } = loadTeacher(opts.teacherDir, data, opts.log);
   if (tmeta.config.dim !== cfg.dim) {
     teacher.dispose();
     throw new Error(`teacher dim ${tmeta.config.dim} differs from the student's ${cfg.dim}: EmbKD compares them by cosine, train both with the same --dim`);
@@ -210,7 +247,7 @@ export async function trainKdStudent(data: Dataset, config: KdStudentConfig, opt
   const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
   const student = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: cfg.dim, layers: cfg.layers }, graph, resume ? requireArray(resume, LIGHTGCN_EGO, [n, cfg.dim]).data : { seed: cfg.seed });
   if (resume && teacher.prompt && cfg.kd.adaptPrompt) restoreStage2Prompt(teacher, resume.arrays);
-  const kd = new KdStudent(student, teacher, data, cfg);
+  const kd = timed(opts.log, "the frozen teacher's fixed parts computed", () => new KdStudent(student, teacher, data, cfg)).value;
   const parameters = n * cfg.dim;
   opts.log.info({ dataset: data.name, backend: opts.backend.backend, parameters, teacherParameters: teacher.parameters, teacherTest: tmeta.metrics.test, config: cfg }, 'training the distilled student');
   try {

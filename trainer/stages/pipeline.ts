@@ -51,7 +51,7 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
   const sDir = studentCheckpointDir(o.repo, o.name);
   let mode: 'kd' | 'plain' = o.studentOnly ? 'plain' : 'kd';
   if (mode === 'kd' && data.modalities.length === 0) {
-    log.warn({ dataset: data.name }, 'the dataset has no <modality>_feat.npy file and the teacher needs at least one modality: training the plain student alone');
+    log.warn({ dataset: data.name }, 'the dataset has no feature file (<modality>_feat.npy, dataset.json "features" or --feature NAME=FILE) and the teacher needs at least one modality: training the plain student alone');
     mode = 'plain';
   }
   if (mode === 'plain' && o.stage === 'teacher') throw new Error('--stage teacher needs a dataset with at least one modality and no --student-only');
@@ -83,7 +83,9 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
     const done = resume ? finishedStage(dir, epochs) : null;
     if (done) {
       log.info({ checkpoint: dir, epoch: done.epoch }, 'stage already finished; skipped (train without --resume to start over)');
-      return { checkpoint: dir, bestEpoch: done.epoch, epochsRun: 0, stoppedEarly: done.finished!.stoppedEarly, val: done.metrics.val, test: done.metrics.test, secondsPerEpoch: done.finished!.secondsPerEpoch, parameters: 0, peakRssMiB: 0, wallSeconds: 0, skipped: true };
+      const f = done.finished!;
+      const endedOn = f.endedOn ?? (f.stoppedEarly ? 'plateau' : 'epoch cap');
+      return { checkpoint: dir, bestEpoch: done.epoch, epochsRun: 0, stoppedEarly: f.stoppedEarly, endedOn, val: done.metrics.val, test: done.metrics.test ?? {}, secondsPerEpoch: f.secondsPerEpoch, time: { train: 0, eval: 0, checkpoint: 0 }, parameters: 0, peakRssMiB: 0, wallSeconds: 0, skipped: true };
     }
     const r = await run();
     const { checkpointDir, ...rest } = r;

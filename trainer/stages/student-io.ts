@@ -7,6 +7,7 @@ import { studentKind } from '../models/registry.js';
 import { evaluateEmbeddings, type Metrics, type Split } from '../eval.js';
 import { writeNpy } from '../../core/npy.js';
 import type { StudentMeta } from './student.js';
+import { hashMismatch } from '../../data/dataset-hash.js';
 
 export interface LoadedStudent {
   meta: StudentMeta;
@@ -15,15 +16,19 @@ export interface LoadedStudent {
   final: Float32Array;
 }
 
-/** Loads the checkpoint and its dataset (checked by hash) and propagates the embeddings. */
+/**
+ * Loads the checkpoint and its dataset and propagates the embeddings. The student reads only
+ * IDs, so only the interactions must match (by hash); the features are not opened, and the
+ * checkpoint fixes the number of items.
+ */
 export function loadStudent(checkpointDir: string, dataDir?: string): LoadedStudent {
   const ck = loadCheckpoint<StudentMeta>(checkpointDir);
   const meta = ck.meta;
   if (meta.kind !== 'student') throw new CheckpointError(`${checkpointDir}: not a student checkpoint (kind ${meta.kind})`);
-  const data = loadDataset(dataDir ?? meta.dataset.dir, { features: false });
-  if (data.hash !== meta.dataset.hash) {
-    throw new CheckpointError(`${checkpointDir}: trained on dataset hash ${meta.dataset.hash.slice(0, 12)}, but ${data.dir} has hash ${data.hash.slice(0, 12)}`);
-  }
+  const legacy = meta.dataset.featuresHash === undefined; // its hash covered the feature files, which then decide nItems too
+  const data = loadDataset(dataDir ?? meta.dataset.dir, { features: false, nItems: legacy ? undefined : meta.dataset.nItems });
+  const why = hashMismatch(meta.dataset, data, 'interactions');
+  if (why) throw new CheckpointError(`${checkpointDir}: ${why}`);
   const model = studentKind(meta.model ?? 'lightgcn').create(data, meta.config, ck);
   try {
     return { meta, data, final: model.finalEmbeddings() };

@@ -8,6 +8,7 @@ import { LOOP_FIELDS, runLoop, type LoopConfig, type LoopMeta, type LoopResult, 
 import { checkFields, defaultsFor, type StudentModelName } from '../../core/defaults.js';
 import type { Triplets } from '../../data/sampler.js';
 import type { Logger } from '../../core/log.js';
+import { hashMismatch, type DatasetHashes } from '../../data/dataset-hash.js';
 
 export interface StudentConfig extends LoopConfig {
   model: StudentModelName;
@@ -21,10 +22,9 @@ export const STUDENT_FIELDS = { ...LOOP_FIELDS, model: 'model', dim: 'dim', laye
 
 export const STUDENT_DEFAULTS: StudentConfig = defaultsFor(STUDENT_FIELDS);
 
-export interface DatasetRef {
+export interface DatasetRef extends DatasetHashes {
   name: string;
   dir: string;
-  hash: string;
   nUsers: number;
   nItems: number;
 }
@@ -57,16 +57,17 @@ export interface TrainOptions {
 }
 
 export function datasetRef(d: Dataset): DatasetRef {
-  return { name: d.name, dir: d.dir, hash: d.hash, nUsers: d.nUsers, nItems: d.nItems };
+  return { name: d.name, dir: d.dir, hash: d.hash, featuresHash: d.featuresHash ?? '', nUsers: d.nUsers, nItems: d.nItems };
 }
 
-/** Refuses a checkpoint trained on other data; returns it otherwise. */
-export function checkpointFor<M extends { dataset: DatasetRef }>(dir: string, data: Dataset) {
+/**
+ * Refuses a checkpoint trained on other data; returns it otherwise. `need`: what the model
+ * reads (an ID-only student the interactions; a teacher, or a stage that loads one, also the features).
+ */
+export function checkpointFor<M extends { dataset: DatasetRef }>(dir: string, data: Dataset, need: 'interactions' | 'all') {
   const ck = loadCheckpoint<M>(dir);
-  const m = ck.meta.dataset;
-  if (m.hash !== data.hash) {
-    throw new Error(`checkpoint ${dir} was trained on dataset ${m.name} (hash ${m.hash.slice(0, 12)}), not on ${data.name} (hash ${data.hash.slice(0, 12)})`);
-  }
+  const why = hashMismatch(ck.meta.dataset, data, need);
+  if (why) throw new Error(`checkpoint ${dir} ${why}`);
   return ck;
 }
 
@@ -84,7 +85,7 @@ function plainStudent(model: StudentModel, dim: number, reg: number): Trainable 
 export async function trainStudent(data: Dataset, config: StudentConfig, opts: TrainOptions): Promise<TrainResult> {
   checkFields(config, STUDENT_FIELDS);
   let cfg = { ...config };
-  const resume = opts.resume ? checkpointFor<StudentMeta>(opts.checkpointDir, data) : undefined;
+  const resume = opts.resume ? checkpointFor<StudentMeta>(opts.checkpointDir, data, 'interactions') : undefined;
   // architecture from the checkpoint
   if (resume) cfg = { ...cfg, model: resume.meta.model ?? 'lightgcn', dim: resume.meta.config.dim, layers: resume.meta.config.layers };
   const model = studentKind(cfg.model).create(data, cfg, resume);

@@ -6,6 +6,8 @@ import { LOOP_FIELDS, runLoop, type LoopConfig, type LoopMeta, type Trainable } 
 import { checkFields, defaultsFor } from '../../core/defaults.js';
 import { checkpointFor, datasetRef, finish, type DatasetRef, type TrainOptions, type TrainResult } from './student.js';
 import type { Triplets } from '../../data/sampler.js';
+import type { Logger } from '../../core/log.js';
+import { timed } from '../timed.js';
 
 export interface TeacherConfig extends LoopConfig, TeacherShape {
   reg: number;
@@ -59,10 +61,12 @@ function teacherTrainable(teacher: Teacher, cfg: TeacherConfig): Trainable {
 export async function trainTeacher(data: Dataset, config: TeacherConfig, opts: TrainOptions): Promise<TrainResult> {
   checkFields(config, TEACHER_FIELDS);
   let cfg = { ...config };
-  const resume = opts.resume ? checkpointFor<TeacherMeta>(opts.checkpointDir, data) : undefined;
+  const resume = opts.resume ? checkpointFor<TeacherMeta>(opts.checkpointDir, data, 'all') : undefined;
   if (resume) cfg = { ...cfg, ...architecture(resume.meta.config) };
   const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
-  const teacher = new Teacher(data, graph, cfg, resume ? resume.arrays : { seed: cfg.seed });
+  const setup = cfg.prompt ? 'teacher set-up (standardised features, PCA of the prompt)' : 'teacher set-up (standardised features)';
+  opts.log.info({ modalities: data.modalities.map((m) => `${m.name}(${m.dim})`), items: data.nItems }, `${setup}…`);
+  const teacher = timed(opts.log, setup, () => new Teacher(data, graph, cfg, resume ? resume.arrays : { seed: cfg.seed })).value;
   const parameters = teacher.parameters;
   opts.log.info({ dataset: data.name, modalities: teacher.modalities, backend: opts.backend.backend, parameters, config: cfg }, 'training the multimodal teacher');
   try {
@@ -95,10 +99,11 @@ export function architecture(c: TeacherConfig): TeacherShape {
   return { dim: c.dim, layers: c.layers, dropout: c.dropout, promptRate: c.promptRate, promptDim: c.promptDim, prompt: c.prompt, modalMix: c.modalMix };
 }
 
-/** Loads a trained teacher (frozen use in stage 2). */
-export function loadTeacher(dir: string, data: Dataset): { teacher: Teacher; meta: TeacherMeta } {
-  const ck = checkpointFor<TeacherMeta>(dir, data);
+/** Loads a trained teacher (frozen use in stage 2); its set-up (the prompt's PCA) is logged when slow. */
+export function loadTeacher(dir: string, data: Dataset, log: Logger): { teacher: Teacher; meta: TeacherMeta } {
+  const ck = checkpointFor<TeacherMeta>(dir, data, 'all');
   const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
-  const teacher = new Teacher(data, graph, architecture(ck.meta.config), ck.arrays);
+  log.info({ checkpoint: dir }, 'loading the teacher (standardised features, PCA of the prompt)…');
+  const teacher = timed(log, 'teacher loaded', () => new Teacher(data, graph, architecture(ck.meta.config), ck.arrays)).value;
   return { teacher, meta: ck.meta };
 }
