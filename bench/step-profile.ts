@@ -1,7 +1,8 @@
 /**
  * bench:profile — per-kernel time of one training step of each model on a dataset
  * (tf.profile), to see where a step's time goes.
- *   npm run bench:profile -- [--data ../shared/data/tiktok] [--model teacher|student|kd]
+ *   npm run bench:profile -- [--data ../shared/data/tiktok] [--model teacher|student|kd|sasrec]
+ * (sasrec: one batch of next-item windows, e.g. --data ../shared/data/scientific --batch 256)
  */
 import { parseArgs } from 'node:util';
 import { initEngine, tf } from '../trainer/engine/backend.js';
@@ -15,6 +16,9 @@ import { STUDENT_DEFAULTS } from '../trainer/stages/student.js';
 import { BprSampler } from '../data/sampler.js';
 import { Rng } from '../core/rng.js';
 import { FusedAdam } from '../trainer/engine/adam.js';
+import { SasRec } from '../trainer/models/sasrec.js';
+import { SEQUENTIAL_DEFAULTS, sasrecShape } from '../trainer/stages/sequential.js';
+import { SequenceWindows, userSequences } from '../data/sequences.js';
 
 const { values: a } = parseArgs({ options: { data: { type: 'string', default: '../shared/data/tiktok' }, model: { type: 'string', default: 'teacher' }, batch: { type: 'string', default: '2048' } } });
 await initEngine('auto');
@@ -25,7 +29,15 @@ sampler.shuffle();
 const opt = new FusedAdam(1e-3);
 let step: () => tf.Scalar;
 let vars: tf.Variable[];
-if (a.model === 'student') {
+if (a.model === 'sasrec') {
+  const cfg = SEQUENTIAL_DEFAULTS;
+  const m = new SasRec(sasrecShape(cfg, data.nItems), { seed: 1 });
+  const windows = new SequenceWindows(userSequences(data, 0), cfg.maxLen, data.nItems, new Rng(1));
+  windows.shuffle();
+  const rng = new Rng(2);
+  vars = m.variables;
+  step = () => m.loss(windows.batch(0, Number(a.batch)), { dropout: cfg.seqDropout, loss: cfg.seqLoss, negatives: cfg.seqNegatives }, rng);
+} else if (a.model === 'student') {
   const m = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: 64, layers: 2 }, graph, { seed: 1 });
   vars = [m.ego];
   step = () => m.bprLoss(sampler.batch(0, Number(a.batch)), 1e-4);

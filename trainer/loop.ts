@@ -1,6 +1,6 @@
 /**
- * The training loop shared by the teacher, the plain student and the distilled student:
- * BPR triplet batches, Adam, validation every few epochs, early stopping on the validation
+ * The training loop shared by the teacher, the plain student, the distilled student and the
+ * sequential student: BPR triplet batches (or the model's own, e.g. next-item windows), Adam, validation every few epochs, early stopping on the validation
  * metric (`--valid-metric`, Recall@20 by default), the best state checkpointed (weights and
  * Adam moments, for resuming), a progress bar, and the training curve written next to the checkpoint.
  */
@@ -9,7 +9,7 @@ import { tf } from './engine/backend.js';
 import type { Dataset } from '../data/dataset.js';
 import { BprSampler, type Triplets } from '../data/sampler.js';
 import { Rng } from '../core/rng.js';
-import { evaluateEmbeddings, type Metrics } from './eval.js';
+import { evaluateEmbeddings, type Metrics, type Split } from './eval.js';
 import { saveCheckpoint, updateCheckpointFile, updateCheckpointMeta, type LoadedCheckpoint, type NamedArray } from './checkpoint.js';
 import { trainingCurveSvg, type EpochRecord } from '../core/plot.js';
 import type { Logger } from '../core/log.js';
@@ -34,16 +34,27 @@ export interface LoopConfig {
 /** Where each loop setting is declared (core/defaults.ts). */
 export const LOOP_FIELDS = { lr: 'lr', batch: 'batch', epochs: 'epochs', seed: 'seed', evalEvery: 'evalEvery', patience: 'patience', ks: 'ks', validMetric: 'validMetric' } as const;
 
-/** What the loop needs from a model. */
-export interface Trainable {
+/** An epoch's batches, in a fresh order after each shuffle(); BprSampler is one. */
+export interface BatchSource<B> {
+  readonly size: number;
+  shuffle(): void;
+  batch(start: number, n: number): B;
+}
+
+/** What the loop needs from a model; B is its batch (BPR triplets unless it brings its own batches). */
+export interface Trainable<B = Triplets> {
   /** the variables Adam updates, in a fixed order (Adam's saved moments follow it) */
   variables: tf.Variable[];
   /** the batch loss; called inside optimizer.minimize, so it must stay differentiable */
-  loss(t: Triplets): tf.Scalar;
+  loss(batch: B): tf.Scalar;
   /** optional per-term values of the last loss() call, for the logs */
   lossTerms?(): Record<string, number>;
-  /** final user+item embeddings [nUsers + nItems, dim] in evaluation mode */
-  embeddings(): Float32Array;
+  /** final user+item embeddings [nUsers + nItems, dim] in evaluation mode (scored when there is no evaluate()) */
+  embeddings?(): Float32Array;
+  /** the split's metrics in evaluation mode, for a model whose user vectors depend on the split's input (a sequence) */
+  evaluate?(split: Split, ks: number[]): Metrics;
+  /** the training batches; absent: BPR triplets over the train split */
+  batches?(rng: Rng): BatchSource<B>;
   dim: number;
   /** every array a checkpoint holds besides Adam's moments */
   arrays(): NamedArray[];
@@ -90,7 +101,7 @@ export interface LoopOptions<M extends LoopMeta> {
   label?: string;
 }
 
-export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainable, cfg: LoopConfig, opts: LoopOptions<M>): Promise<LoopResult> {
+export async function runLoop<M extends LoopMeta, B = Triplets>(data: Dataset, model: Trainable<B>, cfg: LoopConfig, opts: LoopOptions<M>): Promise<LoopResult> {
   const { log } = opts;
   checkFields(cfg, LOOP_FIELDS);
   checkValidMetric(cfg.validMetric, cfg.ks);
@@ -112,7 +123,8 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
     log.info({ checkpoint: opts.checkpointDir, epoch: m.epoch, val: m.metrics.val }, 'resuming from checkpoint');
   }
   const rng = new Rng(cfg.seed + startEpoch * 7919); // a resumed run draws fresh samples, reproducibly
-  const sampler = new BprSampler(data.train.users, data.train.items, data.trainByUser, data.nItems, rng);
+  // without batches() B is Triplets (the default type argument): BPR triplets over the train split
+  const sampler = model.batches?.(rng) ?? (new BprSampler(data.train.users, data.train.items, data.trainByUser, data.nItems, rng) as unknown as BatchSource<B>);
   const batches = Math.ceil(sampler.size / cfg.batch);
   const bar = opts.progress
     ? new cliProgress.SingleBar(
@@ -157,13 +169,13 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
         log.debug({ epoch, loss: record.loss, seconds }, 'epoch');
         continue;
       }
-      const emb = model.embeddings();
-      const val = evaluateEmbeddings(emb, model.dim, data, { split: 'val', ks: cfg.ks });
+      const score = splitScorer(model, data, cfg.ks);
+      const val = score('val');
       record.val = val;
       const improved = !best || val[metric] > best.val[metric];
       log.info({ epoch, loss: round(record.loss), terms: record.terms && roundAll(record.terms), seconds: round(seconds), val: roundAll(val), metric, improved }, `${opts.label ?? 'train'} epoch`);
       if (improved) {
-        const test = evaluateEmbeddings(emb, model.dim, data, { split: 'test', ks: cfg.ks });
+        const test = score('test');
         best = { epoch, val, test };
         bad = 0;
         const meta = opts.meta({
@@ -201,6 +213,14 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
     test: best.test,
     secondsPerEpoch,
   };
+}
+
+/** One evaluation's metrics by split: the model's own evaluate(), else its embeddings, computed once for both splits. */
+function splitScorer<B>(model: Trainable<B>, data: Dataset, ks: number[]): (split: Split) => Metrics {
+  if (model.evaluate) return (split) => model.evaluate!(split, ks);
+  if (!model.embeddings) throw new Error('a Trainable needs embeddings() or evaluate()');
+  let emb: Float32Array | null = null;
+  return (split) => evaluateEmbeddings((emb ??= model.embeddings!()), model.dim, data, { split, ks });
 }
 
 /** Adam's first and second moments, saved so that a resumed run continues the same optimisation. */
