@@ -101,7 +101,9 @@ export class SasRec {
     this.variables = sasrecArrayShapes(shape).map(([name, s]) => {
       const data = values.get(name);
       if (!data) throw new CheckpointError(`SASRec weight "${name}" missing`);
-      const v = tf.variable(tf.tensor(data, s, 'float32'), true, uniqueVarName(name));
+      const initial = tf.tensor(data, s, 'float32');
+      const v = tf.variable(initial, true, uniqueVarName(name));
+      initial.dispose(); // the variable holds its own reference to the values
       this.byName.set(name, v);
       return v;
     });
