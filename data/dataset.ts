@@ -163,12 +163,13 @@ export function loadDataset(dir: string, opts: { features?: boolean } = {}): Dat
   };
 }
 
-/** One line for logs: sizes per split and modality dims. */
+/** One line for logs: sizes per split, modality dims, and where the time order came from. */
 export function datasetSummary(d: Dataset): string {
   const mods = d.modalities.length ? d.modalities.map((m) => `${m.name}(${m.dim})`).join(' ') : 'none';
   return (
     `${d.name}: ${d.nUsers} users, ${d.nItems} items, interactions train ${d.train.users.length} / ` +
-    `val ${d.val.users.length} / test ${d.test.users.length}, modalities ${mods}, hash ${d.hash.slice(0, 12)}`
+    `val ${d.val.users.length} / test ${d.test.users.length}, modalities ${mods}, hash ${d.hash.slice(0, 12)}, ` +
+    `time order: ${d.order === 'timestamp' ? 'timestamp column' : 'file lines'}`
   );
 }
 
