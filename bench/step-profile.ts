@@ -2,9 +2,10 @@
  * bench:profile — per-kernel time of one training step of each model on a dataset
  * (tf.profile), to see where a step's time goes, then the mean of `--steps` unprofiled steps
  * (wall and this process's CPU time, which a busy machine inflates less) and what that makes
- * an epoch (steps per epoch = train interactions / batch), and one all-ranking evaluation of
- * each split on the model's embeddings.
- *   npm run bench:profile -- [--data ../shared/data/tiktok] [--model teacher|student|kd] [--steps 20]
+ * an epoch (steps per epoch = training examples / batch), and one all-ranking evaluation of
+ * each split on the model's embeddings (not for sasrec, whose users are encoded from sequences).
+ *   npm run bench:profile -- [--data ../shared/data/tiktok] [--model teacher|student|kd|sasrec] [--steps 20]
+ * (sasrec: one batch of next-item windows, e.g. --data ../shared/data/scientific --batch 256)
  */
 import { parseArgs } from 'node:util';
 import { initEngine, tf } from '../trainer/engine/backend.js';
@@ -19,6 +20,9 @@ import { BprSampler } from '../data/sampler.js';
 import { Rng } from '../core/rng.js';
 import { FusedAdam } from '../trainer/engine/adam.js';
 import { evaluateEmbeddings } from '../trainer/eval.js';
+import { SasRec } from '../trainer/models/sasrec.js';
+import { SEQUENTIAL_DEFAULTS, sasrecShape } from '../trainer/stages/sequential.js';
+import { SequenceWindows, userSequences } from '../data/sequences.js';
 
 const { values: a } = parseArgs({ options: { data: { type: 'string', default: '../shared/data/tiktok' }, model: { type: 'string', default: 'teacher' }, batch: { type: 'string', default: '2048' }, steps: { type: 'string', default: '20' } } });
 await initEngine('auto');
@@ -29,8 +33,18 @@ sampler.shuffle();
 const opt = new FusedAdam(1e-3);
 let step: () => tf.Scalar;
 let vars: tf.Variable[];
-let embeddings: () => Float32Array;
-if (a.model === 'student') {
+let embeddings: (() => Float32Array) | null = null;
+let perEpoch = Math.ceil(data.train.users.length / Number(a.batch));
+if (a.model === 'sasrec') {
+  const cfg = SEQUENTIAL_DEFAULTS;
+  const m = new SasRec(sasrecShape(cfg, data.nItems), { seed: 1 });
+  const windows = new SequenceWindows(userSequences(data, 0), cfg.maxLen, data.nItems, new Rng(1));
+  windows.shuffle();
+  const rng = new Rng(2);
+  vars = m.variables;
+  step = () => m.loss(windows.batch(0, Number(a.batch)), { dropout: cfg.seqDropout, loss: cfg.seqLoss, negatives: cfg.seqNegatives }, rng);
+  perEpoch = Math.ceil(windows.size / Number(a.batch));
+} else if (a.model === 'student') {
   const m = new LightGcn({ nUsers: data.nUsers, nItems: data.nItems, dim: 64, layers: 2 }, graph, { seed: 1 });
   vars = [m.ego];
   step = () => m.bprLoss(sampler.batch(0, Number(a.batch)), 1e-4);
@@ -65,7 +79,6 @@ console.log(`${a.model}: one step ${wall.toFixed(1)} ms wall (profiling adds ove
 for (const [name, e] of [...byKernel].sort((x, y) => y[1].ms - x[1].ms).slice(0, 20)) console.log(`${name.padEnd(24)} ${e.ms.toFixed(1).padStart(8)} ms  ×${e.n}`);
 
 const steps = Number(a.steps);
-const perEpoch = Math.ceil(data.train.users.length / Number(a.batch));
 const w0 = performance.now();
 const c0 = process.cpuUsage();
 for (let i = 0; i < steps; i++) {
@@ -76,8 +89,9 @@ const c = process.cpuUsage(c0);
 const cpuMs = (c.user + c.system) / 1000 / steps;
 console.log(`${a.model}: ${steps} steps, mean ${wallMs.toFixed(1)} ms wall / ${cpuMs.toFixed(1)} ms CPU per step; ${perEpoch} steps per epoch → ${((wallMs * perEpoch) / 1000).toFixed(2)} s wall / ${((cpuMs * perEpoch) / 1000).toFixed(2)} s CPU per epoch (training only)`);
 
-const emb = embeddings();
+const emb = embeddings?.();
 for (const split of ['val', 'test'] as const) {
+  if (!emb) break;
   const e0 = performance.now();
   const ec = process.cpuUsage();
   const m = evaluateEmbeddings(emb, 64, data, { split, ks: [20, 50] });

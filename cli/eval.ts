@@ -7,7 +7,7 @@ import { addSettings, engine, printJson, settingOption, settingValues } from './
 export function register(program: Command): void {
   const cmd = program
     .command('eval')
-    .description("Evaluate a student checkpoint (all-ranking Recall@K / NDCG@K; earlier splits' items masked)")
+    .description("Evaluate a student checkpoint (all-ranking Recall@K / NDCG@K; earlier splits' items masked; a sequential student encodes each user's earlier splits in time order)")
     .requiredOption('--name <name>', 'model name in the repository');
   addSettings(cmd, ['repo', 'split']);
   cmd
@@ -18,7 +18,9 @@ export function register(program: Command): void {
     .action(async (o) => {
       const v = settingValues(o, ['repo', 'split', 'ks', 'backend']);
       await engine(v.backend);
-      const m = evaluateStudent(studentCheckpointDir(v.repo, o.name), { dataDir: o.data, split: v.split, ks: v.ks });
+      // --ks not given: the model kind's default cut-offs (sasrec: 10,20,50)
+      const ks = cmd.getOptionValueSource('ks') === 'default' ? undefined : v.ks;
+      const m = evaluateStudent(studentCheckpointDir(v.repo, o.name), { dataDir: o.data, split: v.split, ks });
       if (o.json) printJson(m);
       else for (const [k, x] of Object.entries(m)) process.stdout.write(`${k.padEnd(10)} ${Number.isInteger(x) ? x : x.toFixed(4)}\n`);
     });

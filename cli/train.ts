@@ -1,11 +1,12 @@
 /** `promptmm train`: the teacher then the distilled student (or the plain student) on an MMRec-layout dataset. */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidArgumentError, type Command } from 'commander';
-import { checkValidMetric, fieldsFrom, type SettingKey } from '../core/defaults.js';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { SETTINGS, checkValidMetric, fieldsFrom, isSequentialModel, modelDefaults, type SettingKey } from '../core/defaults.js';
 import { STUDENT_FIELDS } from '../trainer/stages/student.js';
 import { TEACHER_FIELDS } from '../trainer/stages/teacher.js';
 import { KD_FIELDS } from '../trainer/stages/kd.js';
+import { SEQUENTIAL_FIELDS } from '../trainer/stages/sequential.js';
 import { runPipeline } from '../trainer/stages/pipeline.js';
 import { mergeInteractionLog } from '../data/absorb-log.js';
 import { parseFeatureFlag } from '../data/feature-files.js';
@@ -14,16 +15,18 @@ import { addSettings, engine, loadData, log, onTerminal, printJson, settingOptio
 const STAGE = ['stage', 'studentOnly', 'resume'] as const;
 const SHAPE = ['model', 'dim', 'layers', 'lr', 'reg', 'batch', 'epochs', 'seed', 'evalEvery', 'patience', 'plateauZ', 'checkpointEvery', 'ks', 'validMetric'] as const;
 const TEACHER = ['teacherLayers', 'teacherLr', 'teacherDropout', 'teacherModalWeight', 'teacherModalMix', 'promptRate', 'promptDim'] as const;
+const SEQ = ['seqBlocks', 'seqHeads', 'maxLen', 'seqDropout', 'ffDim', 'seqLoss', 'seqNegatives'] as const;
 const KD = ['pairWeight', 'listWeight', 'embWeight', 'temperature', 'listSize', 'gamma', 'binaryWeight'] as const;
 const SWITCHES = ['prompt', 'pairKd', 'listKd', 'disentangle', 'embKd', 'progress'] as const;
-const ALL = [...STAGE, 'ignoreUnknownFiles', 'logOnCorrupt', ...SHAPE, ...TEACHER, ...KD, ...SWITCHES, 'repo', 'backend'] as const satisfies readonly SettingKey[];
+const ALL = [...STAGE, 'ignoreUnknownFiles', 'logOnCorrupt', ...SHAPE, ...SEQ, ...TEACHER, ...KD, ...SWITCHES, 'repo', 'backend'] as const satisfies readonly SettingKey[];
 
 export function register(program: Command): void {
   const cmd = program
     .command('train')
     .description(
       'Train on an MMRec-layout dataset: stage 1 the multimodal teacher (<repo>/<name>/checkpoints/teacher/), ' +
-        'stage 2 the LightGCN student distilled from it (…/checkpoints/student/); --student-only trains the plain student',
+        'stage 2 the LightGCN student distilled from it (…/checkpoints/student/); --student-only trains the plain student; ' +
+        '--model sasrec trains the sequential student (SASRec on each user\'s item sequence; no teacher yet)',
     )
     .requiredOption('--data <dir>', 'dataset folder (<name>.inter + <modality>_feat.npy, or .npy files named by --feature or dataset.json)')
     .requiredOption('--name <name>', 'model name in the repository')
@@ -44,9 +47,13 @@ export function register(program: Command): void {
   );
   addSettings(cmd, ['ignoreUnknownFiles']);
   cmd.option('--interactions <logdir>', "merge a server's interaction log into the training data as train rows (written to <repo>/<name>/data-with-log/; the export records the absorbed log position)");
-  addSettings(cmd, ['logOnCorrupt', ...SHAPE, ...TEACHER, ...KD, ...SWITCHES, 'backend']);
+  addSettings(cmd, ['logOnCorrupt', ...SHAPE, ...SEQ, ...TEACHER, ...KD, ...SWITCHES, 'backend']);
   cmd.action(async (o) => {
     const v = settingValues(o, ALL);
+    // a student kind's own loop defaults (core/defaults.ts MODEL_DEFAULTS) where the flag (or its env var) was not given
+    for (const [key, value] of Object.entries(modelDefaults(v.model))) {
+      if (cmd.getOptionValueSource(new Option(SETTINGS[key as SettingKey].flag!).attributeName()) === 'default') (v as Record<string, unknown>)[key] = value;
+    }
     // Refused before any work: a metric the evaluation would not compute.
     checkValidMetric(v.validMetric, v.ks);
     if (v.resume && !existsSync(join(v.repo, o.name, 'checkpoints'))) throw new Error(`--resume: no checkpoints under ${join(v.repo, o.name, 'checkpoints')}`);
@@ -67,6 +74,7 @@ export function register(program: Command): void {
       student: fieldsFrom(v, STUDENT_FIELDS),
       teacher: fieldsFrom(v, TEACHER_FIELDS),
       kd: fieldsFrom(v, KD_FIELDS),
+      sequential: isSequentialModel(v.model) ? { ...fieldsFrom(v, SEQUENTIAL_FIELDS), model: v.model } : undefined,
       stage: v.stage,
       studentOnly: v.studentOnly,
       resume: v.resume,

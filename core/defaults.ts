@@ -38,8 +38,14 @@ export const BACKEND_NAMES = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as 
 /** ONNX Runtime execution providers the server can use. */
 export const PROVIDER_NAMES = ['cuda', 'cpu'] as const;
 /** The ID students `train --model` can build; each has its file and entry in trainer/models/registry.ts. */
-export const STUDENT_MODELS = ['lightgcn'] as const;
+export const STUDENT_MODELS = ['lightgcn', 'sasrec'] as const;
 export type StudentModelName = (typeof STUDENT_MODELS)[number];
+/** The students whose user is the ordered sequence of its items (trained by trainer/stages/sequential.ts). */
+export const SEQUENTIAL_MODELS = ['sasrec'] as const satisfies readonly StudentModelName[];
+export type SequentialModelName = (typeof SEQUENTIAL_MODELS)[number];
+export const isSequentialModel = (m: string): m is SequentialModelName => (SEQUENTIAL_MODELS as readonly string[]).includes(m);
+/** The training losses of a sequential student. */
+export const SEQ_LOSSES = ['full', 'sampled'] as const;
 
 export interface Setting<T> {
   /** the library name (a key of SETTINGS) */
@@ -277,6 +283,23 @@ function define<D extends Drafts>(drafts: D): Defined<D> {
   return out as Defined<D>;
 }
 
+/**
+ * Where a student kind trains best with other loop settings than the LightGCN defaults below: used
+ * when the flag is not given (the CLI) and by the stage's own defaults (the library). sasrec: the
+ * yardstick's batch, budget and early stopping (evaluations every 5 epochs, 6 without a better
+ * validation NDCG@10), with the cut-offs sequential papers report.
+ */
+export const MODEL_DEFAULTS = {
+  lightgcn: {},
+  sasrec: { batch: 256, epochs: 200, patience: 6, ks: [10, 20, 50], validMetric: 'ndcg@10' },
+} as const satisfies Record<StudentModelName, Partial<Record<'batch' | 'epochs' | 'patience' | 'evalEvery' | 'lr' | 'ks' | 'validMetric', unknown>>>;
+
+function modelDefaultsText(m: StudentModelName): string {
+  return Object.entries(MODEL_DEFAULTS[m])
+    .map(([k, v]) => `--${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} ${Array.isArray(v) ? v.join(',') : v}`)
+    .join(', ');
+}
+
 export const SETTINGS = define({
   // General
   repo: str({ section: 'general', flag: '--repo <dir>', env: 'PROMPTMM_REPO', default: 'models', description: 'model repository' }),
@@ -289,7 +312,7 @@ export const SETTINGS = define({
   stage: choice({ section: 'training', flag: '--stage <stage>', choices: ['all', 'teacher', 'student'], default: 'all', description: 'which stage(s) to run' }),
   studentOnly: bool({ section: 'training', flag: '--student-only', default: false, description: 'train the plain LightGCN student (BPR only, no teacher) with the same budget' }),
   resume: bool({ section: 'training', flag: '--resume', default: false, description: 'continue each stage from its checkpoint (a finished stage is skipped)' }),
-  model: choice({ section: 'training', flag: '--model <name>', choices: STUDENT_MODELS, default: 'lightgcn', description: 'the ID student of the plain stage (--student-only), rebuilt by eval, dump and export; the distillation stage trains lightgcn' }),
+  model: choice({ section: 'training', flag: '--model <name>', choices: STUDENT_MODELS, default: 'lightgcn', description: `the ID student of the plain stage (--student-only), rebuilt by eval, dump and export; the distillation stage trains lightgcn; sasrec is the sequential student (no teacher yet), with its own defaults ${modelDefaultsText('sasrec')} where those flags are not given` }),
   dim: int({ section: 'training', flag: '--dim <n>', min: 1, default: 64, description: 'embedding size (teacher and student)' }),
   layers: int({ section: 'training', flag: '--layers <n>', min: 0, default: 2, description: 'student graph propagation layers' }),
   lr: num({ section: 'training', flag: '--lr <x>', above: 0, default: 1e-3, description: 'student Adam learning rate' }),
@@ -305,6 +328,14 @@ export const SETTINGS = define({
   ks: kList({ section: 'training', flag: '--ks <list>', default: [20, 50], description: 'cut-offs K of Recall@K / NDCG@K' }),
   validMetric: metric({ section: 'training', flag: '--valid-metric <m>', default: 'recall@20', description: 'validation metric for early stopping and the best checkpoint: recall@K or ndcg@K, K one of --ks' }),
   ignoreUnknownFiles: bool({ section: 'training', flag: '--ignore-unknown-files', default: false, description: 'train without the .npy files of the dataset folder that no --feature, dataset.json or <name>_feat.npy name makes a modality (by default they are an error)' }),
+  // Sequential student (--model sasrec): the yardstick's settings (../shared/yardstick/sasrec_ref.py)
+  seqBlocks: int({ section: 'training', flag: '--seq-blocks <n>', min: 1, default: 2, description: 'sasrec: causal self-attention blocks' }),
+  seqHeads: int({ section: 'training', flag: '--seq-heads <n>', min: 1, default: 1, description: 'sasrec: attention heads (must divide --dim)' }),
+  maxLen: int({ section: 'training', flag: '--max-len <n>', min: 1, default: 50, description: "sasrec: the most recent n items of a user's sequence are its input (longer ones are truncated)" }),
+  seqDropout: num({ section: 'training', flag: '--seq-dropout <x>', min: 0, below: 1, default: 0.2, description: 'sasrec: dropout on the embeddings, attention weights, feed-forward and residual branches' }),
+  ffDim: int<number | undefined>({ section: 'training', flag: '--ff-dim <n>', min: 1, default: undefined, defaultText: '--dim', description: 'sasrec: width of the feed-forward layer' }),
+  seqLoss: choice({ section: 'training', flag: '--seq-loss <loss>', choices: SEQ_LOSSES, default: 'full', description: 'sasrec: full softmax cross-entropy over the items, or sampled softmax with a log-Q correction (large catalogs)' }),
+  seqNegatives: int({ section: 'training', flag: '--seq-negatives <n>', min: 1, default: 256, description: 'sasrec --seq-loss sampled: negatives per step, shared by the batch, drawn by train popularity' }),
   progress: bool({ section: 'training', flag: '--no-progress', default: true, description: 'no progress bar (it is drawn only on a terminal anyway)' }),
 
   // Teacher (stage 1)
@@ -413,6 +444,14 @@ export const SETTINGS = define({
   demoInteractionsPerUser: int({ section: 'demo', min: 1, default: 20, description: 'mean interactions per user of the generated dataset' }),
   demoDataSeed: int({ section: 'demo', min: 0, default: 1, description: 'random seed of the generated dataset' }),
 });
+
+// A per-model default that fails its setting's validation is a bug here, as for the defaults above.
+for (const d of Object.values(MODEL_DEFAULTS)) for (const [k, v] of Object.entries(d)) SETTINGS[k as keyof typeof SETTINGS].check(v);
+
+/** A student kind's own loop defaults (MODEL_DEFAULTS), arrays copied. */
+export function modelDefaults(m: StudentModelName): Partial<Record<keyof (typeof MODEL_DEFAULTS)['sasrec'], unknown>> {
+  return Object.fromEntries(Object.entries(MODEL_DEFAULTS[m]).map(([k, v]) => [k, Array.isArray(v) ? [...v] : v]));
+}
 
 export type SettingKey = keyof typeof SETTINGS;
 export type SettingValue<K extends SettingKey> = (typeof SETTINGS)[K] extends Setting<infer T> ? T : never;

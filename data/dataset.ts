@@ -21,7 +21,12 @@ export type { Csr };
 export interface Interactions {
   users: Int32Array;
   items: Int32Array;
+  /** each interaction's position in the dataset's time order (Dataset.order), over all splits: what sequences sort by */
+  rank: Int32Array;
 }
+
+/** Where the time order of each user's interactions comes from: a `timestamp` column (sorted stably), or the order of the lines. */
+export type InteractionOrder = 'timestamp' | 'file';
 
 export interface Modality {
   /** From "<name>_feat.npy", dataset.json or --feature, e.g. "image", "audio". */
@@ -48,6 +53,8 @@ export interface Dataset {
   trainByUser: Csr;
   valByUser: Csr;
   testByUser: Csr;
+  /** which time order `rank` follows (the loader's rule: a `timestamp` column when the header has one) */
+  order: InteractionOrder;
   /** Distinct train users per item (i.e. column counts of trainByUser). */
   itemPopularity: Int32Array;
   /** Sorted by name; empty when the folder has no feature files or features were skipped. */
@@ -130,13 +137,15 @@ export function loadDataset(dir: string, opts: LoadOptions = {}): Dataset {
     }
   }
 
-  const splits = inter.count.map((n) => ({ users: new Int32Array(n), items: new Int32Array(n) }));
+  const rank = timeRanks(inter);
+  const splits = inter.count.map((n) => ({ users: new Int32Array(n), items: new Int32Array(n), rank: new Int32Array(n) }));
   const fill = [0, 0, 0];
   for (let i = 0; i < inter.n; i++) {
     const l = inter.labels[i];
     const k = fill[l]++;
     splits[l].users[k] = inter.users[i];
     splits[l].items[k] = inter.items[i];
+    splits[l].rank[k] = rank[i];
   }
   const [train, val, test] = splits;
   const trainByUser = buildCsr(train, nUsers);
@@ -156,23 +165,27 @@ export function loadDataset(dir: string, opts: LoadOptions = {}): Dataset {
     trainByUser,
     valByUser: buildCsr(val, nUsers),
     testByUser: buildCsr(test, nUsers),
+    order: inter.times ? 'timestamp' : 'file',
     itemPopularity,
     modalities,
     ids: readDatasetIds(absDir, nUsers, nItems) ?? undefined,
   };
 }
 
-/** One line for logs: sizes per split and modality dims. */
+/** One line for logs: sizes per split, modality dims, and where the time order came from. */
 export function datasetSummary(d: Dataset): string {
   const mods = d.modalities.length ? d.modalities.map((m) => `${m.name}(${m.dim})`).join(' ') : 'none';
   return (
     `${d.name}: ${d.nUsers} users, ${d.nItems} items, interactions train ${d.train.users.length} / ` +
-    `val ${d.val.users.length} / test ${d.test.users.length}, modalities ${mods}, hash ${d.hash.slice(0, 12)}`
+    `val ${d.val.users.length} / test ${d.test.users.length}, modalities ${mods}, hash ${d.hash.slice(0, 12)}, ` +
+    `time order: ${d.order === 'timestamp' ? 'timestamp column' : 'file lines'}`
   );
 }
 
 interface RawInter {
   n: number;
+  /** the `timestamp` column's values, when the header has one */
+  times: Float64Array | null;
   users: Int32Array;
   items: Int32Array;
   labels: Uint8Array;
@@ -201,15 +214,18 @@ function parseInter(buf: Buffer, file: string): RawInter {
     }
   }
   const nCols = cols.length;
-  // role[c]: 0 = ignored column, 1 = userID, 2 = itemID, 3 = x_label.
+  // role[c]: 0 = ignored column, 1 = userID, 2 = itemID, 3 = x_label, 4 = timestamp.
   const role = new Uint8Array(nCols);
   colIdx.forEach((c, k) => (role[c] = k + 1));
+  const timeCol = cols.indexOf('timestamp');
+  if (timeCol >= 0) role[timeCol] = 4;
 
   // Capacity guess from the byte count; grown on demand.
   let cap = Math.max(1024, Math.ceil(len / 8));
   let users: Int32Array = new Int32Array(cap);
   let items: Int32Array = new Int32Array(cap);
   let labels: Uint8Array = new Uint8Array(cap);
+  let times: Float64Array | null = timeCol >= 0 ? new Float64Array(cap) : null;
   let n = 0;
   let maxUser = -1;
   let maxItem = -1;
@@ -238,10 +254,16 @@ function parseInter(buf: Buffer, file: string): RawInter {
       let u = -1;
       let it = -1;
       let lab = -1;
+      let time = 0;
       for (let i = pos; i <= stop; i++) {
         if (i < stop && buf[i] !== 0x09) continue;
         const r = col < nCols ? role[col] : 0;
-        if (r !== 0) {
+        if (r === 4) {
+          // only this column becomes a string: timestamps may be fractional or in exponent form
+          const text = buf.toString('utf8', fieldStart, i).trim();
+          time = text === '' ? NaN : Number(text);
+          if (!Number.isFinite(time)) throw new DataFileError(file, `timestamp "${fieldText(buf, fieldStart, i)}" is not a number`, `line ${line}`);
+        } else if (r !== 0) {
           const v = parseId(buf, fieldStart, i);
           if (r === 3) {
             if (v < 0 || v > 2) {
@@ -271,7 +293,13 @@ function parseInter(buf: Buffer, file: string): RawInter {
         const l2 = new Uint8Array(cap);
         l2.set(labels);
         labels = l2;
+        if (times) {
+          const t2 = new Float64Array(cap);
+          t2.set(times);
+          times = t2;
+        }
       }
+      if (times) times[n] = time;
       users[n] = u;
       items[n] = it;
       labels[n] = lab;
@@ -282,7 +310,22 @@ function parseInter(buf: Buffer, file: string): RawInter {
     }
     pos = end + 1;
   }
-  return { n, users: users.subarray(0, n), items: items.subarray(0, n), labels: labels.subarray(0, n), count, maxUser, maxItem };
+  return { n, times: times && times.subarray(0, n), users: users.subarray(0, n), items: items.subarray(0, n), labels: labels.subarray(0, n), count, maxUser, maxItem };
+}
+
+/** Each line's position in time order: by timestamp, ties (and a file without the column) in line order. */
+function timeRanks(inter: RawInter): Int32Array {
+  const rank = new Int32Array(inter.n);
+  const t = inter.times;
+  if (!t) {
+    for (let i = 0; i < inter.n; i++) rank[i] = i;
+    return rank;
+  }
+  const byTime = new Int32Array(inter.n);
+  for (let i = 0; i < inter.n; i++) byTime[i] = i;
+  byTime.sort((a, b) => t[a] - t[b] || a - b);
+  for (let r = 0; r < inter.n; r++) rank[byTime[r]] = r;
+  return rank;
 }
 
 /** Decimal digits with optional surrounding spaces → value; -1 if not an integer, -2 if too large. */

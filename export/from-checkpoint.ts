@@ -6,6 +6,7 @@ import { readAbsorbed } from '../data/absorb-log.js';
 import { loadDataset, type Dataset } from '../data/dataset.js';
 import { rowIds } from '../data/ids.js';
 import { userSequences } from '../data/sequences.js';
+import { hashMismatch } from '../data/dataset-hash.js';
 import { studentCheckpointDir, type DatasetRef } from '../trainer/stages/student.js';
 import { CHECKPOINT_FILE, hasCheckpoint, loadCheckpoint } from '../trainer/checkpoint.js';
 import type { LoopMeta } from '../trainer/loop.js';
@@ -104,10 +105,10 @@ function sasrecBundle(dir: string, name: string, dataDir?: string): BundleInput 
   const meta = ck.meta;
   if (!meta.shape || typeof meta.shape !== 'object') throw new ExportError(`${dir}: a sasrec checkpoint without meta.shape`);
   if (!meta.dataset?.dir && !dataDir) throw new ExportError(`${dir}: the checkpoint names no dataset folder; pass --data DIR`);
-  const data = loadDataset(dataDir ?? meta.dataset.dir, { features: false });
-  if (data.hash !== meta.dataset.hash) {
-    throw new ExportError(`${dir}: trained on dataset hash ${meta.dataset.hash.slice(0, 12)}, but ${data.dir} has hash ${data.hash.slice(0, 12)}`);
-  }
+  // an ID-only model: only the interactions must match, and the checkpoint fixes the number of items
+  const data = loadDataset(dataDir ?? meta.dataset.dir, { features: false, nItems: meta.shape.nItems });
+  const why = hashMismatch(meta.dataset, data, 'interactions');
+  if (why) throw new ExportError(`${dir}: ${why}`);
   const shape: SequenceShape = { ...meta.shape, lnEps: meta.lnEps };
   if (shape.nItems !== data.nItems) throw new ExportError(`${dir}: meta.shape.nItems is ${shape.nItems}, but ${data.dir} has ${data.nItems} items`);
   let forward: SasrecForward;

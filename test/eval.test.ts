@@ -15,12 +15,12 @@ function csr(rows: number[][]): Csr {
 /** 1-d embeddings: item j scores (j+1) for every user, so the ranking is items 5,4,3,… */
 function tiny(train: number[][], val: number[][], test: number[][]): { data: Dataset; u: Float32Array; i: Float32Array } {
   const nItems = 6;
-  const empty = { users: new Int32Array(), items: new Int32Array() };
+  const empty = { users: new Int32Array(), items: new Int32Array(), rank: new Int32Array() };
   const data = {
     name: 't', dir: '.', hash: '', nUsers: train.length, nItems,
     train: empty, val: empty, test: empty,
     trainByUser: csr(train), valByUser: csr(val), testByUser: csr(test),
-    itemPopularity: new Int32Array(nItems), modalities: [],
+    itemPopularity: new Int32Array(nItems), modalities: [], order: 'file',
   } as Dataset;
   return { data, u: new Float32Array(train.length).fill(1), i: Float32Array.from({ length: nItems }, (_, j) => j + 1) };
 }

@@ -1,6 +1,6 @@
 /**
- * The training loop shared by the teacher, the plain student and the distilled student:
- * BPR triplet batches, Adam, validation every few epochs, early stopping on a validation
+ * The training loop shared by the teacher, the plain student, the distilled student and the
+ * sequential student: BPR triplet batches (or the model's own, e.g. next-item windows), Adam, validation every few epochs, early stopping on a validation
  * plateau (`--valid-metric`, Recall@20 by default; plateau.ts), a progress bar. The best state
  * (weights, Adam moments, its embeddings) is kept in memory; test is evaluated once, from it, at
  * the end; the checkpoint is written at the end and every `--checkpoint-every` epochs when the
@@ -11,7 +11,7 @@ import { tf } from './engine/backend.js';
 import type { Dataset } from '../data/dataset.js';
 import { BprSampler, type Triplets } from '../data/sampler.js';
 import { Rng } from '../core/rng.js';
-import { evaluateEmbeddings, evaluateEmbeddingsWithUsers, type Metrics } from './eval.js';
+import { evaluateEmbeddingsWithUsers, type Metrics, type Split } from './eval.js';
 import { saveCheckpoint, updateCheckpointFile, type ExtraFiles, type LoadedCheckpoint, type NamedArray } from './checkpoint.js';
 import { Plateau } from './plateau.js';
 import { timed } from './timed.js';
@@ -42,16 +42,33 @@ export interface LoopConfig {
 /** Where each loop setting is declared (core/defaults.ts). */
 export const LOOP_FIELDS = { lr: 'lr', batch: 'batch', epochs: 'epochs', seed: 'seed', evalEvery: 'evalEvery', patience: 'patience', plateauZ: 'plateauZ', checkpointEvery: 'checkpointEvery', ks: 'ks', validMetric: 'validMetric' } as const;
 
-/** What the loop needs from a model. */
-export interface Trainable {
+/** An epoch's batches, in a fresh order after each shuffle(); BprSampler is one. */
+export interface BatchSource<B> {
+  readonly size: number;
+  shuffle(): void;
+  batch(start: number, n: number): B;
+}
+
+/** A split's metrics, and with `perUser` each evaluated user's value of that metric (the plateau rule's paired noise). */
+export interface Scored {
+  metrics: Metrics;
+  perUser?: Float64Array;
+}
+
+/** What the loop needs from a model; B is its batch (BPR triplets unless it brings its own batches). */
+export interface Trainable<B = Triplets> {
   /** the variables Adam updates, in a fixed order (Adam's saved moments follow it) */
   variables: tf.Variable[];
   /** the batch loss; called inside optimizer.minimize, so it must stay differentiable */
-  loss(t: Triplets): tf.Scalar;
+  loss(batch: B): tf.Scalar;
   /** optional per-term values of the last loss() call, for the logs */
   lossTerms?(): Record<string, number>;
-  /** final user+item embeddings [nUsers + nItems, dim] in evaluation mode */
-  embeddings(): Float32Array;
+  /** final user+item embeddings [nUsers + nItems, dim] in evaluation mode (scored when there is no evaluate()) */
+  embeddings?(): Float32Array;
+  /** a split's metrics in evaluation mode, for a model whose user vectors depend on the split's input (a sequence) */
+  evaluate?(split: Split, ks: number[], perUser: string): Scored;
+  /** the training batches; absent: BPR triplets over the train split */
+  batches?(rng: Rng): BatchSource<B>;
   dim: number;
   /** every array a checkpoint holds besides Adam's moments */
   arrays(): NamedArray[];
@@ -92,11 +109,15 @@ export interface LoopResult {
   time: { train: number; eval: number; checkpoint: number };
 }
 
-/** The best validation state so far, in memory: its embeddings (test is scored from them) and its checkpoint arrays. */
+/**
+ * The best validation state so far, in memory: what test is scored from at the end (its embeddings,
+ * or for a model with evaluate() its variables' values, put back before scoring) and its checkpoint arrays.
+ */
 interface BestState {
   epoch: number;
   val: Metrics;
-  embeddings: Float32Array;
+  embeddings: Float32Array | null;
+  values: Float32Array[] | null;
   /** weights and Adam moments (copies: training on does not change them) */
   arrays: NamedArray[];
   adamStep: number;
@@ -117,7 +138,7 @@ export interface LoopOptions<M extends LoopMeta> {
   label?: string;
 }
 
-export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainable, cfg: LoopConfig, opts: LoopOptions<M>): Promise<LoopResult> {
+export async function runLoop<M extends LoopMeta, B = Triplets>(data: Dataset, model: Trainable<B>, cfg: LoopConfig, opts: LoopOptions<M>): Promise<LoopResult> {
   const { log } = opts;
   checkFields(cfg, LOOP_FIELDS);
   checkValidMetric(cfg.validMetric, cfg.ks);
@@ -133,10 +154,17 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
   const vars = model.variables;
   const time = { train: 0, eval: 0, checkpoint: 0 };
   const trainSeconds: number[] = [];
-  const capture = (epoch: number, val: Metrics, embeddings: Float32Array): BestState => ({
+  if (!model.evaluate && !model.embeddings) throw new Error('a Trainable needs embeddings() or evaluate()');
+  const score = (split: Split, perUser: string): Scored & { emb: Float32Array | null } => {
+    if (model.evaluate) return { emb: null, ...model.evaluate(split, cfg.ks, perUser) };
+    const emb = model.embeddings!();
+    return { emb, ...evaluateEmbeddingsWithUsers(emb, model.dim, data, { split, ks: cfg.ks, perUser }) };
+  };
+  const capture = (epoch: number, val: Metrics, embeddings: Float32Array | null): BestState => ({
     epoch,
     val,
     embeddings,
+    values: embeddings ? null : vars.map((v) => (v.dataSync() as Float32Array).slice()),
     arrays: [...model.arrays(), ...adamArrays(optimizer, vars)],
     adamStep: optimizer.iterations,
     secondsPerEpoch: mean(trainSeconds),
@@ -147,7 +175,7 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
     startEpoch = m.epoch + 1;
     curve = m.curve.filter((r) => r.epoch <= m.epoch);
     // The model holds the checkpoint's (best) weights: that is the best state until one beats it.
-    best = capture(m.epoch, m.metrics.val, model.embeddings());
+    best = capture(m.epoch, m.metrics.val, model.embeddings?.() ?? null);
     log.info({ checkpoint: opts.checkpointDir, epoch: m.epoch, val: m.metrics.val }, 'resuming from checkpoint');
   }
   let written = opts.resume ? opts.resume.meta.epoch : 0; // the best epoch the checkpoint on disk holds
@@ -170,7 +198,8 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
   };
 
   const rng = new Rng(cfg.seed + startEpoch * 7919); // a resumed run draws fresh samples, reproducibly
-  const sampler = new BprSampler(data.train.users, data.train.items, data.trainByUser, data.nItems, rng);
+  // without batches() B is Triplets (the default type argument): BPR triplets over the train split
+  const sampler = model.batches?.(rng) ?? (new BprSampler(data.train.users, data.train.items, data.trainByUser, data.nItems, rng) as unknown as BatchSource<B>);
   const batches = Math.ceil(sampler.size / cfg.batch);
   const bar = opts.progress
     ? new cliProgress.SingleBar(
@@ -215,10 +244,7 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
         log.debug({ epoch, loss: record.loss, seconds }, 'epoch');
         continue;
       }
-      const { value: scored, seconds: evalSeconds } = timed(log, `${opts.label ?? 'train'} validation`, () => {
-        const emb = model.embeddings();
-        return { emb, ...evaluateEmbeddingsWithUsers(emb, model.dim, data, { split: 'val', ks: cfg.ks, perUser: metric }) };
-      });
+      const { value: scored, seconds: evalSeconds } = timed(log, `${opts.label ?? 'train'} validation`, () => score('val', metric));
       time.eval += evalSeconds;
       const val = scored.metrics;
       record.val = val;
@@ -247,7 +273,12 @@ export async function runLoop<M extends LoopMeta>(data: Dataset, model: Trainabl
   const endedOn: EndedOn = stoppedEarly ? 'plateau' : 'epoch cap';
   if (!stoppedEarly) log.warn({ epochs: cfg.epochs, bestEpoch: best.epoch }, `${opts.label ?? 'train'} reached the epoch cap (--epochs ${cfg.epochs}) while validation ${metric} was still making progress: it did not converge; a larger --epochs may do better`);
   const b = best;
-  const { value: test, seconds: testSeconds } = timed(log, `${opts.label ?? 'train'} test evaluation (best epoch ${b.epoch})`, () => evaluateEmbeddings(b.embeddings, model.dim, data, { split: 'test', ks: cfg.ks }));
+  const { value: test, seconds: testSeconds } = timed(log, `${opts.label ?? 'train'} test evaluation (best epoch ${b.epoch})`, () => {
+    if (b.embeddings) return evaluateEmbeddingsWithUsers(b.embeddings, model.dim, data, { split: 'test', ks: cfg.ks }).metrics;
+    // the model goes back to its best epoch's weights (it ends the stage holding them, as the checkpoint does)
+    tf.tidy(() => vars.forEach((v, n) => v.assign(tf.tensor(b.values![n], v.shape, 'float32'))));
+    return model.evaluate!('test', cfg.ks, metric).metrics;
+  });
   time.eval += testSeconds;
   const secondsPerEpoch = mean(trainSeconds);
   write(b, lastEpoch, test, { lastEpoch, stoppedEarly, secondsPerEpoch, endedOn });

@@ -201,7 +201,7 @@ class KdStudent implements Trainable {
 }
 
 /** The distilled student's Trainable (for the loop and for profiling). */
-export function kdTrainable(student: LightGcn, teacher: Teacher, data: Dataset, cfg: KdStudentConfig): Trainable & { dispose(): void } {
+export function kdTrainable(student: LightGcn, teacher: Teacher, data: Dataset, cfg: KdStudentConfig): Trainable & { embeddings(): Float32Array; dispose(): void } {
   return new KdStudent(student, teacher, data, cfg);
 }
 

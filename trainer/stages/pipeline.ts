@@ -1,6 +1,6 @@
 /**
  * `promptmm train`: stage 1 (teacher) then stage 2 (distilled student), or the plain
- * student alone. Each stage is resumable: with `resume`, a stage whose checkpoint says it
+ * student alone; `--model sasrec` trains the sequential student (no teacher yet). Each stage is resumable: with `resume`, a stage whose checkpoint says it
  * finished is skipped, an interrupted one continues from its checkpoint.
  */
 import type { BackendInfo } from '../engine/backend.js';
@@ -11,6 +11,8 @@ import type { LoopMeta } from '../loop.js';
 import { studentCheckpointDir, teacherCheckpointDir, trainStudent, type StudentConfig, type StudentMeta, type TrainResult } from './student.js';
 import { trainTeacher, type TeacherConfig, type TeacherMeta } from './teacher.js';
 import { trainKdStudent, type KdConfig } from './kd.js';
+import { SEQUENTIAL_DEFAULTS, trainSequential, type SequentialConfig } from './sequential.js';
+import { isSequentialModel } from '../../core/defaults.js';
 
 export type Stage = 'all' | 'teacher' | 'student';
 
@@ -21,6 +23,8 @@ export interface PipelineOptions {
   student: StudentConfig;
   teacher: TeacherConfig;
   kd: KdConfig;
+  /** the sequential student's settings (used when student.model is sequential) */
+  sequential?: SequentialConfig;
   stage: Stage;
   studentOnly: boolean;
   resume: boolean;
@@ -50,7 +54,12 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
   const tDir = teacherCheckpointDir(o.repo, o.name);
   const sDir = studentCheckpointDir(o.repo, o.name);
   let mode: 'kd' | 'plain' = o.studentOnly ? 'plain' : 'kd';
-  if (mode === 'kd' && data.modalities.length === 0) {
+  const sequential = isSequentialModel(o.student.model);
+  if (sequential) {
+    if (o.stage === 'teacher') throw new Error(`--stage teacher: --model ${o.student.model} has no teacher yet (its multimodal distillation is a later issue); train it with --stage all or student`);
+    if (mode === 'kd') log.warn({ model: o.student.model }, `the multimodal stages (teacher, distillation) do not apply to --model ${o.student.model} yet: training the plain sequential student`);
+    mode = 'plain';
+  } else if (mode === 'kd' && data.modalities.length === 0) {
     log.warn({ dataset: data.name }, 'the dataset has no feature file (<modality>_feat.npy, dataset.json "features" or --feature NAME=FILE) and the teacher needs at least one modality: training the plain student alone');
     mode = 'plain';
   }
@@ -65,10 +74,12 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
   }
   if (o.stage !== 'teacher') {
     if (mode === 'kd' && !hasCheckpoint(tDir)) throw new Error(`stage 2 needs a trained teacher at ${tDir} (run --stage teacher first)`);
-    report.student = await stage(sDir, o.resume, o.student.epochs, () =>
+    report.student = await stage(sDir, o.resume, sequential ? (o.sequential ?? SEQUENTIAL_DEFAULTS).epochs : o.student.epochs, () =>
       mode === 'kd'
         ? trainKdStudent(data, { ...o.student, kd: o.kd }, { ...common, checkpointDir: sDir, teacherDir: tDir, resume: canResume(sDir, o.resume) })
-        : trainStudent(data, o.student, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) }),
+        : sequential
+          ? trainSequential(data, { ...(o.sequential ?? SEQUENTIAL_DEFAULTS), model: o.student.model as SequentialConfig['model'] }, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) })
+          : trainStudent(data, o.student, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) }),
     );
   }
   if (mode === 'kd' && hasCheckpoint(tDir)) report.parameters.teacher = loadCheckpoint<TeacherMeta>(tDir).meta.parameters;

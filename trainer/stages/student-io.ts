@@ -1,13 +1,17 @@
-/** Re-evaluation and embedding dumps from a saved student checkpoint. */
+/** Re-evaluation and embedding dumps from a saved student checkpoint (embedding students and sequential ones). */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadDataset, type Dataset } from '../../data/dataset.js';
-import { loadCheckpoint, CheckpointError } from '../checkpoint.js';
+import { loadCheckpoint, CheckpointError, type LoadedCheckpoint } from '../checkpoint.js';
 import { studentKind } from '../models/registry.js';
+import { SasRec } from '../models/sasrec.js';
 import { evaluateEmbeddings, type Metrics, type Split } from '../eval.js';
+import { evaluateSequential, splitUserVectors } from '../sequential-eval.js';
 import { writeNpy } from '../../core/npy.js';
+import { isSequentialModel, modelDefaults } from '../../core/defaults.js';
 import type { StudentMeta } from './student.js';
 import { hashMismatch } from '../../data/dataset-hash.js';
+import type { SequentialMeta } from './sequential.js';
 
 export interface LoadedStudent {
   meta: StudentMeta;
@@ -17,18 +21,32 @@ export interface LoadedStudent {
 }
 
 /**
- * Loads the checkpoint and its dataset and propagates the embeddings. The student reads only
- * IDs, so only the interactions must match (by hash); the features are not opened, and the
- * checkpoint fixes the number of items.
+ * The checkpoint and its dataset. A student reads only IDs, so only the interactions must match
+ * (by hash); the features are not opened, and the checkpoint fixes the number of items.
  */
-export function loadStudent(checkpointDir: string, dataDir?: string): LoadedStudent {
-  const ck = loadCheckpoint<StudentMeta>(checkpointDir);
+function readStudent(checkpointDir: string, dataDir?: string): { ck: LoadedCheckpoint<StudentMeta | SequentialMeta>; data: Dataset } {
+  const ck = loadCheckpoint<StudentMeta | SequentialMeta>(checkpointDir);
   const meta = ck.meta;
   if (meta.kind !== 'student') throw new CheckpointError(`${checkpointDir}: not a student checkpoint (kind ${meta.kind})`);
   const legacy = meta.dataset.featuresHash === undefined; // its hash covered the feature files, which then decide nItems too
   const data = loadDataset(dataDir ?? meta.dataset.dir, { features: false, nItems: legacy ? undefined : meta.dataset.nItems });
   const why = hashMismatch(meta.dataset, data, 'interactions');
   if (why) throw new CheckpointError(`${checkpointDir}: ${why}`);
+  return { ck, data };
+}
+
+function isSequentialMeta(m: StudentMeta | SequentialMeta): m is SequentialMeta {
+  return isSequentialModel(m.model ?? 'lightgcn');
+}
+
+/** Loads an embedding student's checkpoint and its dataset and propagates the embeddings. */
+export function loadStudent(checkpointDir: string, dataDir?: string): LoadedStudent {
+  return embeddingStudent(readStudent(checkpointDir, dataDir));
+}
+
+function embeddingStudent({ ck, data }: ReturnType<typeof readStudent>): LoadedStudent {
+  const meta = ck.meta;
+  if (isSequentialMeta(meta)) throw new CheckpointError(`${ck.dir}: a ${meta.model} checkpoint has no user table (its users are encoded from their sequences)`);
   const model = studentKind(meta.model ?? 'lightgcn').create(data, meta.config, ck);
   try {
     return { meta, data, final: model.finalEmbeddings() };
@@ -37,20 +55,61 @@ export function loadStudent(checkpointDir: string, dataDir?: string): LoadedStud
   }
 }
 
+/** A sequential checkpoint's model (the caller disposes it). */
+export function loadSequential(checkpointDir: string, dataDir?: string): { meta: SequentialMeta; data: Dataset; model: SasRec } {
+  return sequentialStudent(readStudent(checkpointDir, dataDir));
+}
+
+function sequentialStudent({ ck, data }: ReturnType<typeof readStudent>): { meta: SequentialMeta; data: Dataset; model: SasRec } {
+  const meta = ck.meta;
+  if (!isSequentialMeta(meta)) throw new CheckpointError(`${ck.dir}: a ${meta.model ?? 'lightgcn'} checkpoint, not a sequential one`);
+  if (meta.shape.nItems !== data.nItems) throw new CheckpointError(`${ck.dir}: trained on ${meta.shape.nItems} items, but ${data.dir} has ${data.nItems}`);
+  return { meta, data, model: SasRec.fromCheckpoint(ck as LoadedCheckpoint<unknown>, meta.shape) };
+}
+
 export function evaluateStudent(checkpointDir: string, opts: { dataDir?: string; split: Split; ks?: number[] }): Metrics {
-  const s = loadStudent(checkpointDir, opts.dataDir);
+  const read = readStudent(checkpointDir, opts.dataDir);
+  if (isSequentialMeta(read.ck.meta)) {
+    const s = sequentialStudent(read);
+    try {
+      return evaluateSequential(s.model, s.data, { split: opts.split, ks: opts.ks ?? (modelDefaults(s.meta.model).ks as number[]) });
+    } finally {
+      s.model.dispose();
+    }
+  }
+  const s = embeddingStudent(read);
   return evaluateEmbeddings(s.final, s.meta.config.dim, s.data, { split: opts.split, ks: opts.ks });
 }
 
-/** Writes user_embeddings.npy [nUsers, d] and item_embeddings.npy [nItems, d] (row r = id r). */
-export function dumpStudent(checkpointDir: string, outDir: string, opts: { dataDir?: string } = {}): { users: string; items: string } {
-  const s = loadStudent(checkpointDir, opts.dataDir);
-  const { nUsers, nItems } = s.data;
-  const d = s.meta.config.dim;
+/**
+ * Writes user_embeddings.npy [nUsers, d] and item_embeddings.npy [nItems, d] (row r = id r). For a
+ * sequential student the user rows are the encodings of the split's inputs (train for val, train +
+ * validation for test; zeros for a user without one), so that mmrec_data.evaluate(U, I, d, split,
+ * exclude) reproduces `eval --split`.
+ */
+export function dumpStudent(checkpointDir: string, outDir: string, opts: { dataDir?: string; split?: Split } = {}): { users: string; items: string; split?: Split } {
   const out = resolve(outDir);
-  mkdirSync(out, { recursive: true });
   const users = join(out, 'user_embeddings.npy');
   const items = join(out, 'item_embeddings.npy');
+  const read = readStudent(checkpointDir, opts.dataDir);
+  if (isSequentialMeta(read.ck.meta)) {
+    const split = opts.split ?? 'test';
+    const s = sequentialStudent(read);
+    try {
+      const d = s.meta.shape.dim;
+      const u = splitUserVectors(s.model, s.data, split);
+      mkdirSync(out, { recursive: true });
+      writeNpy(users, u, [s.data.nUsers, d]);
+      writeNpy(items, s.model.itemEmbeddings(), [s.data.nItems, d]);
+      return { users, items, split };
+    } finally {
+      s.model.dispose();
+    }
+  }
+  const s = embeddingStudent(read);
+  const { nUsers, nItems } = s.data;
+  const d = s.meta.config.dim;
+  mkdirSync(out, { recursive: true });
   writeNpy(users, s.final.slice(0, nUsers * d), [nUsers, d]);
   writeNpy(items, s.final.slice(nUsers * d), [nItems, d]);
   return { users, items };
