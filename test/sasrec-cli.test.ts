@@ -10,7 +10,7 @@ import { initEngine } from '../trainer/engine/backend.js';
 import { loadDataset } from '../data/dataset.js';
 import { evaluate } from '../trainer/eval.js';
 import { readNpy } from '../core/npy.js';
-import { sasrecArrayShapes } from '../trainer/models/sasrec.js';
+import { sequenceWeightShapes } from '../repository/sasrec-weights.js';
 
 await initEngine('wasm');
 const root = mkdtempSync(join(tmpdir(), 'sasrec-cli-'));
@@ -35,7 +35,7 @@ test('train --model sasrec writes the contract checkpoint; --resume continues it
   assert.equal(meta.validMetric, 'ndcg@10'); // sasrec's own default, as --ks (10,20,50)
   assert.ok('ndcg@50' in meta.metrics.test);
   const names = new Map<string, number[]>(file.weightsManifest[0].weights.map((w: { name: string; shape: number[] }) => [w.name, w.shape]));
-  for (const [name, shape] of sasrecArrayShapes(meta.shape)) assert.deepEqual(names.get(name), shape, name);
+  for (const [name, shape] of sequenceWeightShapes(meta.shape)) assert.deepEqual(names.get(name), shape, name);
 
   const resumed = runCli('train', '--data', data, '--name', 'w', '--repo', repo, '--model', 'sasrec', '--epochs', '5', '--resume', ...small);
   assert.equal(resumed.code, 0, resumed.stderr);

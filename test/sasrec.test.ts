@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initEngine, tf } from '../trainer/engine/backend.js';
-import { SasRec, sasrecArrayShapes, type SasRecShape } from '../trainer/models/sasrec.js';
+import { SasRec, type SasRecShape } from '../trainer/models/sasrec.js';
+import { sequenceWeightShapes } from '../repository/sasrec-weights.js';
 import { Rng } from '../core/rng.js';
 import { writeSequentialDataset } from '../test-support/sequential-data.js';
 import { SasrecForward } from '../repository/sasrec-forward.js';
@@ -23,7 +24,7 @@ process.on('exit', () => rmSync(root, { recursive: true, force: true }));
 function randomWeights(s: SasRecShape, seed: number): Map<string, Float32Array> {
   const rng = new Rng(seed);
   const m = new Map<string, Float32Array>();
-  for (const [name, shape] of sasrecArrayShapes(s)) {
+  for (const [name, shape] of sequenceWeightShapes(s)) {
     const n = shape.reduce((a, b) => a * b, 1);
     const scale = name.endsWith('.g') ? 0 : name.includes('emb') ? 0.5 : 0.3;
     const v = Float32Array.from({ length: n }, () => (name.endsWith('.g') ? 1 + 0.3 * rng.normal() : scale * rng.normal()));

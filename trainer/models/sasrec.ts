@@ -12,19 +12,13 @@ import { uniqueVarName } from '../engine/names.js';
 import { Rng } from '../../core/rng.js';
 import { requireArray, CheckpointError, type LoadedCheckpoint, type NamedArray } from '../checkpoint.js';
 import type { SequenceBatch } from '../../data/sequences.js';
+import { DEFAULT_LN_EPS, sequenceWeightShapes, type SequenceShape } from '../../repository/sasrec-weights.js';
 
-export interface SasRecShape {
-  dim: number;
-  blocks: number;
-  heads: number;
-  maxLen: number;
-  ffDim: number;
-  /** catalog size; row nItems of the item table is the padding row */
-  nItems: number;
-}
+/** The encoder's architecture: the repository's one definition, shared with sequence.onnx and the bundle check. */
+export type SasRecShape = SequenceShape;
 
 /** LayerNorm epsilon (PyTorch's default, biased variance), recorded in the checkpoint as `lnEps`. */
-export const LN_EPS = 1e-5;
+export const LN_EPS = DEFAULT_LN_EPS;
 /** An attention logit that softmax turns into exactly 0 (exp underflows), as PyTorch's masked -inf. */
 const BLOCKED = -1e9;
 
@@ -33,25 +27,6 @@ export interface SeqLossOptions {
   /** 'full': softmax over every item; 'sampled': over the target and `negatives` items drawn from `sampling` (log-Q corrected) */
   loss: 'full' | 'sampled';
   negatives: number;
-}
-
-/** The checkpoint arrays of the contract, in order, with their shapes. */
-export function sasrecArrayShapes(s: SasRecShape): [string, number[]][] {
-  const d = s.dim;
-  const out: [string, number[]][] = [
-    ['seq.item_emb', [s.nItems + 1, d]],
-    ['seq.pos_emb', [s.maxLen, d]],
-  ];
-  for (let k = 0; k < s.blocks; k++) {
-    const b = `seq.b${k}`;
-    out.push([`${b}.ln1.g`, [d]], [`${b}.ln1.b`, [d]]);
-    for (const w of ['wq', 'wk', 'wv', 'wo']) out.push([`${b}.attn.${w}`, [d, d]]);
-    for (const w of ['bq', 'bk', 'bv', 'bo']) out.push([`${b}.attn.${w}`, [d]]);
-    out.push([`${b}.ln2.g`, [d]], [`${b}.ln2.b`, [d]]);
-    out.push([`${b}.ffn.w1`, [d, s.ffDim]], [`${b}.ffn.b1`, [s.ffDim]], [`${b}.ffn.w2`, [s.ffDim, d]], [`${b}.ffn.b2`, [d]]);
-  }
-  out.push(['seq.ln.g', [d]], ['seq.ln.b', [d]]);
-  return out;
 }
 
 /** Checks a shape before any weight is made: the error names the flag. */
@@ -69,7 +44,7 @@ function initialValues(s: SasRecShape, seed: number): Map<string, Float32Array> 
   const rng = new Rng(seed);
   const out = new Map<string, Float32Array>();
   const uniform = (n: number, bound: number) => Float32Array.from({ length: n }, () => (rng.next() * 2 - 1) * bound);
-  for (const [name, shape] of sasrecArrayShapes(s)) {
+  for (const [name, shape] of sequenceWeightShapes(s)) {
     const n = shape.reduce((a, b) => a * b, 1);
     const leaf = name.slice(name.lastIndexOf('.') + 1);
     let v: Float32Array;
@@ -98,7 +73,7 @@ export class SasRec {
   ) {
     checkSasRecShape(shape);
     const values = init instanceof Map ? init : initialValues(shape, (init as { seed: number }).seed);
-    this.variables = sasrecArrayShapes(shape).map(([name, s]) => {
+    this.variables = sequenceWeightShapes(shape).map(([name, s]) => {
       const data = values.get(name);
       if (!data) throw new CheckpointError(`SASRec weight "${name}" missing`);
       const initial = tf.tensor(data, s, 'float32');
@@ -112,7 +87,7 @@ export class SasRec {
   /** From a checkpoint's arrays (the contract's names and shapes). */
   static fromCheckpoint(ck: LoadedCheckpoint<unknown>, shape: SasRecShape): SasRec {
     const values = new Map<string, Float32Array>();
-    for (const [name, s] of sasrecArrayShapes(shape)) values.set(name, requireArray(ck, name, s).data);
+    for (const [name, s] of sequenceWeightShapes(shape)) values.set(name, requireArray(ck, name, s).data);
     return new SasRec(shape, values);
   }
 
@@ -126,7 +101,7 @@ export class SasRec {
 
   /** The weights as checkpoint arrays (stable names). */
   arrays(): NamedArray[] {
-    return sasrecArrayShapes(this.shape).map(([name, s]) => ({ name, shape: s, data: (this.p(name).dataSync() as Float32Array).slice() }));
+    return sequenceWeightShapes(this.shape).map(([name, s]) => ({ name, shape: s, data: (this.p(name).dataSync() as Float32Array).slice() }));
   }
 
   /** Item rows 0..nItems-1 of the item table (the padding row left out), [nItems, dim]. */
