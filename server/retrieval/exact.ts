@@ -6,6 +6,7 @@
  */
 import ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
+import { MicroBatcher } from './micro-batcher.js';
 import { DEFAULTS } from '../../core/defaults.js';
 import { openOnnxSession } from './onnx-session.js';
 import { rank, unseen, wanted, type ItemTable, type Retriever } from './retriever.js';
@@ -25,9 +26,7 @@ interface Pending {
 export const MAX_EXACT_BATCH = 256;
 
 export class ExactScorer {
-  private queue: Pending[] = [];
-  private running = false;
-  private closed = false;
+  private readonly batcher = new MicroBatcher<Pending>(MAX_EXACT_BATCH, (batch) => this.runBatch(batch));
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -46,20 +45,9 @@ export class ExactScorer {
 
   /** Top k rows of items·vector, ties by lower row; k is capped at the catalog size. */
   topK(vector: Float32Array, k: number): Promise<TopK> {
-    if (this.closed) return Promise.reject(new Error('exact scorer is closed'));
+    if (this.batcher.closed) return Promise.reject(new Error('exact scorer is closed'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ vector, k: Math.min(k, this.nItems), resolve, reject });
-      if (!this.running) this.drain();
-    });
-  }
-
-  private drain(): void {
-    if (this.running || this.queue.length === 0) return;
-    this.running = true;
-    const batch = this.queue.splice(0, MAX_EXACT_BATCH);
-    void this.runBatch(batch).finally(() => {
-      this.running = false;
-      this.drain();
+      this.batcher.add({ vector, k: Math.min(k, this.nItems), resolve, reject });
     });
   }
 
@@ -88,9 +76,8 @@ export class ExactScorer {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
     // Let queued work finish on this session before releasing it.
-    while (this.running || this.queue.length) await new Promise((r) => setTimeout(r, 5));
+    await this.batcher.close();
     await this.session.release();
   }
 }

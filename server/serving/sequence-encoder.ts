@@ -7,6 +7,7 @@
  */
 import ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
+import { MicroBatcher } from '../retrieval/micro-batcher.js';
 import { openOnnxSession } from '../retrieval/onnx-session.js';
 
 interface Pending {
@@ -19,9 +20,7 @@ interface Pending {
 export const MAX_ENCODER_BATCH = 256;
 
 export class SequenceEncoder {
-  private queue: Pending[] = [];
-  private running = false;
-  private closed = false;
+  private readonly batcher = new MicroBatcher<Pending>(MAX_ENCODER_BATCH, (batch) => this.runBatch(batch));
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -39,11 +38,10 @@ export class SequenceEncoder {
 
   /** The user vector of a non-empty sequence of item rows (oldest first; only the last maxLen count). */
   encode(items: Int32Array): Promise<Float32Array> {
-    if (this.closed) return Promise.reject(new Error('sequence encoder is closed'));
+    if (this.batcher.closed) return Promise.reject(new Error('sequence encoder is closed'));
     if (items.length === 0) return Promise.reject(new RangeError('an empty sequence has no vector'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ items, resolve, reject });
-      if (!this.running) this.drain();
+      this.batcher.add({ items, resolve, reject });
     });
   }
 
@@ -59,16 +57,6 @@ export class SequenceEncoder {
     });
     const out = await this.session.run({ items: new ort.Tensor('int64', rows, [b, width]) });
     return out.user.data as Float32Array;
-  }
-
-  private drain(): void {
-    if (this.running || this.queue.length === 0) return;
-    this.running = true;
-    const batch = this.queue.splice(0, MAX_ENCODER_BATCH);
-    void this.runBatch(batch).finally(() => {
-      this.running = false;
-      this.drain();
-    });
   }
 
   private async runBatch(batch: Pending[]): Promise<void> {
@@ -93,9 +81,8 @@ export class SequenceEncoder {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
     // Let queued work finish on this session before releasing it.
-    while (this.running || this.queue.length) await new Promise((r) => setTimeout(r, 5));
+    await this.batcher.close();
     await this.session.release();
   }
 }
