@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { SETTINGS, fromEnv } from '../core/defaults.js';
 import { addSettings, log, settingValues } from './options.js';
 
-const KEYS = ['serveName', 'repo', 'host', 'port', 'retrieval', 'ef', 'providers', 'pollSeconds', 'onnxThreads', 'cacheUsers', 'maxBatchEntries', 'batchSliceEntries', 'maxBatchEntriesInFlight', 'headersTimeoutMs', 'requestTimeoutMs', 'keepAliveTimeoutMs', 'socketTimeoutMs', 'maxConnections', 'drainTimeoutMs', 'logDir', 'logOnCorrupt', 'commitWindowMs', 'onlineSteps', 'roundEvery', 'roundSeconds', 'roundLr', 'roundEpochs', 'roundReplay', 'maxOnlineUsers', 'replaySlice', 'snapshotEvery', 'snapshotSeconds', 'snapshotDir'] as const;
+const KEYS = ['serveName', 'repo', 'host', 'port', 'retrieval', 'ef', 'providers', 'pollSeconds', 'onnxThreads', 'cacheUsers', 'maxBatchEntries', 'batchSliceEntries', 'maxBatchEntriesInFlight', 'headersTimeoutMs', 'requestTimeoutMs', 'keepAliveTimeoutMs', 'socketTimeoutMs', 'maxConnections', 'drainTimeoutMs', 'logDir', 'logOnCorrupt', 'commitWindowMs', 'sharedLog', 'allowVolatileLog', 'onlineSteps', 'roundEvery', 'roundSeconds', 'roundLr', 'roundEpochs', 'roundReplay', 'maxOnlineUsers', 'replaySlice', 'snapshotEvery', 'snapshotSeconds', 'snapshotDir'] as const;
 
 export function register(program: Command): void {
   const cmd = program.command('serve').description('Serve top-K recommendations over HTTP from the newest valid bundle of a model; hot-reloads new versions');
@@ -28,6 +28,8 @@ export function register(program: Command): void {
           logDir: v.logDir,
           logOnCorrupt: v.logOnCorrupt,
           commitWindowMs: v.commitWindowMs,
+          sharedLog: v.sharedLog,
+          allowVolatileLog: v.allowVolatileLog,
           connections: { headersTimeoutMs: v.headersTimeoutMs, requestTimeoutMs: v.requestTimeoutMs, keepAliveTimeoutMs: v.keepAliveTimeoutMs, socketTimeoutMs: v.socketTimeoutMs, maxConnections: v.maxConnections, drainTimeoutMs: v.drainTimeoutMs },
           requestLimits: { maxBatchEntries: v.maxBatchEntries, sliceEntries: v.batchSliceEntries, maxEntriesInFlight: v.maxBatchEntriesInFlight },
           online: {

@@ -1,6 +1,6 @@
 /** `promptmm train`: the teacher then the distilled student (or the plain student) on an MMRec-layout dataset. */
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { SETTINGS, checkValidMetric, fieldsFrom, isSequentialModel, modelDefaults, type SettingKey } from '../core/defaults.js';
 import { STUDENT_FIELDS } from '../trainer/stages/student.js';
@@ -8,7 +8,8 @@ import { TEACHER_FIELDS } from '../trainer/stages/teacher.js';
 import { KD_FIELDS } from '../trainer/stages/kd.js';
 import { SEQUENTIAL_FIELDS } from '../trainer/stages/sequential.js';
 import { runPipeline } from '../trainer/stages/pipeline.js';
-import { mergeInteractionLog } from '../data/absorb-log.js';
+import { mergeInteractionLog, mergeLogEntries, readAbsorbed, type Absorbed } from '../data/absorb-log.js';
+import { isRedisLogUrl, RedisStreamLog } from '../repository/redis-stream-log.js';
 import { parseFeatureFlag } from '../data/feature-files.js';
 import { addSettings, engine, loadData, log, onTerminal, printJson, settingOption, settingValues } from './options.js';
 
@@ -60,7 +61,7 @@ export function register(program: Command): void {
     let dataDir: string = o.data;
     if (o.interactions) {
       dataDir = join(v.repo, o.name, 'data-with-log');
-      const a = mergeInteractionLog(o.data, o.interactions, dataDir, { onCorrupt: v.logOnCorrupt });
+      const a = isRedisLogUrl(o.interactions) ? await mergeStream(o.data, o.interactions, dataDir) : mergeInteractionLog(o.data, o.interactions, dataDir, { onCorrupt: v.logOnCorrupt });
       log.info({ dir: dataDir, interactions: a.interactions, newUsers: a.newUsers, logPosition: a.logPosition }, 'interaction log merged into the training data');
       if (a.unknownItems) log.warn({ records: a.unknownItems }, 'interaction log: records naming items this dataset lacks were not absorbed (a log of another catalog?)');
     }
@@ -84,4 +85,25 @@ export function register(program: Command): void {
     });
     printJson({ name: o.name, backend: info.backend, ...report });
   });
+}
+
+/**
+ * The nightly retrain on a shared stream: every entry still in it (trimming removes only what
+ * every version absorbed, so what a bundle lacks is there) up to the head when it was read.
+ */
+async function mergeStream(dataDir: string, url: string, outDir: string): Promise<Absorbed> {
+  if (resolve(dataDir) === resolve(outDir)) throw new Error(`--data ${dataDir} is where the merged data is written: copy it elsewhere first (the merge replaces that folder)`);
+  // A dataset that already absorbed a prefix of the stream (last night's merge): only what follows.
+  const from = readAbsorbed(dataDir)?.logPosition ?? 0;
+  const stream = await RedisStreamLog.open(url, { readOnly: true });
+  try {
+    const entries = await stream.read(from);
+    if (entries.length && entries[0].position !== from + 1) {
+      throw new Error(`the stream ${url} no longer holds positions ${from + 1}–${entries[0].position - 1} (trimmed: every version absorbed them): train on a dataset that absorbed them too, such as the data-with-log folder of the retrain that produced those versions`);
+    }
+    const position = entries.length ? entries[entries.length - 1].position : Math.max(from, await stream.head());
+    return mergeLogEntries(dataDir, { entries, position, source: url }, outDir);
+  } finally {
+    await stream.close();
+  }
 }

@@ -403,6 +403,11 @@ export const SETTINGS = define({
   // 0: every append of an event-loop turn in one fdatasync (the flush runs in that turn's check phase)
   commitWindowMs: num({ section: 'serving', flag: '--commit-window-ms <ms>', env: 'PROMPTMM_COMMIT_WINDOW_MS', min: 0, max: 50, default: 0, description: 'group commit of the interaction log: appends arriving within this many ms of the first share one write + fdatasync (0 = those of one event-loop turn); an acknowledgement waits at most this much longer' }),
   logOnCorrupt: choice({ section: 'serving', flag: '--log-on-corrupt <mode>', env: 'PROMPTMM_LOG_ON_CORRUPT', choices: ['fail', 'skip'], default: 'fail', description: 'damage before acknowledged records of the interaction log (serve, train --interactions): fail (refuse, naming segment and byte) or skip (quarantine those records, keep every position)' }),
+  // Replicas: the interaction log on a Redis stream shared by several servers (repository/redis-stream-log.ts)
+  sharedLog: str<string | undefined>({ section: 'serving', flag: '--log <url>', env: 'PROMPTMM_LOG', default: undefined, defaultText: 'the local segment log (--log-dir)', description: 'the interaction log on a Redis stream shared by replicas: redis://HOST:PORT/DB?stream=NAME (serve, finetune, train --interactions)' }),
+  allowVolatileLog: bool({ section: 'serving', flag: '--allow-volatile-log', env: 'PROMPTMM_ALLOW_VOLATILE_LOG', default: false, description: 'accept a Redis server that does not fsync every write (appendonly yes + appendfsync always): acknowledged interactions may then be lost' }),
+  followBlockMs: int({ section: 'serving', min: 10, max: 60_000, default: 1_000, description: 'a replica waits at most this long on the shared stream per read (also how soon it notices a stop)' }),
+  applyWaitMs: int({ section: 'serving', min: 0, max: 60_000, default: 2_000, description: 'a write on a shared log is answered once this replica applied it, or after this many ms (it is durable either way)' }),
   token: str<string | undefined>({ section: 'serving', env: 'PROMPTMM_TOKEN', default: undefined, defaultText: 'unset: those endpoints are off', description: 'turns on the admin and write endpoints (POST /interactions, POST /admin/reload, POST /admin/finetune) behind "Authorization: Bearer <token>"' }),
 
   // Online learning while serving

@@ -9,7 +9,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { InteractionLog, type OnCorrupt } from '../repository/interaction-log.js';
+import { InteractionLog, type LogEntry, type OnCorrupt } from '../repository/interaction-log.js';
 import { writeFileAtomic } from '../core/atomic.js';
 import { DataFileError } from '../core/errors.js';
 import { loadDataset } from './dataset.js';
@@ -20,6 +20,7 @@ export const ABSORBED_FILE = 'absorbed.json';
 
 export interface Absorbed {
   logPosition: number;
+  /** the log's folder, or the shared stream's address (redis://…) */
   logDir: string;
   interactions: number;
   /** Users first seen in the log, appended as new rows. */
@@ -40,8 +41,25 @@ export function readAbsorbed(dataDir: string): Absorbed | null {
  * (a live server's write in progress) is not read.
  */
 export function mergeInteractionLog(dataDir: string, logDir: string, outDir: string, opts: { onCorrupt?: OnCorrupt } = {}): Absorbed {
-  const src = resolve(dataDir);
   if (!existsSync(logDir)) throw new DataFileError(logDir, 'interaction log folder not found');
+  // Read-only: the server may be appending to this log right now; the retrain must not cut what
+  // looks like a torn tail (it may be a write in progress) nor write quarantine copies.
+  const log = InteractionLog.open(logDir, { readOnly: true, onCorrupt: opts.onCorrupt });
+  // log.position, not the last entry's: skipped damaged records after it are absorbed too (never replayed)
+  return mergeLogEntries(dataDir, { entries: log.read(0), position: log.position, source: resolve(logDir) }, outDir);
+}
+
+/** What was read of a log for the merge: its entries, the position they reach, where they came from. */
+export interface LogRead {
+  entries: readonly LogEntry[];
+  position: number;
+  source: string;
+}
+
+/** mergeInteractionLog for entries already read (a shared stream's, train --interactions redis://…). */
+export function mergeLogEntries(dataDir: string, read: LogRead, outDir: string): Absorbed {
+  const src = resolve(dataDir);
+  const entries = read.entries;
   const inter = readdirSync(src).filter((f) => f.endsWith('.inter'));
   if (inter.length !== 1) throw new DataFileError(src, `expected one .inter file, found ${inter.length}`);
   const text = readFileSync(join(src, inter[0]), 'utf8');
@@ -49,10 +67,6 @@ export function mergeInteractionLog(dataDir: string, logDir: string, outDir: str
   const iu = header.indexOf('userID');
   const ii = header.indexOf('itemID');
   const il = header.indexOf('x_label');
-  // Read-only: the server may be appending to this log right now; the retrain must not cut what
-  // looks like a torn tail (it may be a write in progress) nor write quarantine copies.
-  const log = InteractionLog.open(logDir, { readOnly: true, onCorrupt: opts.onCorrupt });
-  const entries = log.read(0);
   // Rows by external id: the dataset's own (ids.json, else row numbers), then users new in the log.
   const base = loadDataset(src, { features: false });
   const userIds = base.ids?.users.slice() ?? rowIds(base.nUsers);
@@ -90,8 +104,7 @@ export function mergeInteractionLog(dataDir: string, logDir: string, outDir: str
   if (base.ids || userIds.some((id, r) => id !== String(r))) {
     writeFileAtomic(join(out, IDS_FILE), Buffer.from(JSON.stringify({ users: userIds, items: itemIds })));
   }
-  // log.position, not the last entry's: skipped damaged records after it are absorbed too (never replayed)
-  const absorbed: Absorbed = { logPosition: log.position, logDir: resolve(logDir), interactions: lines.length, newUsers, unknownItems };
+  const absorbed: Absorbed = { logPosition: read.position, logDir: read.source, interactions: lines.length, newUsers, unknownItems };
   writeFileAtomic(join(out, ABSORBED_FILE), Buffer.from(JSON.stringify(absorbed, null, 2) + '\n'));
   return absorbed;
 }

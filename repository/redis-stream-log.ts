@@ -236,6 +236,12 @@ export class RedisStreamLog {
     return out;
   }
 
+  /** Ends a blocked waitRead (it rejects): for shutting a follower down without waiting out its block. */
+  interruptReads(): void {
+    this.reader?.disconnect();
+    this.reader = null;
+  }
+
   /** Entries in the stream (after trims). */
   async length(): Promise<number> {
     return this.redis.xlen(this.address.stream);

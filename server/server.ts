@@ -14,6 +14,8 @@ import type { RequestLimits } from './routes/recommend.js';
 import type { ServingModel } from './serving/serving-model.js';
 import { Reloader } from './serving/reloader.js';
 import { InteractionLog } from '../repository/interaction-log.js';
+import { RedisStreamLog } from '../repository/redis-stream-log.js';
+import type { FollowerOptions } from './online/stream-follower.js';
 import { OnlineLearner, ONLINE_DEFAULTS, type OnlineConfig } from './online/online-learner.js';
 import { SNAPSHOT_FOLDER } from './online/snapshot.js';
 import { join } from 'node:path';
@@ -43,6 +45,16 @@ export interface ServeConfig {
   logOnCorrupt?: 'fail' | 'skip';
   /** Group-commit window of the interaction log in ms (default in core/defaults.ts: 0, one event-loop turn). */
   commitWindowMs?: number;
+  /**
+   * The interaction log on a Redis stream shared by replicas (redis://HOST:PORT/DB?stream=NAME)
+   * instead of the local segments: every replica applies every entry; rounds and snapshots are
+   * then off here (promptmm finetune runs rounds under a lease and publishes versions).
+   */
+  sharedLog?: string;
+  /** Accept a Redis server that does not fsync every write (logged loudly). */
+  allowVolatileLog?: boolean;
+  /** How the shared stream is followed (defaults in core/defaults.ts). */
+  follow?: Partial<Pick<FollowerOptions, 'blockMs' | 'applyWaitMs'>>;
   online?: Partial<OnlineConfig>;
   /** Cost limits of POST /recommend (REQUEST_LIMITS in server/routes/recommend.ts). */
   requestLimits?: Partial<RequestLimits>;
@@ -85,10 +97,27 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
   new client.Gauge({ name: 'promptmm_result_cache_hits', help: 'Result-cache hits of the served version', registers: [metrics.registry], collect() { this.set(holder.model?.cache.hits ?? 0); } });
   new client.Gauge({ name: 'promptmm_result_cache_misses', help: 'Result-cache misses of the served version', registers: [metrics.registry], collect() { this.set(holder.model?.cache.misses ?? 0); } });
   const load = { providers: cfg.providers, onnxThreads: cfg.onnxThreads, ef: cfg.ef, cacheUsers: cfg.cacheUsers ?? DEFAULTS.cacheUsers, log, onExactBatch: (n: number) => metrics.exactBatchSize.observe(n) };
-  const ilog = InteractionLog.open(cfg.logDir ?? join(modelDir(cfg.repo, cfg.name), 'interactions'), { log, onCorrupt: cfg.logOnCorrupt ?? DEFAULTS.logOnCorrupt, commitWindowMs: cfg.commitWindowMs ?? DEFAULTS.commitWindowMs });
-  new client.Gauge({ name: 'promptmm_interaction_log_skipped_records', help: 'Damaged interaction-log records skipped (quarantined) at open', registers: [metrics.registry], collect() { this.set(ilog.skippedRecords); } });
-  new client.Gauge({ name: 'promptmm_interaction_log_bytes', help: 'Bytes in the interaction log segments', registers: [metrics.registry], collect() { this.set(ilog.bytes()); } });
-  const online = new OnlineLearner(holder, ilog, { ...ONLINE_DEFAULTS, snapshotDir: join(modelDir(cfg.repo, cfg.name), SNAPSHOT_FOLDER), providers: cfg.providers, ...given(cfg.online) }, metrics, log);
+  // Without a token there are no write endpoints: a read-only replica needs no durability check.
+  const shared = cfg.sharedLog ? await RedisStreamLog.open(cfg.sharedLog, { log, allowVolatile: cfg.allowVolatileLog, readOnly: !cfg.token }) : null;
+  const local = shared ? null : InteractionLog.open(cfg.logDir ?? join(modelDir(cfg.repo, cfg.name), 'interactions'), { log, onCorrupt: cfg.logOnCorrupt ?? DEFAULTS.logOnCorrupt, commitWindowMs: cfg.commitWindowMs ?? DEFAULTS.commitWindowMs });
+  const ilog = shared ?? local!;
+  const registers = [metrics.registry];
+  if (local) {
+    new client.Gauge({ name: 'promptmm_interaction_log_skipped_records', help: 'Damaged interaction-log records skipped (quarantined) at open', registers, collect() { this.set(local.skippedRecords); } });
+    new client.Gauge({ name: 'promptmm_interaction_log_bytes', help: 'Bytes in the interaction log segments', registers, collect() { this.set(local.bytes()); } });
+  }
+  const onlineCfg = { ...ONLINE_DEFAULTS, snapshotDir: join(modelDir(cfg.repo, cfg.name), SNAPSHOT_FOLDER), providers: cfg.providers, ...given(cfg.online) };
+  // A replica's rounds would move item vectors differently from the others': the finetune worker runs them.
+  if (shared) Object.assign(onlineCfg, { snapshotDir: undefined, roundEvery: 0, roundSeconds: 0, snapshotEvery: 0, snapshotSeconds: 0 });
+  const online = new OnlineLearner(holder, ilog, onlineCfg, metrics, log);
+  if (shared) {
+    const f = online.follow({ blockMs: cfg.follow?.blockMs ?? DEFAULTS.followBlockMs, applyWaitMs: cfg.follow?.applyWaitMs ?? DEFAULTS.applyWaitMs, slice: onlineCfg.replaySlice });
+    new client.Gauge({ name: 'promptmm_log_consumer_lag', help: 'Shared-log entries this replica has not applied yet (stream head − applied position)', registers, collect() { this.set(f.lag); } });
+    new client.Gauge({ name: 'promptmm_log_stream_length', help: 'Entries in the shared stream (after trims), as last read', registers, collect() { this.set(f.length); } });
+    new client.Gauge({ name: 'promptmm_log_reconnects', help: 'Times the connection to the shared log was re-established', registers, collect() { this.set(shared.reconnects); } });
+    new client.Gauge({ name: 'promptmm_log_degraded', help: '1 while the shared log cannot be read (answers from the last state, writes refused)', registers, collect() { this.set(f.degraded || !shared.connected ? 1 : 0); } });
+    new client.Gauge({ name: 'promptmm_log_read_errors', help: 'Failed reads of the shared log', registers, collect() { this.set(f.readErrors); } });
+  }
   // Before a version goes live: its online-state snapshot and the log records after it (or after
   // what the bundle absorbed), replayed in slices while the old version serves; the records
   // acknowledged meanwhile are applied in the last step, synchronously with the swap, so no
@@ -106,8 +135,13 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
     // Best effort: a version must not be refused (and the records captured for its swap kept
     // growing) because archiving failed; the next swap tries again.
     try {
-      const moved = ilog.compact(absorbed);
-      if (moved) log.info({ segments: moved, absorbedUpTo: absorbed }, 'interaction log: absorbed segments moved to archive/');
+      if (local) {
+        const moved = local.compact(absorbed);
+        if (moved) log.info({ segments: moved, absorbedUpTo: absorbed }, 'interaction log: absorbed segments moved to archive/');
+      } else if (cfg.token && absorbed > 0) {
+        const trimmed = await shared!.trim(absorbed);
+        if (trimmed) log.info({ entries: trimmed, absorbedUpTo: absorbed }, 'shared interaction log: entries every version absorbed trimmed (XTRIM MINID)');
+      }
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'interaction log: archiving absorbed segments failed; retried at the next swap');
     }

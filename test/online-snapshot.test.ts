@@ -137,7 +137,7 @@ test('the snapshot file: framing, checksum and fit are checked before anything i
   try {
     await post(s, firstBatch);
     const m = s.holder.model!;
-    const logDir = s.online.log.dir;
+    const logDir = (s.online.log as InteractionLog).dir;
     const st = new VersionState(m, 0);
     st.userMoved(1);
     const buf = encodeSnapshot(st, logDir);
@@ -179,7 +179,7 @@ test('a snapshot copied in slices while interactions arrive is the state at the 
       const user = n % 3 === 0 ? `u${1 + (n % 40)}` : n % 3 === 1 ? `n${1 + 2 * (n % 5)}` : `fresh${n}`;
       assert.equal((await post(s, [{ user, item: `i${(n * 17) % 300}` }])).statusCode, 200);
     };
-    const parts = await captureSnapshot(st, s.online.log.dir, pause, 5);
+    const parts = await captureSnapshot(st, (s.online.log as InteractionLog).dir, pause, 5);
     assert.ok(n > 20, `${n} writes between slices`);
     const at = states.get(parts.header.position);
     assert.ok(at, `position ${parts.header.position} is one the capture could end at`);

@@ -106,6 +106,15 @@ export const Ready = Type.Object({
       dataset: Type.String(),
     }),
   ),
+  /** A shared log (Redis stream): whether this replica can read it, and how far behind it is. */
+  log: Type.Optional(
+    Type.Object({
+      kind: Type.String(),
+      degraded: Type.Boolean(),
+      lag: Type.Integer(),
+      error: Type.Optional(Type.String()),
+    }),
+  ),
 });
 
 /**

@@ -15,6 +15,13 @@
  * last few are applied synchronously right before the swap. Users learned online are capped
  * (online-users.ts). Snapshots are written every N records or S seconds and on close.
  *
+ * On a shared log (a Redis stream several replicas write to) nothing is applied at ingest: the
+ * stream follower (stream-follower.ts) applies every entry, this replica's and the others', in
+ * position order, and a write is answered once its entries are applied here (read-your-writes).
+ * Negatives are seeded by the entry's position, so replicas that applied the same prefix of the
+ * stream hold the same state. Rounds and snapshots are off there: one lease holder
+ * (`promptmm finetune`) runs rounds and publishes them as bundle versions.
+ *
  * A sequential version (SASRec) learns nothing online: an interaction joins the user's sequence
  * and seen set and drops the user's cached answers, so the next answer encodes the new
  * sequence; no vector steps, no rounds, no snapshots (a restart replays the log from the
@@ -32,7 +39,9 @@ import { movedItems, refreshAnn, refreshExact, trainingPairs, trainPairs } from 
 import { captureSnapshot, captureSnapshotSync, checkSnapshot, readSnapshot, removeOtherSnapshots, restoreSnapshot, serializeSnapshot, snapshotPath, writeSnapshotFile, type Snapshot, type SnapshotParts } from './snapshot.js';
 import { bprStep, graphStep, sampleNegative } from './steps.js';
 import { VersionState } from './version-state.js';
-import type { InteractionLog, LogEntry, LoggedInteraction } from '../../repository/interaction-log.js';
+import { InteractionLog, type LogEntry, type LoggedInteraction } from '../../repository/interaction-log.js';
+import type { RedisStreamLog } from '../../repository/redis-stream-log.js';
+import { StreamFollower, type FollowerOptions } from './stream-follower.js';
 import type { ServerMetrics } from '../common/metrics.js';
 import type { Interaction, InteractionsReply } from '../common/schemas.js';
 import type { ModelHolder } from '../serving/model-holder.js';
@@ -111,7 +120,10 @@ export const ONLINE_DEFAULTS: OnlineConfig = defaultsFor(ONLINE_FIELDS);
 const MAX_RECENT = 200_000;
 
 export class OnlineLearner {
+  /** Rounds' sampling (the immediate steps are seeded by each entry's position instead). */
   private rng = new Rng(12345);
+  /** On a shared log: what applies the stream's entries (own and other replicas'). */
+  follower: StreamFollower | null = null;
   /** Interactions since the last round, with the version whose rows and items they index (and the user, as rows are reused). */
   private recent = new NewestQueue<{ m: ServingModel; row: number; item: number; user: string }>(MAX_RECENT);
   private roundTimer: NodeJS.Timeout | null = null;
@@ -135,7 +147,7 @@ export class OnlineLearner {
 
   constructor(
     private readonly holder: ModelHolder,
-    readonly log: InteractionLog,
+    readonly log: InteractionLog | RedisStreamLog,
     private readonly cfg: OnlineConfig,
     private readonly metrics: ServerMetrics,
     private readonly logger: Logger,
@@ -190,6 +202,7 @@ export class OnlineLearner {
       this.logger.warn({ rejected: rejected.slice(0, 5), count: rejected.length }, 'interactions rejected');
     }
     if (!ok.length) return { accepted: 0, rejected, log_position: this.log.position };
+    if (this.follower) return this.ingestShared(ok, rejected);
     const t0 = performance.now();
     const position = await this.log.append(ok);
     this.metrics.ackSeconds.observe((performance.now() - t0) / 1000);
@@ -208,6 +221,42 @@ export class OnlineLearner {
     this.metrics.interactionsAccepted.inc(ok.length);
     this.maybeRound();
     return { accepted: ok.length, rejected, log_position: position };
+  }
+
+  /**
+   * A write to the shared stream: durable once Redis answers; answered once the follower has
+   * applied it here, so this replica's next answer reflects it (other replicas follow within
+   * their lag). A stream that cannot be reached is a 503: nothing was acknowledged.
+   */
+  private async ingestShared(ok: LoggedInteraction[], rejected: InteractionsReply['rejected']): Promise<InteractionsReply> {
+    const follower = this.follower!;
+    const t0 = performance.now();
+    let position: number;
+    try {
+      position = await this.log.append(ok);
+    } catch (err) {
+      throw Object.assign(new Error(`the shared interaction log is unavailable: ${(err as Error).message}; retry`), { statusCode: 503 });
+    }
+    const t1 = performance.now();
+    this.metrics.ackSeconds.observe((t1 - t0) / 1000);
+    await follower.appliedThrough(position);
+    this.onTiming?.(t1 - t0, performance.now() - t1, ok.length);
+    this.metrics.interactionsAccepted.inc(ok.length);
+    return { accepted: ok.length, rejected, log_position: position };
+  }
+
+  /** Starts following a shared log: every entry after the served version's position is applied in order (server.ts). */
+  follow(opts: FollowerOptions): StreamFollower {
+    if (this.log instanceof InteractionLog) throw new Error('follow() needs a shared (Redis stream) log');
+    this.follower = new StreamFollower(this.log, this.holder, this, opts, this.logger);
+    this.follower.start();
+    return this.follower;
+  }
+
+  /** Entries the follower read, for the served version and for a version being prepared (its capture). */
+  applyFollowed(m: ServingModel, entries: readonly LogEntry[]): void {
+    if (this.capture) this.capture.entries.push(...entries);
+    this.applyEntries(m, entries);
   }
 
   /** Immediate effect on a model version: seen sets and user vectors. `lastPosition` is the last record's (positions consecutive). */
@@ -237,7 +286,9 @@ export class OnlineLearner {
     if (!created && m.seenCount(row) === 0) m.userVectors.set(m.itemVectors.subarray(item * d, (item + 1) * d), row * d);
     m.addSeen(row, item);
     graphStep(m, row, item, this.cfg.mix);
-    for (let s = 0; s < this.cfg.steps; s++) bprStep(m, row, item, sampleNegative(m, row, this.rng), this.cfg.lr, this.cfg.reg);
+    // Seeded by the position: every replica (and every replay) draws the same negatives for this entry.
+    const rng = new Rng(position);
+    for (let s = 0; s < this.cfg.steps; s++) bprStep(m, row, item, sampleNegative(m, row, rng), this.cfg.lr, this.cfg.reg);
     st.userMoved(row);
     m.cache.dropUser(x.user);
     m.candidates.dropUser(row);
@@ -282,7 +333,9 @@ export class OnlineLearner {
       const t0 = performance.now();
       let replayed = 0;
       const background = this.holder.model !== null;
-      if (this.log.position > from) {
+      if (!(this.log instanceof InteractionLog)) {
+        replayed = await this.replayStream(m, this.log, signal);
+      } else if (this.log.position > from) {
         if (background) {
           for await (const slice of readLogSlices(this.log.dir, from, this.cfg.replaySlice, signal)) {
             this.applyEntries(m, slice);
@@ -339,6 +392,29 @@ export class OnlineLearner {
     };
   }
 
+  /** A version brought up to date from the shared stream, a slice at a time (requests are served between slices). */
+  private async replayStream(m: ServingModel, log: RedisStreamLog, signal?: AbortSignal): Promise<number> {
+    let replayed = 0;
+    for (;;) {
+      const entries = await log.read(m.appliedPosition, this.cfg.replaySlice);
+      if (!entries.length) return replayed;
+      if (entries[0].position !== m.appliedPosition + 1) {
+        throw new Error(`the shared log no longer holds positions ${m.appliedPosition + 1}–${entries[0].position - 1} that version ${m.version} has not absorbed (trimmed too early?)`);
+      }
+      this.applyEntries(m, entries);
+      replayed += entries.length;
+      this.onReplaySlice?.(m);
+      await yieldToRequests();
+      signal?.throwIfAborted();
+    }
+  }
+
+  /** The local segment log (snapshots name its folder); never called on a shared log, where snapshots are off. */
+  private get localLog(): InteractionLog {
+    if (!(this.log instanceof InteractionLog)) throw new Error('snapshots need the local interaction log');
+    return this.log;
+  }
+
   /** Captured records the version does not have yet, in position order. */
   private pendingFor(capture: { m: ServingModel; entries: LogEntry[] }): LogEntry[] {
     const after = capture.m.appliedPosition;
@@ -356,7 +432,7 @@ export class OnlineLearner {
     let why: string | null;
     try {
       snap = readSnapshot(file);
-      why = snap && checkSnapshot(snap, m, this.log.dir, this.log.position);
+      why = snap && checkSnapshot(snap, m, this.localLog.dir, this.localLog.position);
     } catch (err) {
       snap = null;
       why = (err as Error).message;
@@ -379,7 +455,8 @@ export class OnlineLearner {
   }
 
   private maybeRound(): void {
-    if (this.closed) return;
+    // On a shared log rounds are the lease holder's (promptmm finetune), published as versions.
+    if (this.closed || this.follower) return;
     if (this.cfg.roundEvery > 0 && this.recent.length >= this.cfg.roundEvery) {
       // A round in flight calls this again when it ends: not joining it here spares a promise
       // reaction per interaction during a long round (a 1M-item index rebuild takes minutes).
@@ -475,14 +552,14 @@ export class OnlineLearner {
         let bytes: number;
         let captureMs: number;
         if (o.sync) {
-          parts = captureSnapshotSync(st, this.log.dir);
+          parts = captureSnapshotSync(st, this.localLog.dir);
           const data = serializeSnapshot(parts);
           captureMs = performance.now() - t0;
           writeSnapshotFile(dir, file, data);
           bytes = data.length;
         } else {
           // Copied in slices (consistent at the one position it records), serialized and written on a worker.
-          parts = await captureSnapshot(st, this.log.dir, yieldToRequests);
+          parts = await captureSnapshot(st, this.localLog.dir, yieldToRequests);
           captureMs = performance.now() - t0;
           bytes = await writeInWorker(dir, file, parts);
         }
@@ -526,6 +603,7 @@ export class OnlineLearner {
     if (this.roundTimer) clearTimeout(this.roundTimer);
     if (this.snapshotTimer) clearInterval(this.snapshotTimer);
     await this.rounding?.catch(() => undefined);
+    await this.follower?.stop();
     await this.saveSnapshot({ sync: true });
     await this.log.close();
   }

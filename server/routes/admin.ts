@@ -28,7 +28,9 @@ export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async 
   });
   const online = o.online;
   if (online) {
-    app.post('/admin/finetune', async () => {
+    app.post('/admin/finetune', async (_req, reply) => {
+      // A round on one replica would move its item vectors away from the others'.
+      if (online.follower) return reply.code(409).send({ error: 'Conflict', message: 'this replica follows a shared log: fine-tuning rounds run in `promptmm finetune` (one lease holder) and arrive as new versions' });
       await online.round();
       return { status: 'done' };
     });
