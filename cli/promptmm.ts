@@ -31,6 +31,7 @@ try {
     await import('./export.js'),
     await import('./models.js'),
     await import('./serve.js'),
+    await import('./finetune.js'),
     await import('./generate.js'),
     await import('./demo.js'),
   ];

@@ -479,6 +479,17 @@ export class OnlineLearner {
     this.recent.clear();
   }
 
+  /**
+   * The finetune worker's round covers every interaction the version holds beyond its bundle (its
+   * online seen items), those replayed before it was served included, not only those since.
+   */
+  queueAllOnline(m: ServingModel): void {
+    const idOf = new Map<number, string>();
+    for (const [id, row] of m.userIndex) if (m.extraSeen.has(row)) idOf.set(row, id);
+    this.recent.clear();
+    for (const [row, items] of m.extraSeen) for (const item of items) this.recent.push({ m, row, item, user: idOf.get(row)! });
+  }
+
   /** One background fine-tuning round (one at a time); resolves when its updates are live. */
   round(): Promise<void> {
     if (!this.rounding) {
