@@ -111,6 +111,8 @@ export const Ready = Type.Object({
     Type.Object({
       kind: Type.String(),
       degraded: Type.Boolean(),
+      /** the last stream position applied to the served version */
+      applied: Type.Integer(),
       lag: Type.Integer(),
       error: Type.Optional(Type.String()),
     }),

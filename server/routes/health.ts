@@ -18,7 +18,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ holder: ModelHolder; drai
     const f = o.follower?.();
     return {
       status: f?.degraded ? 'degraded' : 'ready',
-      ...(f ? { log: { kind: 'redis', degraded: f.degraded, lag: f.lag, ...(f.lastError ? { error: f.lastError } : {}) } } : {}),
+      ...(f ? { log: { kind: 'redis', degraded: f.degraded, applied: m.appliedPosition, lag: f.lag, ...(f.lastError ? { error: f.lastError } : {}) } } : {}),
       model: { name: m.name, version: m.version, items: m.nItems, users: m.nUsers, dim: m.dim, provider: m.exact.provider, ef: m.ef, dataset: m.manifest.dataset.name },
     };
   });
