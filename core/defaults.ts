@@ -18,6 +18,7 @@ export const SECTIONS = {
   export: 'Export (`export`)',
   serving: 'Serving (`serve`)',
   online: 'Online learning (`serve`)',
+  finetune: 'Fine-tuning worker of replicas (`finetune`)',
   synthetic: 'Synthetic data (`generate`)',
   demo: 'Demo (`demo`)',
 } as const;
@@ -407,7 +408,7 @@ export const SETTINGS = define({
   sharedLog: str<string | undefined>({ section: 'serving', flag: '--log <url>', env: 'PROMPTMM_LOG', default: undefined, defaultText: 'the local segment log (--log-dir)', description: 'the interaction log on a Redis stream shared by replicas: redis://HOST:PORT/DB?stream=NAME (serve, finetune, train --interactions)' }),
   allowVolatileLog: bool({ section: 'serving', flag: '--allow-volatile-log', env: 'PROMPTMM_ALLOW_VOLATILE_LOG', default: false, description: 'accept a Redis server that does not fsync every write (appendonly yes + appendfsync always): acknowledged interactions may then be lost' }),
   followBlockMs: int({ section: 'serving', min: 10, max: 60_000, default: 1_000, description: 'a replica waits at most this long on the shared stream per read (also how soon it notices a stop)' }),
-  leaseSeconds: int({ section: 'serving', flag: '--lease-seconds <n>', env: 'PROMPTMM_LEASE_SECONDS', min: 2, max: 3600, default: 30, description: 'promptmm finetune: the round lease expires this long after its holder stops renewing it (renewed every third of it); another worker then takes over' }),
+  leaseSeconds: int({ section: 'finetune', flag: '--lease-seconds <n>', env: 'PROMPTMM_LEASE_SECONDS', min: 2, max: 3600, default: 30, description: 'promptmm finetune: the round lease expires this long after its holder stops renewing it (renewed every third of it); another worker then takes over' }),
   applyWaitMs: int({ section: 'serving', min: 0, max: 60_000, default: 2_000, description: 'a write on a shared log is answered once this replica applied it, or after this many ms (it is durable either way)' }),
   token: str<string | undefined>({ section: 'serving', env: 'PROMPTMM_TOKEN', default: undefined, defaultText: 'unset: those endpoints are off', description: 'turns on the admin and write endpoints (POST /interactions, POST /admin/reload, POST /admin/finetune) behind "Authorization: Bearer <token>"' }),
 

@@ -65,6 +65,8 @@ test('each command shows the flags of its settings, with their defaults', () => 
     if (s.env) assert.ok(serve.replace(/\s+/g, ' ').includes(s.env), s.env);
   }
   assert.match(serve.replace(/\s+/g, ' '), /--cache-users <n> .*\(default: 100000, env: PROMPTMM_CACHE_USERS\)/);
+  const finetune = runCli('finetune', '--help').stdout;
+  for (const s of all.filter((x) => x.section === 'finetune')) assert.ok(finetune.includes(s.flag!.split(' ')[0]), s.flag);
 });
 
 test('the table lists every setting; the splice needs both markers', () => {
