@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import type { Dataset } from '../../data/dataset.js';
 import type { Rng } from '../../core/rng.js';
 import type { Logger } from '../../core/log.js';
+import type { SeqKdName } from '../../core/defaults.js';
 import { SequenceWindows, userSequences, type SequenceBatch } from '../../data/sequences.js';
 import { tf } from '../engine/backend.js';
 import type { LoadedCheckpoint } from '../checkpoint.js';
@@ -18,7 +19,6 @@ import { KdsrLoss, asyncScale, samplePairs } from '../models/kdsr.js';
 import { kdsrTeacher } from '../models/kdsr-teacher.js';
 import { Odmt } from '../models/odmt.js';
 import { evaluateSequentialWithUsers } from '../sequential-eval.js';
-import type { SequentialConfig } from './sequential.js';
 
 /** Where each distillation setting is declared (core/defaults.ts, the issue-20 block). */
 export const SEQ_KD_FIELDS = {
@@ -44,6 +44,36 @@ export const SEQ_KD_FIELDS = {
   onlineKd: 'onlineKd',
 } as const;
 
+/** The distillation's settings (SequentialConfig extends it), and the student settings it reads. */
+export interface SeqKdConfig {
+  seqKd: SeqKdName;
+  kdsrHolisticWeight: number;
+  kdsrDissectedWeight: number;
+  kdsrTau: number;
+  kdsrMatch: 'soft' | 'hard';
+  kdsrSubvectors: number;
+  kdsrCodes: number;
+  kdsrQuantizer: 'vq' | 'kmeans';
+  kdsrAnchors: number;
+  kdsrPartners: number;
+  kdsrAsyncEpochs: number;
+  holistic: boolean;
+  dissected: boolean;
+  async: boolean;
+  odmtTemperature: number;
+  odmtRampup: number;
+  odmtLayers: number;
+  odmtInit: 'random' | 'features';
+  imtMask: boolean;
+  onlineKd: boolean;
+  dim: number;
+  seed: number;
+  maxLen: number;
+  seqDropout: number;
+  seqLoss: 'full' | 'sampled';
+  ks: number[];
+}
+
 export interface KdHooks {
   trainable: Trainable<SequenceBatch>;
   /** what the summary adds (ODMT: each branch's and the ensemble's validation metrics at the end) */
@@ -58,7 +88,7 @@ export function kdsrCacheDir(checkpointDir: string): string {
 
 export function kdTrainable(
   data: Dataset,
-  cfg: SequentialConfig,
+  cfg: SeqKdConfig,
   model: SasRec,
   plain: Trainable<SequenceBatch>,
   o: { lossRng: Rng; checkpointDir: string; resume?: LoadedCheckpoint<unknown>; log: Logger },

@@ -6,14 +6,15 @@
 import type { Dataset } from '../../data/dataset.js';
 import { SequenceWindows, userSequences, type SequenceBatch } from '../../data/sequences.js';
 import { Rng } from '../../core/rng.js';
-import { checkFields, defaultsFor, modelDefaults, type SeqKdName, type SequentialModelName } from '../../core/defaults.js';
-import { SEQ_KD_FIELDS, kdTrainable, type KdHooks } from './sequential-kd.js';
+import { checkFields, defaultsFor, modelDefaults, type SequentialModelName } from '../../core/defaults.js';
+import { SEQ_KD_FIELDS, kdTrainable, type KdHooks, type SeqKdConfig } from './sequential-kd.js';
 import { LN_EPS, SasRec, type SasRecShape } from '../models/sasrec.js';
 import { evaluateSequentialWithUsers } from '../sequential-eval.js';
 import { LOOP_FIELDS, runLoop, type LoopConfig, type LoopMeta, type Trainable } from '../loop.js';
 import { checkpointFor, datasetRef, finish, type DatasetRef, type TrainOptions, type TrainResult } from './student.js';
 
-export interface SequentialConfig extends LoopConfig {
+/** With the distillation's settings (issue 20, SeqKdConfig: seqKd names the teacher that trained the student). */
+export interface SequentialConfig extends LoopConfig, SeqKdConfig {
   model: SequentialModelName;
   dim: number;
   seqBlocks: number;
@@ -24,27 +25,6 @@ export interface SequentialConfig extends LoopConfig {
   ffDim: number | undefined;
   seqLoss: 'full' | 'sampled';
   seqNegatives: number;
-  /** multimodal distillation (issue 20): the teacher that trained this student */
-  seqKd: SeqKdName;
-  kdsrHolisticWeight: number;
-  kdsrDissectedWeight: number;
-  kdsrTau: number;
-  kdsrMatch: 'soft' | 'hard';
-  kdsrSubvectors: number;
-  kdsrCodes: number;
-  kdsrQuantizer: 'vq' | 'kmeans';
-  kdsrAnchors: number;
-  kdsrPartners: number;
-  kdsrAsyncEpochs: number;
-  holistic: boolean;
-  dissected: boolean;
-  async: boolean;
-  odmtTemperature: number;
-  odmtRampup: number;
-  odmtLayers: number;
-  odmtInit: 'random' | 'features';
-  imtMask: boolean;
-  onlineKd: boolean;
 }
 
 /** Where each sequential setting is declared (core/defaults.ts). */
