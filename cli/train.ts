@@ -17,9 +17,11 @@ const STAGE = ['stage', 'studentOnly', 'resume'] as const;
 const SHAPE = ['model', 'dim', 'layers', 'lr', 'reg', 'batch', 'epochs', 'seed', 'evalEvery', 'patience', 'plateauZ', 'checkpointEvery', 'ks', 'validMetric'] as const;
 const TEACHER = ['teacherLayers', 'teacherLr', 'teacherDropout', 'teacherModalWeight', 'teacherModalMix', 'promptRate', 'promptDim'] as const;
 const SEQ = ['seqBlocks', 'seqHeads', 'maxLen', 'seqDropout', 'ffDim', 'seqLoss', 'seqNegatives'] as const;
+/** --seq-kd and its methods' settings (issue 20) */
+const SEQ_KD = ['seqKd', 'kdsrHolisticWeight', 'kdsrDissectedWeight', 'kdsrTau', 'kdsrMatch', 'kdsrSubvectors', 'kdsrCodes', 'kdsrQuantizer', 'kdsrAnchors', 'kdsrPartners', 'kdsrAsyncEpochs', 'holistic', 'dissected', 'async', 'odmtTemperature', 'odmtRampup', 'odmtLayers', 'odmtInit', 'imtMask', 'onlineKd'] as const;
 const KD = ['pairWeight', 'listWeight', 'embWeight', 'temperature', 'listSize', 'gamma', 'binaryWeight'] as const;
 const SWITCHES = ['prompt', 'pairKd', 'listKd', 'disentangle', 'embKd', 'progress'] as const;
-const ALL = [...STAGE, 'ignoreUnknownFiles', 'logOnCorrupt', ...SHAPE, ...SEQ, ...TEACHER, ...KD, ...SWITCHES, 'repo', 'backend'] as const satisfies readonly SettingKey[];
+const ALL = [...STAGE, 'ignoreUnknownFiles', 'logOnCorrupt', ...SHAPE, ...SEQ, ...SEQ_KD, ...TEACHER, ...KD, ...SWITCHES, 'repo', 'backend'] as const satisfies readonly SettingKey[];
 
 export function register(program: Command): void {
   const cmd = program
@@ -27,7 +29,7 @@ export function register(program: Command): void {
     .description(
       'Train on an MMRec-layout dataset: stage 1 the multimodal teacher (<repo>/<name>/checkpoints/teacher/), ' +
         'stage 2 the LightGCN student distilled from it (…/checkpoints/student/); --student-only trains the plain student; ' +
-        '--model sasrec trains the sequential student (SASRec on each user\'s item sequence; no teacher yet)',
+        '--model sasrec trains the sequential student (SASRec on each user\'s item sequence; --seq-kd kdsr or odmt distils the item features into it)',
     )
     .requiredOption('--data <dir>', 'dataset folder (<name>.inter + <modality>_feat.npy, or .npy files named by --feature or dataset.json)')
     .requiredOption('--name <name>', 'model name in the repository')
@@ -48,7 +50,7 @@ export function register(program: Command): void {
   );
   addSettings(cmd, ['ignoreUnknownFiles']);
   cmd.option('--interactions <logdir>', "merge a server's interaction log into the training data as train rows (written to <repo>/<name>/data-with-log/; the export records the absorbed log position)");
-  addSettings(cmd, ['logOnCorrupt', ...SHAPE, ...SEQ, ...TEACHER, ...KD, ...SWITCHES, 'backend']);
+  addSettings(cmd, ['logOnCorrupt', ...SHAPE, ...SEQ, ...SEQ_KD, ...TEACHER, ...KD, ...SWITCHES, 'backend']);
   cmd.action(async (o) => {
     const v = settingValues(o, ALL);
     // a student kind's own loop defaults (core/defaults.ts MODEL_DEFAULTS) where the flag (or its env var) was not given

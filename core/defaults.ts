@@ -47,6 +47,9 @@ export type SequentialModelName = (typeof SEQUENTIAL_MODELS)[number];
 export const isSequentialModel = (m: string): m is SequentialModelName => (SEQUENTIAL_MODELS as readonly string[]).includes(m);
 /** The training losses of a sequential student. */
 export const SEQ_LOSSES = ['full', 'sampled'] as const;
+/** Multimodal distillation into the sequential student (issue 20): none, KDSR or ODMT. */
+export const SEQ_KD = ['none', 'kdsr', 'odmt'] as const;
+export type SeqKdName = (typeof SEQ_KD)[number];
 
 export interface Setting<T> {
   /** the library name (a key of SETTINGS) */
@@ -337,6 +340,30 @@ export const SETTINGS = define({
   ffDim: int<number | undefined>({ section: 'training', flag: '--ff-dim <n>', min: 1, default: undefined, defaultText: '--dim', description: 'sasrec: width of the feed-forward layer' }),
   seqLoss: choice({ section: 'training', flag: '--seq-loss <loss>', choices: SEQ_LOSSES, default: 'full', description: 'sasrec: full softmax cross-entropy over the items, or sampled softmax with a log-Q correction (large catalogs)' }),
   seqNegatives: int({ section: 'training', flag: '--seq-negatives <n>', min: 1, default: 256, description: 'sasrec --seq-loss sampled: negatives per step, shared by the batch, drawn by train popularity' }),
+
+  // Sequential distillation (issue 20: --seq-kd kdsr | odmt; trainer/models/kdsr.ts, odmt.ts).
+  // KDSR: Hu et al., ECIR 2024 (τ 1.5, D 8 from its code's config; 100 codes from the issue);
+  // ODMT: Ji et al., ACM MM 2023 (T 0.4 from its code's run scripts).
+  seqKd: choice({ section: 'training', flag: '--seq-kd <method>', choices: SEQ_KD, default: 'none', description: 'sasrec: multimodal distillation into the ID-only sequential student: kdsr (modality-correlation supervision), odmt (ID-aware multimodal transformer, online distillation; the ID branch is served); needs feature files' }),
+  kdsrHolisticWeight: num({ section: 'training', flag: '--kdsr-holistic-weight <x>', min: 0, default: 1, description: 'kdsr λ1: weight of the holistic correlation loss' }),
+  kdsrDissectedWeight: num({ section: 'training', flag: '--kdsr-dissected-weight <x>', min: 0, default: 0.5, description: 'kdsr λ2: weight of the dissected correlation-code loss' }),
+  kdsrTau: num({ section: 'training', flag: '--kdsr-tau <x>', above: 0, default: 1.5, description: 'kdsr τ: temperature of the holistic soft match' }),
+  kdsrMatch: choice({ section: 'training', flag: '--kdsr-match <m>', choices: ['soft', 'hard'], default: 'soft', description: "kdsr holistic match: soft (squared error between each anchor's softmax over its partners, temperature τ) or hard (squared error of the correlations themselves)" }),
+  kdsrSubvectors: int({ section: 'training', flag: '--kdsr-subvectors <n>', min: 1, default: 8, description: "kdsr D: sub-vectors per feature vector; a modality's dimension must be divisible by it" }),
+  kdsrCodes: int({ section: 'training', flag: '--kdsr-codes <n>', min: 2, max: 255, default: 100, description: 'kdsr x: correlation codes (codebook size)' }),
+  kdsrQuantizer: choice({ section: 'training', flag: '--kdsr-quantizer <q>', choices: ['vq', 'kmeans'], default: 'vq', description: 'kdsr: codebook training, online vector quantization (mini-batch, decaying step) or Lloyd k-means (k-means++ start)' }),
+  kdsrAnchors: int({ section: 'training', flag: '--kdsr-anchors <n>', min: 1, default: 256, description: "kdsr: anchor items drawn per batch from the batch's sequences" }),
+  kdsrPartners: int({ section: 'training', flag: '--kdsr-partners <n>', min: 2, default: 16, description: "kdsr: partners per anchor, half from the anchor's own sequence (co-occurring), half uniform over the catalog" }),
+  kdsrAsyncEpochs: int({ section: 'training', flag: '--kdsr-async-epochs <n>', min: 1, default: 10, description: "kdsr η: the item embeddings' learning rate rises linearly from 0.1× to 1× over this many epochs" }),
+  holistic: bool({ section: 'training', flag: '--no-holistic', default: true, description: 'kdsr ablation: no holistic correlation loss' }),
+  dissected: bool({ section: 'training', flag: '--no-dissected', default: true, description: 'kdsr ablation: no dissected correlation-code loss' }),
+  async: bool({ section: 'training', flag: '--no-async', default: true, description: "kdsr ablation: the item embeddings learn at the full rate from the start" }),
+  odmtTemperature: num({ section: 'training', flag: '--odmt-temperature <x>', above: 0, default: 0.4, description: "odmt T: temperature of the online distillation's softened predictions" }),
+  odmtRampup: int({ section: 'training', flag: '--odmt-rampup <n>', min: 0, default: 10, description: "odmt: epochs of the online distillation's sigmoid ramp-up exp(-5(1-e/n)²) (0: full weight at once)" }),
+  odmtLayers: int({ section: 'training', flag: '--odmt-layers <n>', min: 1, default: 1, description: 'odmt: transformer blocks of the ID-aware multimodal transformer (over each item\'s ID, text, image tokens)' }),
+  odmtInit: choice({ section: 'training', flag: '--odmt-init <i>', choices: ['random', 'features'], default: 'random', description: "odmt: ID embeddings start random, or as the average of the item's projected modality features" }),
+  imtMask: bool({ section: 'training', flag: '--no-imt-mask', default: true, description: 'odmt ablation: every token attends every token (no ID-aware mask: modality tokens may attend the ID token)' }),
+  onlineKd: bool({ section: 'training', flag: '--no-online-kd', default: true, description: 'odmt ablation: the branches train on their own cross-entropy only' }),
   progress: bool({ section: 'training', flag: '--no-progress', default: true, description: 'no progress bar (it is drawn only on a terminal anyway)' }),
 
   // Teacher (stage 1)

@@ -67,6 +67,8 @@ export interface Trainable<B = Triplets> {
   embeddings?(): Float32Array;
   /** a split's metrics in evaluation mode, for a model whose user vectors depend on the split's input (a sequence) */
   evaluate?(split: Split, ks: number[], perUser: string): Scored;
+  /** called as an epoch (1-based) starts; may return per-variable learning-rate multiples for it (KDSR's slow start of the item embeddings; ODMT's ramp-up reads the epoch) */
+  startEpoch?(epoch: number): ReadonlyMap<tf.Variable, number> | undefined;
   /** the training batches; absent: BPR triplets over the train split */
   batches?(rng: Rng): BatchSource<B>;
   dim: number;
@@ -223,10 +225,11 @@ export async function runLoop<M extends LoopMeta, B = Triplets>(data: Dataset, m
       sampler.shuffle();
       let lossSum = 0;
       const termSums: Record<string, number> = {};
+      const lrScale = model.startEpoch?.(epoch);
       bar?.start(batches, 0, { epoch, loss: '-', speed: '-', best: best ? best.val[metric].toFixed(4) : '-' });
       for (let b = 0; b < batches; b++) {
         const t = sampler.batch(b * cfg.batch, cfg.batch);
-        const loss = optimizer.minimize(() => model.loss(t), vars);
+        const loss = optimizer.minimize(() => model.loss(t), vars, lrScale);
         lossSum += loss.dataSync()[0];
         loss.dispose();
         for (const [k, v] of Object.entries(model.lossTerms?.() ?? {})) termSums[k] = (termSums[k] ?? 0) + v;

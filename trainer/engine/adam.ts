@@ -27,8 +27,8 @@ export class FusedAdam {
     return this.step;
   }
 
-  /** Computes f's gradients for `vars`, applies one step, returns f's value (caller disposes). */
-  minimize(f: () => tf.Scalar, vars: tf.Variable[]): tf.Scalar {
+  /** Computes f's gradients for `vars`, applies one step (a variable in `lrScale` at that multiple of lr), returns f's value (caller disposes). */
+  minimize(f: () => tf.Scalar, vars: tf.Variable[], lrScale?: ReadonlyMap<tf.Variable, number>): tf.Scalar {
     const { value, grads } = tf.variableGrads(f, vars);
     this.step++;
     for (const x of vars) {
@@ -36,7 +36,7 @@ export class FusedAdam {
       if (!g) continue;
       const st = this.state(x);
       const [nx, nm, nv] = tf.engine().runKernel(ADAM, { x, g, m: st.m, v: st.v }, {
-        lr: this.lr,
+        lr: this.lr * (lrScale?.get(x) ?? 1),
         beta1: this.beta1,
         beta2: this.beta2,
         epsilon: this.epsilon,

@@ -125,7 +125,7 @@ export class SasRec {
    * Hidden states after the final LayerNorm, [batch × width, dim], for left-padded rows; with
    * `drop`, the training pass (dropout where the yardstick's PyTorch layers apply it).
    */
-  hidden(rows: Int32Array, batch: number, width: number, drop?: { rate: number; rng: Rng }): tf.Tensor2D {
+  hidden(rows: Int32Array, batch: number, width: number, drop?: { rate: number; rng: Rng }, table?: tf.Tensor2D): tf.Tensor2D {
     const { dim: d, heads: H, maxLen, nItems } = this.shape;
     const B = batch;
     const L = width;
@@ -135,7 +135,7 @@ export class SasRec {
     const dropout = <T extends tf.Tensor>(x: T): T => (drop && drop.rate > 0 ? (tf.mul(x, dropMask(x.shape, drop.rate, drop.rng)) as T) : x);
     const keep = new Float32Array(B * L);
     for (let i = 0; i < B * L; i++) keep[i] = rows[i] === nItems ? 0 : 1;
-    let h = tf.mul(gatherRows(this.p('seq.item_emb') as tf.Tensor2D, tf.tensor1d(rows, 'int32')), Math.sqrt(d));
+    let h = tf.mul(gatherRows(table ?? (this.p('seq.item_emb') as tf.Tensor2D), tf.tensor1d(rows, 'int32')), Math.sqrt(d));
     const pos = tf.slice(this.p('seq.pos_emb'), [maxLen - L, 0], [L, d]);
     h = tf.reshape(tf.add(tf.reshape(h, [B, L, d]), pos), [B * L, d]);
     h = tf.mul(dropout(h), tf.tensor2d(keep, [B * L, 1]));
@@ -158,10 +158,10 @@ export class SasRec {
     return this.layerNorm(h, 'seq.ln') as tf.Tensor2D;
   }
 
-  /** The user vectors: the last column's hidden state, batch × dim (evaluation mode). */
-  encodeLast(rows: Int32Array, batch: number, width: number): Float32Array {
+  /** The user vectors: the last column's hidden state, batch × dim (evaluation mode); `table`: another item table (a distillation hook). */
+  encodeLast(rows: Int32Array, batch: number, width: number, table?: tf.Tensor2D): Float32Array {
     const out = tf.tidy(() => {
-      const h = this.hidden(rows, batch, width);
+      const h = this.hidden(rows, batch, width, undefined, table);
       return tf.reshape(tf.slice(tf.reshape(h, [batch, width, this.shape.dim]), [0, width - 1, 0], [batch, 1, this.shape.dim]), [batch, this.shape.dim]);
     });
     const v = (out.dataSync() as Float32Array).slice();
@@ -173,20 +173,10 @@ export class SasRec {
    * Mean next-item cross-entropy over the batch's real positions (every position of each training
    * prefix), full softmax over the items or sampled softmax with the log-Q correction.
    */
-  loss(batch: SequenceBatch, o: SeqLossOptions, rng: Rng): tf.Scalar {
+  loss(batch: SequenceBatch, o: SeqLossOptions, rng: Rng, itemTable?: tf.Tensor2D): tf.Scalar {
     const { dim: d, nItems } = this.shape;
-    const h = this.hidden(batch.inputs, batch.batch, batch.width, { rate: o.dropout, rng });
-    const at: number[] = [];
-    const tgt: number[] = [];
-    for (let i = 0; i < batch.targets.length; i++) {
-      if (batch.targets[i] !== nItems) {
-        at.push(i);
-        tgt.push(batch.targets[i]);
-      }
-    }
-    if (at.length === 0) throw new Error('sasrec: a batch without any target');
-    const table = this.p('seq.item_emb') as tf.Tensor2D;
-    const hm = gatherRows(h, tf.tensor1d(at, 'int32'));
+    const table = itemTable ?? (this.p('seq.item_emb') as tf.Tensor2D);
+    const { hm, tgt, at } = this.targetStates(batch, o.dropout, rng, itemTable);
     if (o.loss === 'full') return crossEntropy(tf.matMul(hm, tf.slice(table, [0, 0], [nItems, d]), false, true), Int32Array.from(tgt));
     const target = tf.sum(tf.mul(hm, gatherRows(table, tf.tensor1d(tgt, 'int32'))), 1);
     if (!this.sampling) throw new Error('sasrec: sampled softmax without a sampling distribution (setSampling)');
@@ -200,6 +190,29 @@ export class SasRec {
     const negLogits = tf.add(tf.matMul(hm, gatherRows(table, tf.tensor1d(neg, 'int32')), false, true), tf.tensor2d(corr, [at.length, S]));
     const pos = tf.sub(target, tf.tensor1d(tgt.map((t) => logQ[t])));
     return crossEntropy(tf.concat([tf.reshape(pos, [at.length, 1]), negLogits], 1) as tf.Tensor2D, new Int32Array(at.length));
+  }
+
+  /**
+   * The training pass's hidden states at the batch's target positions, [targets, dim], with the
+   * targets (the distillation hooks: ODMT's logits, KDSR's pairs read the same batch).
+   */
+  targetStates(batch: SequenceBatch, dropout: number, rng: Rng, table?: tf.Tensor2D): { hm: tf.Tensor2D; tgt: number[]; at: number[] } {
+    const h = this.hidden(batch.inputs, batch.batch, batch.width, { rate: dropout, rng }, table);
+    const at: number[] = [];
+    const tgt: number[] = [];
+    for (let i = 0; i < batch.targets.length; i++) {
+      if (batch.targets[i] !== this.shape.nItems) {
+        at.push(i);
+        tgt.push(batch.targets[i]);
+      }
+    }
+    if (at.length === 0) throw new Error('sasrec: a batch without any target');
+    return { hm: gatherRows(h, tf.tensor1d(at, 'int32')), tgt, at };
+  }
+
+  /** The item table variable, [nItems + 1, dim] (the padding row last). */
+  get itemTable(): tf.Variable {
+    return this.byName.get('seq.item_emb')!;
   }
 
   private dense(x: tf.Tensor, w: string, b: string): tf.Tensor2D {
@@ -224,7 +237,7 @@ export class SasRec {
  * (softmax − one-hot)/N written out: tf.logSumExp's own gradient goes through max's, whose Equal
  * on wasm took a third of the step (bench:profile --model sasrec).
  */
-function crossEntropy(logits: tf.Tensor2D, targets: Int32Array): tf.Scalar {
+export function crossEntropy(logits: tf.Tensor2D, targets: Int32Array): tf.Scalar {
   const [n, c] = logits.shape;
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const x = args[0] as tf.Tensor;
@@ -261,7 +274,7 @@ export function attentionBias(rows: Int32Array, B: number, L: number, pad: numbe
 }
 
 /** Inverted dropout: 0 with probability `rate`, else 1/(1−rate); from our seeded RNG, so runs repeat by --seed. */
-function dropMask(shape: number[], rate: number, rng: Rng): tf.Tensor {
+export function dropMask(shape: number[], rate: number, rng: Rng): tf.Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const m = new Float32Array(n);
   const threshold = rate * 4294967296;

@@ -57,7 +57,8 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
   const sequential = isSequentialModel(o.student.model);
   if (sequential) {
     if (o.stage === 'teacher') throw new Error(`--stage teacher: --model ${o.student.model} has no teacher yet (its multimodal distillation is a later issue); train it with --stage all or student`);
-    if (mode === 'kd') log.warn({ model: o.student.model }, `the multimodal stages (teacher, distillation) do not apply to --model ${o.student.model} yet: training the plain sequential student`);
+    // --seq-kd kdsr|odmt distils the modalities inside the sequential stage (trainer/stages/sequential-kd.ts)
+    if (mode === 'kd' && (o.sequential?.seqKd ?? 'none') === 'none') log.warn({ model: o.student.model }, `the multimodal stages (teacher, distillation) do not apply to --model ${o.student.model} yet: training the plain sequential student`);
     mode = 'plain';
   } else if (mode === 'kd' && data.modalities.length === 0) {
     log.warn({ dataset: data.name }, 'the dataset has no feature file (<modality>_feat.npy, dataset.json "features" or --feature NAME=FILE) and the teacher needs at least one modality: training the plain student alone');

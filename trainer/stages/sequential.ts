@@ -7,12 +7,14 @@ import type { Dataset } from '../../data/dataset.js';
 import { SequenceWindows, userSequences, type SequenceBatch } from '../../data/sequences.js';
 import { Rng } from '../../core/rng.js';
 import { checkFields, defaultsFor, modelDefaults, type SequentialModelName } from '../../core/defaults.js';
+import { SEQ_KD_FIELDS, kdTrainable, type KdHooks, type SeqKdConfig } from './sequential-kd.js';
 import { LN_EPS, SasRec, type SasRecShape } from '../models/sasrec.js';
 import { evaluateSequentialWithUsers } from '../sequential-eval.js';
 import { LOOP_FIELDS, runLoop, type LoopConfig, type LoopMeta, type Trainable } from '../loop.js';
 import { checkpointFor, datasetRef, finish, type DatasetRef, type TrainOptions, type TrainResult } from './student.js';
 
-export interface SequentialConfig extends LoopConfig {
+/** With the distillation's settings (issue 20, SeqKdConfig: seqKd names the teacher that trained the student). */
+export interface SequentialConfig extends LoopConfig, SeqKdConfig {
   model: SequentialModelName;
   dim: number;
   seqBlocks: number;
@@ -37,6 +39,7 @@ export const SEQUENTIAL_FIELDS = {
   ffDim: 'ffDim',
   seqLoss: 'seqLoss',
   seqNegatives: 'seqNegatives',
+  ...SEQ_KD_FIELDS,
 } as const;
 
 /** The library defaults: the settings' defaults with sasrec's own loop defaults (core/defaults.ts MODEL_DEFAULTS). */
@@ -61,7 +64,7 @@ export function sasrecShape(cfg: SequentialConfig, nItems: number): SasRecShape 
   return { dim: cfg.dim, blocks: cfg.seqBlocks, heads: cfg.seqHeads, maxLen: cfg.maxLen, ffDim: cfg.ffDim ?? cfg.dim, nItems };
 }
 
-export async function trainSequential(data: Dataset, config: SequentialConfig, opts: TrainOptions): Promise<TrainResult> {
+export async function trainSequential(data: Dataset, config: SequentialConfig, opts: TrainOptions): Promise<TrainResult & { [extra: string]: unknown }> {
   checkFields(config, SEQUENTIAL_FIELDS);
   const resume = opts.resume ? checkpointFor<SequentialMeta>(opts.checkpointDir, data, 'interactions') : undefined; // an ID-only model
   // the architecture comes from the checkpoint on resume
@@ -83,7 +86,7 @@ export async function trainSequential(data: Dataset, config: SequentialConfig, o
     { dataset: data.name, model: cfg.model, users: data.nUsers, items: data.nItems, windows: windows.size, order: data.order, backend: opts.backend.backend, parameters, config: cfg },
     `training the sequential ${cfg.model} student (sequences in ${data.order === 'timestamp' ? 'timestamp' : 'file line'} order)`,
   );
-  const trainable: Trainable<SequenceBatch> = {
+  const plain: Trainable<SequenceBatch> = {
     variables: model.variables,
     dim: cfg.dim,
     loss: (b) => model.loss(b, lossOptions, lossRng),
@@ -91,6 +94,10 @@ export async function trainSequential(data: Dataset, config: SequentialConfig, o
     evaluate: (split, ks, perUser) => evaluateSequentialWithUsers(model, data, { split, ks, perUser }),
     arrays: () => model.arrays(),
   };
+  // --seq-kd: the distillation's own variables, loss terms and (odmt) evaluation wrap the plain student
+  const kd: KdHooks | null = cfg.seqKd === 'none' ? null : kdTrainable(data, cfg, model, plain, { lossRng, checkpointDir: opts.checkpointDir, resume, log: opts.log });
+  const trainable = kd?.trainable ?? plain;
+  const parametersAll = kd ? trainable.variables.reduce((n, v) => n + v.size, 0) : parameters;
   try {
     const res = await runLoop(data, trainable, cfg, {
       checkpointDir: opts.checkpointDir,
@@ -101,8 +108,10 @@ export async function trainSequential(data: Dataset, config: SequentialConfig, o
       progress: opts.progress,
       meta: (loop): SequentialMeta => ({ kind: 'student', model: cfg.model, objective: 'next-item', dataset: datasetRef(data), order: data.order, shape, lnEps: LN_EPS, config: cfg, backend: opts.backend.backend, parameters, ...loop }),
     });
-    return finish(opts, res, parameters);
+    const done = finish(opts, res, parameters);
+    return kd ? { ...done, trainingParameters: parametersAll, ...kd.report() } : { ...done };
   } finally {
+    kd?.dispose();
     model.dispose();
   }
 }

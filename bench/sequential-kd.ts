@@ -1,0 +1,191 @@
+/**
+ * bench:sequential-kd — multimodal distillation into the sequential student (issue 20): plain
+ * SASRec vs KDSR vs ODMT (its served ID branch) on the same data and budget, several seeds, then
+ * the ablations (one seed): best-by-validation test R@10/N@10/R@20/N@20 (mean ± std over seeds),
+ * seconds per training epoch, and the per-user paired comparison of each distilled run against
+ * the plain run of the same seed (bench/paired-users.py on `dump --split test` vectors: the mean
+ * paired difference of per-user Recall@10 and NDCG@10 and its standard error).
+ *
+ *   npm run bench:sequential-kd -- [--data ../shared/data/scientific] [--seeds 2024,2025,2026]
+ *       [--epochs 20] [--eval-every 2] [--patience 3] [--jobs 1] [--no-ablations] [--summarize]
+ *
+ * Each run's result is written to bench/out/sequential-kd/runs/<job>.json as soon as it ends, and
+ * a finished job is not rerun (so a killed benchmark resumes); --summarize only aggregates what
+ * is there. Results: bench/results/sequential-kd-<date>.json.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { writeFileAtomic } from '../core/atomic.js';
+
+const { values: a } = parseArgs({
+  options: {
+    data: { type: 'string', default: '../shared/data/scientific' },
+    seeds: { type: 'string', default: '2024,2025,2026' },
+    epochs: { type: 'string', default: '20' },
+    'eval-every': { type: 'string', default: '2' },
+    patience: { type: 'string', default: '3' },
+    dim: { type: 'string', default: '64' },
+    jobs: { type: 'string', default: '1' },
+    'no-ablations': { type: 'boolean', default: false },
+    summarize: { type: 'boolean', default: false },
+    /** run only these variants (comma-separated, e.g. odmt), with this suffix on their job ids (another budget) */
+    only: { type: 'string' },
+    suffix: { type: 'string', default: '' },
+    python: { type: 'string', default: '/usr/bin/python3' },
+    yardstick: { type: 'string', default: '../shared/yardstick' },
+  },
+});
+const data = resolve(a.data!);
+const seeds = a.seeds!.split(',').map(Number);
+const out = resolve('bench/out/sequential-kd');
+const repo = join(out, 'models');
+const runsDir = join(out, 'runs');
+mkdirSync(runsDir, { recursive: true });
+const cli = resolve('dist/cli/promptmm.js');
+const KEYS = ['recall@10', 'ndcg@10', 'recall@20', 'ndcg@20'];
+
+interface Job {
+  id: string;
+  method: 'plain' | 'kdsr' | 'odmt';
+  variant: string;
+  seed: number;
+  flags: string[];
+}
+const jobs: Job[] = [];
+const main = (m: Job['method'], seed: number): Job => ({ id: `${m}-${seed}`, method: m, variant: m, seed, flags: m === 'plain' ? [] : ['--seq-kd', m] });
+// the main comparison first, seed by seed, so that a cut-short benchmark still pairs its runs
+for (const s of seeds) for (const m of ['plain', 'kdsr', 'odmt'] as const) jobs.push(main(m, s));
+const ABLATIONS: [Job['method'], string, string[]][] = [
+  ['kdsr', 'kdsr --no-holistic', ['--no-holistic']],
+  ['kdsr', 'kdsr --no-dissected', ['--no-dissected']],
+  ['kdsr', 'kdsr --no-async', ['--no-async']],
+  ['kdsr', 'kdsr --kdsr-match hard', ['--kdsr-match', 'hard']],
+  ['odmt', 'odmt --no-imt-mask', ['--no-imt-mask']],
+  ['odmt', 'odmt --no-online-kd', ['--no-online-kd']],
+];
+if (!a['no-ablations']) {
+  for (const [m, v, f] of ABLATIONS) jobs.push({ id: `${v.replace(/[^a-z0-9]+/g, '_')}-${seeds[0]}`, method: m, variant: v, seed: seeds[0], flags: ['--seq-kd', m, ...f] });
+}
+if (a.only) {
+  const keep = new Set(a.only.split(','));
+  jobs.splice(0, jobs.length, ...jobs.filter((j) => keep.has(j.variant)));
+}
+for (const j of jobs) {
+  j.id += a.suffix;
+  j.variant += a.suffix ? ` (${a.suffix.replace(/^-/, '')})` : '';
+}
+
+interface RunResult {
+  job: Job;
+  bestEpoch: number;
+  epochsRun: number;
+  endedOn: string;
+  secondsPerEpoch: number;
+  wallSeconds: number;
+  val: Record<string, number>;
+  test: Record<string, number>;
+  odmtValidation?: Record<string, Record<string, number>>;
+  dump: string;
+  loadavg: [string, string];
+  settings: { epochs: string; evalEvery: string; patience: string };
+}
+
+function runJob(job: Job): Promise<void> {
+  const file = join(runsDir, `${job.id}.json`);
+  if (existsSync(file)) return Promise.resolve();
+  const load0 = readFileSync('/proc/loadavg', 'utf8').trim();
+  const t = performance.now();
+  const args = [cli, 'train', '--data', data, '--name', job.id, '--repo', repo, '--model', 'sasrec', '--dim', a.dim!, '--seed', String(job.seed), '--epochs', a.epochs!, '--eval-every', a['eval-every']!, '--patience', a.patience!, '--no-progress', ...job.flags];
+  process.stderr.write(`start ${job.id}: ${job.flags.join(' ')} (load ${load0})\n`);
+  return new Promise((done, fail) => {
+    const p = spawn('node', args, { env: { ...process.env, PROMPTMM_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (b) => (stdout += b));
+    p.stderr.on('data', (b) => (stderr = (stderr + b).slice(-4000)));
+    p.on('close', (code) => {
+      if (code !== 0) return fail(new Error(`${job.id} failed (${code}):\n${stderr}`));
+      const s = JSON.parse(stdout.trim().split('\n').pop()!).student;
+      const dump = join(out, 'dumps', job.id);
+      const d = spawnSync('node', [cli, 'dump', '--name', job.id, '--repo', repo, '--split', 'test', '--out', dump], { encoding: 'utf8', env: { ...process.env, PROMPTMM_LOG_LEVEL: 'warn' } });
+      if (d.status !== 0) return fail(new Error(`dump ${job.id} failed:\n${d.stderr}`));
+      const r: RunResult = {
+        job,
+        bestEpoch: s.bestEpoch,
+        epochsRun: s.epochsRun,
+        endedOn: s.endedOn,
+        secondsPerEpoch: s.secondsPerEpoch,
+        wallSeconds: (performance.now() - t) / 1000,
+        val: s.val,
+        test: s.test,
+        odmtValidation: s.odmtValidation,
+        dump,
+        loadavg: [load0, readFileSync('/proc/loadavg', 'utf8').trim()],
+        settings: { epochs: a.epochs!, evalEvery: a['eval-every']!, patience: a.patience! },
+      };
+      writeFileAtomic(file, Buffer.from(JSON.stringify(r, null, 1)));
+      process.stderr.write(`done ${job.id}: test ndcg@10 ${s.test['ndcg@10'].toFixed(4)}, ${s.secondsPerEpoch.toFixed(1)} s/epoch, best epoch ${s.bestEpoch}/${s.epochsRun}\n`);
+      done();
+    });
+  });
+}
+
+async function runAll(): Promise<void> {
+  const queue = [...jobs];
+  const worker = async () => {
+    for (let j = queue.shift(); j; j = queue.shift()) await runJob(j);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Number(a.jobs)) }, worker));
+}
+
+/** paired-users.py's test line: the per-user differences (a − b) of Recall@10 and NDCG@10 with their standard errors. */
+function paired(dumpA: string, dumpB: string): { recall: [number, number]; ndcg: [number, number]; line: string } {
+  const r = spawnSync(a.python!, [resolve('bench/paired-users.py'), dumpA, dumpB, '--data', data, '--yardstick', resolve(a.yardstick!), '--k', '10'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`paired-users.py failed:\n${r.stderr}`);
+  const line = r.stdout.split('\n').find((l) => l.startsWith('test'))!;
+  const m = /R@10 .*?diff ([+-][\d.]+) ± ([\d.]+).*N@10 .*?diff ([+-][\d.]+) ± ([\d.]+)/.exec(line);
+  if (!m) throw new Error(`cannot read paired-users.py's test line: ${line}`);
+  return { recall: [Number(m[1]), Number(m[2])], ndcg: [Number(m[3]), Number(m[4])], line };
+}
+
+const meanStd = (xs: number[]) => {
+  const m = xs.reduce((s, x) => s + x, 0) / xs.length;
+  const sd = xs.length > 1 ? Math.sqrt(xs.reduce((s, x) => s + (x - m) ** 2, 0) / (xs.length - 1)) : 0;
+  return { mean: m, std: sd, n: xs.length };
+};
+
+function summarize(): void {
+  const results: RunResult[] = readdirSync(runsDir)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => JSON.parse(readFileSync(join(runsDir, f), 'utf8')) as RunResult);
+  const byVariant = new Map<string, RunResult[]>();
+  for (const r of results) byVariant.set(r.job.variant, [...(byVariant.get(r.job.variant) ?? []), r].sort((x, y) => x.job.seed - y.job.seed));
+  const plainBySeed = new Map((byVariant.get('plain') ?? []).map((r) => [r.job.seed, r]));
+  const table: Record<string, unknown> = {};
+  console.log(`\ntest metrics on ${data}, dim ${a.dim}, --epochs ${a.epochs} --eval-every ${a['eval-every']} --patience ${a.patience} (mean ± std over seeds)`);
+  console.log(`variant                    seeds  ${KEYS.map((k) => k.padEnd(17)).join('')}s/epoch   paired vs plain (same seed), test N@10 diff ± SE; R@10`);
+  for (const [variant, rs] of byVariant) {
+    const metrics = Object.fromEntries(KEYS.map((k) => [k, meanStd(rs.map((r) => r.test[k]))]));
+    const spe = meanStd(rs.map((r) => r.secondsPerEpoch));
+    const pairs = variant === 'plain' ? [] : rs.filter((r) => plainBySeed.has(r.job.seed)).map((r) => ({ seed: r.job.seed, ...paired(r.dump, plainBySeed.get(r.job.seed)!.dump) }));
+    const rel = plainBySeed.size ? metrics['ndcg@10'].mean / meanStd([...plainBySeed.values()].map((p) => p.test['ndcg@10'])).mean - 1 : NaN;
+    table[variant] = { settings: rs[0].settings, seeds: rs.map((r) => r.job.seed), test: metrics, secondsPerEpoch: spe, ndcg10VsPlain: rel, paired: pairs, runs: rs.map((r) => ({ seed: r.job.seed, bestEpoch: r.bestEpoch, epochsRun: r.epochsRun, endedOn: r.endedOn, val: r.val, test: r.test, secondsPerEpoch: r.secondsPerEpoch, wallSeconds: r.wallSeconds, loadavg: r.loadavg, odmtValidation: r.odmtValidation })) };
+    const cells = KEYS.map((k) => `${metrics[k].mean.toFixed(4)}±${metrics[k].std.toFixed(4)}`.padEnd(17)).join('');
+    const pr = pairs.map((p) => `s${p.seed}: ${p.ndcg[0] >= 0 ? '+' : ''}${p.ndcg[0].toFixed(4)}±${p.ndcg[1].toFixed(4)} (${(p.ndcg[0] / p.ndcg[1]).toFixed(1)} SE); ${p.recall[0].toFixed(4)}±${p.recall[1].toFixed(4)}`).join(' | ');
+    console.log(`${variant.padEnd(26)} ${String(rs.length).padEnd(6)} ${cells}${spe.mean.toFixed(1).padEnd(9)} ${variant === 'plain' ? '' : `N@10 ${(rel * 100).toFixed(1)}% vs plain; ${pr}`}`);
+  }
+  for (const r of results) {
+    if (!r.odmtValidation) continue;
+    console.log(`\n${r.job.id}: validation at the end (best epoch), per branch: ${Object.entries(r.odmtValidation).map(([b, m]) => `${b} N@10 ${m['ndcg@10'].toFixed(4)} R@10 ${m['recall@10'].toFixed(4)}`).join('; ')}`);
+  }
+  const report = { data, date: new Date().toISOString(), settings: { dim: a.dim, epochs: a.epochs, evalEvery: a['eval-every'], patience: a.patience, jobs: a.jobs }, loadavgEnd: readFileSync('/proc/loadavg', 'utf8').trim(), variants: table };
+  const day = new Date().toISOString().slice(0, 10);
+  const resultFile = resolve('bench/results', `sequential-kd-${day}.json`);
+  writeFileAtomic(resultFile, Buffer.from(JSON.stringify(report, null, 2)));
+  console.log(`\nload average at the end: ${report.loadavgEnd}\nresults: ${resultFile}`);
+}
+
+if (!a.summarize) await runAll();
+summarize();
