@@ -17,6 +17,7 @@ import { parseNpy, parseNpyHeader } from '../core/npy.js';
 import { IDS_FILE, readDatasetIds, rowIds, type DatasetIds } from './ids.js';
 import { resolveFeatureFiles, type FeatureFileOptions } from './feature-files.js';
 import { featuresHash, interactionsHash } from './dataset-hash.js';
+import { ITEM_FILE_EXT, readItemLabels } from './item-labels.js';
 
 import type { Csr } from '../core/csr.js';
 
@@ -65,8 +66,12 @@ export interface Dataset {
   itemPopularity: Int32Array;
   /** Sorted by name; empty when the folder has no feature files or features were skipped. */
   modalities: Modality[];
-  /** External ids of the rows, from the folder's ids.json; absent when ids are the row numbers. */
+  /** External ids of the rows, from the folder's ids.json or the .inter's string ids; absent when ids are the row numbers. */
   ids?: DatasetIds;
+  /** Labels by item row from the folder's `<name>.item` (item-labels.ts); absent without one. */
+  itemLabels?: Map<number, string[]>;
+  /** The sides whose .inter ids are strings (mapped to rows through `ids`); absent when both are row numbers. */
+  stringIds?: { users: boolean; items: boolean };
 }
 
 const REQUIRED = ['userID', 'itemID', 'x_label'] as const;
@@ -165,8 +170,11 @@ export function loadDataset(dir: string, opts: LoadOptions = {}): Dataset {
   const itemPopularity = new Int32Array(nItems);
   for (let i = 0; i < trainByUser.indices.length; i++) itemPopularity[trainByUser.indices[i]]++;
 
+  const ids = inter.names ? namedIds(inter.names, given, nUsers, nItems, join(absDir, IDS_FILE)) : (readDatasetIds(absDir, nUsers, nItems) ?? undefined);
+  const datasetName = interNames[0].slice(0, -'.inter'.length);
+  const itemLabels = names.includes(datasetName + ITEM_FILE_EXT) ? readItemLabels(absDir, datasetName, new Map((ids?.items ?? rowIds(nItems)).map((id, r) => [id, r]))) : undefined;
   return {
-    name: interNames[0].slice(0, -'.inter'.length),
+    name: datasetName,
     dir: absDir,
     hash,
     featuresHash: withFeatures ? featuresHash(feats.map((f) => ({ name: f.name, bytes: f.buf }))) : undefined,
@@ -181,7 +189,9 @@ export function loadDataset(dir: string, opts: LoadOptions = {}): Dataset {
     order: inter.times ? 'timestamp' : 'file',
     itemPopularity,
     modalities,
-    ids: inter.names ? namedIds(inter.names, given, nUsers, nItems, join(absDir, IDS_FILE)) : (readDatasetIds(absDir, nUsers, nItems) ?? undefined),
+    stringIds: inter.names ? { users: inter.names.users !== null, items: inter.names.items !== null } : undefined,
+    ids,
+    itemLabels,
   };
 }
 

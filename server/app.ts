@@ -72,7 +72,7 @@ export function buildApp(o: AppOptions): App {
 
   app.register(recommendRoutes, { holder: o.holder, metrics: o.metrics, retrieval: o.retrieval, limits });
   app.register(sessionRoutes, { holder: o.holder, metrics: o.metrics, retrieval: o.retrieval });
-  app.register(healthRoutes, { holder: o.holder, draining: () => o.connections.isDraining });
+  app.register(healthRoutes, { holder: o.holder, draining: () => o.connections.isDraining, pin: () => ({ pinned: o.reloader.pinned, problem: o.reloader.pinProblem }) });
   app.register(metricsRoutes, { metrics: o.metrics });
   const { token, online } = o;
   if (token) {

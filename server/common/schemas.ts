@@ -94,6 +94,9 @@ export const ErrorReplies = { 400: ErrorReply, 503: ErrorReply };
 
 export const Ready = Type.Object({
   status: Type.String(),
+  /** The version pinned by POST /admin/versions/{n}/pin (null: the newest is served), and why it is not served when it cannot be. */
+  pinned: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+  pin_problem: Type.Optional(Type.String()),
   model: Type.Optional(
     Type.Object({
       name: Type.String(),
