@@ -3,7 +3,7 @@
  * them, and the TypeScript types of the answers are derived from them (one definition each).
  */
 import { Type, type Static } from 'typebox';
-import { DEFAULT_K, MAX_BATCH_USERS, MAX_INTERACTIONS, MAX_K, MAX_SESSION_ITEMS } from '../../core/defaults.js';
+import { DEFAULT_K, MAX_BATCH_USERS, MAX_EXCLUDE, MAX_FILTER_LABELS, MAX_INTERACTIONS, MAX_K, MAX_LABEL_CHARS, MAX_SESSION_ITEMS } from '../../core/defaults.js';
 
 // The API's bounds are defined once, with every other default, in core/defaults.ts.
 export { MAX_BATCH_USERS, MAX_INTERACTIONS, MAX_K, MAX_SESSION_ITEMS };
@@ -29,6 +29,12 @@ export type RetrievalName = (typeof RETRIEVALS)[number];
 // An enum rather than a union of literals: the validation error then lists the allowed values.
 const Retrieval = Type.Unsafe<RetrievalName>({ type: 'string', enum: [...RETRIEVALS] });
 
+/** A label (item labels and the label filters): 1 to MAX_LABEL_CHARS characters, no comma, no control character. */
+export const LABEL_PATTERN = '^[^,\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\uD800-\\uDFFF]*$';
+PATTERN_MESSAGES[LABEL_PATTERN] = 'must not contain commas or control characters';
+const Label = () => Type.String({ minLength: 1, maxLength: MAX_LABEL_CHARS, pattern: LABEL_PATTERN });
+export { MAX_EXCLUDE, MAX_FILTER_LABELS };
+
 // Unknown parameters are a 400 (a typo such as `exlude_seen` would otherwise be ignored in silence).
 export const RecommendQuery = Type.Object(
   {
@@ -36,6 +42,10 @@ export const RecommendQuery = Type.Object(
     k: K,
     exclude_seen: Type.Boolean({ default: true }),
     retrieval: Type.Optional(Retrieval),
+    // Issue 18's filters, comma-separated in a query (POST takes arrays; an id holding a comma can be excluded through POST only).
+    exclude: Type.Optional(Type.String({ maxLength: MAX_EXCLUDE * 257 })),
+    labels: Type.Optional(Type.String({ maxLength: MAX_FILTER_LABELS * (MAX_LABEL_CHARS + 1) })),
+    exclude_labels: Type.Optional(Type.String({ maxLength: MAX_FILTER_LABELS * (MAX_LABEL_CHARS + 1) })),
   },
   { additionalProperties: false },
 );
@@ -46,6 +56,9 @@ export const RecommendBody = Type.Object(
     k: K,
     exclude_seen: Type.Boolean({ default: true }),
     retrieval: Type.Optional(Retrieval),
+    exclude: Type.Optional(Type.Array(Id(), { maxItems: MAX_EXCLUDE })),
+    labels: Type.Optional(Type.Array(Label(), { maxItems: MAX_FILTER_LABELS })),
+    exclude_labels: Type.Optional(Type.Array(Label(), { maxItems: MAX_FILTER_LABELS })),
   },
   { additionalProperties: false },
 );
@@ -125,6 +138,8 @@ export const InteractionsBody = Type.Object(
           user: UserId,
           item: Id(),
           ts: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_TS })),
+          /** Issue 18: "dislike" — the item never comes back to that user, whose vector steps away from it. Default "interaction". */
+          type: Type.Optional(Type.Unsafe<'interaction' | 'dislike'>({ type: 'string', enum: ['interaction', 'dislike'] })),
         },
         { additionalProperties: false },
       ),

@@ -30,7 +30,7 @@ import { NewestQueue } from './newest-queue.js';
 import { readLogSlices } from './log-reader.js';
 import { movedItems, refreshAnn, refreshExact, trainingPairs, trainPairs } from './round.js';
 import { captureSnapshot, captureSnapshotSync, checkSnapshot, readSnapshot, removeOtherSnapshots, restoreSnapshot, serializeSnapshot, snapshotPath, writeSnapshotFile, type Snapshot, type SnapshotParts } from './snapshot.js';
-import { bprStep, graphStep, sampleNegative } from './steps.js';
+import { bprStep, dislikeStep, graphStep, sampleNegative } from './steps.js';
 import { VersionState } from './version-state.js';
 import type { InteractionLog, LogEntry, LoggedInteraction } from '../../repository/interaction-log.js';
 import type { ServerMetrics } from '../common/metrics.js';
@@ -183,7 +183,7 @@ export class OnlineLearner {
     const now = Date.now();
     batch.forEach((x, index) => {
       if (!m.itemIndex.has(x.item)) rejected.push({ index, user: x.user, item: x.item, reason: 'unknown item (not in the served catalog)' });
-      else ok.push({ user: x.user, item: x.item, ts: x.ts ?? now });
+      else ok.push(x.type === 'dislike' ? { user: x.user, item: x.item, ts: x.ts ?? now, kind: 'dislike' } : { user: x.user, item: x.item, ts: x.ts ?? now });
     });
     if (rejected.length) {
       this.metrics.interactionsRejected.inc(rejected.length);
@@ -230,6 +230,10 @@ export class OnlineLearner {
     m.appliedPosition = position;
     const item = m.itemIndex.get(x.item);
     if (item === undefined) return;
+    const kind = x.kind ?? 'interaction';
+    if (kind === 'dislike') return this.applyDislike(m, x.user, item);
+    // Item records (PUT/DELETE /items) are not applied by this version of the server: skipped, never fatal.
+    if (kind !== 'interaction') return;
     if (m.sequences) return this.applyToSequence(m, st, x.user, item);
     const d = m.dim;
     // A user without history starts from its first item's vector; the steps below then move it.
@@ -244,6 +248,22 @@ export class OnlineLearner {
     if (m === this.holder.model && (this.cfg.roundEvery > 0 || this.cfg.roundSeconds > 0 || this.recent.length < MAX_RECENT)) {
       this.recent.push({ m, row, item, user: x.user });
     }
+  }
+
+  /**
+   * A dislike (issue 18): the item leaves every answer to that user (the version's catalog, by
+   * user id); a user with a vector takes `steps` steps away from it (not a sequential version:
+   * its vectors come from the sequence). Not a seen item, not a round's positive.
+   */
+  private applyDislike(m: ServingModel, user: string, item: number): void {
+    m.catalog.dislike(user, item);
+    const row = m.userIndex.get(user);
+    if (row !== undefined) {
+      if (!m.sequences) for (let s = 0; s < this.cfg.steps; s++) dislikeStep(m, row, item, this.cfg.lr, this.cfg.reg);
+      m.candidates.dropUser(row);
+      if (!m.sequences) this.stateOf(m).userMoved(row);
+    }
+    m.cache.dropUser(user);
   }
 
   /** A sequential version's immediate update: the item is appended to the user's sequence (the encoder reads it on the next answer). */
@@ -277,8 +297,19 @@ export class OnlineLearner {
     const capture = { m, entries: [] as LogEntry[] };
     this.capture = capture;
     try {
+      const bundlePosition = m.appliedPosition;
       const reindex = this.loadSnapshot(m, st);
       const from = m.appliedPosition;
+      // Dislikes are not in the snapshot (its vectors already took their steps): the filter is rebuilt from the log up to it.
+      if (from > bundlePosition) {
+        for (const e of this.log.read(bundlePosition)) {
+          if (e.position > from) break;
+          if (e.kind === 'dislike') {
+            const item = m.itemIndex.get(e.item);
+            if (item !== undefined) m.catalog.dislike(e.user, item);
+          }
+        }
+      }
       const t0 = performance.now();
       let replayed = 0;
       const background = this.holder.model !== null;
