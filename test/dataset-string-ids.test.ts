@@ -1,34 +1,17 @@
 /** String ids in a dataset's .inter (issue 18): hashes and SKUs become rows; integer ids keep row = id; bad ids name the line. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadDataset } from '../data/dataset.js';
 import { DataFileError } from '../core/errors.js';
 import { writeNpy } from '../core/npy.js';
+import { hashedDataset } from '../test-support/hashed-data.js';
 
 const root = mkdtempSync(join(tmpdir(), 'dataset-string-ids-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
 
-const hash = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 16);
-
-/** A dataset folder whose user and item ids are hex hashes; returns the rows in file order. */
-export function hashedDataset(dir: string, users = 12, items = 9, seed = 1): { rows: [string, string, number][]; dir: string } {
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  const rows: [string, string, number][] = [];
-  let x = seed;
-  const next = () => ((x = (x * 1103515245 + 12345) % 2147483648), x);
-  for (let u = 0; u < users; u++) {
-    const picks = new Set<number>();
-    while (picks.size < 4) picks.add(next() % items);
-    [...picks].forEach((i, n) => rows.push([`u-${hash(`user${u}`)}`, hash(`item${i}`), n < 2 ? 0 : n === 2 ? 1 : 2]));
-  }
-  writeFileSync(join(dir, 'h.inter'), ['userID\titemID\tx_label', ...rows.map((r) => r.join('\t'))].join('\n') + '\n');
-  return { rows, dir };
-}
 
 function inter(name: string, lines: string[], extra?: (dir: string) => void): string {
   const dir = join(root, name);
