@@ -11,7 +11,6 @@ import { ErrorReplies, ID_PATTERN, MAX_BATCH_USERS, MAX_EXCLUDE, MAX_FILTER_LABE
 import type { ModelHolder } from '../serving/model-holder.js';
 import { recommend, recommendJson, type RequestFilters } from '../serving/recommender.js';
 import { labelProblem } from '../../repository/bundle-format.js';
-import { badRequest } from '../http-input.js';
 import type { ServingModel } from '../serving/serving-model.js';
 
 /**
@@ -127,7 +126,9 @@ const ID_RE = new RegExp(ID_PATTERN, 'u');
  * MAX_EXCLUDE, each an id of 1–256 characters) and labels (`labels`, `exclude_labels`, at most
  * MAX_FILTER_LABELS each); a 400 body naming the parameter otherwise.
  */
-export function queryFilters(q: { exclude?: string; labels?: string; exclude_labels?: string }): RequestFilters | ReturnType<typeof badRequest> {
+export function queryFilters(q: { exclude?: string; labels?: string; exclude_labels?: string }): RequestFilters | { error: string; message: string; field: string } {
+  // the 400 body of http-input.ts' badRequest (not imported: routes sit below server/)
+  const badRequest = (context: string, field: string, detail: string) => ({ error: 'Bad Request', message: `${context}.${field}: ${detail}`, field });
   const list = (raw: string | undefined) => (raw === undefined || raw === '' ? undefined : raw.split(','));
   const exclude = list(q.exclude);
   if (exclude) {

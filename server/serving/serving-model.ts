@@ -19,6 +19,7 @@ import { CandidateCache } from '../retrieval/candidate-cache.js';
 import { ExactScorer } from '../retrieval/exact.js';
 import { ResultCache } from './result-cache.js';
 import { ItemCatalog } from './item-catalog.js';
+import type { ItemEmbedder } from './item-embedder.js';
 import { SequenceEncoder } from './sequence-encoder.js';
 import { sequenceVectors, tableVectors, type UserVectorSource } from './user-vector-source.js';
 import { UserSequences } from './user-sequences.js';
@@ -84,6 +85,8 @@ export class ServingModel implements AnnSource {
   candidates = new CandidateCache(0);
   /** Issue 18: labels, hidden items and dislikes (item-catalog.ts). */
   catalog = new ItemCatalog();
+  /** Issue 18: places items added by PUT /items from their features (the bundle's item encoder); null when the bundle has none. */
+  embedder: ItemEmbedder | null = null;
 
   get nItems(): number {
     return this.itemIds.length;
@@ -174,7 +177,7 @@ export class ServingModel implements AnnSource {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.exact.close(), this.encoder?.close()]);
+    await Promise.all([this.exact.close(), this.encoder?.close(), this.embedder?.close()]);
   }
 }
 
