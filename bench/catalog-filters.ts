@@ -5,8 +5,9 @@
  * process, autocannon with `--connections` connections for `--duration` s per scenario (after a
  * 2 s warm-up), users cycling through the table:
  *   plain                      no filter (the result cache answers repeats)
+ *   exclude1-unknown           exclude=<an id the catalog lacks>: no filter in effect, caches bypassed (the uncached baseline)
  *   exclude20                  exclude=<20 item ids> (no result cache, no candidate cache)
- *   labels                     labels=c3 (a tenth of the catalog allowed)
+ *   labels                     labels=c3 (a tenth of the catalog allowed: scored whole, see ALLOWED_SCAN in recommender.ts)
  *   exclude_labels             exclude_labels=c3,c4
  *
  *   npm run bench:catalog -- [--duration 8] [--connections 20] [--retrieval ann|exact] [--json FILE]
@@ -48,6 +49,8 @@ const url = await server.url;
 const exclude20 = Array.from({ length: 20 }, (_, i) => `i${i * 37}`).join(',');
 const scenarios: [string, string][] = [
   ['plain', ''],
+  // no filter in effect, but a request filter is given: no result cache, no candidate cache (the uncached baseline)
+  ['exclude1-unknown', '&exclude=no-such-item'],
   ['exclude20', `&exclude=${exclude20}`],
   ['labels', '&labels=c3'],
   ['exclude_labels', '&exclude_labels=c3,c4'],

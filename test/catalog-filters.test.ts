@@ -131,3 +131,31 @@ test('a dislike never comes back to that user, moves its vector away, and surviv
     await s.close();
   }
 });
+
+test('GET /items/{id}/neighbors: by the student item vectors, itself and filtered items out, both paths agree; GET /items/{id}', async () => {
+  const s = await testServer(repo, 'cat', { online: { roundEvery: 0, roundSeconds: 0 } });
+  try {
+    const { app } = s;
+    const iv = input.itemEmbeddings.slice(5 * d, 6 * d);
+    for (const retrieval of ['ann', 'exact']) {
+      let r = await app.inject({ method: 'GET', url: `/items/i5/neighbors?k=10&retrieval=${retrieval}` });
+      assert.equal(r.statusCode, 200, r.body);
+      assert.deepEqual(r.json().items.map((x: { item: string }) => x.item), bruteForce(iv, 10, (i) => i !== 5));
+      r = await app.inject({ method: 'GET', url: `/items/i5/neighbors?k=10&retrieval=${retrieval}&exclude_labels=even&exclude=i7` });
+      assert.deepEqual(r.json().items.map((x: { item: string }) => x.item), bruteForce(iv, 10, (i) => i !== 5 && i % 2 === 1 && i !== 7));
+      r = await app.inject({ method: 'GET', url: `/items/i5/neighbors?k=10&retrieval=${retrieval}&labels=c2` });
+      assert.deepEqual(r.json().items.map((x: { item: string }) => x.item), bruteForce(iv, 10, (i) => i !== 5 && i % 3 === 2), 'its own label: itself still left out');
+    }
+    assert.equal((await app.inject({ method: 'GET', url: '/items/nope/neighbors' })).statusCode, 404);
+    const long = await app.inject({ method: 'GET', url: `/items/${'x'.repeat(10 * 1024)}/neighbors` });
+    assert.equal(long.statusCode, 400, long.body);
+    assert.equal(long.json().field, 'id');
+    const info = await app.inject({ method: 'GET', url: '/items/i4', headers: auth });
+    assert.equal(info.statusCode, 200, info.body);
+    assert.deepEqual({ ...(info.json() as object), popularity: 0 }, { item: 'i4', model_version: 1, row: 4, in_bundle: true, hidden: false, labels: ['c1', 'even'], popularity: 0 });
+    assert.equal((await app.inject({ method: 'GET', url: '/items/i4' })).statusCode, 401, 'token-protected');
+    assert.equal((await app.inject({ method: 'GET', url: '/items/nope', headers: auth })).statusCode, 404);
+  } finally {
+    await s.close();
+  }
+});

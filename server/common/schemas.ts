@@ -77,6 +77,37 @@ export const RecommendBatch = Type.Object({
   results: Type.Array(Recommendation),
 });
 
+/** GET /items/{id}/neighbors (issue 18): k and the same filters as GET /recommend. */
+export const NeighborsQuery = Type.Object(
+  {
+    k: K,
+    retrieval: Type.Optional(Retrieval),
+    exclude: Type.Optional(Type.String({ maxLength: MAX_EXCLUDE * 257 })),
+    labels: Type.Optional(Type.String({ maxLength: MAX_FILTER_LABELS * (MAX_LABEL_CHARS + 1) })),
+    exclude_labels: Type.Optional(Type.String({ maxLength: MAX_FILTER_LABELS * (MAX_LABEL_CHARS + 1) })),
+  },
+  { additionalProperties: false },
+);
+
+export const Neighbors = Type.Object({
+  item: Type.String(),
+  model_version: Type.Integer(),
+  retrieval: Retrieval,
+  items: Type.Array(Type.Object({ item: Type.String(), score: Type.Number() })),
+});
+
+/** GET /items/{id}: what the served version knows of an item. */
+export const ItemInfo = Type.Object({
+  item: Type.String(),
+  model_version: Type.Integer(),
+  row: Type.Integer(),
+  /** exported with the bundle (false: added by PUT /items since) */
+  in_bundle: Type.Boolean(),
+  hidden: Type.Boolean(),
+  labels: Type.Array(Type.String()),
+  popularity: Type.Integer(),
+});
+
 /** POST /recommend/session: an anonymous sequence of item ids, oldest first (a sequential bundle only). */
 export const SessionBody = Type.Object(
   {

@@ -20,6 +20,8 @@ export interface ItemFilter {
   /** how many item rows the filter leaves out (exact: a path asks for k + count rows so that k survive) */
   readonly count: number;
   has(item: number): boolean;
+  /** Every row the filter lets through, when it is a short list (a narrow `labels` filter): scanning them is cheaper than any search. */
+  readonly allowed?: number[];
 }
 /** The filter's older name (the seen items alone). */
 export type SeenFilter = ItemFilter;
