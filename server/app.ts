@@ -85,7 +85,7 @@ export function buildApp(o: AppOptions): App {
       scope.addHook('onRequest', bearerAuth(token));
       await scope.register(adminRoutes, { reloader: o.reloader, online });
       if (online) await scope.register(interactionRoutes, { online });
-      await scope.register(itemRoutes, { holder: o.holder });
+      await scope.register(itemRoutes, { holder: o.holder, online });
     });
   }
   return app;

@@ -159,3 +159,42 @@ test('GET /items/{id}/neighbors: by the student item vectors, itself and filtere
     await s.close();
   }
 });
+
+test('DELETE /items/{id}: hidden from every answer at once (both paths, cold starts, neighbors), durable across a restart', async () => {
+  const logDir = mkdtempSync(join(tmpdir(), 'promptmm-delete-log-'));
+  let s = await testServer(repo, 'cat', { logDir, online: { roundEvery: 0, roundSeconds: 0 } });
+  let top: string;
+  let popular: string;
+  try {
+    const { app } = s;
+    top = (await app.inject({ method: 'GET', url: '/recommend?user=u3&k=10' })).json().items[0].item; // now cached
+    popular = (await app.inject({ method: 'GET', url: '/recommend?user=nobody&k=1' })).json().items[0].item;
+    for (const id of new Set([top, popular])) {
+      const r = await app.inject({ method: 'DELETE', url: `/items/${id}`, headers: auth });
+      assert.equal(r.statusCode, 200, r.body);
+      assert.equal(r.json().hidden, true);
+    }
+    assert.equal((await app.inject({ method: 'DELETE', url: `/items/${top}`, headers: auth })).json().already_hidden, true);
+    assert.equal((await app.inject({ method: 'DELETE', url: '/items/nope', headers: auth })).statusCode, 404);
+    assert.equal((await app.inject({ method: 'DELETE', url: `/items/${top}` })).statusCode, 401);
+    for (const retrieval of ['ann', 'exact']) {
+      const items = (await app.inject({ method: 'GET', url: `/recommend?user=u3&k=300&retrieval=${retrieval}` })).json().items.map((x: { item: string }) => x.item);
+      assert.ok(!items.includes(top) && !items.includes(popular), `${retrieval}: a deleted item was recommended`);
+      const nb = (await app.inject({ method: 'GET', url: `/items/i9/neighbors?k=299&retrieval=${retrieval}` })).json().items.map((x: { item: string }) => x.item);
+      assert.ok(!nb.includes(top) && !nb.includes(popular));
+      assert.equal(nb.length, 300 - 1 - new Set([top, popular, 'i9']).size + 1);
+    }
+    assert.ok(!(await app.inject({ method: 'GET', url: '/recommend?user=nobody&k=5' })).json().items.some((x: { item: string }) => x.item === popular));
+    assert.equal((await app.inject({ method: 'GET', url: `/items/${top}`, headers: auth })).json().hidden, true);
+    assert.equal((await app.inject({ method: 'GET', url: `/items/${top}/neighbors` })).statusCode, 404);
+  } finally {
+    await s.close();
+  }
+  s = await testServer(repo, 'cat', { logDir, online: { roundEvery: 0, roundSeconds: 0 } });
+  try {
+    const items = (await s.app.inject({ method: 'GET', url: '/recommend?user=u3&k=300' })).json().items.map((x: { item: string }) => x.item);
+    assert.ok(items.length > 0 && !items.includes(top!) && !items.includes(popular!), 'the deletion survived the restart');
+  } finally {
+    await s.close();
+  }
+});

@@ -232,7 +232,8 @@ export class OnlineLearner {
     if (item === undefined) return;
     const kind = x.kind ?? 'interaction';
     if (kind === 'dislike') return this.applyDislike(m, x.user, item);
-    // Item records (PUT/DELETE /items) are not applied by this version of the server: skipped, never fatal.
+    if (kind === 'item_delete') return this.applyDelete(m, item);
+    // Item puts (PUT /items) are not applied by this version of the server: skipped, never fatal.
     if (kind !== 'interaction') return;
     if (m.sequences) return this.applyToSequence(m, st, x.user, item);
     const d = m.dim;
@@ -264,6 +265,30 @@ export class OnlineLearner {
       if (!m.sequences) this.stateOf(m).userMoved(row);
     }
     m.cache.dropUser(user);
+  }
+
+  /** DELETE /items (issue 18): the item leaves every answer (the filter of every request reads `hidden`); cached answers go. */
+  private applyDelete(m: ServingModel, item: number): void {
+    if (m.catalog.hidden.has(item)) return;
+    m.catalog.hidden.add(item);
+    m.cache.clear();
+  }
+
+  /**
+   * Makes an item deletion durable, then applies it to the served version: 404-style error for
+   * an item the served catalog does not hold; resolves with the log position.
+   */
+  async deleteItem(id: string): Promise<{ log_position: number; already: boolean }> {
+    const m = this.holder.model;
+    if (!m) throw Object.assign(new Error('no model version loaded yet'), { statusCode: 503 });
+    const row = m.itemIndex.get(id);
+    if (row === undefined) throw Object.assign(new Error(`item ${JSON.stringify(id.slice(0, 80))} is not in the served catalog (version ${m.version})`), { statusCode: 404 });
+    if (m.catalog.hidden.has(row)) return { log_position: this.log.position, already: true };
+    const rec: LoggedInteraction = { user: '', item: id, ts: Date.now(), kind: 'item_delete' };
+    const position = await this.log.append([rec]);
+    if (this.capture) this.capture.entries.push({ ...rec, position });
+    this.apply(this.holder.model!, [rec], position);
+    return { log_position: position, already: false };
   }
 
   /** A sequential version's immediate update: the item is appended to the user's sequence (the encoder reads it on the next answer). */
@@ -300,14 +325,14 @@ export class OnlineLearner {
       const bundlePosition = m.appliedPosition;
       const reindex = this.loadSnapshot(m, st);
       const from = m.appliedPosition;
-      // Dislikes are not in the snapshot (its vectors already took their steps): the filter is rebuilt from the log up to it.
+      // Dislikes and deletions are not in the snapshot (its vectors already took their steps): rebuilt from the log up to it.
       if (from > bundlePosition) {
         for (const e of this.log.read(bundlePosition)) {
           if (e.position > from) break;
-          if (e.kind === 'dislike') {
-            const item = m.itemIndex.get(e.item);
-            if (item !== undefined) m.catalog.dislike(e.user, item);
-          }
+          const item = e.kind === 'dislike' || e.kind === 'item_delete' ? m.itemIndex.get(e.item) : undefined;
+          if (item === undefined) continue;
+          if (e.kind === 'dislike') m.catalog.dislike(e.user, item);
+          else m.catalog.hidden.add(item);
         }
       }
       const t0 = performance.now();

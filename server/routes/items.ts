@@ -1,12 +1,14 @@
 /**
  * Issue 18's item endpoints built so far: GET /items/{id}/neighbors (public, like /recommend)
- * and GET /items/{id} (token). PUT and DELETE /items are not built yet.
+ * and GET /items/{id} (token); DELETE /items/{id} (token, with online learning: logged, then hidden
+ * from every answer). PUT /items is not built yet.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ErrorReplies, ID_PATTERN, ItemInfo, Neighbors, NeighborsQuery, type RetrievalName } from '../common/schemas.js';
 import type { ModelHolder } from '../serving/model-holder.js';
 import { itemNeighbors } from '../serving/neighbors.js';
 import type { ServingModel } from '../serving/serving-model.js';
+import type { OnlineLearner } from '../online/online-learner.js';
 import { queryFilters } from './recommend.js';
 
 const ID_RE = new RegExp(ID_PATTERN, 'u');
@@ -41,7 +43,23 @@ export const neighborRoutes: FastifyPluginAsyncTypebox<{ holder: ModelHolder; re
   });
 };
 
-export const itemRoutes: FastifyPluginAsyncTypebox<{ holder: ModelHolder }> = async (app, o) => {
+export const itemRoutes: FastifyPluginAsyncTypebox<{ holder: ModelHolder; online?: OnlineLearner }> = async (app, o) => {
+  const online = o.online;
+  if (online) {
+    app.delete('/items/:id', async (req, reply) => {
+      const id = (req.params as { id: string }).id;
+      const bad = idProblem(id);
+      if (bad) return reply.code(400).send(bad);
+      try {
+        const r = await online.deleteItem(id);
+        return { item: id, hidden: true, already_hidden: r.already, log_position: r.log_position };
+      } catch (err) {
+        const code = (err as { statusCode?: number }).statusCode;
+        if (code === 404) return reply.code(404).send({ error: 'Not Found', message: (err as Error).message });
+        throw err;
+      }
+    });
+  }
   app.get('/items/:id', { schema: { response: { 200: ItemInfo, 404: ErrorReplies[400], ...ErrorReplies } } }, async (req, reply) => {
     const id = (req.params as { id: string }).id;
     const bad = idProblem(id);
