@@ -34,6 +34,16 @@ export const MAX_BATCH_USERS = 256;
 export const MAX_INTERACTIONS = 1000;
 /** Most items in one POST /recommend/session (a sequential bundle encodes the last maxLen of them). */
 export const MAX_SESSION_ITEMS = 1000;
+// --- issue 18, the living catalog: bounds of item labels and request filters (one block) ---
+/** Most labels one item carries (`<name>.item`, PUT /items). */
+export const MAX_ITEM_LABELS = 100;
+/** Longest label, in characters. */
+export const MAX_LABEL_CHARS = 64;
+/** Most item ids in one request's `exclude`. */
+export const MAX_EXCLUDE = 1000;
+/** Most labels in one request's `labels` or `exclude_labels`. */
+export const MAX_FILTER_LABELS = 100;
+// --- end of issue 18's block ---
 /** tfjs backends, best first (see trainer/engine/backend.ts). */
 export const BACKEND_NAMES = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
 /** ONNX Runtime execution providers the server can use. */

@@ -3,14 +3,21 @@
  * 0 train / 1 validation / 2 test) and one feature file per modality (row i = item i):
  * `<modality>_feat.npy`, or any `.npy` named by dataset.json or `--feature` (feature-files.ts).
  * Everything malformed is a DataFileError naming the file and line/row.
+ *
+ * Ids: a side (users or items) whose every id is a decimal integer keeps row = id (the MMRec
+ * layout; an `ids.json` may then name the rows). A side with any other id (a hash, a SKU:
+ * 1–256 printable characters, no control characters) is read as strings: with an `ids.json`
+ * its rows are that file's order (the feature files' row order), else the order in which the
+ * ids are first seen in the file; Dataset.ids then names every row.
  */
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DataFileError } from '../core/errors.js';
 import { parseNpy, parseNpyHeader } from '../core/npy.js';
-import { IDS_FILE, readDatasetIds, type DatasetIds } from './ids.js';
+import { IDS_FILE, readDatasetIds, rowIds, type DatasetIds } from './ids.js';
 import { resolveFeatureFiles, type FeatureFileOptions } from './feature-files.js';
 import { featuresHash, interactionsHash } from './dataset-hash.js';
+import { ITEM_FILE_EXT, readItemLabels } from './item-labels.js';
 
 import type { Csr } from '../core/csr.js';
 
@@ -59,8 +66,12 @@ export interface Dataset {
   itemPopularity: Int32Array;
   /** Sorted by name; empty when the folder has no feature files or features were skipped. */
   modalities: Modality[];
-  /** External ids of the rows, from the folder's ids.json; absent when ids are the row numbers. */
+  /** External ids of the rows, from the folder's ids.json or the .inter's string ids; absent when ids are the row numbers. */
   ids?: DatasetIds;
+  /** Labels by item row from the folder's `<name>.item` (item-labels.ts); absent without one. */
+  itemLabels?: Map<number, string[]>;
+  /** The sides whose .inter ids are strings (mapped to rows through `ids`); absent when both are row numbers. */
+  stringIds?: { users: boolean; items: boolean };
 }
 
 const REQUIRED = ['userID', 'itemID', 'x_label'] as const;
@@ -105,7 +116,14 @@ export function loadDataset(dir: string, opts: LoadOptions = {}): Dataset {
   const interFile = join(absDir, interNames[0]);
   const interBytes = readFileSync(interFile);
   const hash = interactionsHash(interBytes, names.includes(IDS_FILE) ? readFileSync(join(absDir, IDS_FILE)) : null);
-  const inter = parseInter(interBytes, interFile);
+  const hasIdsJson = names.includes(IDS_FILE);
+  // Integer ids first (the fast path); a side with a non-integer id is read again as strings.
+  let inter = parseInter(interBytes, interFile, null);
+  let given: { users?: string[]; items?: string[] } | null = null;
+  if (inter.stringSides) {
+    given = hasIdsJson ? readIdsJsonLists(join(absDir, IDS_FILE)) : null;
+    inter = parseInter(interBytes, interFile, { user: inter.stringSides.user, item: inter.stringSides.item, given });
+  }
   for (let label = 0; label < 3; label++) {
     if (inter.count[label] === 0) throw new DataFileError(interFile, `the ${SPLIT_NAMES[label]} split is empty`);
   }
@@ -152,8 +170,11 @@ export function loadDataset(dir: string, opts: LoadOptions = {}): Dataset {
   const itemPopularity = new Int32Array(nItems);
   for (let i = 0; i < trainByUser.indices.length; i++) itemPopularity[trainByUser.indices[i]]++;
 
+  const ids = inter.names ? namedIds(inter.names, given, nUsers, nItems, join(absDir, IDS_FILE)) : (readDatasetIds(absDir, nUsers, nItems) ?? undefined);
+  const datasetName = interNames[0].slice(0, -'.inter'.length);
+  const itemLabels = names.includes(datasetName + ITEM_FILE_EXT) ? readItemLabels(absDir, datasetName, new Map((ids?.items ?? rowIds(nItems)).map((id, r) => [id, r]))) : undefined;
   return {
-    name: interNames[0].slice(0, -'.inter'.length),
+    name: datasetName,
     dir: absDir,
     hash,
     featuresHash: withFeatures ? featuresHash(feats.map((f) => ({ name: f.name, bytes: f.buf }))) : undefined,
@@ -168,8 +189,56 @@ export function loadDataset(dir: string, opts: LoadOptions = {}): Dataset {
     order: inter.times ? 'timestamp' : 'file',
     itemPopularity,
     modalities,
-    ids: readDatasetIds(absDir, nUsers, nItems) ?? undefined,
+    stringIds: inter.names ? { users: inter.names.users !== null, items: inter.names.items !== null } : undefined,
+    ids,
+    itemLabels,
   };
+}
+
+/** ids.json's lists before the row counts are known (string ids are mapped through them); checked again by readDatasetIds' rules. */
+function readIdsJsonLists(file: string): { users?: string[]; items?: string[] } {
+  let o: unknown;
+  try {
+    o = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new DataFileError(file, `not valid JSON (${(e as Error).message})`);
+  }
+  const out: { users?: string[]; items?: string[] } = {};
+  for (const side of ['users', 'items'] as const) {
+    const ids = (o as Record<string, unknown> | null)?.[side];
+    if (!Array.isArray(ids)) throw new DataFileError(file, `"${side}" must be an array of ids`);
+    const seen = new Set<string>();
+    ids.forEach((id, row) => {
+      if (typeof id !== 'string' || id.length === 0) throw new DataFileError(file, `${side}[${row}] is not a non-empty string`);
+      if (seen.has(id)) throw new DataFileError(file, `${side}[${row}]: id "${id}" appears twice`);
+      seen.add(id);
+    });
+    out[side] = ids as string[];
+  }
+  return out;
+}
+
+/** Dataset.ids from the string sides' row names (an integer side: its row numbers). */
+function namedIds(names: { users: string[] | null; items: string[] | null }, given: { users?: string[]; items?: string[] } | null, nUsers: number, nItems: number, idsFile: string): DatasetIds {
+  const side = (a: string[] | null, list: string[] | undefined, n: number, what: string) => {
+    if (!a) {
+      // an integer side: its row numbers, or ids.json's names of them
+      if (!list) return rowIds(n);
+      if (list.length !== n) throw new DataFileError(idsFile, `"${what}" holds ${list.length} ids for ${n} ${what} rows`);
+      return list;
+    }
+    // Rows past the last id seen (feature rows of items no interaction names, without an ids.json
+    // naming them) get a placeholder id that no other row has.
+    const taken = new Set(a);
+    for (let r = a.length; r < n; r++) {
+      let id = `#${r}`;
+      while (taken.has(id)) id += '_';
+      taken.add(id);
+      a.push(id);
+    }
+    return a;
+  };
+  return { users: side(names.users, given?.users, nUsers, 'users'), items: side(names.items, given?.items, nItems, 'items') };
 }
 
 /** One line for logs: sizes per split, modality dims, and where the time order came from. */
@@ -192,13 +261,51 @@ interface RawInter {
   count: number[];
   maxUser: number;
   maxItem: number;
+  /** integer pass: the sides that hold a non-integer id (read again as strings); null when both are integers */
+  stringSides: { user: boolean; item: boolean } | null;
+  /** string pass: each string side's id per row (row order); null for an integer side */
+  names: { users: string[] | null; items: string[] | null } | null;
+}
+
+/** How a string side is read: its ids mapped to rows through ids.json's list, else numbered in first-seen order. */
+interface StringMode {
+  user: boolean;
+  item: boolean;
+  given: { users?: string[]; items?: string[] } | null;
+}
+
+/** A string id's longest form and the characters it may not hold (the server's ID_PATTERN: C0/C1 controls, DEL, U+2028/9). */
+const MAX_ID_CHARS = 256;
+// eslint-disable-next-line no-control-regex
+const BAD_ID_CHARS = /[\u0000-\u001F\u007F-\u009F\u2028\u2029]/;
+
+class IdRows {
+  readonly names: string[];
+  private readonly rows = new Map<string, number>();
+  private readonly fixed: boolean;
+  constructor(given: string[] | undefined) {
+    this.fixed = given !== undefined;
+    this.names = given ? given.slice() : [];
+    this.names.forEach((id, r) => this.rows.set(id, r));
+  }
+  /** the id's row, or -1 when ids.json fixes the rows and lacks it */
+  rowOf(id: string): number {
+    let r = this.rows.get(id);
+    if (r === undefined) {
+      if (this.fixed) return -1;
+      r = this.names.length;
+      this.names.push(id);
+      this.rows.set(id, r);
+    }
+    return r;
+  }
 }
 
 /**
  * Byte-level TSV scan: real datasets have millions of lines, so no per-line strings or regexes;
  * field text is only materialised for error messages.
  */
-function parseInter(buf: Buffer, file: string): RawInter {
+function parseInter(buf: Buffer, file: string, strings: StringMode | null): RawInter {
   const len = buf.length;
   let pos = buf.length >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf ? 3 : 0; // UTF-8 BOM
   let eol = buf.indexOf(0x0a, pos);
@@ -230,6 +337,9 @@ function parseInter(buf: Buffer, file: string): RawInter {
   let maxUser = -1;
   let maxItem = -1;
   const count = [0, 0, 0];
+  const userRows = strings?.user ? new IdRows(strings.given?.users) : null;
+  const itemRows = strings?.item ? new IdRows(strings.given?.items) : null;
+  let stringSides: { user: boolean; item: boolean } | null = null;
 
   let line = 1;
   pos = eol + 1;
@@ -263,6 +373,10 @@ function parseInter(buf: Buffer, file: string): RawInter {
           const text = buf.toString('utf8', fieldStart, i).trim();
           time = text === '' ? NaN : Number(text);
           if (!Number.isFinite(time)) throw new DataFileError(file, `timestamp "${fieldText(buf, fieldStart, i)}" is not a number`, `line ${line}`);
+        } else if ((r === 1 && userRows) || (r === 2 && itemRows)) {
+          const v = stringId(buf, fieldStart, i, file, line, r === 1 ? 'userID' : 'itemID', (r === 1 ? userRows : itemRows)!);
+          if (r === 1) u = v;
+          else it = v;
         } else if (r !== 0) {
           const v = parseId(buf, fieldStart, i);
           if (r === 3) {
@@ -272,9 +386,11 @@ function parseInter(buf: Buffer, file: string): RawInter {
             lab = v;
           } else {
             if (v < 0) {
-              const name = r === 1 ? 'userID' : 'itemID';
-              const what = v === -2 ? `is too large (max ${MAX_ID})` : 'is not a non-negative integer';
-              throw new DataFileError(file, `${name} "${fieldText(buf, fieldStart, i)}" ${what}`, `line ${line}`);
+              // Not an integer (or past an Int32 row): this side's ids are strings; the caller reads the file again so.
+              if (strings) throw new Error('unreachable: a string side parsed as integers');
+              stringSides ??= { user: false, item: false };
+              if (r === 1) stringSides.user = true;
+              else stringSides.item = true;
             }
             if (r === 1) u = v;
             else it = v;
@@ -310,7 +426,26 @@ function parseInter(buf: Buffer, file: string): RawInter {
     }
     pos = end + 1;
   }
-  return { n, times: times && times.subarray(0, n), users: users.subarray(0, n), items: items.subarray(0, n), labels: labels.subarray(0, n), count, maxUser, maxItem };
+  const names = strings ? { users: userRows?.names ?? null, items: itemRows?.names ?? null } : null;
+  // ids.json's rows count even when no interaction names them (the feature files' rows).
+  if (userRows) maxUser = Math.max(maxUser, userRows.names.length - 1);
+  if (itemRows) maxItem = Math.max(maxItem, itemRows.names.length - 1);
+  return { n, times: times && times.subarray(0, n), users: users.subarray(0, n), items: items.subarray(0, n), labels: labels.subarray(0, n), count, maxUser, maxItem, stringSides, names };
+}
+
+/** A string id's row; refused (file and line) when empty, longer than 256 characters, with a control character, or absent from ids.json. */
+function stringId(buf: Buffer, start: number, end: number, file: string, line: number, name: string, rows: IdRows): number {
+  while (start < end && buf[start] === 0x20) start++;
+  while (end > start && buf[end - 1] === 0x20) end--;
+  if (start === end) throw new DataFileError(file, `${name} is empty`, `line ${line}`);
+  const id = buf.toString('utf8', start, end);
+  if (id.length > MAX_ID_CHARS) throw new DataFileError(file, `${name} "${fieldText(buf, start, end)}" is longer than ${MAX_ID_CHARS} characters`, `line ${line}`);
+  if (BAD_ID_CHARS.test(id) || id.includes('\uFFFD')) {
+    throw new DataFileError(file, `${name} ${JSON.stringify(fieldText(buf, start, end))} holds a control character or invalid UTF-8`, `line ${line}`);
+  }
+  const row = rows.rowOf(id);
+  if (row < 0) throw new DataFileError(file, `${name} "${fieldText(buf, start, end)}" is not in ${IDS_FILE}, which fixes the rows`, `line ${line}`);
+  return row;
 }
 
 /** Each line's position in time order: by timestamp, ties (and a file without the column) in line order. */

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { fsyncPath, pidAlive, writeFileDurable } from '../core/atomic.js';
 import { encodeNpy, encodeNpyInt32 } from '../core/npy.js';
-import { BUNDLE_FILES, SEQUENCE_FILES, BUNDLE_FORMAT, type FileEntry, type HnswParams, type IdMaps, type Manifest } from '../repository/bundle-format.js';
+import { BUNDLE_FILES, CATALOG_FILES, SEQUENCE_FILES, BUNDLE_FORMAT, type FileEntry, type HnswParams, type IdMaps, type ItemLabelsJson, type Manifest } from '../repository/bundle-format.js';
 import { buildHnswIndex, type HnswBuildStats } from '../repository/hnsw-index.js';
 import { buildScoringModel, ONNX_INPUTS, ONNX_OPSET, ONNX_OUTPUTS } from '../repository/onnx-scoring-graph.js';
 import { buildSequenceModel, SEQUENCE_INPUTS, SEQUENCE_OPSET, SEQUENCE_OUTPUTS } from '../repository/onnx-sequence-graph.js';
@@ -43,6 +43,14 @@ export interface BundleInput {
    * most recent items, at most shape.maxLen, in order (the server's starting sequences).
    */
   sequence?: { shape: SequenceShape; arrays: SequenceArrays; sequences: Csr };
+  /** Labels of the items that have any (the dataset's `<name>.item`): written as item_labels.json. */
+  itemLabels?: ReadonlyMap<number, string[]>;
+}
+
+/** Labels by row → the bundle's item_labels.json (rows ascending; items without labels left out). */
+export function itemLabelsJson(labels: ReadonlyMap<number, string[]>): ItemLabelsJson {
+  const rows = [...labels.keys()].filter((r) => labels.get(r)!.length > 0).sort((a, b) => a - b);
+  return { rows, labels: rows.map((r) => labels.get(r)!) };
 }
 
 export interface ExportOptions {
@@ -181,6 +189,7 @@ export function exportBundle(input: BundleInput, opts: ExportOptions): ExportRes
     put(BUNDLE_FILES.seenItems, encodeNpyInt32(input.seen.indices, [input.seen.indices.length]));
     put(BUNDLE_FILES.popularity, encodeNpyInt32(input.popularity, [nItems]));
     put(BUNDLE_FILES.onnx, buildScoringModel(input.itemEmbeddings, nItems, dim));
+    if (input.itemLabels?.size) put(CATALOG_FILES.itemLabels, Buffer.from(JSON.stringify(itemLabelsJson(input.itemLabels))));
     if (input.sequence) {
       const { sequences, shape, arrays } = input.sequence;
       put(SEQUENCE_FILES.model, buildSequenceModel(arrays, shape));

@@ -51,6 +51,7 @@ export function bundleFromCheckpoint(repo: string, name: string, opts: { dataDir
     ids: s.data.ids ?? { users: rowIds(nUsers), items: rowIds(nItems) },
     seen: s.data.trainByUser,
     popularity: s.data.itemPopularity,
+    itemLabels: s.data.itemLabels,
     training: { objective: s.meta.objective, backend: s.meta.backend, parameters: s.meta.parameters, bestEpoch: s.meta.epoch, ...s.meta.config, model: s.meta.model },
     metrics: s.meta.metrics,
     // Trained with `--interactions LOG`: the log records this model has absorbed.
@@ -136,6 +137,7 @@ function sasrecBundle(dir: string, name: string, dataDir?: string): BundleInput 
     ids: data.ids ?? { users: rowIds(nUsers), items: rowIds(nItems) },
     seen: trainAndValidation(data),
     popularity: data.itemPopularity,
+    itemLabels: data.itemLabels,
     training: { model: 'sasrec', bestEpoch: meta.epoch, validMetric: meta.validMetric, ...meta.config, ...shape },
     metrics: meta.metrics,
     logPosition: readAbsorbed(data.dir)?.logPosition ?? 0,

@@ -5,7 +5,8 @@
  */
 import { open } from 'node:fs/promises';
 import onnxProto from 'onnx-proto';
-import { BUNDLE_FILES, SEQUENCE_FILES, type IdMaps, type Manifest } from './bundle-format.js';
+import { BUNDLE_FILES, CATALOG_FILES, SEQUENCE_FILES, labelProblem, type IdMaps, type Manifest } from './bundle-format.js';
+import { MAX_ITEM_LABELS } from '../core/defaults.js';
 import { ONNX_INPUTS, ONNX_OUTPUTS } from './onnx-scoring-graph.js';
 import { SEQUENCE_INPUTS, SEQUENCE_OUTPUTS } from './onnx-sequence-graph.js';
 
@@ -50,6 +51,8 @@ export interface ParsedBundle {
   onnx: Uint8Array;
   /** A sequential bundle's (manifest `model: "sasrec"`): the users' sequences as CSR and sequence.onnx, whole. */
   sequence?: { offsets: Array2<Int32Array>; items: Array2<Int32Array>; onnx: Uint8Array };
+  /** The text of item_labels.json, when the bundle has one. */
+  itemLabelsJson?: string;
 }
 
 /** What the check builds on the way and the loader would otherwise build again. */
@@ -57,6 +60,8 @@ export interface CheckedBundle {
   ids: IdMaps;
   userIndex: Map<string, number>;
   itemIndex: Map<string, number>;
+  /** Labels by item row (item_labels.json); empty when the bundle has none. */
+  itemLabels: Map<number, string[]>;
 }
 
 function fail(file: string, detail: string): never {
@@ -99,7 +104,7 @@ function checkFinite(file: string, data: Float32Array, dim: number): void {
   }
 }
 
-function checkIds(text: string, users: number, items: number): CheckedBundle {
+function checkIds(text: string, users: number, items: number): Omit<CheckedBundle, "itemLabels"> {
   const f = BUNDLE_FILES.ids;
   let parsed: unknown;
   try {
@@ -304,7 +309,35 @@ export function checkBundle(b: ParsedBundle): CheckedBundle {
   checkHnswHeader(b.hnsw.header, b.hnsw.fileBytes, items, d);
   checkOnnx(b.onnx, b.itemEmbeddings.data, items, d);
   checkSequence(b);
-  return checked;
+  return { ...checked, itemLabels: b.itemLabelsJson === undefined ? new Map() : checkItemLabels(b.itemLabelsJson, items) };
+}
+
+/** item_labels.json: parallel rows (ascending, in range) and label lists (each label by labelProblem's rule, at most MAX_ITEM_LABELS). */
+export function checkItemLabels(text: string, items: number): Map<number, string[]> {
+  const f = CATALOG_FILES.itemLabels;
+  let o: unknown;
+  try {
+    o = JSON.parse(text);
+  } catch (e) {
+    fail(f, `not valid JSON (${(e as Error).message})`);
+  }
+  const { rows, labels } = (o ?? {}) as { rows?: unknown; labels?: unknown };
+  if (!Array.isArray(rows) || !Array.isArray(labels)) fail(f, 'expected {"rows": [...], "labels": [[...], ...]}');
+  if (rows.length !== labels.length) fail(f, `${rows.length} rows but ${labels.length} label lists`);
+  const out = new Map<number, string[]>();
+  let prev = -1;
+  rows.forEach((r, n) => {
+    if (!Number.isInteger(r) || r <= prev || r >= items) fail(f, `rows[${n}] = ${JSON.stringify(r)}: rows must be ascending item rows in [0, ${items})`);
+    prev = r;
+    const l = labels[n];
+    if (!Array.isArray(l) || l.length > MAX_ITEM_LABELS) fail(f, `labels[${n}] must be an array of at most ${MAX_ITEM_LABELS} labels`);
+    l.forEach((x: unknown, k: number) => {
+      const why = typeof x === 'string' ? labelProblem(x) : 'is not a string';
+      if (why) fail(f, `labels[${n}][${k}] ${why}`);
+    });
+    out.set(r, l as string[]);
+  });
+  return out;
 }
 
 /**

@@ -2,6 +2,7 @@
  * The model bundle: what `promptmm export` writes to models/<name>/<version>/ and the server
  * reads. One place for the file names and the manifest's shape so both sides agree.
  */
+import { MAX_ITEM_LABELS, MAX_LABEL_CHARS } from '../core/defaults.js';
 
 export const BUNDLE_FORMAT = 'promptmm-bundle/1';
 
@@ -16,6 +17,31 @@ export const BUNDLE_FILES = {
   onnx: 'model.onnx',
   hnsw: 'items.hnsw',
 } as const;
+
+/**
+ * Optional catalog files (issue 18): `item_labels.json`, the labels of the items that have any
+ * (from the dataset's `<name>.item`), `{rows: [item row…], labels: [[label…]…]}` (parallel,
+ * rows ascending), for the request filters `labels` / `exclude_labels`.
+ */
+export const CATALOG_FILES = {
+  itemLabels: 'item_labels.json',
+} as const;
+
+export interface ItemLabelsJson {
+  rows: number[];
+  labels: string[][];
+}
+
+// eslint-disable-next-line no-control-regex
+const BAD_LABEL = /[\u0000-\u001F\u007F-\u009F\u2028\u2029\uD800-\uDFFF,]/;
+
+/** What is wrong with a label (1 to MAX_LABEL_CHARS characters, no comma or control character), or null: one rule for `<name>.item`, the bundle and PUT /items. */
+export function labelProblem(label: string): string | null {
+  if (label.length === 0) return 'is empty';
+  if (label.length > MAX_LABEL_CHARS) return `is longer than ${MAX_LABEL_CHARS} characters`;
+  if (BAD_LABEL.test(label)) return 'holds a comma or a control character';
+  return null;
+}
 
 /** The files a sequential bundle (manifest `model: "sasrec"`) adds: the encoder, and each user's last maxLen items (CSR, in order). */
 export const SEQUENCE_FILES = {

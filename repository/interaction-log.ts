@@ -31,11 +31,27 @@ import type { Logger } from 'pino';
 import { fsyncPath, writeFileAtomic } from '../core/atomic.js';
 import { DataFileError } from '../core/errors.js';
 
+/**
+ * What a record says (issue 18; absent in older records = 'interaction'): a user interacted
+ * with an item; a user disliked an item (never recommended to that user again, not a positive
+ * for training); an item was added or replaced with its modality features and labels (PUT
+ * /items: `user` is ''); an item was deleted (DELETE /items: `user` is '').
+ */
+export type LogKind = 'interaction' | 'dislike' | 'item_put' | 'item_delete';
+const KIND_CODES: Record<Exclude<LogKind, 'interaction'>, string> = { dislike: 'd', item_put: 'ip', item_delete: 'id' };
+const KINDS_BY_CODE = new Map<string, LogKind>(Object.entries(KIND_CODES).map(([k, c]) => [c, k as LogKind]));
+
 export interface LoggedInteraction {
   user: string;
   item: string;
   /** client timestamp (ms since epoch) or the server's arrival time */
   ts: number;
+  /** absent: 'interaction' */
+  kind?: LogKind;
+  /** item_put: each modality's feature vector (stored as base64 of the float32 bytes) */
+  features?: Record<string, Float32Array>;
+  /** item_put: the item's labels */
+  labels?: string[];
 }
 
 export interface LogEntry extends LoggedInteraction {
@@ -118,10 +134,28 @@ interface Segment {
   skipped: string[];
 }
 
-function encode(x: LoggedInteraction, position: number): Buffer {
+/** The record's JSON payload (kind, features and labels only when present: older readers' records stay as they were). */
+function payloadOf(x: LoggedInteraction, position: number): Buffer {
   // p first: the payload then starts `{"p":`, which (with the header layout) keeps a resync scan
   // from mistaking an offset inside a whole record for the start of one.
-  const payload = Buffer.from(JSON.stringify({ p: position, u: x.user, i: x.item, ts: x.ts }));
+  const o: Record<string, unknown> = { p: position, u: x.user, i: x.item, ts: x.ts };
+  if (x.kind && x.kind !== 'interaction') o.k = KIND_CODES[x.kind];
+  if (x.features) o.f = Object.fromEntries(Object.entries(x.features).map(([name, v]) => [name, Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')]));
+  if (x.labels) o.l = x.labels;
+  return Buffer.from(JSON.stringify(o));
+}
+
+/** Largest record payload the log holds (a PUT /items whose features and labels exceed it is refused before it is logged). */
+export const MAX_RECORD_BYTES = 1 << 16;
+
+/** Whether the record fits the log's record size (positions take at most 16 digits). */
+export function recordFits(x: LoggedInteraction): boolean {
+  return payloadOf(x, 9_999_999_999_999_999).length <= MAX_RECORD_BYTES;
+}
+
+function encode(x: LoggedInteraction, position: number): Buffer {
+  const payload = payloadOf(x, position);
+  if (payload.length > MAX_RECORD) throw new Error(`log record of ${payload.length} bytes exceeds the largest record (${MAX_RECORD} bytes)`);
   const rec = Buffer.allocUnsafe(HEADER + payload.length);
   rec.writeUInt32LE(payload.length, 0);
   rec.writeUInt32LE(crc32(payload), 4);
@@ -129,10 +163,7 @@ function encode(x: LoggedInteraction, position: number): Buffer {
   return rec;
 }
 
-interface Decoded {
-  user: string;
-  item: string;
-  ts: number;
+interface Decoded extends LoggedInteraction {
   p: number | undefined;
 }
 
@@ -147,7 +178,30 @@ function decode(payload: Buffer): Decoded | null {
   const o = j as Record<string, unknown>;
   if (typeof o.u !== 'string' || typeof o.i !== 'string') return null;
   if (o.p !== undefined && !(Number.isSafeInteger(o.p) && (o.p as number) >= 1)) return null;
-  return { user: o.u, item: o.i, ts: o.ts as number, p: o.p as number | undefined };
+  const d: Decoded = { user: o.u, item: o.i, ts: o.ts as number, p: o.p as number | undefined };
+  if (o.k !== undefined) {
+    const kind = typeof o.k === 'string' ? KINDS_BY_CODE.get(o.k) : undefined;
+    if (!kind) return null;
+    d.kind = kind;
+  }
+  if (o.f !== undefined) {
+    if (typeof o.f !== 'object' || o.f === null || Array.isArray(o.f)) return null;
+    const features: Record<string, Float32Array> = Object.create(null);
+    for (const [name, b64] of Object.entries(o.f as Record<string, unknown>)) {
+      if (typeof b64 !== 'string') return null;
+      const bytes = Buffer.from(b64, 'base64');
+      if (bytes.length % 4 !== 0) return null;
+      const v = new Float32Array(bytes.length / 4);
+      new Uint8Array(v.buffer).set(bytes);
+      features[name] = v;
+    }
+    d.features = features;
+  }
+  if (o.l !== undefined) {
+    if (!Array.isArray(o.l) || !o.l.every((x) => typeof x === 'string')) return null;
+    d.labels = o.l as string[];
+  }
+  return d;
 }
 
 /** The record at `off` if it is whole, passes its CRC and decodes; else what is wrong with it. */
@@ -239,7 +293,8 @@ function scan(buf: Buffer, file: string, first: number): Scan {
       if (certain && r.rec.p !== undefined && r.rec.p !== pos) {
         throw new LogCorruptError(file, off, pos, `a whole record says it is log position ${r.rec.p} where ${pos} belongs (segments renamed or bytes copied in); it cannot be skipped safely: restore ${basename(file)} from a backup`);
       }
-      entries.push({ user: r.rec.user, item: r.rec.item, ts: r.rec.ts, position: pos });
+      const { p: _p, ...rec } = r.rec;
+      entries.push({ ...rec, position: pos });
       pos++;
       off += HEADER + r.len;
       continue;
@@ -459,9 +514,11 @@ export class InteractionLog {
     if (this.readOnly) return Promise.reject(new Error(`interaction log ${this.dir} was opened read-only`));
     if (this.broken) return Promise.reject(this.notWritable());
     return new Promise((resolve, reject) => {
+      // All encoded before any is queued: a record too large refuses the whole append, positions untouched.
+      const recs = xs.map((x, n) => encode(x, this.nextPosition + n));
       for (let n = 0; n < xs.length; n++) {
         const last = n === xs.length - 1;
-        this.pending.push({ rec: encode(xs[n], this.nextPosition + n), resolve: last ? resolve : () => {}, reject: last ? reject : () => {} });
+        this.pending.push({ rec: recs[n], resolve: last ? resolve : () => {}, reject: last ? reject : () => {} });
       }
       this.nextPosition += xs.length;
       if (!this.flushing) {

@@ -20,6 +20,7 @@ import { interactionRoutes } from './routes/interactions.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { recommendRoutes, requestLimits, type RequestLimits } from './routes/recommend.js';
 import { sessionRoutes } from './routes/session.js';
+import { itemRoutes, neighborRoutes } from './routes/items.js';
 import type { ModelHolder } from './serving/model-holder.js';
 import type { Reloader } from './serving/reloader.js';
 
@@ -46,6 +47,9 @@ function createFastify(log: Logger, connections: Connections) {
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     bodyLimit: 1 << 20,
+    // Item ids travel in paths (/items/{id}): long enough for a 256-character id percent-encoded
+    // (4 UTF-8 bytes × 3), so that a longer one is a 400 naming `id`, not a 404.
+    maxParamLength: 16 * 1024,
     // No type coercion: a JSON body's numbers are JSON numbers ("k": "10" is a 400, and "Infinity"
     // can never become one); query strings are converted by strictQueryHook before validation.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } },
@@ -72,7 +76,8 @@ export function buildApp(o: AppOptions): App {
 
   app.register(recommendRoutes, { holder: o.holder, metrics: o.metrics, retrieval: o.retrieval, limits });
   app.register(sessionRoutes, { holder: o.holder, metrics: o.metrics, retrieval: o.retrieval });
-  app.register(healthRoutes, { holder: o.holder, draining: () => o.connections.isDraining, follower: () => o.online?.follower ?? null });
+  app.register(neighborRoutes, { holder: o.holder, retrieval: o.retrieval });
+  app.register(healthRoutes, { holder: o.holder, draining: () => o.connections.isDraining, pin: () => ({ pinned: o.reloader.pinned, problem: o.reloader.pinProblem }), follower: () => o.online?.follower ?? null });
   app.register(metricsRoutes, { metrics: o.metrics });
   const { token, online } = o;
   if (token) {
@@ -80,6 +85,7 @@ export function buildApp(o: AppOptions): App {
       scope.addHook('onRequest', bearerAuth(token));
       await scope.register(adminRoutes, { reloader: o.reloader, online });
       if (online) await scope.register(interactionRoutes, { online });
+      await scope.register(itemRoutes, { holder: o.holder, online });
     });
   }
   return app;

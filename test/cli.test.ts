@@ -123,7 +123,8 @@ const bad: [string, Record<string, string | Buffer> | null, RegExp][] = [
   ['missing folder', null, /does not exist|not found|no such/i],
   ['no .inter', { 'image_feat.npy': feat(3) }, /\.inter/],
   ['wrong header', { 'x.inter': GOOD.replace('x_label', 'split') }, /x\.inter.*x_label/],
-  ['non-integer id', { 'x.inter': GOOD.replace('1\t1\t0', 'u1\t1\t0') }, /x\.inter line 5.*userID/],
+  // (non-integer ids are string ids since issue 18; a control character is not)
+  ['control character in an id', { 'x.inter': GOOD.replace('1\t1\t0', 'u\u00011\t1\t0') }, /x\.inter line 5.*userID/],
   ['x_label outside 0/1/2', { 'x.inter': GOOD.replace('1\t1\t0', '1\t1\t3') }, /x\.inter line 5.*x_label/],
   ['empty split', { 'x.inter': GOOD.replace(/\t1\n/g, '\t0\n') }, /validation/],
   ['too few feature rows', { 'x.inter': GOOD, 'image_feat.npy': feat(2) }, /image_feat\.npy.*2.*3/],

@@ -28,6 +28,7 @@ export function createMetrics() {
     modelVersion: new client.Gauge({ name: 'promptmm_model_version', help: 'Bundle version being served', labelNames: ['model'] as const, registers: [registry] }),
     modelItems: new client.Gauge({ name: 'promptmm_model_items', help: 'Items in the served index', registers: [registry] }),
     modelUsers: new client.Gauge({ name: 'promptmm_model_users', help: 'Users known to the served model', registers: [registry] }),
+    pinnedVersion: new client.Gauge({ name: 'promptmm_model_pinned_version', help: 'Version pinned by POST /admin/versions/{n}/pin (0 = none: the newest is served)', registers: [registry] }),
     loads: new client.Counter({ name: 'promptmm_model_loads_total', help: 'Bundle versions loaded and swapped in', registers: [registry] }),
     loadFailures: new client.Counter({ name: 'promptmm_model_load_failures_total', help: 'Bundle versions refused (failed verification or loading)', registers: [registry] }),
     provider: new client.Gauge({ name: 'promptmm_onnx_execution_provider', help: 'ONNX Runtime execution provider in use (value 1 for the active one)', labelNames: ['provider'] as const, registers: [registry] }),

@@ -3,7 +3,7 @@
  * them, and the TypeScript types of the answers are derived from them (one definition each).
  */
 import { Type, type Static } from 'typebox';
-import { DEFAULT_K, MAX_BATCH_USERS, MAX_INTERACTIONS, MAX_K, MAX_SESSION_ITEMS } from '../../core/defaults.js';
+import { DEFAULT_K, MAX_BATCH_USERS, MAX_EXCLUDE, MAX_FILTER_LABELS, MAX_INTERACTIONS, MAX_K, MAX_LABEL_CHARS, MAX_SESSION_ITEMS } from '../../core/defaults.js';
 
 // The API's bounds are defined once, with every other default, in core/defaults.ts.
 export { MAX_BATCH_USERS, MAX_INTERACTIONS, MAX_K, MAX_SESSION_ITEMS };
@@ -29,6 +29,12 @@ export type RetrievalName = (typeof RETRIEVALS)[number];
 // An enum rather than a union of literals: the validation error then lists the allowed values.
 const Retrieval = Type.Unsafe<RetrievalName>({ type: 'string', enum: [...RETRIEVALS] });
 
+/** A label (item labels and the label filters): 1 to MAX_LABEL_CHARS characters, no comma, no control character. */
+export const LABEL_PATTERN = '^[^,\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\uD800-\\uDFFF]*$';
+PATTERN_MESSAGES[LABEL_PATTERN] = 'must not contain commas or control characters';
+const Label = () => Type.String({ minLength: 1, maxLength: MAX_LABEL_CHARS, pattern: LABEL_PATTERN });
+export { MAX_EXCLUDE, MAX_FILTER_LABELS };
+
 // Unknown parameters are a 400 (a typo such as `exlude_seen` would otherwise be ignored in silence).
 export const RecommendQuery = Type.Object(
   {
@@ -36,6 +42,10 @@ export const RecommendQuery = Type.Object(
     k: K,
     exclude_seen: Type.Boolean({ default: true }),
     retrieval: Type.Optional(Retrieval),
+    // Issue 18's filters, comma-separated in a query (POST takes arrays; an id holding a comma can be excluded through POST only).
+    exclude: Type.Optional(Type.String({ maxLength: MAX_EXCLUDE * 257 })),
+    labels: Type.Optional(Type.String({ maxLength: MAX_FILTER_LABELS * (MAX_LABEL_CHARS + 1) })),
+    exclude_labels: Type.Optional(Type.String({ maxLength: MAX_FILTER_LABELS * (MAX_LABEL_CHARS + 1) })),
   },
   { additionalProperties: false },
 );
@@ -46,6 +56,9 @@ export const RecommendBody = Type.Object(
     k: K,
     exclude_seen: Type.Boolean({ default: true }),
     retrieval: Type.Optional(Retrieval),
+    exclude: Type.Optional(Type.Array(Id(), { maxItems: MAX_EXCLUDE })),
+    labels: Type.Optional(Type.Array(Label(), { maxItems: MAX_FILTER_LABELS })),
+    exclude_labels: Type.Optional(Type.Array(Label(), { maxItems: MAX_FILTER_LABELS })),
   },
   { additionalProperties: false },
 );
@@ -62,6 +75,37 @@ export type Recommendation = Static<typeof Recommendation>;
 export const RecommendBatch = Type.Object({
   model_version: Type.Integer(),
   results: Type.Array(Recommendation),
+});
+
+/** GET /items/{id}/neighbors (issue 18): k and the same filters as GET /recommend. */
+export const NeighborsQuery = Type.Object(
+  {
+    k: K,
+    retrieval: Type.Optional(Retrieval),
+    exclude: Type.Optional(Type.String({ maxLength: MAX_EXCLUDE * 257 })),
+    labels: Type.Optional(Type.String({ maxLength: MAX_FILTER_LABELS * (MAX_LABEL_CHARS + 1) })),
+    exclude_labels: Type.Optional(Type.String({ maxLength: MAX_FILTER_LABELS * (MAX_LABEL_CHARS + 1) })),
+  },
+  { additionalProperties: false },
+);
+
+export const Neighbors = Type.Object({
+  item: Type.String(),
+  model_version: Type.Integer(),
+  retrieval: Retrieval,
+  items: Type.Array(Type.Object({ item: Type.String(), score: Type.Number() })),
+});
+
+/** GET /items/{id}: what the served version knows of an item. */
+export const ItemInfo = Type.Object({
+  item: Type.String(),
+  model_version: Type.Integer(),
+  row: Type.Integer(),
+  /** exported with the bundle (false: added by PUT /items since) */
+  in_bundle: Type.Boolean(),
+  hidden: Type.Boolean(),
+  labels: Type.Array(Type.String()),
+  popularity: Type.Integer(),
 });
 
 /** POST /recommend/session: an anonymous sequence of item ids, oldest first (a sequential bundle only). */
@@ -94,6 +138,9 @@ export const ErrorReplies = { 400: ErrorReply, 503: ErrorReply };
 
 export const Ready = Type.Object({
   status: Type.String(),
+  /** The version pinned by POST /admin/versions/{n}/pin (null: the newest is served), and why it is not served when it cannot be. */
+  pinned: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+  pin_problem: Type.Optional(Type.String()),
   model: Type.Optional(
     Type.Object({
       name: Type.String(),
@@ -133,6 +180,8 @@ export const InteractionsBody = Type.Object(
           user: UserId,
           item: Id(),
           ts: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_TS })),
+          /** Issue 18: "dislike" — the item never comes back to that user, whose vector steps away from it. Default "interaction". */
+          type: Type.Optional(Type.Unsafe<'interaction' | 'dislike'>({ type: 'string', enum: ['interaction', 'dislike'] })),
         },
         { additionalProperties: false },
       ),

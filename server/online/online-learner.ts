@@ -37,7 +37,7 @@ import { NewestQueue } from './newest-queue.js';
 import { readLogSlices } from './log-reader.js';
 import { movedItems, refreshAnn, refreshExact, trainingPairs, trainPairs } from './round.js';
 import { captureSnapshot, captureSnapshotSync, checkSnapshot, readSnapshot, removeOtherSnapshots, restoreSnapshot, serializeSnapshot, snapshotPath, writeSnapshotFile, type Snapshot, type SnapshotParts } from './snapshot.js';
-import { bprStep, graphStep, sampleNegative } from './steps.js';
+import { bprStep, dislikeStep, graphStep, sampleNegative } from './steps.js';
 import { VersionState } from './version-state.js';
 import { InteractionLog, type LogEntry, type LoggedInteraction } from '../../repository/interaction-log.js';
 import type { RedisStreamLog } from '../../repository/redis-stream-log.js';
@@ -195,7 +195,7 @@ export class OnlineLearner {
     const now = Date.now();
     batch.forEach((x, index) => {
       if (!m.itemIndex.has(x.item)) rejected.push({ index, user: x.user, item: x.item, reason: 'unknown item (not in the served catalog)' });
-      else ok.push({ user: x.user, item: x.item, ts: x.ts ?? now });
+      else ok.push(x.type === 'dislike' ? { user: x.user, item: x.item, ts: x.ts ?? now, kind: 'dislike' } : { user: x.user, item: x.item, ts: x.ts ?? now });
     });
     if (rejected.length) {
       this.metrics.interactionsRejected.inc(rejected.length);
@@ -279,6 +279,11 @@ export class OnlineLearner {
     m.appliedPosition = position;
     const item = m.itemIndex.get(x.item);
     if (item === undefined) return;
+    const kind = x.kind ?? 'interaction';
+    if (kind === 'dislike') return this.applyDislike(m, x.user, item);
+    if (kind === 'item_delete') return this.applyDelete(m, item);
+    // Item puts (PUT /items) are not applied by this version of the server: skipped, never fatal.
+    if (kind !== 'interaction') return;
     if (m.sequences) return this.applyToSequence(m, st, x.user, item);
     const d = m.dim;
     // A user without history starts from its first item's vector; the steps below then move it.
@@ -295,6 +300,48 @@ export class OnlineLearner {
     if (m === this.holder.model && (this.cfg.roundEvery > 0 || this.cfg.roundSeconds > 0 || this.recent.length < MAX_RECENT)) {
       this.recent.push({ m, row, item, user: x.user });
     }
+  }
+
+  /**
+   * A dislike (issue 18): the item leaves every answer to that user (the version's catalog, by
+   * user id); a user with a vector takes `steps` steps away from it (not a sequential version:
+   * its vectors come from the sequence). Not a seen item, not a round's positive.
+   */
+  private applyDislike(m: ServingModel, user: string, item: number): void {
+    m.catalog.dislike(user, item);
+    const row = m.userIndex.get(user);
+    if (row !== undefined) {
+      if (!m.sequences) for (let s = 0; s < this.cfg.steps; s++) dislikeStep(m, row, item, this.cfg.lr, this.cfg.reg);
+      m.candidates.dropUser(row);
+      if (!m.sequences) this.stateOf(m).userMoved(row);
+    }
+    m.cache.dropUser(user);
+  }
+
+  /** DELETE /items (issue 18): the item leaves every answer (the filter of every request reads `hidden`); cached answers go. */
+  private applyDelete(m: ServingModel, item: number): void {
+    if (m.catalog.hidden.has(item)) return;
+    m.catalog.hidden.add(item);
+    m.cache.clear();
+  }
+
+  /**
+   * Makes an item deletion durable, then applies it to the served version: 404-style error for
+   * an item the served catalog does not hold; resolves with the log position.
+   */
+  async deleteItem(id: string): Promise<{ log_position: number; already: boolean }> {
+    const m = this.holder.model;
+    if (!m) throw Object.assign(new Error('no model version loaded yet'), { statusCode: 503 });
+    const row = m.itemIndex.get(id);
+    if (row === undefined) throw Object.assign(new Error(`item ${JSON.stringify(id.slice(0, 80))} is not in the served catalog (version ${m.version})`), { statusCode: 404 });
+    if (m.catalog.hidden.has(row)) return { log_position: this.log.position, already: true };
+    const rec: LoggedInteraction = { user: '', item: id, ts: Date.now(), kind: 'item_delete' };
+    // On a shared log the follower applies it, here and on every replica, in stream order.
+    if (this.follower) return { log_position: (await this.ingestShared([rec], [])).log_position, already: false };
+    const position = await this.log.append([rec]);
+    if (this.capture) this.capture.entries.push({ ...rec, position });
+    this.apply(this.holder.model!, [rec], position);
+    return { log_position: position, already: false };
   }
 
   /** A sequential version's immediate update: the item is appended to the user's sequence (the encoder reads it on the next answer). */
@@ -328,8 +375,19 @@ export class OnlineLearner {
     const capture = { m, entries: [] as LogEntry[] };
     this.capture = capture;
     try {
+      const bundlePosition = m.appliedPosition;
       const reindex = this.loadSnapshot(m, st);
       const from = m.appliedPosition;
+      // Dislikes and deletions are not in the snapshot (its vectors already took their steps): rebuilt from the log up to it.
+      if (from > bundlePosition) {
+        for (const e of this.localLog.read(bundlePosition)) {
+          if (e.position > from) break;
+          const item = e.kind === 'dislike' || e.kind === 'item_delete' ? m.itemIndex.get(e.item) : undefined;
+          if (item === undefined) continue;
+          if (e.kind === 'dislike') m.catalog.dislike(e.user, item);
+          else m.catalog.hidden.add(item);
+        }
+      }
       const t0 = performance.now();
       let replayed = 0;
       const background = this.holder.model !== null;

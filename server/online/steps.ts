@@ -47,6 +47,23 @@ export function bprStep(m: ServingModel, row: number, item: number, neg: number,
   items.moved[neg] += Math.sqrt(sj);
 }
 
+/**
+ * A dislike (issue 18): one SGD step on -log σ(-u·i) + reg‖u‖² for user `row` and the disliked
+ * `item` (item vectors fixed): the user's vector moves away from the item, by more the higher the
+ * item still scores.
+ */
+export function dislikeStep(m: ServingModel, row: number, item: number, lr: number, reg: number): void {
+  const d = m.dim;
+  const U = m.userVectors;
+  const I = m.itemVectors;
+  const ub = row * d;
+  const ib = item * d;
+  let x = 0;
+  for (let c = 0; c < d; c++) x += U[ub + c] * I[ib + c];
+  const g = sigmoid(x);
+  for (let c = 0; c < d; c++) U[ub + c] -= lr * (g * I[ib + c] + reg * U[ub + c]);
+}
+
 /** The graph step of OnlineConfig.mix: the user moves toward the new item by mix/√(n+1), keeping its norm. */
 export function graphStep(m: ServingModel, row: number, item: number, mix: number): void {
   if (mix <= 0) return;

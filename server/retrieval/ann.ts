@@ -44,13 +44,14 @@ function plainArray(v: Float32Array): number[] {
  * survive (heavy users whose history crowds the top) is it repeated with the filter.
  */
 function candidates(source: AnnSource, q: RetrievalQuery, seen: SeenFilter, want: number): Int32Array {
-  const cached = source.candidates.get(q.row);
+  const cache = q.cache !== false;
+  const cached = cache ? source.candidates.get(q.row) : undefined;
   if (cached && countUnseen(cached, seen) >= want) return cached;
   const c = Math.min(Math.max(q.k, ANN_CANDIDATES), source.nItems);
   const query = plainArray(q.vector);
   let found = unseenUpTo(source.ann.searchKnn(query, Math.min(source.nItems, c + Math.min(seen.count, c))).neighbors, seen, c);
   if (found.length < want) found = Int32Array.from(source.ann.searchKnn(query, c, (label: number) => !seen.has(label)).neighbors);
-  source.candidates.set(q.row, found);
+  if (cache) source.candidates.set(q.row, found);
   return found;
 }
 

@@ -11,12 +11,20 @@ export interface ItemTable {
   score(user: Float32Array, itemRow: number): number;
 }
 
-/** Items to leave out of an answer: the user's seen items. */
-export interface SeenFilter {
-  /** how many items the user has seen */
+/**
+ * Items to leave out of an answer, composed per request (server/serving/recommender.ts): the
+ * user's seen items, and (issue 18) the request's `exclude` and label filters, hidden items,
+ * the user's dislikes.
+ */
+export interface ItemFilter {
+  /** how many item rows the filter leaves out (exact: a path asks for k + count rows so that k survive) */
   readonly count: number;
   has(item: number): boolean;
+  /** Every row the filter lets through, when it is a short list (a narrow `labels` filter): scanning them is cheaper than any search. */
+  readonly allowed?: number[];
 }
+/** The filter's older name (the seen items alone). */
+export type SeenFilter = ItemFilter;
 
 export interface RetrievalQuery {
   /** The user's row: the key of per-user state (ANN candidates). */
@@ -24,8 +32,13 @@ export interface RetrievalQuery {
   /** The user's vector; the caller's copy, so online learning cannot move it during the search. */
   vector: Float32Array;
   k: number;
-  /** Absent: seen items may be recommended. */
-  seen?: SeenFilter;
+  /** Absent: every item may be recommended. */
+  seen?: ItemFilter;
+  /**
+   * false: the ANN path neither reads nor stores the user's cached candidates (a request's own
+   * filters: candidates found under them are not the user's for the next request). Default true.
+   */
+  cache?: boolean;
 }
 
 export interface ScoredRow {

@@ -1,7 +1,7 @@
 /** POST /admin/reload (load the newest version now, retrying refused ones) and, with online learning, POST /admin/finetune (one round now). */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { OnlineLearner } from '../online/online-learner.js';
-import type { Reloader } from '../serving/reloader.js';
+import { PinError, type Reloader } from '../serving/reloader.js';
 
 export interface AdminRoutesOptions {
   reloader: Reloader;
@@ -22,6 +22,24 @@ export function repositoryRelative(reason: string, version: number): string {
 }
 
 export const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (app, o) => {
+  // Versions (issue 18): pin one (rollback without deleting anything), unpin.
+  app.post<{ Params: { n: string } }>('/admin/versions/:n/pin', async (req, reply) => {
+    const raw = req.params.n;
+    if (!/^[1-9][0-9]{0,14}$/.test(raw)) return reply.code(400).send({ error: 'Bad Request', message: `params.n: a version is a positive integer, got ${JSON.stringify(raw.slice(0, 40))}`, field: 'n' });
+    try {
+      const r = await o.reloader.pin(Number(raw));
+      return { pinned: r.version, version: o.reloader.served };
+    } catch (err) {
+      if (err instanceof PinError) {
+        return reply.code(err.statusCode).send({ error: err.statusCode === 404 ? 'Not Found' : 'Conflict', message: repositoryRelative(err.message, Number(raw)) });
+      }
+      throw err;
+    }
+  });
+  app.post('/admin/versions/unpin', async () => {
+    const r = await o.reloader.unpin();
+    return { pinned: null, unpinned: r.unpinned, version: o.reloader.served, refused: r.refused.map((x) => ({ ...x, reason: repositoryRelative(x.reason, x.version) })) };
+  });
   app.post('/admin/reload', async () => {
     const r = await o.reloader.reload(true);
     return { ...r, refused: r.refused.map((x) => ({ ...x, reason: repositoryRelative(x.reason, x.version) })) };

@@ -7,9 +7,10 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import type { ServerMetrics } from '../common/metrics.js';
 import { defaultsFor } from '../../core/defaults.js';
-import { ErrorReplies, MAX_BATCH_USERS, MAX_K, RecommendBatch, RecommendBody, RecommendQuery, Recommendation, type RetrievalName } from '../common/schemas.js';
+import { ErrorReplies, ID_PATTERN, MAX_BATCH_USERS, MAX_EXCLUDE, MAX_FILTER_LABELS, MAX_K, RecommendBatch, RecommendBody, RecommendQuery, Recommendation, type RetrievalName } from '../common/schemas.js';
 import type { ModelHolder } from '../serving/model-holder.js';
-import { recommend, recommendJson } from '../serving/recommender.js';
+import { recommend, recommendJson, type RequestFilters } from '../serving/recommender.js';
+import { labelProblem } from '../../repository/bundle-format.js';
 import type { ServingModel } from '../serving/serving-model.js';
 
 /**
@@ -75,7 +76,9 @@ export const recommendRoutes: FastifyPluginAsyncTypebox<RecommendRoutesOptions> 
     withModel(reply, async (m) => {
       const q = req.query;
       // Serialized by the response schema once, then cached as text with the list.
-      const r = await recommendJson(m, q.user, q.k, q.exclude_seen, q.retrieval ?? o.retrieval);
+      const filters = queryFilters(q);
+      if ('field' in filters) return reply.code(400).send(filters);
+      const r = await recommendJson(m, q.user, q.k, q.exclude_seen, q.retrieval ?? o.retrieval, filters);
       served(r.retrieval, r.coldStart);
       return reply.type('application/json; charset=utf-8').send(r.json as never);
     }),
@@ -95,6 +98,7 @@ export const recommendRoutes: FastifyPluginAsyncTypebox<RecommendRoutesOptions> 
         .header('retry-after', '1')
         .send({ error: 'Service Unavailable', message: `busy: batches of ${entriesInFlight} list entries in progress (limit ${limits.maxEntriesInFlight}); retry shortly` });
     }
+    const filters: RequestFilters = { exclude: b.exclude, labels: b.labels, excludeLabels: b.exclude_labels };
     entriesInFlight += cost;
     try {
       return await withModel(reply, async (m) => {
@@ -104,7 +108,7 @@ export const recommendRoutes: FastifyPluginAsyncTypebox<RecommendRoutesOptions> 
         const results: Recommendation[] = [];
         for (let i = 0; i < b.users.length; i += per) {
           if (i > 0) await nextTurn();
-          results.push(...(await Promise.all(b.users.slice(i, i + per).map((u) => recommend(m, u, b.k, b.exclude_seen, b.retrieval ?? o.retrieval)))));
+          results.push(...(await Promise.all(b.users.slice(i, i + per).map((u) => recommend(m, u, b.k, b.exclude_seen, b.retrieval ?? o.retrieval, filters)))));
         }
         for (const r of results) served(r.retrieval, r.cold_start);
         return { model_version: m.version, results };
@@ -114,3 +118,34 @@ export const recommendRoutes: FastifyPluginAsyncTypebox<RecommendRoutesOptions> 
     }
   });
 };
+
+const ID_RE = new RegExp(ID_PATTERN, 'u');
+
+/**
+ * GET /recommend's filters (issue 18): comma-separated item ids (`exclude`, at most
+ * MAX_EXCLUDE, each an id of 1–256 characters) and labels (`labels`, `exclude_labels`, at most
+ * MAX_FILTER_LABELS each); a 400 body naming the parameter otherwise.
+ */
+export function queryFilters(q: { exclude?: string; labels?: string; exclude_labels?: string }): RequestFilters | { error: string; message: string; field: string } {
+  // the 400 body of http-input.ts' badRequest (not imported: routes sit below server/)
+  const badRequest = (context: string, field: string, detail: string) => ({ error: 'Bad Request', message: `${context}.${field}: ${detail}`, field });
+  const list = (raw: string | undefined) => (raw === undefined || raw === '' ? undefined : raw.split(','));
+  const exclude = list(q.exclude);
+  if (exclude) {
+    if (exclude.length > MAX_EXCLUDE) return badRequest('querystring', 'exclude', `at most ${MAX_EXCLUDE} item ids, got ${exclude.length}`);
+    const bad = exclude.findIndex((id) => id.length === 0 || id.length > 256 || !ID_RE.test(id));
+    if (bad >= 0) return badRequest('querystring', 'exclude', `item id ${bad + 1} must be 1 to 256 characters without control characters`);
+  }
+  const out: RequestFilters = { exclude };
+  for (const [field, key] of [['labels', 'labels'], ['exclude_labels', 'excludeLabels']] as const) {
+    const ls = list(q[field]);
+    if (!ls) continue;
+    if (ls.length > MAX_FILTER_LABELS) return badRequest('querystring', field, `at most ${MAX_FILTER_LABELS} labels, got ${ls.length}`);
+    for (let n = 0; n < ls.length; n++) {
+      const why = labelProblem(ls[n]);
+      if (why) return badRequest('querystring', field, `label ${n + 1} ${why}`);
+    }
+    out[key] = ls;
+  }
+  return out;
+}

@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Logger } from 'pino';
-import { BUNDLE_FILES, SEQUENCE_FILES, type Manifest } from '../../repository/bundle-format.js';
+import { BUNDLE_FILES, CATALOG_FILES, SEQUENCE_FILES, type Manifest } from '../../repository/bundle-format.js';
 import { checkBundle, checkHnswLabels, HNSW_HEADER_BYTES, readFileHead } from '../../repository/bundle-check.js';
 import { loadHnswIndex, type HnswIndex } from '../../repository/hnsw-index.js';
 import { DEFAULTS } from '../../core/defaults.js';
@@ -18,6 +18,8 @@ import type { AnnSource } from '../retrieval/ann.js';
 import { CandidateCache } from '../retrieval/candidate-cache.js';
 import { ExactScorer } from '../retrieval/exact.js';
 import { ResultCache } from './result-cache.js';
+import { ItemCatalog } from './item-catalog.js';
+import type { ItemEmbedder } from './item-embedder.js';
 import { SequenceEncoder } from './sequence-encoder.js';
 import { sequenceVectors, tableVectors, type UserVectorSource } from './user-vector-source.js';
 import { UserSequences } from './user-sequences.js';
@@ -81,6 +83,10 @@ export class ServingModel implements AnnSource {
   appliedPosition = 0;
   cache = new ResultCache(0);
   candidates = new CandidateCache(0);
+  /** Issue 18: labels, hidden items and dislikes (item-catalog.ts). */
+  catalog = new ItemCatalog();
+  /** Issue 18: places items added by PUT /items from their features (the bundle's item encoder); null when the bundle has none. */
+  embedder: ItemEmbedder | null = null;
 
   get nItems(): number {
     return this.itemIds.length;
@@ -171,7 +177,7 @@ export class ServingModel implements AnnSource {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.exact.close(), this.encoder?.close()]);
+    await Promise.all([this.exact.close(), this.encoder?.close(), this.embedder?.close()]);
   }
 }
 
@@ -198,9 +204,11 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
         }
       : undefined;
   // Before anything is built from them: csrHas trusts the offsets, hnswlib and onnxruntime their files.
-  const { ids, userIndex, itemIndex } = checkBundle({
+  // Issue 18: the optional item labels (checked with the rest).
+  const itemLabelsJson = m.files[CATALOG_FILES.itemLabels] ? await readFile(file(CATALOG_FILES.itemLabels), 'utf8') : undefined;
+  const { ids, userIndex, itemIndex, itemLabels } = checkBundle({
     folder: basename(dir), manifest: m, userEmbeddings: u, itemEmbeddings: it, idsJson: await readFile(file(BUNDLE_FILES.ids), 'utf8'),
-    seenOffsets: off, seenItems: seen, popularity: pop, hnsw: await readFileHead(file(BUNDLE_FILES.hnsw), HNSW_HEADER_BYTES), onnx: onnxBytes, sequence,
+    seenOffsets: off, seenItems: seen, popularity: pop, hnsw: await readFileHead(file(BUNDLE_FILES.hnsw), HNSW_HEADER_BYTES), onnx: onnxBytes, sequence, itemLabelsJson,
   });
 
   const popularOrder = Int32Array.from({ length: m.counts.items }, (_, i) => i).sort((a, b) => pop.data[b] - pop.data[a] || a - b);
@@ -237,6 +245,7 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
     model.vectors = sequenceVectors(model.sequences, model.encoder);
   }
   model.appliedPosition = m.logPosition ?? 0;
+  model.catalog = new ItemCatalog(itemLabels);
   model.cache = new ResultCache(opts.cacheUsers ?? DEFAULTS.cacheUsers);
   model.candidates = new CandidateCache(opts.cacheUsers ?? DEFAULTS.cacheUsers);
   return model;
