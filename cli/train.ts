@@ -14,7 +14,7 @@ import { addSettings, engine, loadData, log, onTerminal, printJson, settingOptio
 
 const STAGE = ['stage', 'studentOnly', 'resume'] as const;
 const SHAPE = ['model', 'dim', 'layers', 'lr', 'reg', 'batch', 'epochs', 'seed', 'evalEvery', 'patience', 'plateauZ', 'checkpointEvery', 'ks', 'validMetric'] as const;
-const TEACHER = ['teacherLayers', 'teacherLr', 'teacherDropout', 'teacherModalWeight', 'teacherModalMix', 'promptRate', 'promptDim'] as const;
+const TEACHER = ['teacherKind', 'ckdWeight', 'ckdKl', 'ckdTemperature', 'forceKd', 'teacherLayers', 'teacherLr', 'teacherDropout', 'teacherModalWeight', 'teacherModalMix', 'promptRate', 'promptDim'] as const;
 const SEQ = ['seqBlocks', 'seqHeads', 'maxLen', 'seqDropout', 'ffDim', 'seqLoss', 'seqNegatives'] as const;
 const KD = ['pairWeight', 'listWeight', 'embWeight', 'temperature', 'listSize', 'gamma', 'binaryWeight'] as const;
 const SWITCHES = ['prompt', 'pairKd', 'listKd', 'disentangle', 'embKd', 'progress'] as const;
@@ -81,6 +81,7 @@ export function register(program: Command): void {
       backend: info,
       log,
       progress: v.progress && onTerminal(),
+      forceKd: v.forceKd,
     });
     printJson({ name: o.name, backend: info.backend, ...report });
   });
