@@ -12,10 +12,11 @@
  *    weights over training (its modality-weights.svg, copied beside the results).
  *
  *   npm run bench:ckd -- [--data ../shared/data/tiktok,../shared/data/scientific] [--epochs N] [--seed 2024]
- *                        [--extra "--flag v …"] [--reuse] [--out bench/out/ckd] [--tag DATE]
+ *                        [--extra "--flag v …"] [--reuse] [--runs promptmm=NAME,ckd=NAME] [--jobs 2] [--out bench/out/ckd] [--tag DATE]
  *
  * --reuse keeps a run whose summary (<out>/<dataset>/<run>.json) is already there (runs are
- * long: start them early, in the background); --epochs caps every stage (say so with the figures).
+ * long: start them early, in the background); --runs names the runs to take (with --reuse: runs
+ * started by hand, e.g. with other budgets: say so with the figures); --epochs caps every stage.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -33,12 +34,16 @@ const { values: a } = parseArgs({
     out: { type: 'string', default: 'bench/out/ckd' },
     tag: { type: 'string', default: new Date().toISOString().slice(0, 10) },
     jobs: { type: 'string', default: '1' },
+    runs: { type: 'string' },
   },
 });
 const cli = resolve('dist/cli/promptmm.js');
 const out = resolve(a.out!);
 const extra = [...a.extra!.split(/\s+/).filter(Boolean), ...(a.epochs ? ['--epochs', a.epochs] : []), '--seed', a.seed!];
 const RUNS = { promptmm: ['--teacher', 'promptmm', '--force-kd'], ckd: ['--teacher', 'ckd', '--force-kd'] } as const;
+// --runs promptmm=NAME,ckd=NAME: take those runs' summaries and models (e.g. started earlier with other budgets; say so)
+const alias: Record<string, string> = Object.fromEntries((a.runs ?? '').split(',').filter(Boolean).map((kv) => kv.split('=')));
+const nm = (n: RunName) => alias[n] ?? n;
 type RunName = keyof typeof RUNS;
 
 interface Stage {
@@ -138,35 +143,37 @@ for (const dataArg of a.data!.split(',')) {
   mkdirSync(repo, { recursive: true });
   process.stderr.write(`${ds}:\n`);
   const runs = {} as Record<RunName, Summary>;
-  const jobs = (Object.keys(RUNS) as RunName[]).map((n) => () => train(data, repo, join(dir, `${n}.json`), n, RUNS[n]));
+  const jobs = (Object.keys(RUNS) as RunName[]).map((n) => () => train(data, repo, join(dir, `${nm(n)}.json`), nm(n), RUNS[n]));
   if (Number(a.jobs) > 1) (await Promise.all(jobs.map((j) => j()))).forEach((s, k) => (runs[(Object.keys(RUNS) as RunName[])[k]] = s));
   else for (const [k, j] of jobs.entries()) runs[(Object.keys(RUNS) as RunName[])[k]] = await j();
-  // the plain student: the CKD run's guard (the PromptMM run's has the same budget and seed)
-  const plainFrom: RunName = existsSync(join(repo, 'ckd', 'checkpoints', 'plain')) ? 'ckd' : 'promptmm';
-  const plainMeta = JSON.parse(readFileSync(join(repo, plainFrom, 'checkpoints', 'plain', 'model.json'), 'utf8')).meta;
-  const plain = { test: plainMeta.metrics.test, val: plainMeta.metrics.val, bestEpoch: plainMeta.epoch, wallSeconds: runs[plainFrom].plain?.wallSeconds, secondsPerEpoch: plainMeta.finished?.secondsPerEpoch };
+  // each student against its own run's plain student (the guard's: same budget, same seed)
   const dumps = join(dir, 'dumps');
-  const dPlain = dump(repo, plainFrom, join(dumps, 'plain'), true);
   const pairs: Record<string, Paired[]> = {};
-  for (const n of Object.keys(RUNS) as RunName[]) pairs[n] = paired(dump(repo, n, join(dumps, n)), dPlain, data);
-  const svg = join(repo, 'ckd', 'checkpoints', 'teacher', 'modality-weights.svg');
+  const plains: Record<string, unknown> = {};
+  for (const n of Object.keys(RUNS) as RunName[]) {
+    const m = JSON.parse(readFileSync(join(repo, nm(n), 'checkpoints', 'plain', 'model.json'), 'utf8')).meta;
+    plains[n] = { test: m.metrics.test, val: m.metrics.val, bestEpoch: m.epoch, epochsRun: m.finished?.lastEpoch, endedOn: m.finished?.endedOn, wallSeconds: runs[n].plain?.wallSeconds, peakRssMiB: runs[n].plain?.peakRssMiB };
+    pairs[n] = paired(dump(repo, nm(n), join(dumps, n)), dump(repo, nm(n), join(dumps, `${n}-plain`), true), data);
+  }
+  const svg = join(repo, nm('ckd'), 'checkpoints', 'teacher', 'modality-weights.svg');
   mkdirSync('bench/results', { recursive: true });
   const svgOut = `bench/results/ckd-${ds}-modality-weights-${a.tag}.svg`;
   if (existsSync(svg)) copyFileSync(svg, svgOut);
-  const weights = existsSync(join(repo, 'ckd', 'checkpoints', 'teacher', 'curve.json'))
-    ? (JSON.parse(readFileSync(join(repo, 'ckd', 'checkpoints', 'teacher', 'curve.json'), 'utf8')) as { epoch: number; terms?: Record<string, number> }[]).map((r) => ({ epoch: r.epoch, ...Object.fromEntries(Object.entries(r.terms ?? {}).filter(([k]) => k.startsWith('w_'))) }))
+  const weights = existsSync(join(repo, nm('ckd'), 'checkpoints', 'teacher', 'curve.json'))
+    ? (JSON.parse(readFileSync(join(repo, nm('ckd'), 'checkpoints', 'teacher', 'curve.json'), 'utf8')) as { epoch: number; terms?: Record<string, number> }[]).map((r) => ({ epoch: r.epoch, ...Object.fromEntries(Object.entries(r.terms ?? {}).filter(([k]) => k.startsWith('w_'))) }))
     : [];
-  results[ds] = { plain, runs, paired: pairs, modalityWeights: weights, plot: existsSync(svg) ? svgOut : null };
+  results[ds] = { plain: plains, runs, paired: pairs, modalityWeights: weights, plot: existsSync(svg) ? svgOut : null };
 
   lines.push('', `## ${ds} (seed ${a.seed}${a.epochs ? `, --epochs ${a.epochs}` : ''})`, '', '| model | val R@20 | test R@20 | test N@20 | best / run epochs | wall | peak RSS |', '|---|---|---|---|---|---|---|');
   const row = (label: string, s?: Partial<Stage>) => s && lines.push(`| ${label} | ${f4(s.val?.['recall@20'])} | ${f4(s.test?.['recall@20'])} | ${f4(s.test?.['ndcg@20'])} | ${s.bestEpoch ?? '–'} / ${s.epochsRun ?? '–'} ${s.endedOn ?? ''} | ${mins(s.wallSeconds)} | ${s.peakRssMiB ? Math.round(s.peakRssMiB) + ' MiB' : '–'} |`);
-  row('plain student', { ...runs[plainFrom].plain, ...plain } as Partial<Stage>);
+  row('plain student (PromptMM run)', plains.promptmm as Partial<Stage>);
   row('PromptMM teacher', runs.promptmm.teacher);
   row('PromptMM student', runs.promptmm.student);
   for (const [m, s] of Object.entries(runs.ckd.unimodal ?? {})) row(`uni-modal teacher (${m})`, s);
+  row('plain student (CKD run)', plains.ckd as Partial<Stage>);
   row('CKD teacher', runs.ckd.teacher);
   row('CKD student', runs.ckd.student);
-  lines.push('', 'paired per-user gain over the plain student (mean ± SE; bench/paired-users.py):');
+  lines.push('', 'paired per-user gain over the plain student of the same run (mean ± SE; bench/paired-users.py):');
   for (const n of Object.keys(RUNS) as RunName[]) {
     for (const p of pairs[n]) {
       const rel = p.recall.b > 0 ? (100 * p.recall.diff) / p.recall.b : 0;
