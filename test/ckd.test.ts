@@ -140,8 +140,8 @@ test('teacher guard: a teacher below the plain student of the same budget is not
   // the run's student is the plain one (what export serves)
   assert.equal(meta('g', 'student').objective, 'bpr');
   assert.deepEqual(meta('g', 'student').metrics.val, meta('g', 'plain').metrics.val);
-  // forced: KD runs, the plain student of the same settings is reused
-  const f = train(data, 'g', ...weak, '--stage', 'student', '--force-kd');
+  // forced (even with --resume onto the adopted plain student): KD runs, the plain student of the same settings is reused
+  const f = train(data, 'g', ...weak, '--stage', 'student', '--force-kd', '--resume');
   assert.equal(f.code, 0, f.stderr);
   const of = JSON.parse(f.stdout);
   assert.equal(of.guard.decision, 'forced');

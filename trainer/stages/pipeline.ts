@@ -13,6 +13,7 @@ import { studentCheckpointDir, teacherCheckpointDir, trainStudent, type StudentC
 import { liveModalities, trainTeacher, type TeacherConfig, type TeacherMeta } from './teacher.js';
 import { adoptPlain, plainCheckpointDir, teacherGuard, type GuardReport } from './guard.js';
 import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { trainKdStudent, type KdConfig } from './kd.js';
 import { SEQUENTIAL_DEFAULTS, trainSequential, type SequentialConfig } from './sequential.js';
 import { isSequentialModel } from '../../core/defaults.js';
@@ -120,8 +121,10 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
   if (o.stage === 'all' || o.stage === 'student') {
     if (mode === 'kd' && !hasCheckpoint(tDir)) throw new Error(`stage 2 needs a trained teacher at ${tDir} (run --stage teacher first)`);
     let skip = false;
-    // --resume onto a finished stage 2: nothing to decide (the guard ran when it was trained)
-    if (mode === 'kd' && !(o.resume && finishedStage(sDir, o.student.epochs))) {
+    // --resume onto a finished distilled student: nothing to decide (the guard ran when it was trained);
+    // a plain student an earlier guard adopted is not one (it is decided again, and replaced if KD runs)
+    const adopted = mode === 'kd' && hasCheckpoint(sDir) && loadCheckpoint<StudentMeta>(sDir).meta.objective === 'bpr';
+    if (mode === 'kd' && (adopted || !(o.resume && finishedStage(sDir, o.student.epochs)))) {
       const s0 = performance.now();
       const g = await teacherGuard(data, o.student, tDir, plainCheckpointDir(o.repo, o.name), { ...common, forceKd: o.forceKd ?? false });
       report.guard = g.report;
@@ -136,6 +139,8 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
         report.student = { checkpoint: sDir, bestEpoch: m.epoch, epochsRun: 0, stoppedEarly: f.stoppedEarly, endedOn: f.endedOn ?? (f.stoppedEarly ? 'plateau' : 'epoch cap'), val: m.metrics.val, test: m.metrics.test ?? {}, secondsPerEpoch: f.secondsPerEpoch, time: { train: 0, eval: 0, checkpoint: 0 }, parameters: m.parameters, peakRssMiB: 0, wallSeconds: 0, skipped: true };
         report.mode = 'plain';
         skip = true;
+      } else if (adopted) {
+        rmSync(sDir, { recursive: true, force: true });
       }
     }
     if (!skip) {
