@@ -15,7 +15,7 @@ import { addSettings, engine, loadData, log, onTerminal, printJson, settingOptio
 
 const STAGE = ['stage', 'studentOnly', 'resume'] as const;
 const SHAPE = ['model', 'dim', 'layers', 'lr', 'reg', 'batch', 'epochs', 'seed', 'evalEvery', 'patience', 'plateauZ', 'checkpointEvery', 'ks', 'validMetric'] as const;
-const TEACHER = ['teacherLayers', 'teacherLr', 'teacherDropout', 'teacherModalWeight', 'teacherModalMix', 'promptRate', 'promptDim'] as const;
+const TEACHER = ['teacherKind', 'ckdWeight', 'ckdKl', 'ckdTemperature', 'forceKd', 'teacherLayers', 'teacherLr', 'teacherDropout', 'teacherModalWeight', 'teacherModalMix', 'promptRate', 'promptDim'] as const;
 const SEQ = ['seqBlocks', 'seqHeads', 'maxLen', 'seqDropout', 'ffDim', 'seqLoss', 'seqNegatives'] as const;
 /** --seq-kd and its methods' settings (issue 20) */
 const SEQ_KD = ['seqKd', 'kdsrHolisticWeight', 'kdsrDissectedWeight', 'kdsrTau', 'kdsrMatch', 'kdsrSubvectors', 'kdsrCodes', 'kdsrQuantizer', 'kdsrAnchors', 'kdsrPartners', 'kdsrAsyncEpochs', 'holistic', 'dissected', 'async', 'odmtTemperature', 'odmtRampup', 'odmtLayers', 'odmtInit', 'imtMask', 'onlineKd'] as const;
@@ -84,6 +84,7 @@ export function register(program: Command): void {
       backend: info,
       log,
       progress: v.progress && onTerminal(),
+      forceKd: v.forceKd,
     });
     printJson({ name: o.name, backend: info.backend, ...report });
   });

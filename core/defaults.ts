@@ -323,7 +323,7 @@ export const SETTINGS = define({
   noSimdKernels: bool({ section: 'general', env: 'PROMPTMM_NO_SIMD_KERNELS', default: false, description: 'use the JavaScript loops instead of the SIMD WebAssembly kernels (for comparison)' }),
 
   // Training: the loop every stage runs, and the student
-  stage: choice({ section: 'training', flag: '--stage <stage>', choices: ['all', 'teacher', 'student'], default: 'all', description: 'which stage(s) to run' }),
+  stage: choice({ section: 'training', flag: '--stage <stage>', choices: ['all', 'unimodal', 'teacher', 'student'], default: 'all', description: 'which stage(s) to run (unimodal: the uni-modal teachers of --teacher ckd alone)' }),
   studentOnly: bool({ section: 'training', flag: '--student-only', default: false, description: 'train the plain LightGCN student (BPR only, no teacher) with the same budget' }),
   resume: bool({ section: 'training', flag: '--resume', default: false, description: 'continue each stage from its checkpoint (a finished stage is skipped)' }),
   model: choice({ section: 'training', flag: '--model <name>', choices: STUDENT_MODELS, default: 'lightgcn', description: `the ID student of the plain stage (--student-only), rebuilt by eval, dump and export; the distillation stage trains lightgcn; sasrec is the sequential student (no teacher yet), with its own defaults ${modelDefaultsText('sasrec')} where those flags are not given` }),
@@ -388,6 +388,16 @@ export const SETTINGS = define({
   promptRate: num({ section: 'teacher', flag: '--prompt-rate <x>', min: 0, default: 0.1, description: 'λ1: rate of the soft prompt added to the features' }),
   promptDim: int({ section: 'teacher', flag: '--prompt-dim <n>', min: 1, default: 64, description: 'width of η (PCA) and of the prompt module' }),
   prompt: bool({ section: 'teacher', flag: '--no-prompt', default: true, description: 'ablation: no soft prompt (teacher without it; nothing adapts in stage 2)' }),
+
+  // CKD teacher option and teacher-quality guard (issue 21; docs/method.md "CKD teacher").
+  // The CKD weights are the reference code's defaults (CRIPAC-DIG/Balanced-Multimodal-Rec,
+  // codes/utility/parser.py: kd_ratio 0.01, kl 5, pred_temp 0.1), not tuned per dataset.
+  teacherKind: choice({ section: 'teacher', flag: '--teacher <kind>', choices: ['promptmm', 'ckd'], default: 'promptmm', description: 'stage 1: the PromptMM teacher, or CKD (one uni-modal teacher per modality first, checkpoints/unimodal-<modality>/, then the multimodal teacher distilled from them with counterfactual modality weights)' }),
+  ckdWeight: num({ section: 'teacher', flag: '--ckd-weight <x>', min: 0, default: 0.01, description: "--teacher ckd: weight of the whole CKD distillation term (the reference's kd_ratio)" }),
+  ckdKl: num({ section: 'teacher', flag: '--ckd-kl <x>', min: 0, default: 5, description: "--teacher ckd: weight of the generic distillation next to the hinge (the reference's kl)" }),
+  ckdTemperature: num({ section: 'teacher', flag: '--ckd-temperature <x>', above: 0, default: 0.1, description: "--teacher ckd: τ of the generic distillation (the reference's pred_temp)" }),
+  forceKd: bool({ section: 'teacher', flag: '--force-kd', default: false, description: "run stage 2 even when the teacher's validation metric is not above the plain student's of the same budget (by default that KD is skipped and the plain student is kept)" }),
+  // end of issue 21's block
 
   // Distillation (stage 2). Chosen on Tiktok's validation split (docs: list 1/emb 0.1, no
   // EmbKD, pair 3/list 0.3/τ 2 were worse).

@@ -54,3 +54,26 @@ export async function trainingCurveSvg(curve: EpochRecord[], title: string): Pro
     view.finalize();
   }
 }
+
+/** One line per series over x (e.g. the CKD teacher's modality weights per epoch). */
+export async function seriesSvg(points: { x: number; series: string; y: number }[], labels: { title: string; x: string; y: string; series: string }): Promise<string> {
+  const spec: TopLevelSpec = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: labels.title,
+    width: 520,
+    height: 220,
+    data: { values: points },
+    mark: { type: 'line', point: false },
+    encoding: {
+      x: { field: 'x', type: 'quantitative', title: labels.x },
+      y: { field: 'y', type: 'quantitative', title: labels.y, scale: { zero: false } },
+      color: { field: 'series', type: 'nominal', title: labels.series },
+    },
+  };
+  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}

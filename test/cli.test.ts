@@ -65,7 +65,7 @@ test('generate → train → eval → dump → resume', () => {
 });
 
 test('two stages: teacher, then the distilled student; each resumable', () => {
-  const r = cli('train', '--data', data, '--name', 'kd', '--repo', repo, ...TRAIN, '--epochs', '4');
+  const r = cli('train', '--data', data, '--name', 'kd', '--repo', repo, ...TRAIN, '--epochs', '4', '--force-kd');
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout);
   assert.equal(out.mode, 'kd');
@@ -87,7 +87,7 @@ test('two stages: teacher, then the distilled student; each resumable', () => {
   assert.equal(o2.teacher.skipped, true);
   assert.equal(o2.student.skipped, true);
   // stage 2 alone with ablations, on the saved teacher
-  const abl = cli('train', '--data', data, '--name', 'kd', '--repo', repo, ...TRAIN, '--epochs', '2', '--stage', 'student', '--no-pairkd', '--no-disentangle', '--no-embkd');
+  const abl = cli('train', '--data', data, '--name', 'kd', '--repo', repo, ...TRAIN, '--epochs', '2', '--stage', 'student', '--no-pairkd', '--no-disentangle', '--no-embkd', '--force-kd');
   assert.equal(abl.code, 0, abl.stderr);
   const terms = JSON.parse(readFileSync(join(repo, 'kd', 'checkpoints', 'student', 'curve.json'), 'utf8'))[0].terms;
   assert.deepEqual(Object.keys(terms).sort(), ['bpr', 'list']);

@@ -149,7 +149,13 @@ export class Teacher {
 
   /** E^T and every F^m. */
   forward(training: boolean): TeacherOutputs {
-    return this.combine(this.propagate(this.ego), this.reduced(training));
+    return this.forwardParts(training);
+  }
+
+  /** E^T, every F^m and the propagated ID part they were mixed into (CKD reads a modality's branch: ID part + mix·F^m/‖F^m‖). */
+  forwardParts(training: boolean): TeacherOutputs & { id: tf.Tensor2D } {
+    const id = this.propagate(this.ego);
+    return { ...this.combine(id, this.reduced(training)), id };
   }
 
   /** Only the modality part (what the prompt changes), given the propagated ID part. */
@@ -206,9 +212,17 @@ export class Teacher {
     return tf.tidy(() => this.propagate(this.ego));
   }
 
-  /** BPR on E^T + modalWeight · Σ_m BPR on F^m + L2 on the batch's ID rows. */
-  loss(t: Triplets, reg: number, modalWeight: number): { total: tf.Scalar; terms: Record<string, tf.Scalar> } {
-    const out = this.forward(true);
+  /**
+   * BPR on E^T + modalWeight · Σ_m BPR on F^m + L2 on the batch's ID rows; `extra` adds terms
+   * computed from the same forward pass (CKD's distillation, trainer/models/ckd.ts), each with weight 1.
+   */
+  loss(
+    t: Triplets,
+    reg: number,
+    modalWeight: number,
+    extra?: (out: TeacherOutputs & { id: tf.Tensor2D }) => Record<string, tf.Scalar>,
+  ): { total: tf.Scalar; terms: Record<string, tf.Scalar> } {
+    const out = this.forwardParts(true);
     const idx = tripletRows(t, this.nUsers);
     const rows = gatherRows(out.final, idx);
     const [u, p, n] = tf.split(rows, 3, 0) as tf.Tensor2D[];
@@ -224,6 +238,12 @@ export class Teacher {
         terms[`bpr_${this.modalities[m]}`] = l;
         total = tf.add(total, tf.mul(l, modalWeight));
       });
+    }
+    if (extra) {
+      for (const [k, v] of Object.entries(extra(out))) {
+        terms[k] = v;
+        total = tf.add(total, v);
+      }
     }
     return { total, terms };
   }
@@ -267,7 +287,7 @@ function savedBasis(ck: Map<string, NamedArray>, name: string, dm: number, r: nu
   return { mean: mean.data, components: components.data, scale: scale.data };
 }
 
-function rowNormalize(x: tf.Tensor2D): tf.Tensor2D {
+export function rowNormalize(x: tf.Tensor2D): tf.Tensor2D {
   return tf.div(x, tf.sqrt(tf.add(tf.sum(tf.square(x), 1, true), 1e-12)));
 }
 

@@ -1,5 +1,6 @@
 /**
- * `promptmm train`: stage 1 (teacher) then stage 2 (distilled student), or the plain
+ * `promptmm train`: stage 1 (teacher; with --teacher ckd its uni-modal teachers first) then,
+ * past the teacher-quality guard (guard.ts), stage 2 (distilled student), or the plain
  * student alone; `--model sasrec` trains the sequential student (no teacher yet). Each stage is resumable: with `resume`, a stage whose checkpoint says it
  * finished is skipped, an interrupted one continues from its checkpoint.
  */
@@ -9,12 +10,15 @@ import type { Logger } from '../../core/log.js';
 import { hasCheckpoint, loadCheckpoint } from '../checkpoint.js';
 import type { LoopMeta } from '../loop.js';
 import { studentCheckpointDir, teacherCheckpointDir, trainStudent, type StudentConfig, type StudentMeta, type TrainResult } from './student.js';
-import { trainTeacher, type TeacherConfig, type TeacherMeta } from './teacher.js';
+import { liveModalities, trainTeacher, type TeacherConfig, type TeacherMeta } from './teacher.js';
+import { adoptPlain, plainCheckpointDir, teacherGuard, type GuardReport } from './guard.js';
+import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { trainKdStudent, type KdConfig } from './kd.js';
 import { SEQUENTIAL_DEFAULTS, trainSequential, type SequentialConfig } from './sequential.js';
 import { isSequentialModel } from '../../core/defaults.js';
 
-export type Stage = 'all' | 'teacher' | 'student';
+export type Stage = 'all' | 'unimodal' | 'teacher' | 'student';
 
 export interface PipelineOptions {
   data: Dataset;
@@ -31,6 +35,8 @@ export interface PipelineOptions {
   backend: BackendInfo;
   log: Logger;
   progress: boolean;
+  /** run stage 2 even when the teacher guard finds the teacher not better than the plain student */
+  forceKd?: boolean;
 }
 
 export interface StageReport extends Omit<TrainResult, 'checkpointDir'> {
@@ -41,7 +47,15 @@ export interface StageReport extends Omit<TrainResult, 'checkpointDir'> {
 
 export interface PipelineReport {
   mode: 'kd' | 'plain';
+  /** promptmm or ckd (ckd on one modality trains the PromptMM form: see docs/method.md) */
+  teacherKind?: 'promptmm' | 'ckd';
+  /** --teacher ckd: each modality's uni-modal teacher */
+  unimodal?: Record<string, StageReport>;
   teacher?: StageReport;
+  /** the teacher guard: the teacher's validation metric next to the plain student's, and what was decided */
+  guard?: GuardReport;
+  /** the plain student the guard trained (absent when reused) */
+  plain?: StageReport;
   student?: StageReport;
   parameters: { teacher?: number; student?: number; ratio?: number };
   wallSeconds: number;
@@ -50,7 +64,8 @@ export interface PipelineReport {
 
 export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
   const t0 = performance.now();
-  const { data, log } = o;
+  const { log } = o;
+  let data = o.data;
   const tDir = teacherCheckpointDir(o.repo, o.name);
   const sDir = studentCheckpointDir(o.repo, o.name);
   let mode: 'kd' | 'plain' = o.studentOnly ? 'plain' : 'kd';
@@ -64,24 +79,80 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
     log.warn({ dataset: data.name }, 'the dataset has no feature file (<modality>_feat.npy, dataset.json "features" or --feature NAME=FILE) and the teacher needs at least one modality: training the plain student alone');
     mode = 'plain';
   }
+  // Dead modalities (a feature file of all zeros) are reported and left out of every teacher.
+  if (mode === 'kd') {
+    data = liveModalities(data, log);
+    if (data.modalities.length === 0) {
+      log.warn({ dataset: data.name }, 'every feature file of the dataset is dead (no information): training the plain student alone');
+      mode = 'plain';
+    }
+  }
+  let ckd = mode === 'kd' && o.teacher.kind === 'ckd';
+  if (ckd && data.modalities.length < 2) {
+    log.warn(
+      { modality: data.modalities[0].name },
+      `--teacher ckd with one modality: its only uni-modal teacher would be the teacher itself (same architecture, same input) and the counterfactual weight of a single modality is 1, so CKD reduces to the PromptMM teacher: training that (no uni-modal stage)`,
+    );
+    ckd = false;
+  }
+  if (o.stage === 'unimodal' && !ckd) throw new Error('--stage unimodal trains the uni-modal teachers of --teacher ckd, on a dataset with at least two (live) modalities and without --student-only');
   if (mode === 'plain' && o.stage === 'teacher') throw new Error('--stage teacher needs a dataset with at least one modality and no --student-only');
   const common = { backend: o.backend, log, progress: o.progress };
   const report: PipelineReport = { mode, parameters: {}, wallSeconds: 0, peakRssMiB: 0 };
+  if (mode === 'kd') report.teacherKind = ckd ? 'ckd' : 'promptmm';
+  const uDirs = Object.fromEntries(data.modalities.map((m) => [m.name, unimodalCheckpointDir(o.repo, o.name, m.name)]));
+  const teacherModel = ckd ? 'ckd-teacher' : 'promptmm-teacher';
 
-  if (mode === 'kd' && o.stage !== 'student') {
+  if (ckd && (o.stage === 'all' || o.stage === 'unimodal')) {
+    report.unimodal = {};
+    for (const m of data.modalities) {
+      const dir = uDirs[m.name];
+      checkKind(dir, 'unimodal-teacher', o.resume);
+      report.unimodal[m.name] = await stage(dir, o.resume, o.teacher.epochs, () =>
+        trainTeacher(data, o.teacher, { ...common, checkpointDir: dir, resume: canResume(dir, o.resume), unimodal: m.name }),
+      );
+    }
+  }
+  if (mode === 'kd' && (o.stage === 'all' || o.stage === 'teacher')) {
+    checkKind(tDir, teacherModel, o.resume);
     report.teacher = await stage(tDir, o.resume, o.teacher.epochs, () =>
-      trainTeacher(data, o.teacher, { ...common, checkpointDir: tDir, resume: canResume(tDir, o.resume) }),
+      trainTeacher(data, o.teacher, { ...common, checkpointDir: tDir, resume: canResume(tDir, o.resume), unimodalDirs: ckd ? uDirs : undefined }),
     );
   }
-  if (o.stage !== 'teacher') {
+  if (o.stage === 'all' || o.stage === 'student') {
     if (mode === 'kd' && !hasCheckpoint(tDir)) throw new Error(`stage 2 needs a trained teacher at ${tDir} (run --stage teacher first)`);
-    report.student = await stage(sDir, o.resume, sequential ? (o.sequential ?? SEQUENTIAL_DEFAULTS).epochs : o.student.epochs, () =>
-      mode === 'kd'
-        ? trainKdStudent(data, { ...o.student, kd: o.kd }, { ...common, checkpointDir: sDir, teacherDir: tDir, resume: canResume(sDir, o.resume) })
-        : sequential
-          ? trainSequential(data, { ...(o.sequential ?? SEQUENTIAL_DEFAULTS), model: o.student.model as SequentialConfig['model'] }, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) })
-          : trainStudent(data, o.student, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) }),
-    );
+    let skip = false;
+    // --resume onto a finished distilled student: nothing to decide (the guard ran when it was trained);
+    // a plain student an earlier guard adopted is not one (it is decided again, and replaced if KD runs)
+    const adopted = mode === 'kd' && hasCheckpoint(sDir) && loadCheckpoint<StudentMeta>(sDir).meta.objective === 'bpr';
+    if (mode === 'kd' && (adopted || !(o.resume && finishedStage(sDir, o.student.epochs)))) {
+      const s0 = performance.now();
+      const g = await teacherGuard(data, o.student, tDir, plainCheckpointDir(o.repo, o.name), { ...common, forceKd: o.forceKd ?? false });
+      report.guard = g.report;
+      if (g.trained) {
+        const { checkpointDir, ...rest } = g.trained;
+        report.plain = { checkpoint: checkpointDir, ...rest, wallSeconds: (performance.now() - s0) / 1000 };
+      }
+      if (g.report.decision === 'skipped') {
+        adoptPlain(g.report.plainCheckpoint, sDir);
+        const m = loadCheckpoint<StudentMeta>(sDir).meta;
+        const f = m.finished!;
+        report.student = { checkpoint: sDir, bestEpoch: m.epoch, epochsRun: 0, stoppedEarly: f.stoppedEarly, endedOn: f.endedOn ?? (f.stoppedEarly ? 'plateau' : 'epoch cap'), val: m.metrics.val, test: m.metrics.test ?? {}, secondsPerEpoch: f.secondsPerEpoch, time: { train: 0, eval: 0, checkpoint: 0 }, parameters: m.parameters, peakRssMiB: 0, wallSeconds: 0, skipped: true };
+        report.mode = 'plain';
+        skip = true;
+      } else if (adopted) {
+        rmSync(sDir, { recursive: true, force: true });
+      }
+    }
+    if (!skip) {
+      report.student = await stage(sDir, o.resume, sequential ? (o.sequential ?? SEQUENTIAL_DEFAULTS).epochs : o.student.epochs, () =>
+        mode === 'kd'
+          ? trainKdStudent(data, { ...o.student, kd: o.kd }, { ...common, checkpointDir: sDir, teacherDir: tDir, resume: canResume(sDir, o.resume) })
+          : sequential
+            ? trainSequential(data, { ...(o.sequential ?? SEQUENTIAL_DEFAULTS), model: o.student.model as SequentialConfig['model'] }, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) })
+            : trainStudent(data, o.student, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) }),
+      );
+    }
   }
   if (mode === 'kd' && hasCheckpoint(tDir)) report.parameters.teacher = loadCheckpoint<TeacherMeta>(tDir).meta.parameters;
   if (hasCheckpoint(sDir)) report.parameters.student = loadCheckpoint<StudentMeta>(sDir).meta.parameters;
@@ -103,6 +174,18 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
     const { checkpointDir, ...rest } = r;
     return { checkpoint: checkpointDir, ...rest, wallSeconds: (performance.now() - s0) / 1000 };
   }
+}
+
+/** Where --teacher ckd keeps the uni-modal teacher of a modality. */
+export function unimodalCheckpointDir(repo: string, name: string, modality: string): string {
+  return join(repo, name, 'checkpoints', `unimodal-${modality}`);
+}
+
+/** --resume onto a teacher checkpoint of another kind (a PromptMM teacher under --teacher ckd, say) is refused, naming both. */
+function checkKind(dir: string, model: TeacherMeta['model'], resume: boolean): void {
+  if (!resume || !hasCheckpoint(dir)) return;
+  const had = loadCheckpoint<TeacherMeta>(dir).meta.model ?? 'promptmm-teacher';
+  if (had !== model) throw new Error(`--resume: the checkpoint at ${dir} is a ${had}, this run trains a ${model} there (train without --resume to start over, or pass the --teacher it was trained with)`);
 }
 
 function canResume(dir: string, resume: boolean): boolean {
