@@ -21,6 +21,9 @@ import { ResultCache } from './result-cache.js';
 import { SequenceEncoder } from './sequence-encoder.js';
 import { sequenceVectors, tableVectors, type UserVectorSource } from './user-vector-source.js';
 import { UserSequences } from './user-sequences.js';
+import { ITEM_ENCODER_FILE } from '../../repository/bundle-format.js';
+import type { ItemEmbedder } from './item-embedder.js';
+import { OnnxItemEncoder } from './item-encoder.js';
 
 export class BundleLoadError extends Error {
   override readonly name = 'BundleLoadError';
@@ -72,6 +75,8 @@ export class ServingModel implements AnnSource {
   /** A sequential bundle's: each user's last maxLen items, and the encoder. Null for a user-table bundle. */
   sequences: UserSequences | null = null;
   encoder: SequenceEncoder | null = null;
+  /** The bundle's item encoder (manifest `itemEncoder`: item_encoder.onnx): new items from their features. Null without one. */
+  embedder: ItemEmbedder | null = null;
 
   /** The bundle's train items per user row, as the trainer's CSR (for its binary search). */
   private readonly seen: Csr;
@@ -171,7 +176,7 @@ export class ServingModel implements AnnSource {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.exact.close(), this.encoder?.close()]);
+    await Promise.all([this.exact.close(), this.encoder?.close(), this.embedder?.close()]);
   }
 }
 
@@ -197,10 +202,11 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
           onnx: await readFile(file(SEQUENCE_FILES.model)),
         }
       : undefined;
+  const itemEncoderBytes = m.itemEncoder ? await readFile(file(ITEM_ENCODER_FILE)) : undefined;
   // Before anything is built from them: csrHas trusts the offsets, hnswlib and onnxruntime their files.
   const { ids, userIndex, itemIndex } = checkBundle({
     folder: basename(dir), manifest: m, userEmbeddings: u, itemEmbeddings: it, idsJson: await readFile(file(BUNDLE_FILES.ids), 'utf8'),
-    seenOffsets: off, seenItems: seen, popularity: pop, hnsw: await readFileHead(file(BUNDLE_FILES.hnsw), HNSW_HEADER_BYTES), onnx: onnxBytes, sequence,
+    seenOffsets: off, seenItems: seen, popularity: pop, hnsw: await readFileHead(file(BUNDLE_FILES.hnsw), HNSW_HEADER_BYTES), onnx: onnxBytes, sequence, itemEncoder: itemEncoderBytes,
   });
 
   const popularOrder = Int32Array.from({ length: m.counts.items }, (_, i) => i).sort((a, b) => pop.data[b] - pop.data[a] || a - b);
@@ -235,6 +241,15 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
     }
     model.sequences = new UserSequences(sequence.offsets.data, sequence.items.data, m.sequence.maxLen);
     model.vectors = sequenceVectors(model.sequences, model.encoder);
+  }
+  // The item encoder (issue 18), when the manifest declares one.
+  if (itemEncoderBytes && m.itemEncoder) {
+    try {
+      model.embedder = await OnnxItemEncoder.open(itemEncoderBytes, m.itemEncoder, d, opts.providers, opts.log, opts.onnxThreads);
+    } catch (err) {
+      await Promise.all([exact.close(), model.encoder?.close()]);
+      throw err;
+    }
   }
   model.appliedPosition = m.logPosition ?? 0;
   model.cache = new ResultCache(opts.cacheUsers ?? DEFAULTS.cacheUsers);
