@@ -374,7 +374,7 @@ export const SETTINGS = define({
   itemEncoderHidden: int({ section: 'training', flag: '--item-encoder-hidden <n>', min: 1, default: 256, description: 'item encoder: width of the MLP hidden layer' }),
   itemEncoderEpochs: int({ section: 'training', flag: '--item-encoder-epochs <n>', min: 1, default: 60, description: 'item encoder: most passes over the training items (the best, by validation, is kept; then refit on every training item)' }),
   itemEncoderLr: num({ section: 'training', flag: '--item-encoder-lr <x>', above: 0, default: 1e-3, description: 'item encoder: Adam learning rate' }),
-  itemEncoderBatch: int({ section: 'training', flag: '--item-encoder-batch <n>', min: 1, default: 256, description: 'item encoder: items (and BPR pairs) per step' }),
+  itemEncoderBatch: int({ section: 'training', flag: '--item-encoder-batch <n>', min: 1, default: 64, description: 'item encoder: items (and BPR pairs) per step' }),
   itemEncoderBprWeight: num({ section: 'training', flag: '--item-encoder-bpr-weight <x>', min: 0, default: 0.5, description: 'item encoder mlp-bpr: weight of the BPR term' }),
   itemEncoderHoldout: num({ section: 'training', flag: '--item-encoder-holdout <x>', above: 0, below: 1, default: 0.1, description: "item encoder: share of the training items (items with train interactions) held out as its validation: their vectors from features alone, ranked on the valid split" }),
   itemEncoderEvalEvery: int({ section: 'training', flag: '--item-encoder-eval-every <n>', min: 1, default: 5, description: 'item encoder: validate every n epochs' }),

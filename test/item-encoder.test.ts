@@ -146,9 +146,9 @@ test('every design places held-out items better than chance on generated data wh
   assert.ok(held.length >= 40);
   for (const design of ['ridge', 'mlp', 'mlp-bpr'] as const) {
     const f = fitItemEncoder(t, { design, hidden: 32, epochs: 20, lr: 3e-3, batch: 64, bprWeight: 0.5, holdout: 0.2, evalEvery: 5, seed: 2024 });
-    // chance: a held-out item lands in a top-20 of 250 with probability ≈ 20/250 = 0.08
+    // chance: a held-out item lands in a top-20 of 250 with probability ≈ 20/250 = 0.08; a mapping that learned nothing has cosine ≈ 0
     assert.ok(f.validation.cosine > 0.2, `${design}: cosine ${f.validation.cosine}`);
-    assert.ok(f.validation.recall > 0.12, `${design}: recall ${f.validation.recall}`);
+    assert.ok(f.validation.recall > 0.1, `${design}: recall ${f.validation.recall}`);
     assert.equal(f.weights.layers.at(-1)!.outDim, 16);
   }
 });

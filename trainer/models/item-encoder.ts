@@ -174,6 +174,19 @@ export interface EncoderValidation {
   studentRecall: number;
   studentNdcg: number;
   users: number;
+  /** Recall@20 over every valid interaction (old items too) with the held-out items encoded, and with the student's own vectors: what placing them costs the rest (computed once, for the kept fit) */
+  overallRecall?: number;
+  studentOverallRecall?: number;
+}
+
+/** validateEncoded plus the all-interactions figures. */
+function withOverall(t: EncoderTargets, held: Int32Array, enc: Float32Array, v: EncoderValidation): EncoderValidation {
+  const all = new Uint8Array(t.nItems).fill(1);
+  const table = t.items.slice();
+  for (let h = 0; h < held.length; h++) table.set(enc.subarray(h * t.dim, (h + 1) * t.dim), held[h] * t.dim);
+  const o = rankNewItems(t.users, table, t.dim, t.nItems, t.valByUser, [t.trainByUser], all, 20);
+  const so = rankNewItems(t.users, t.items, t.dim, t.nItems, t.valByUser, [t.trainByUser], all, 20);
+  return { ...v, overallRecall: o.recall, studentOverallRecall: so.recall };
 }
 
 /** Validation of encoded vectors `enc` ([held.length, dim]) for the held-out rows. */
@@ -303,8 +316,10 @@ class Mlp {
     const [w1, b1, w2, b2] = this.vars;
     return tf.add(tf.matMul(tf.relu(tf.add(tf.matMul(x, w1 as tf.Tensor2D), b1)) as tf.Tensor2D, w2 as tf.Tensor2D), b2) as tf.Tensor2D;
   }
-  layers(): DenseLayer[] {
+  /** The layers, the output scaled by `scale` (the MLP is fit to targets divided by it). */
+  layers(scale = 1): DenseLayer[] {
     const [w1, b1, w2, b2] = this.vars.map((v) => (v.dataSync() as Float32Array).slice());
+    for (const a of [w2, b2]) for (let i = 0; i < a.length; i++) a[i] *= scale;
     const [width, hidden] = this.vars[0].shape as [number, number];
     const d = this.vars[2].shape[1] as number;
     return [
@@ -328,6 +343,9 @@ function trainMlp(t: EncoderTargets, x: Float32Array, width: number, cfg: ItemEn
   const rng = new Rng(cfg.seed + 313);
   let meanSq = 0;
   for (const r of fit) for (let j = 0; j < d; j++) meanSq += t.items[r * d + j] ** 2 / fit.length;
+  // fit to targets of unit RMS per column (the student's scale varies with its training), scaled back in the output layer
+  const scale = Math.sqrt(meanSq / d) || 1;
+  const targets = Float32Array.from(t.items, (v) => v / scale);
   // BPR pairs: train interactions whose item is a fit row; negatives are fit rows outside the user's train set
   const isFit = new Uint8Array(t.nItems);
   for (const r of fit) isFit[r] = 1;
@@ -349,7 +367,7 @@ function trainMlp(t: EncoderTargets, x: Float32Array, width: number, cfg: ItemEn
       for (let s = 0; s + b <= order.length || (s === 0 && order.length > 0); s += b) {
         const rows = order.subarray(s, Math.min(s + b, order.length));
         const xb = tf.tensor2d(gatherRowsJs(x, width, rows), [rows.length, width]);
-        const eb = tf.tensor2d(gatherRowsJs(t.items, d, rows), [rows.length, d]);
+        const eb = tf.tensor2d(gatherRowsJs(targets, d, rows), [rows.length, d]);
         let bu: tf.Tensor2D | null = null;
         let bi: tf.Tensor2D | null = null;
         let bj: tf.Tensor2D | null = null;
@@ -371,12 +389,12 @@ function trainMlp(t: EncoderTargets, x: Float32Array, width: number, cfg: ItemEn
         }
         const loss = opt.minimize(() => {
           const f = mlp.forward(xb);
-          const mse = tf.div(tf.mean(tf.sum(tf.square(tf.sub(f, eb)), 1)), meanSq);
+          const mse = tf.div(tf.mean(tf.sum(tf.square(tf.sub(f, eb)), 1)), d);
           const dot = tf.sum(tf.mul(f, eb), 1);
           const cos = tf.div(dot, tf.sqrt(tf.add(tf.mul(tf.sum(tf.square(f), 1), tf.sum(tf.square(eb), 1)), 1e-12)));
           let l = tf.add(mse, tf.mean(tf.sub(1, cos))) as tf.Scalar;
           if (bu && bi && bj) {
-            const diff = tf.sum(tf.mul(bu, tf.sub(mlp.forward(bi), mlp.forward(bj))), 1);
+            const diff = tf.mul(tf.sum(tf.mul(bu, tf.sub(mlp.forward(bi), mlp.forward(bj))), 1), scale);
             l = tf.add(l, tf.mul(tf.mean(tf.softplus(tf.neg(diff))), cfg.bprWeight)) as tf.Scalar;
           }
           return l;
@@ -386,14 +404,14 @@ function trainMlp(t: EncoderTargets, x: Float32Array, width: number, cfg: ItemEn
         tf.dispose([loss!, xb, eb, ...(bu ? [bu, bi!, bj!] : [])]);
       }
       if (held && (epoch % cfg.evalEvery === 0 || epoch === epochs)) {
-        const layers = mlp.layers();
+        const layers = mlp.layers(scale);
         const enc = encodeRows(x, width, layers, held);
         const v = validateEncoded(t, held, enc, ceiling);
         curve.push({ epoch, recall: v.recall, cosine: v.cosine, loss: lossSum / steps });
         if (v.recall > best.recall) best = { recall: v.recall, epoch, layers, validation: v };
       }
     }
-    if (!held) best = { recall: 0, epoch: epochs, layers: mlp.layers(), validation: null };
+    if (!held) best = { recall: 0, epoch: epochs, layers: mlp.layers(scale), validation: null };
     return { layers: best.layers!, epoch: best.epoch, validation: best.validation, curve };
   } finally {
     mlp.dispose();
@@ -425,18 +443,20 @@ export function fitItemEncoder(t: EncoderTargets, cfg: ItemEncoderConfig): FitRe
   const ceiling = { recall: c.recall, ndcg: c.ndcg };
   const base = { modalities: t.modalities.map((m) => ({ name: m.name, dim: m.dim })), mean: norm.map((n) => n.mean), invStd: norm.map((n) => n.invStd) };
   if (cfg.design === 'ridge') {
-    let best: { lambda: number; v: EncoderValidation } | null = null;
+    let best: { lambda: number; v: EncoderValidation; layer: DenseLayer } | null = null;
     const curve: FitReport['curve'] = [];
     for (const lambda of RIDGE_LAMBDAS) {
       const layer = fitRidge(x, width, t.items, t.dim, fit, lambda);
       const v = validateEncoded(t, held, encodeRows(x, width, [layer], held), ceiling);
       curve.push({ epoch: lambda, recall: v.recall, cosine: v.cosine, loss: v.relMse });
-      if (!best || v.recall > best.v.recall) best = { lambda, v };
+      if (!best || v.recall > best.v.recall) best = { lambda, v, layer };
     }
+    best!.v = withOverall(t, held, encodeRows(x, width, [best!.layer], held), best!.v);
     const layer = fitRidge(x, width, t.items, t.dim, all, best!.lambda);
     return { design: cfg.design, weights: { ...base, layers: [layer] }, validation: best!.v, lambda: best!.lambda, curve, seconds: (performance.now() - t0) / 1000 };
   }
   const v = trainMlp(t, x, width, cfg, fit, held, cfg.epochs, ceiling);
+  v.validation = withOverall(t, held, encodeRows(x, width, v.layers, held), v.validation!);
   const refit = trainMlp(t, x, width, cfg, all, null, v.epoch);
   return { design: cfg.design, weights: { ...base, layers: refit.layers }, validation: v.validation!, bestEpoch: v.epoch, curve: v.curve, seconds: (performance.now() - t0) / 1000 };
 }
