@@ -47,6 +47,7 @@ const { values: a } = parseArgs({
     seed: { type: 'string', default: '2024' },
     'skip-designs': { type: 'boolean', default: false },
     tag: { type: 'string', default: '' },
+    'encoder-epochs': { type: 'string', default: '30' },
   },
 });
 const K = 20;
@@ -189,10 +190,11 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
   writeNewItemTest(full, hidden, join(work, 'data-new-item-test'));
   process.stderr.write(`${ds}: ${full.nItems} items, ${nHidden} hidden; ${full.nUsers} users\n`);
   const budget = ['--student-only', '--epochs', epochs, '--seed', String(seed), '--no-progress'];
+  const encoderEpochs = Number(a['encoder-epochs']);
 
   // the model the server gets, and its item encoder (the default design), exported
   const t0 = performance.now();
-  const trained = JSON.parse(run(['train', '--data', reducedDir, '--name', 'cold', '--repo', repo, ...budget]));
+  const trained = JSON.parse(run(['train', '--data', reducedDir, '--name', 'cold', '--repo', repo, ...budget, '--item-encoder-epochs', String(encoderEpochs)]));
   const trainSeconds = (performance.now() - t0) / 1000;
   const exported = JSON.parse(run(['export', '--name', 'cold', '--repo', repo]));
   // the oracle: the same budget on the full data
@@ -265,7 +267,7 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
     for (const design of ITEM_ENCODER_DESIGNS) {
       const td = performance.now();
       sampleLoad();
-      const { fit } = fitForStudent(reduced, studentCheckpointDir(repo, 'cold'), { ...ITEM_ENCODER_DEFAULTS, seed, design });
+      const { fit } = fitForStudent(reduced, studentCheckpointDir(repo, 'cold'), { ...ITEM_ENCODER_DEFAULTS, epochs: encoderEpochs, seed, design });
       const hf = full.modalities.map((m) => {
         const o = new Float32Array(hiddenRows.length * m.dim);
         hiddenRows.forEach((i, k) => o.set(m.data.subarray(i * m.dim, (i + 1) * m.dim), k * m.dim));
@@ -275,7 +277,7 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
       const tab = items.slice();
       hiddenRows.forEach((i, k) => tab.set(e.subarray(k * d, (k + 1) * d), i * d));
       const test = rank(users, tab, d);
-      designs[design] = { validation: fit.validation, bestEpoch: fit.bestEpoch, lambda: fit.lambda, test: summary(test), vsKnn: paired(test, knn), seconds: +((performance.now() - td) / 1000).toFixed(1) };
+      designs[design] = { validation: fit.validation, bestEpoch: fit.bestEpoch, lambda: fit.lambda, outputScale: fit.outputScale, test: summary(test), vsKnn: paired(test, knn), seconds: +((performance.now() - td) / 1000).toFixed(1) };
       process.stderr.write(`  design ${design}: valid cold R@20 ${fit.validation.recall.toFixed(4)} (cos ${fit.validation.cosine.toFixed(3)}), test cold R@20 ${test.recall.toFixed(4)}\n`);
       sampleLoad();
     }
@@ -285,7 +287,7 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
     dataset: ds,
     items: full.nItems,
     hiddenItems: nHidden,
-    budget: { studentOnly: true, epochs: Number(epochs), seed },
+    budget: { studentOnly: true, epochs: Number(epochs), seed, encoderEpochs },
     served: { design: trained.itemEncoder?.design, validation: trained.itemEncoder?.validation, studentVal: trained.student?.val, bestEpoch: trained.student?.bestEpoch, endedOn: trained.student?.endedOn, trainSeconds: +trainSeconds.toFixed(1), embedMsForAllNewItems: +embedMs.toFixed(1) },
     oracleRun: { val: oracleRun.student?.val, test: oracleRun.student?.test, bestEpoch: oracleRun.student?.bestEpoch, endedOn: oracleRun.student?.endedOn, trainSeconds: +oracleSeconds.toFixed(1) },
     newItems: { encoder: summary(encoder), random: summary(random), popular: summary(popular), knn: summary(knn), oracle: summary(oracle) },
@@ -302,10 +304,14 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
 await initEngine('auto');
 const results: Record<string, unknown>[] = [];
 const started = new Date().toISOString();
-for (const ds of a.datasets!.split(',')) results.push(await bench(ds));
-const report = { bench: 'cold-start', started, finished: new Date().toISOString(), share, k: K, loadAverage1m: { min: Math.min(...loads), max: Math.max(...loads) }, note: 'machine shared with other jobs (see loadAverage1m)', results };
-mkdirSync('bench/results', { recursive: true });
 const file = `bench/results/cold-start-${started.slice(0, 10)}${a.tag ? '-' + a.tag : ''}.json`;
+mkdirSync('bench/results', { recursive: true });
+const reportOf = () => ({ bench: 'cold-start', started, finished: new Date().toISOString(), share, k: K, loadAverage1m: { min: Math.min(...loads), max: Math.max(...loads) }, note: 'machine shared with other jobs (see loadAverage1m)', results });
+for (const ds of a.datasets!.split(',')) {
+  results.push(await bench(ds));
+  writeFileSync(file, JSON.stringify(reportOf(), null, 2) + '\n'); // after each dataset: a run cut short keeps what it finished
+}
+const report = { bench: 'cold-start', started, finished: new Date().toISOString(), share, k: K, loadAverage1m: { min: Math.min(...loads), max: Math.max(...loads) }, note: 'machine shared with other jobs (see loadAverage1m)', results };
 writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
 console.log(JSON.stringify(report, null, 2));
 process.stderr.write(`written ${file}\n`);

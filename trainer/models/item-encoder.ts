@@ -298,6 +298,8 @@ export interface FitReport {
   /** the MLP's epochs (best by validation), or the ridge's λ */
   bestEpoch?: number;
   lambda?: number;
+  /** the output scale chosen on the held-out items' ranking (OUTPUT_SCALES), folded into the last layer */
+  outputScale?: number;
   curve: { epoch: number; recall: number; cosine: number; loss: number }[];
   seconds: number;
 }
@@ -404,19 +406,63 @@ function trainMlp(t: EncoderTargets, x: Float32Array, width: number, cfg: ItemEn
         tf.dispose([loss!, xb, eb, ...(bu ? [bu, bi!, bj!] : [])]);
       }
       if (held && (epoch % cfg.evalEvery === 0 || epoch === epochs)) {
+        // the epoch is chosen by the held-out cosine (the shape of the map); the output scale is calibrated on ranking afterwards
         const layers = mlp.layers(scale);
-        const enc = encodeRows(x, width, layers, held);
-        const v = validateEncoded(t, held, enc, ceiling);
-        curve.push({ epoch, recall: v.recall, cosine: v.cosine, loss: lossSum / steps });
-        if (v.recall > best.recall) best = { recall: v.recall, epoch, layers, validation: v };
+        const cos = heldCosine(t, held, encodeRows(x, width, layers, held));
+        curve.push({ epoch, recall: NaN, cosine: cos, loss: lossSum / steps });
+        if (cos > best.recall) best = { recall: cos, epoch, layers, validation: null };
       }
     }
     if (!held) best = { recall: 0, epoch: epochs, layers: mlp.layers(scale), validation: null };
+    void ceiling;
     return { layers: best.layers!, epoch: best.epoch, validation: best.validation, curve };
   } finally {
     mlp.dispose();
     opt.dispose();
   }
+}
+
+/** Mean cosine between encoded (`enc`, [held.length, d]) and student vectors of the held-out rows. */
+function heldCosine(t: EncoderTargets, held: Int32Array, enc: Float32Array): number {
+  const d = t.dim;
+  let cos = 0;
+  for (let h = 0; h < held.length; h++) {
+    let dot = 0;
+    let ne = 0;
+    let nf = 0;
+    for (let j = 0; j < d; j++) {
+      const e = t.items[held[h] * d + j];
+      const f = enc[h * d + j];
+      dot += e * f;
+      ne += e * e;
+      nf += f * f;
+    }
+    cos += dot / Math.sqrt(ne * nf + 1e-12);
+  }
+  return cos / held.length;
+}
+
+/**
+ * Output scales tried on the held-out items' ranking: a regression predicts the conditional mean,
+ * whose norm shrinks with the uncertainty, so encoded items would rank below every trained one.
+ */
+export const OUTPUT_SCALES = [1, 1.5, 2, 3, 4, 6];
+
+/** The output scale with the best held-out Recall@20, and the validation at that scale. */
+function calibrate(t: EncoderTargets, held: Int32Array, enc: Float32Array, ceiling: { recall: number; ndcg: number }): { alpha: number; v: EncoderValidation } {
+  let best: { alpha: number; v: EncoderValidation } | null = null;
+  for (const alpha of OUTPUT_SCALES) {
+    const v = validateEncoded(t, held, Float32Array.from(enc, (x) => x * alpha), ceiling);
+    if (!best || v.recall > best.v.recall) best = { alpha, v };
+  }
+  best!.v = withOverall(t, held, Float32Array.from(enc, (x) => x * best!.alpha), best!.v);
+  return best!;
+}
+
+/** The layers with the last one's output multiplied by alpha. */
+function scaled(layers: DenseLayer[], alpha: number): DenseLayer[] {
+  const last = layers[layers.length - 1];
+  return [...layers.slice(0, -1), { ...last, w: Float32Array.from(last.w, (x) => x * alpha), b: Float32Array.from(last.b, (x) => x * alpha) }];
 }
 
 /** The dense layers applied to the (already normalized) input rows. */
@@ -443,20 +489,20 @@ export function fitItemEncoder(t: EncoderTargets, cfg: ItemEncoderConfig): FitRe
   const ceiling = { recall: c.recall, ndcg: c.ndcg };
   const base = { modalities: t.modalities.map((m) => ({ name: m.name, dim: m.dim })), mean: norm.map((n) => n.mean), invStd: norm.map((n) => n.invStd) };
   if (cfg.design === 'ridge') {
-    let best: { lambda: number; v: EncoderValidation; layer: DenseLayer } | null = null;
+    let best: { lambda: number; cos: number; layer: DenseLayer } | null = null;
     const curve: FitReport['curve'] = [];
     for (const lambda of RIDGE_LAMBDAS) {
       const layer = fitRidge(x, width, t.items, t.dim, fit, lambda);
-      const v = validateEncoded(t, held, encodeRows(x, width, [layer], held), ceiling);
-      curve.push({ epoch: lambda, recall: v.recall, cosine: v.cosine, loss: v.relMse });
-      if (!best || v.recall > best.v.recall) best = { lambda, v, layer };
+      const cos = heldCosine(t, held, encodeRows(x, width, [layer], held));
+      curve.push({ epoch: lambda, recall: NaN, cosine: cos, loss: NaN });
+      if (!best || cos > best.cos) best = { lambda, cos, layer };
     }
-    best!.v = withOverall(t, held, encodeRows(x, width, [best!.layer], held), best!.v);
+    const cal = calibrate(t, held, encodeRows(x, width, [best!.layer], held), ceiling);
     const layer = fitRidge(x, width, t.items, t.dim, all, best!.lambda);
-    return { design: cfg.design, weights: { ...base, layers: [layer] }, validation: best!.v, lambda: best!.lambda, curve, seconds: (performance.now() - t0) / 1000 };
+    return { design: cfg.design, weights: { ...base, layers: scaled([layer], cal.alpha) }, validation: cal.v, lambda: best!.lambda, outputScale: cal.alpha, curve, seconds: (performance.now() - t0) / 1000 };
   }
   const v = trainMlp(t, x, width, cfg, fit, held, cfg.epochs, ceiling);
-  v.validation = withOverall(t, held, encodeRows(x, width, v.layers, held), v.validation!);
+  const cal = calibrate(t, held, encodeRows(x, width, v.layers, held), ceiling);
   const refit = trainMlp(t, x, width, cfg, all, null, v.epoch);
-  return { design: cfg.design, weights: { ...base, layers: refit.layers }, validation: v.validation!, bestEpoch: v.epoch, curve: v.curve, seconds: (performance.now() - t0) / 1000 };
+  return { design: cfg.design, weights: { ...base, layers: scaled(refit.layers, cal.alpha) }, validation: cal.v, bestEpoch: v.epoch, outputScale: cal.alpha, curve: v.curve, seconds: (performance.now() - t0) / 1000 };
 }

@@ -45,6 +45,7 @@ export interface ItemEncoderMeta {
   validation: EncoderValidation;
   bestEpoch?: number;
   lambda?: number;
+  outputScale?: number;
   curve: FitReport['curve'];
   seconds: number;
 }
@@ -55,6 +56,7 @@ export interface ItemEncoderReport {
   validation: EncoderValidation;
   bestEpoch?: number;
   lambda?: number;
+  outputScale?: number;
   seconds: number;
 }
 
@@ -108,12 +110,13 @@ export function trainItemEncoder(data: Dataset, config: ItemEncoderConfig, opts:
     validation: fit.validation,
     bestEpoch: fit.bestEpoch,
     lambda: fit.lambda,
+    outputScale: fit.outputScale,
     curve: fit.curve,
     seconds: fit.seconds,
   };
   saveCheckpoint(opts.checkpointDir, meta, encoderArrays(w));
   log.info({ design: fit.design, validation: fit.validation, bestEpoch: fit.bestEpoch, lambda: fit.lambda, seconds: +fit.seconds.toFixed(1) }, 'item encoder trained');
-  return { checkpoint: opts.checkpointDir, design: fit.design, validation: fit.validation, bestEpoch: fit.bestEpoch, lambda: fit.lambda, seconds: fit.seconds };
+  return { checkpoint: opts.checkpointDir, design: fit.design, validation: fit.validation, bestEpoch: fit.bestEpoch, lambda: fit.lambda, outputScale: fit.outputScale, seconds: fit.seconds };
 }
 
 /** The weights as checkpoint arrays: enc/<k>/mean, enc/<k>/inv_std per modality, enc/l<i>/w, enc/l<i>/b per layer. */
