@@ -14,7 +14,7 @@ import { buildItemEncoderModel, encodeReference, ITEM_ENCODER_OUTPUT, type ItemE
 import { loadServingModel } from '../server/serving/serving-model.js';
 import { loadItemEncoder } from '../trainer/stages/item-encoder.js';
 import { loadDataset } from '../data/dataset.js';
-import { fitItemEncoder, rankNewItems, splitTrainingItems } from '../trainer/models/item-encoder.js';
+import { fitItemEncoder, OUTPUT_SCALES, rankNewItems, splitTrainingItems } from '../trainer/models/item-encoder.js';
 import { initEngine } from '../trainer/engine/backend.js';
 import { studentTables } from '../trainer/stages/item-encoder.js';
 
@@ -132,7 +132,7 @@ test('train → item-encoder checkpoint → export → the server runs item_enco
   assert.equal(JSON.parse(readFileSync(join(d3, 'manifest.json'), 'utf8')).itemEncoder, undefined);
 });
 
-test('every design places held-out items better than chance on generated data whose features carry the item factors', async () => {
+test('every design learns the map on generated data whose features carry the item factors, at a scale that keeps the valid ranking', async () => {
   await initEngine('wasm');
   const data = join(root, 'data2');
   const repo = join(root, 'models2');
@@ -146,9 +146,11 @@ test('every design places held-out items better than chance on generated data wh
   assert.ok(held.length >= 40);
   for (const design of ['ridge', 'mlp', 'mlp-bpr'] as const) {
     const f = fitItemEncoder(t, { design, hidden: 32, epochs: 20, lr: 3e-3, batch: 64, bprWeight: 0.5, holdout: 0.2, evalEvery: 5, seed: 2024 });
-    // chance: a held-out item lands in a top-20 of 250 with probability ≈ 20/250 = 0.08; a mapping that learned nothing has cosine ≈ 0
+    // a mapping that learned nothing has cosine ≈ 0; the output scale is the one that keeps the
+    // whole valid ranking best, so placing the held-out items must not wreck it
     assert.ok(f.validation.cosine > 0.2, `${design}: cosine ${f.validation.cosine}`);
-    assert.ok(f.validation.recall > 0.1, `${design}: recall ${f.validation.recall}`);
+    assert.ok(OUTPUT_SCALES.includes(f.outputScale!), `${design}: scale ${f.outputScale}`);
+    assert.ok(f.validation.overallRecall! >= 0.8 * f.validation.studentOverallRecall!, `${design}: overall ${f.validation.overallRecall} vs the student's ${f.validation.studentOverallRecall}`);
     assert.equal(f.weights.layers.at(-1)!.outDim, 16);
   }
 });
