@@ -9,6 +9,7 @@ import { STUDENT_DEFAULTS } from '../trainer/stages/student.js';
 import { TEACHER_DEFAULTS } from '../trainer/stages/teacher.js';
 import { KD_DEFAULTS } from '../trainer/stages/kd.js';
 import { runPipeline } from '../trainer/stages/pipeline.js';
+import { ITEM_ENCODER_DEFAULTS } from '../trainer/stages/item-encoder.js';
 import { evaluatePopularity } from '../trainer/eval.js';
 import { exportBundle } from '../export/exporter.js';
 import { bundleFromCheckpoint } from '../export/from-checkpoint.js';
@@ -39,6 +40,7 @@ export function register(program: Command): void {
       student: { ...STUDENT_DEFAULTS, ...loop },
       teacher: { ...TEACHER_DEFAULTS, ...loop },
       kd: KD_DEFAULTS,
+      itemEncoder: ITEM_ENCODER_DEFAULTS,
       stage: 'all',
       studentOnly: false,
       resume: false,

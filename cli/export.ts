@@ -18,7 +18,7 @@ export function register(program: Command): void {
   cmd.action(async (o) => {
     const v = settingValues(o, KEYS);
     await engine(v.backend);
-    const input = bundleFromCheckpoint(v.repo, o.name, { dataDir: o.data });
+    const input = bundleFromCheckpoint(v.repo, o.name, { dataDir: o.data, onItemEncoder: (what) => log.warn(what) });
     const r = exportBundle(input, {
       repo: v.repo,
       hnsw: { space: 'ip', m: v.hnswM, efConstruction: v.hnswEfConstruction, efSearch: v.hnswEf, seed: HNSW_DEFAULTS.seed },

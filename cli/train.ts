@@ -8,6 +8,7 @@ import { TEACHER_FIELDS } from '../trainer/stages/teacher.js';
 import { KD_FIELDS } from '../trainer/stages/kd.js';
 import { SEQUENTIAL_FIELDS } from '../trainer/stages/sequential.js';
 import { runPipeline } from '../trainer/stages/pipeline.js';
+import { ITEM_ENCODER_FIELDS } from '../trainer/stages/item-encoder.js';
 import { mergeInteractionLog, mergeLogEntries, readAbsorbed, type Absorbed } from '../data/absorb-log.js';
 import { isRedisLogUrl, RedisStreamLog } from '../repository/redis-stream-log.js';
 import { parseFeatureFlag } from '../data/feature-files.js';
@@ -21,7 +22,8 @@ const SEQ = ['seqBlocks', 'seqHeads', 'maxLen', 'seqDropout', 'ffDim', 'seqLoss'
 const SEQ_KD = ['seqKd', 'kdsrHolisticWeight', 'kdsrDissectedWeight', 'kdsrTau', 'kdsrMatch', 'kdsrSubvectors', 'kdsrCodes', 'kdsrQuantizer', 'kdsrAnchors', 'kdsrPartners', 'kdsrAsyncEpochs', 'holistic', 'dissected', 'async', 'odmtTemperature', 'odmtRampup', 'odmtLayers', 'odmtInit', 'imtMask', 'onlineKd'] as const;
 const KD = ['pairWeight', 'listWeight', 'embWeight', 'temperature', 'listSize', 'gamma', 'binaryWeight'] as const;
 const SWITCHES = ['prompt', 'pairKd', 'listKd', 'disentangle', 'embKd', 'progress'] as const;
-const ALL = [...STAGE, 'ignoreUnknownFiles', 'logOnCorrupt', ...SHAPE, ...SEQ, ...SEQ_KD, ...TEACHER, ...KD, ...SWITCHES, 'repo', 'backend'] as const satisfies readonly SettingKey[];
+const ENCODER = ['itemEncoder', 'itemEncoderDesign', 'itemEncoderHidden', 'itemEncoderEpochs', 'itemEncoderLr', 'itemEncoderBatch', 'itemEncoderBprWeight', 'itemEncoderHoldout', 'itemEncoderEvalEvery'] as const;
+const ALL = [...STAGE, 'ignoreUnknownFiles', 'logOnCorrupt', ...SHAPE, ...SEQ, ...SEQ_KD, ...TEACHER, ...KD, ...SWITCHES, ...ENCODER, 'repo', 'backend'] as const satisfies readonly SettingKey[];
 
 export function register(program: Command): void {
   const cmd = program
@@ -50,7 +52,7 @@ export function register(program: Command): void {
   );
   addSettings(cmd, ['ignoreUnknownFiles']);
   cmd.option('--interactions <logdir>', "merge a server's interaction log into the training data as train rows (written to <repo>/<name>/data-with-log/; the export records the absorbed log position)");
-  addSettings(cmd, ['logOnCorrupt', ...SHAPE, ...SEQ, ...SEQ_KD, ...TEACHER, ...KD, ...SWITCHES, 'backend']);
+  addSettings(cmd, ['logOnCorrupt', ...SHAPE, ...SEQ, ...SEQ_KD, ...TEACHER, ...KD, ...SWITCHES, ...ENCODER, 'backend']);
   cmd.action(async (o) => {
     const v = settingValues(o, ALL);
     // a student kind's own loop defaults (core/defaults.ts MODEL_DEFAULTS) where the flag (or its env var) was not given
@@ -79,6 +81,7 @@ export function register(program: Command): void {
       kd: fieldsFrom(v, KD_FIELDS),
       sequential: isSequentialModel(v.model) ? { ...fieldsFrom(v, SEQUENTIAL_FIELDS), model: v.model } : undefined,
       stage: v.stage,
+      itemEncoder: v.itemEncoder ? fieldsFrom(v, ITEM_ENCODER_FIELDS) : null,
       studentOnly: v.studentOnly,
       resume: v.resume,
       backend: info,

@@ -14,6 +14,8 @@ import { buildScoringModel, ONNX_INPUTS, ONNX_OPSET, ONNX_OUTPUTS } from '../rep
 import { buildSequenceModel, SEQUENCE_INPUTS, SEQUENCE_OPSET, SEQUENCE_OUTPUTS } from '../repository/onnx-sequence-graph.js';
 import { DEFAULT_LN_EPS, sequenceWeights, type SequenceArrays, type SequenceShape } from '../repository/sasrec-weights.js';
 import type { Csr } from '../core/csr.js';
+import { ITEM_ENCODER_FILE } from '../repository/bundle-format.js';
+import { buildItemEncoderModel, checkItemEncoderWeights, ITEM_ENCODER_OPSET, ITEM_ENCODER_OUTPUT, type ItemEncoderWeights } from '../repository/onnx-item-encoder-graph.js';
 import { assertFolder, listVersions, modelDir, RepositoryError, sha256File, TMP_PREFIX } from '../repository/versions.js';
 
 export class ExportError extends Error {
@@ -45,6 +47,8 @@ export interface BundleInput {
   sequence?: { shape: SequenceShape; arrays: SequenceArrays; sequences: Csr };
   /** Labels of the items that have any (the dataset's `<name>.item`): written as item_labels.json. */
   itemLabels?: ReadonlyMap<number, string[]>;
+  /** The item encoder (issue 18): item_encoder.onnx and the manifest's itemEncoder section. */
+  itemEncoder?: { weights: ItemEncoderWeights; design: string; validation?: Record<string, number> };
 }
 
 /** Labels by row → the bundle's item_labels.json (rows ascending; items without labels left out). */
@@ -88,6 +92,13 @@ function validate(b: BundleInput): void {
     }
   }
   if (b.sequence) validateSequence(b, b.sequence);
+  if (b.itemEncoder) {
+    try {
+      checkItemEncoderWeights(b.itemEncoder.weights, b.dim);
+    } catch (err) {
+      throw new ExportError((err as Error).message);
+    }
+  }
 }
 
 /** The encoder's weights and the sequences: what bundle-check.ts will hold the written files to. */
@@ -148,6 +159,11 @@ function sequenceSection(s: SequenceShape): NonNullable<Manifest['sequence']> {
   return { maxLen: s.maxLen, blocks: s.blocks, heads: s.heads, ffDim: s.ffDim, lnEps: s.lnEps ?? DEFAULT_LN_EPS, opset: SEQUENCE_OPSET, inputs: SEQUENCE_INPUTS, outputs: SEQUENCE_OUTPUTS };
 }
 
+function itemEncoderSection(e: NonNullable<BundleInput['itemEncoder']>): NonNullable<Manifest['itemEncoder']> {
+  const w = e.weights;
+  return { file: ITEM_ENCODER_FILE, modalities: w.modalities.map((m) => ({ name: m.name, dim: m.dim })), output: ITEM_ENCODER_OUTPUT, opset: ITEM_ENCODER_OPSET, design: e.design, layers: w.layers.map((l) => l.outDim), ...(e.validation ? { validation: e.validation } : {}) };
+}
+
 export function exportBundle(input: BundleInput, opts: ExportOptions): ExportResult {
   const t0 = performance.now();
   validate(input);
@@ -196,6 +212,7 @@ export function exportBundle(input: BundleInput, opts: ExportOptions): ExportRes
       put(SEQUENCE_FILES.offsets, encodeNpyInt32(sequences.indptr, [nUsers + 1]));
       put(SEQUENCE_FILES.items, encodeNpyInt32(sequences.indices, [sequences.indices.length]));
     }
+    if (input.itemEncoder) put(ITEM_ENCODER_FILE, buildItemEncoderModel(input.itemEncoder.weights));
     current = BUNDLE_FILES.hnsw;
     faultPoint(current);
     hnswStats = buildHnswIndex(input.itemEmbeddings, nItems, dim, opts.hnsw, join(tmp, BUNDLE_FILES.hnsw), { progress: opts.progress });
@@ -219,6 +236,7 @@ export function exportBundle(input: BundleInput, opts: ExportOptions): ExportRes
       onnx: { opset: ONNX_OPSET, inputs: ONNX_INPUTS, outputs: ONNX_OUTPUTS },
       hnsw: opts.hnsw,
       ...(input.sequence ? { model: 'sasrec' as const, sequence: sequenceSection(input.sequence.shape) } : {}),
+      ...(input.itemEncoder ? { itemEncoder: itemEncoderSection(input.itemEncoder) } : {}),
       logPosition: input.logPosition ?? 0,
       files,
     };

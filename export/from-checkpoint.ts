@@ -16,6 +16,7 @@ import { ExportError } from './exporter.js';
 import { assertFolder } from '../repository/versions.js';
 import { SasrecForward } from '../repository/sasrec-forward.js';
 import type { SequenceShape } from '../repository/sasrec-weights.js';
+import { itemEncoderCheckpointDir, loadItemEncoder, studentWeightsHash } from '../trainer/stages/item-encoder.js';
 
 /** What a SASRec checkpoint's model.json carries (issue 19's contract with the trainer). */
 interface SasrecMeta extends LoopMeta {
@@ -26,7 +27,7 @@ interface SasrecMeta extends LoopMeta {
   config?: Record<string, unknown>;
 }
 
-export function bundleFromCheckpoint(repo: string, name: string, opts: { dataDir?: string } = {}): BundleInput {
+export function bundleFromCheckpoint(repo: string, name: string, opts: { dataDir?: string; onItemEncoder?: (what: string) => void } = {}): BundleInput {
   assertFolder(repo, 'model repository');
   const dir = studentCheckpointDir(repo, name);
   if (!hasCheckpoint(dir)) {
@@ -56,7 +57,26 @@ export function bundleFromCheckpoint(repo: string, name: string, opts: { dataDir
     metrics: s.meta.metrics,
     // Trained with `--interactions LOG`: the log records this model has absorbed.
     logPosition: readAbsorbed(s.data.dir)?.logPosition ?? 0,
+    ...itemEncoderFor(repo, name, dir, dim, opts.onItemEncoder),
   };
+}
+
+/**
+ * The item encoder checkpoint, when there is one fit to this very student checkpoint (same
+ * weights.bin); one fit to another (a student retrained with --no-item-encoder) is left out, said
+ * through `note`.
+ */
+function itemEncoderFor(repo: string, name: string, studentDir: string, dim: number, note?: (what: string) => void): Pick<BundleInput, 'itemEncoder'> {
+  const eDir = itemEncoderCheckpointDir(repo, name);
+  if (!hasCheckpoint(eDir)) return {};
+  const { meta, weights } = loadItemEncoder(eDir);
+  if (meta.studentWeights !== studentWeightsHash(studentDir)) {
+    note?.(`${eDir} was fit to another student checkpoint: item_encoder.onnx is not exported (train again without --no-item-encoder)`);
+    return {};
+  }
+  if (weights.layers[weights.layers.length - 1].outDim !== dim) throw new ExportError(`${eDir}: outputs ${weights.layers[weights.layers.length - 1].outDim} values, the student's dim is ${dim}`);
+  const v = meta.validation;
+  return { itemEncoder: { weights, design: meta.design, validation: { heldOutCosine: v.cosine, heldOutRelMse: v.relMse, coldRecall20: v.recall, coldNdcg20: v.ndcg, studentRecall20: v.studentRecall, studentNdcg20: v.studentNdcg, users: v.users } } };
 }
 
 /** The checkpoint's `meta.model` (read from its model.json alone: the weights are loaded once, by the branch that needs them). */

@@ -9,6 +9,8 @@ import { BUNDLE_FILES, CATALOG_FILES, SEQUENCE_FILES, labelProblem, type IdMaps,
 import { MAX_ITEM_LABELS } from '../core/defaults.js';
 import { ONNX_INPUTS, ONNX_OUTPUTS } from './onnx-scoring-graph.js';
 import { SEQUENCE_INPUTS, SEQUENCE_OUTPUTS } from './onnx-sequence-graph.js';
+import { ITEM_ENCODER_FILE } from './bundle-format.js';
+import { itemEncoderSignature } from './onnx-item-encoder-graph.js';
 
 const { onnx } = onnxProto;
 
@@ -53,6 +55,8 @@ export interface ParsedBundle {
   sequence?: { offsets: Array2<Int32Array>; items: Array2<Int32Array>; onnx: Uint8Array };
   /** The text of item_labels.json, when the bundle has one. */
   itemLabelsJson?: string;
+  /** item_encoder.onnx, whole, when the manifest has an `itemEncoder` section. */
+  itemEncoder?: Uint8Array;
 }
 
 /** What the check builds on the way and the loader would otherwise build again. */
@@ -286,6 +290,48 @@ function checkSequence(b: ParsedBundle): void {
   floatInitializer(f, g, 'seq.pos_emb', [s.maxLen, m.dim], `${fm}'s sequence.maxLen`);
 }
 
+// ---- item encoder (issue 18) ----
+/**
+ * The manifest's `itemEncoder` section (file, modalities with unique names and positive dims) and
+ * item_encoder.onnx: listed among the files (so its checksum was verified), one input per declared
+ * modality in that order with its declared width, one output of the bundle's dim.
+ */
+function checkItemEncoder(b: ParsedBundle): void {
+  const m = b.manifest;
+  const s = m.itemEncoder;
+  if (s === undefined) return;
+  const fm = BUNDLE_FILES.manifest;
+  const f = ITEM_ENCODER_FILE;
+  if (!s || typeof s !== 'object') fail(fm, 'itemEncoder is not an object');
+  if (s.file !== f) fail(fm, `itemEncoder.file is ${JSON.stringify(s.file)}, expected "${f}"`);
+  if (!(f in m.files)) fail(fm, `itemEncoder is set but ${f} is not listed in files`);
+  if (!Array.isArray(s.modalities) || s.modalities.length === 0) fail(fm, 'itemEncoder.modalities must be a non-empty array of {name, dim}');
+  const names = new Set<string>();
+  s.modalities.forEach((x, i) => {
+    if (!x || typeof x.name !== 'string' || x.name.length === 0) fail(fm, `itemEncoder.modalities.${i}.name must be a non-empty string`);
+    if (names.has(x.name)) fail(fm, `itemEncoder.modalities.${i}.name ${JSON.stringify(x.name)} appears twice`);
+    names.add(x.name);
+    if (!Number.isSafeInteger(x.dim) || x.dim < 1) fail(fm, `itemEncoder.modalities.${i}.dim is ${JSON.stringify(x.dim)}, expected a positive integer`);
+  });
+  if (typeof s.output !== 'string' || s.output.length === 0) fail(fm, 'itemEncoder.output must be a non-empty string');
+  if (!b.itemEncoder) fail(f, 'missing from a bundle whose manifest has itemEncoder');
+  let sig: ReturnType<typeof itemEncoderSignature>;
+  try {
+    sig = itemEncoderSignature(b.itemEncoder);
+  } catch (err) {
+    fail(f, `not an ONNX model (${(err as Error).message})`);
+  }
+  const want = s.modalities.map((x) => x.name);
+  const got = sig.inputs.map((x) => x.name);
+  if (got.join('\u0000') !== want.join('\u0000')) fail(f, `inputs ${JSON.stringify(got)}, manifest.json's itemEncoder.modalities say ${JSON.stringify(want)}`);
+  sig.inputs.forEach((x, i) => {
+    if (x.dim !== s.modalities[i].dim) fail(f, `input ${JSON.stringify(x.name)} has width ${x.dim}, manifest.json says ${s.modalities[i].dim}`);
+  });
+  if (sig.outputs.length !== 1 || sig.outputs[0].name !== s.output) fail(f, `outputs ${JSON.stringify(sig.outputs.map((x) => x.name))}, manifest.json's itemEncoder.output says ${JSON.stringify(s.output)}`);
+  if (sig.outputs[0].dim !== m.dim) fail(f, `output width ${sig.outputs[0].dim}, manifest.json says dim ${m.dim}`);
+}
+// ---- end item encoder ----
+
 /**
  * Checks every array of a parsed bundle against its manifest and folder; throws the first
  * BundleCheckError found. One linear pass over each array, so a 1M-item bundle still loads in
@@ -309,6 +355,7 @@ export function checkBundle(b: ParsedBundle): CheckedBundle {
   checkHnswHeader(b.hnsw.header, b.hnsw.fileBytes, items, d);
   checkOnnx(b.onnx, b.itemEmbeddings.data, items, d);
   checkSequence(b);
+  checkItemEncoder(b);
   return { ...checked, itemLabels: b.itemLabelsJson === undefined ? new Map() : checkItemLabels(b.itemLabelsJson, items) };
 }
 

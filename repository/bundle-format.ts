@@ -50,6 +50,27 @@ export const SEQUENCE_FILES = {
   items: 'sequence_items.npy',
 } as const;
 
+// ---- item encoder (issue 18): item_encoder.onnx, modality features → a vector in the student's item space ----
+/** The file of a bundle whose manifest has an `itemEncoder` section. */
+export const ITEM_ENCODER_FILE = 'item_encoder.onnx';
+
+/** The manifest's `itemEncoder` section: how to feed item_encoder.onnx and what it was fit as. */
+export interface ItemEncoderSection {
+  file: typeof ITEM_ENCODER_FILE;
+  /** one float32[B, dim] input per modality, named after it, in this order */
+  modalities: { name: string; dim: number }[];
+  /** the output's name; float32[B, manifest dim] */
+  output: string;
+  opset: number;
+  /** how it was trained (trainer/models/item-encoder.ts): mlp, mlp-bpr or ridge */
+  design: string;
+  /** widths of the dense layers' outputs (the last is the bundle's dim) */
+  layers: number[];
+  /** its validation figures at training time (held-out training items, cold-start ranking on the valid split) */
+  validation?: Record<string, number>;
+}
+// ---- end item encoder ----
+
 export interface HnswParams {
   space: 'ip';
   m: number;
@@ -96,6 +117,8 @@ export interface Manifest {
    */
   model?: 'sasrec';
   sequence?: SequenceSection;
+  /** Present when the bundle has item_encoder.onnx (a multimodal training run): items added after export are placed from their features. */
+  itemEncoder?: ItemEncoderSection;
   /** Interaction-log position this bundle has absorbed (online learning; 0 = none). */
   logPosition: number;
   files: Record<string, FileEntry>;

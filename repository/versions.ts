@@ -8,7 +8,7 @@ import { closeSync, createReadStream, existsSync, openSync, readdirSync, readFil
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { BUNDLE_FILES, SEQUENCE_FILES, BUNDLE_FORMAT, type Manifest } from './bundle-format.js';
+import { BUNDLE_FILES, SEQUENCE_FILES, BUNDLE_FORMAT, ITEM_ENCODER_FILE, type Manifest } from './bundle-format.js';
 
 export class RepositoryError extends Error {
   override readonly name = 'RepositoryError';
@@ -121,7 +121,7 @@ export async function verifyBundle(dir: string): Promise<VerifyResult> {
     return { ok: false, manifest: null, problems: [(err as Error).message] };
   }
   const problems: string[] = [];
-  for (const required of [...Object.values(BUNDLE_FILES), ...(manifest.model === 'sasrec' ? Object.values(SEQUENCE_FILES) : [])]) {
+  for (const required of [...Object.values(BUNDLE_FILES), ...(manifest.model === 'sasrec' ? Object.values(SEQUENCE_FILES) : []), ...(manifest.itemEncoder ? [ITEM_ENCODER_FILE] : [])]) {
     if (required !== BUNDLE_FILES.manifest && !(required in manifest.files)) problems.push(`${required}: not listed in the manifest`);
   }
   for (const [name, entry] of Object.entries(manifest.files)) {

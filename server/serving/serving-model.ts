@@ -23,6 +23,8 @@ import type { ItemEmbedder } from './item-embedder.js';
 import { SequenceEncoder } from './sequence-encoder.js';
 import { sequenceVectors, tableVectors, type UserVectorSource } from './user-vector-source.js';
 import { UserSequences } from './user-sequences.js';
+import { ITEM_ENCODER_FILE } from '../../repository/bundle-format.js';
+import { OnnxItemEncoder } from './item-encoder.js';
 
 export class BundleLoadError extends Error {
   override readonly name = 'BundleLoadError';
@@ -74,6 +76,8 @@ export class ServingModel implements AnnSource {
   /** A sequential bundle's: each user's last maxLen items, and the encoder. Null for a user-table bundle. */
   sequences: UserSequences | null = null;
   encoder: SequenceEncoder | null = null;
+  /** The bundle's item encoder (manifest `itemEncoder`: item_encoder.onnx): new items from their features. Null without one. */
+  embedder: ItemEmbedder | null = null;
 
   /** The bundle's train items per user row, as the trainer's CSR (for its binary search). */
   private readonly seen: Csr;
@@ -85,8 +89,6 @@ export class ServingModel implements AnnSource {
   candidates = new CandidateCache(0);
   /** Issue 18: labels, hidden items and dislikes (item-catalog.ts). */
   catalog = new ItemCatalog();
-  /** Issue 18: places items added by PUT /items from their features (the bundle's item encoder); null when the bundle has none. */
-  embedder: ItemEmbedder | null = null;
 
   get nItems(): number {
     return this.itemIds.length;
@@ -203,12 +205,13 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
           onnx: await readFile(file(SEQUENCE_FILES.model)),
         }
       : undefined;
+  const itemEncoderBytes = m.itemEncoder ? await readFile(file(ITEM_ENCODER_FILE)) : undefined;
   // Before anything is built from them: csrHas trusts the offsets, hnswlib and onnxruntime their files.
   // Issue 18: the optional item labels (checked with the rest).
   const itemLabelsJson = m.files[CATALOG_FILES.itemLabels] ? await readFile(file(CATALOG_FILES.itemLabels), 'utf8') : undefined;
   const { ids, userIndex, itemIndex, itemLabels } = checkBundle({
     folder: basename(dir), manifest: m, userEmbeddings: u, itemEmbeddings: it, idsJson: await readFile(file(BUNDLE_FILES.ids), 'utf8'),
-    seenOffsets: off, seenItems: seen, popularity: pop, hnsw: await readFileHead(file(BUNDLE_FILES.hnsw), HNSW_HEADER_BYTES), onnx: onnxBytes, sequence, itemLabelsJson,
+    seenOffsets: off, seenItems: seen, popularity: pop, hnsw: await readFileHead(file(BUNDLE_FILES.hnsw), HNSW_HEADER_BYTES), onnx: onnxBytes, sequence, itemLabelsJson, itemEncoder: itemEncoderBytes,
   });
 
   const popularOrder = Int32Array.from({ length: m.counts.items }, (_, i) => i).sort((a, b) => pop.data[b] - pop.data[a] || a - b);
@@ -243,6 +246,15 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
     }
     model.sequences = new UserSequences(sequence.offsets.data, sequence.items.data, m.sequence.maxLen);
     model.vectors = sequenceVectors(model.sequences, model.encoder);
+  }
+  // The item encoder (issue 18), when the manifest declares one.
+  if (itemEncoderBytes && m.itemEncoder) {
+    try {
+      model.embedder = await OnnxItemEncoder.open(itemEncoderBytes, m.itemEncoder, d, opts.providers, opts.log, opts.onnxThreads);
+    } catch (err) {
+      await Promise.all([exact.close(), model.encoder?.close()]);
+      throw err;
+    }
   }
   model.appliedPosition = m.logPosition ?? 0;
   model.catalog = new ItemCatalog(itemLabels);

@@ -17,6 +17,8 @@ import { rmSync } from 'node:fs';
 import { trainKdStudent, type KdConfig } from './kd.js';
 import { SEQUENTIAL_DEFAULTS, trainSequential, type SequentialConfig } from './sequential.js';
 import { isSequentialModel } from '../../core/defaults.js';
+import { itemEncoderCheckpointDir, studentWeightsHash, trainItemEncoder, type ItemEncoderMeta, type ItemEncoderReport } from './item-encoder.js';
+import type { ItemEncoderConfig } from '../models/item-encoder.js';
 
 export type Stage = 'all' | 'unimodal' | 'teacher' | 'student';
 
@@ -30,6 +32,8 @@ export interface PipelineOptions {
   /** the sequential student's settings (used when student.model is sequential) */
   sequential?: SequentialConfig;
   stage: Stage;
+  /** the item encoder's settings, trained after the student when the dataset has features; null or absent: off (--no-item-encoder) */
+  itemEncoder?: ItemEncoderConfig | null;
   studentOnly: boolean;
   resume: boolean;
   backend: BackendInfo;
@@ -57,6 +61,7 @@ export interface PipelineReport {
   /** the plain student the guard trained (absent when reused) */
   plain?: StageReport;
   student?: StageReport;
+  itemEncoder?: ItemEncoderReport & { skipped?: boolean };
   parameters: { teacher?: number; student?: number; ratio?: number };
   wallSeconds: number;
   peakRssMiB: number;
@@ -152,6 +157,17 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
             ? trainSequential(data, { ...(o.sequential ?? SEQUENTIAL_DEFAULTS), model: o.student.model as SequentialConfig['model'] }, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) })
             : trainStudent(data, o.student, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) }),
       );
+    }
+  }
+  // The item encoder, fit to the student just trained (issue 18): an embedding student and a dataset with features.
+  if (o.itemEncoder && o.stage !== 'teacher' && !sequential && data.modalities.length > 0 && hasCheckpoint(sDir)) {
+    const eDir = itemEncoderCheckpointDir(o.repo, o.name);
+    const prev = o.resume && hasCheckpoint(eDir) ? loadCheckpoint<ItemEncoderMeta>(eDir).meta : null;
+    if (prev && prev.studentWeights === studentWeightsHash(sDir)) {
+      log.info({ checkpoint: eDir }, 'item encoder already fit to this student; skipped');
+      report.itemEncoder = { checkpoint: eDir, design: prev.design, validation: prev.validation, bestEpoch: prev.bestEpoch, lambda: prev.lambda, seconds: 0, skipped: true };
+    } else {
+      report.itemEncoder = trainItemEncoder(data, o.itemEncoder, { studentDir: sDir, checkpointDir: eDir, log });
     }
   }
   if (mode === 'kd' && hasCheckpoint(tDir)) report.parameters.teacher = loadCheckpoint<TeacherMeta>(tDir).meta.parameters;

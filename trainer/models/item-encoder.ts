@@ -1,0 +1,513 @@
+/**
+ * The item encoder (issue 18): an item's modality feature vectors → a vector in the trained
+ * student's item space, so that an item added after export can be served from its features alone.
+ *
+ * Input: each modality's raw features, z-scored per column with the catalog's statistics, the
+ * modalities concatenated. Designs (`--item-encoder-design`):
+ *  - `ridge`: one linear layer, closed-form ridge regression onto the student's item vectors (the
+ *    floor); λ picked from a grid on the held-out items;
+ *  - `mlp`: Linear → ReLU → Linear fit to the student's item vectors with
+ *    ‖f − e‖² / mean‖e‖² + (1 − cos(f, e));
+ *  - `mlp-bpr`: `mlp` + w · BPR on the training interactions with the student's user vectors
+ *    frozen: −log σ(u·f(x_i) − u·f(x_j)), i the user's train item, j a training item outside its
+ *    train set, both encoded.
+ * The targets are the items with train interactions (an item without any has an untrained vector);
+ * a seeded share of them is held out as validation: its vectors are encoded from features alone,
+ * compared with the student's, and ranked on the valid split in place of the student's (the
+ * cold-start protocol in miniature). The MLP keeps the epoch of the best validation Recall@20, then
+ * is refit on every training item for that many epochs (ridge: the best λ, refit likewise).
+ */
+import { tf } from '../engine/backend.js';
+import type { Csr } from '../../core/csr.js';
+import { csrHas } from '../../core/csr.js';
+import { Rng } from '../../core/rng.js';
+import { topK } from '../../core/topk.js';
+import type { ItemEncoderDesign } from '../../core/defaults.js';
+import { encodeReference, type DenseLayer, type ItemEncoderWeights } from '../../repository/onnx-item-encoder-graph.js';
+
+export interface ItemEncoderConfig {
+  design: ItemEncoderDesign;
+  hidden: number;
+  epochs: number;
+  lr: number;
+  batch: number;
+  bprWeight: number;
+  holdout: number;
+  evalEvery: number;
+  seed: number;
+}
+
+export interface FeatureTable {
+  name: string;
+  dim: number;
+  /** [nItems, dim], row-major */
+  data: Float32Array;
+}
+
+/** What the encoder is fit to: the catalog's features and the trained student's tables and train interactions. */
+export interface EncoderTargets {
+  modalities: FeatureTable[];
+  nItems: number;
+  nUsers: number;
+  dim: number;
+  /** the student's final item vectors, [nItems, dim] */
+  items: Float32Array;
+  /** the student's final user vectors, [nUsers, dim] */
+  users: Float32Array;
+  trainByUser: Csr;
+  valByUser: Csr;
+  itemPopularity: Int32Array;
+}
+
+export interface RankingFigures {
+  recall: number;
+  ndcg: number;
+  /** users with at least one held-out interaction on a new item */
+  users: number;
+  interactions: number;
+  /** each such user's recall@k, in user order (for paired comparisons) */
+  perUserRecall: Float64Array;
+  perUserNdcg: Float64Array;
+  userRows: Int32Array;
+}
+
+/** Column mean and 1/sd over all items (features are known for every item of the catalog). */
+export function normalization(m: FeatureTable, nItems: number): { mean: Float32Array; invStd: Float32Array } {
+  const mean = new Float32Array(m.dim);
+  const invStd = new Float32Array(m.dim);
+  for (let c = 0; c < m.dim; c++) {
+    let s = 0;
+    for (let r = 0; r < nItems; r++) s += m.data[r * m.dim + c];
+    const mu = s / nItems;
+    let v = 0;
+    for (let r = 0; r < nItems; r++) v += (m.data[r * m.dim + c] - mu) ** 2;
+    const sd = Math.sqrt(v / nItems);
+    mean[c] = mu;
+    invStd[c] = sd > 1e-8 ? 1 / sd : 1;
+  }
+  return { mean, invStd };
+}
+
+/** The encoder's input for every item: z-scored modalities side by side, [nItems, D]. */
+function inputTable(t: EncoderTargets, norm: { mean: Float32Array; invStd: Float32Array }[]): { x: Float32Array; width: number } {
+  const width = t.modalities.reduce((s, m) => s + m.dim, 0);
+  const x = new Float32Array(t.nItems * width);
+  let off = 0;
+  t.modalities.forEach((m, k) => {
+    const { mean, invStd } = norm[k];
+    for (let r = 0; r < t.nItems; r++) for (let c = 0; c < m.dim; c++) x[r * width + off + c] = (m.data[r * m.dim + c] - mean[c]) * invStd[c];
+    off += m.dim;
+  });
+  return { x, width };
+}
+
+/** Items with train interactions, split into fit and held-out rows (seeded). */
+export function splitTrainingItems(pop: Int32Array, holdout: number, seed: number): { fit: Int32Array; held: Int32Array } {
+  const rows: number[] = [];
+  for (let i = 0; i < pop.length; i++) if (pop[i] > 0) rows.push(i);
+  const rng = new Rng(seed + 1811);
+  const a = Int32Array.from(rows);
+  rng.shuffle(a);
+  const nHeld = Math.max(1, Math.round(a.length * holdout));
+  const held = a.slice(0, nHeld).sort();
+  const fit = a.slice(nHeld).sort();
+  return { fit, held };
+}
+
+/**
+ * Ranking of new items over the whole catalog: for every user with a `truth` interaction on an
+ * item marked new, all items are scored by u·v (the `masks` items set aside), and Recall@k /
+ * NDCG@k count only the truth interactions on new items (binary relevance, ideal DCG over
+ * min(k, those items)).
+ */
+export function rankNewItems(users: Float32Array, items: Float32Array, dim: number, nItems: number, truth: Csr, masks: Csr[], isNew: Uint8Array, k: number): RankingFigures {
+  const nUsers = truth.indptr.length - 1;
+  const scores = new Float32Array(nItems);
+  const top = new Int32Array(k);
+  const rec: number[] = [];
+  const nd: number[] = [];
+  const rows: number[] = [];
+  let interactions = 0;
+  for (let u = 0; u < nUsers; u++) {
+    const want: number[] = [];
+    for (let p = truth.indptr[u]; p < truth.indptr[u + 1]; p++) if (isNew[truth.indices[p]]) want.push(truth.indices[p]);
+    if (want.length === 0) continue;
+    const uo = u * dim;
+    for (let i = 0; i < nItems; i++) {
+      let s = 0;
+      const io = i * dim;
+      for (let j = 0; j < dim; j++) s += users[uo + j] * items[io + j];
+      scores[i] = s;
+    }
+    for (const m of masks) for (let p = m.indptr[u]; p < m.indptr[u + 1]; p++) scores[m.indices[p]] = -Infinity;
+    // a held-out item the user also has in a masked split stays scored (as the evaluation does: it is truth)
+    const got = topK(scores, 0, nItems, k, top);
+    const wanted = new Set(want);
+    let hits = 0;
+    let dcg = 0;
+    for (let r = 0; r < got; r++) {
+      if (wanted.has(top[r])) {
+        hits++;
+        dcg += 1 / Math.log2(r + 2);
+      }
+    }
+    let idcg = 0;
+    for (let r = 0; r < Math.min(k, want.length); r++) idcg += 1 / Math.log2(r + 2);
+    rec.push(hits / want.length);
+    nd.push(dcg / idcg);
+    rows.push(u);
+    interactions += want.length;
+  }
+  const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : 0);
+  return { recall: mean(rec), ndcg: mean(nd), users: rows.length, interactions, perUserRecall: Float64Array.from(rec), perUserNdcg: Float64Array.from(nd), userRows: Int32Array.from(rows) };
+}
+
+export interface EncoderValidation {
+  /** mean cosine between encoded and student vectors of the held-out items */
+  cosine: number;
+  /** mean ‖f − e‖² / mean ‖e‖² on them */
+  relMse: number;
+  /** Recall@20 / NDCG@20 of valid interactions on held-out items, their vectors encoded */
+  recall: number;
+  ndcg: number;
+  /** the same with the student's own vectors (what a trained item gets: the ceiling) */
+  studentRecall: number;
+  studentNdcg: number;
+  users: number;
+  /** Recall@20 over every valid interaction (old items too) with the held-out items encoded, and with the student's own vectors: what placing them costs the rest (computed once, for the kept fit) */
+  overallRecall?: number;
+  studentOverallRecall?: number;
+}
+
+/** validateEncoded plus the all-interactions figures. */
+function withOverall(t: EncoderTargets, held: Int32Array, enc: Float32Array, v: EncoderValidation): EncoderValidation {
+  const all = new Uint8Array(t.nItems).fill(1);
+  const table = t.items.slice();
+  for (let h = 0; h < held.length; h++) table.set(enc.subarray(h * t.dim, (h + 1) * t.dim), held[h] * t.dim);
+  const o = rankNewItems(t.users, table, t.dim, t.nItems, t.valByUser, [t.trainByUser], all, 20);
+  const so = rankNewItems(t.users, t.items, t.dim, t.nItems, t.valByUser, [t.trainByUser], all, 20);
+  return { ...v, overallRecall: o.recall, studentOverallRecall: so.recall };
+}
+
+/** Validation of encoded vectors `enc` ([held.length, dim]) for the held-out rows. */
+export function validateEncoded(t: EncoderTargets, held: Int32Array, enc: Float32Array, ceiling?: { recall: number; ndcg: number }): EncoderValidation {
+  const d = t.dim;
+  let cos = 0;
+  let se = 0;
+  let norm = 0;
+  for (let h = 0; h < held.length; h++) {
+    const e = t.items.subarray(held[h] * d, (held[h] + 1) * d);
+    const f = enc.subarray(h * d, (h + 1) * d);
+    let dot = 0;
+    let ne = 0;
+    let nf = 0;
+    for (let j = 0; j < d; j++) {
+      dot += e[j] * f[j];
+      ne += e[j] * e[j];
+      nf += f[j] * f[j];
+      se += (e[j] - f[j]) ** 2;
+    }
+    norm += ne;
+    cos += dot / Math.sqrt(ne * nf + 1e-12);
+  }
+  const isNew = new Uint8Array(t.nItems);
+  for (const r of held) isNew[r] = 1;
+  const table = t.items.slice();
+  for (let h = 0; h < held.length; h++) table.set(enc.subarray(h * d, (h + 1) * d), held[h] * d);
+  const r = rankNewItems(t.users, table, d, t.nItems, t.valByUser, [t.trainByUser], isNew, 20);
+  const c = ceiling ?? rankNewItems(t.users, t.items, d, t.nItems, t.valByUser, [t.trainByUser], isNew, 20);
+  return { cosine: cos / held.length, relMse: se / Math.max(norm, 1e-12), recall: r.recall, ndcg: r.ndcg, studentRecall: c.recall, studentNdcg: c.ndcg, users: r.users };
+}
+
+function gatherRowsJs(src: Float32Array, width: number, rows: ArrayLike<number>): Float32Array {
+  const out = new Float32Array(rows.length * width);
+  for (let i = 0; i < rows.length; i++) out.set(src.subarray(rows[i] * width, (rows[i] + 1) * width), i * width);
+  return out;
+}
+
+/** Solves (A + λI) X = B for symmetric positive definite A [n, n] and B [n, m] by Cholesky (float64). */
+function solveRidge(a: Float64Array, b: Float64Array, n: number, m: number, lambda: number): Float64Array {
+  const l = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j <= i; j++) {
+      let s = a[i * n + j] + (i === j ? lambda : 0);
+      for (let k = 0; k < j; k++) s -= l[i * n + k] * l[j * n + k];
+      l[i * n + j] = i === j ? Math.sqrt(Math.max(s, 1e-12)) : s / l[j * n + j];
+    }
+  }
+  const x = new Float64Array(n * m);
+  // forward: L y = b; back: Lᵀ x = y (column by column of B, all columns at once per row)
+  const y = new Float64Array(n * m);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < m; c++) {
+      let s = b[i * m + c];
+      for (let k = 0; k < i; k++) s -= l[i * n + k] * y[k * m + c];
+      y[i * m + c] = s / l[i * n + i];
+    }
+  }
+  for (let i = n - 1; i >= 0; i--) {
+    for (let c = 0; c < m; c++) {
+      let s = y[i * m + c];
+      for (let k = i + 1; k < n; k++) s -= l[k * n + i] * x[k * m + c];
+      x[i * m + c] = s / l[i * n + i];
+    }
+  }
+  return x;
+}
+
+/** Ridge regression of the targets on the inputs over `rows`: one dense layer (bias = the centred fit's). */
+function fitRidge(x: Float32Array, width: number, e: Float32Array, d: number, rows: Int32Array, lambda: number): DenseLayer {
+  const n = rows.length;
+  const mx = new Float64Array(width);
+  const me = new Float64Array(d);
+  for (const r of rows) {
+    for (let a = 0; a < width; a++) mx[a] += x[r * width + a] / n;
+    for (let c = 0; c < d; c++) me[c] += e[r * d + c] / n;
+  }
+  const xtx = new Float64Array(width * width);
+  const xte = new Float64Array(width * d);
+  const xr = new Float64Array(width);
+  for (const r of rows) {
+    for (let a = 0; a < width; a++) xr[a] = x[r * width + a] - mx[a];
+    for (let a = 0; a < width; a++) {
+      const v = xr[a];
+      if (v === 0) continue;
+      const base = a * width;
+      for (let b2 = 0; b2 <= a; b2++) xtx[base + b2] += v * xr[b2];
+      for (let c = 0; c < d; c++) xte[a * d + c] += v * (e[r * d + c] - me[c]);
+    }
+  }
+  for (let a = 0; a < width; a++) for (let b2 = 0; b2 < a; b2++) xtx[b2 * width + a] = xtx[a * width + b2];
+  const w = solveRidge(xtx, xte, width, d, lambda * n);
+  const b = new Float32Array(d);
+  for (let c = 0; c < d; c++) {
+    let s = me[c];
+    for (let a = 0; a < width; a++) s -= mx[a] * w[a * d + c];
+    b[c] = s;
+  }
+  return { w: Float32Array.from(w), b, inDim: width, outDim: d };
+}
+
+/** λ (per training item) tried by the ridge design; the best on the held-out items is kept. */
+export const RIDGE_LAMBDAS = [1e-3, 1e-2, 1e-1, 1, 10];
+
+export interface FitReport {
+  design: ItemEncoderDesign;
+  weights: ItemEncoderWeights;
+  validation: EncoderValidation;
+  /** the MLP's epochs (best by validation), or the ridge's λ */
+  bestEpoch?: number;
+  lambda?: number;
+  /** the output scale chosen on the held-out items' ranking (OUTPUT_SCALES), folded into the last layer */
+  outputScale?: number;
+  curve: { epoch: number; recall: number; cosine: number; loss: number }[];
+  seconds: number;
+}
+
+class Mlp {
+  readonly vars: tf.Variable[];
+  constructor(width: number, hidden: number, d: number, seed: number) {
+    const rng = new Rng(seed + 4099);
+    const glorot = (i: number, o: number) => {
+      const lim = Math.sqrt(6 / (i + o));
+      return tf.tensor2d(Float32Array.from({ length: i * o }, () => (rng.next() * 2 - 1) * lim), [i, o]);
+    };
+    this.vars = [tf.variable(glorot(width, hidden)), tf.variable(tf.zeros([hidden])), tf.variable(glorot(hidden, d)), tf.variable(tf.zeros([d]))];
+  }
+  forward(x: tf.Tensor2D): tf.Tensor2D {
+    const [w1, b1, w2, b2] = this.vars;
+    return tf.add(tf.matMul(tf.relu(tf.add(tf.matMul(x, w1 as tf.Tensor2D), b1)) as tf.Tensor2D, w2 as tf.Tensor2D), b2) as tf.Tensor2D;
+  }
+  /** The layers, the output scaled by `scale` (the MLP is fit to targets divided by it). */
+  layers(scale = 1): DenseLayer[] {
+    const [w1, b1, w2, b2] = this.vars.map((v) => (v.dataSync() as Float32Array).slice());
+    for (const a of [w2, b2]) for (let i = 0; i < a.length; i++) a[i] *= scale;
+    const [width, hidden] = this.vars[0].shape as [number, number];
+    const d = this.vars[2].shape[1] as number;
+    return [
+      { w: w1, b: b1, inDim: width, outDim: hidden },
+      { w: w2, b: b2, inDim: hidden, outDim: d },
+    ];
+  }
+  dispose(): void {
+    tf.dispose(this.vars);
+  }
+}
+
+/**
+ * Fits the encoder on `fit` rows; with `held` rows, validates every cfg.evalEvery epochs and
+ * returns the epoch of the best validation Recall@20 (the MLP designs). `epochs` overrides cfg's.
+ */
+function trainMlp(t: EncoderTargets, x: Float32Array, width: number, cfg: ItemEncoderConfig, fit: Int32Array, held: Int32Array | null, epochs: number, ceiling?: { recall: number; ndcg: number }) {
+  const d = t.dim;
+  const mlp = new Mlp(width, cfg.hidden, d, cfg.seed);
+  const opt = tf.train.adam(cfg.lr);
+  const rng = new Rng(cfg.seed + 313);
+  let meanSq = 0;
+  for (const r of fit) for (let j = 0; j < d; j++) meanSq += t.items[r * d + j] ** 2 / fit.length;
+  // fit to targets of unit RMS per column (the student's scale varies with its training), scaled back in the output layer
+  const scale = Math.sqrt(meanSq / d) || 1;
+  const targets = Float32Array.from(t.items, (v) => v / scale);
+  // BPR pairs: train interactions whose item is a fit row; negatives are fit rows outside the user's train set
+  const isFit = new Uint8Array(t.nItems);
+  for (const r of fit) isFit[r] = 1;
+  const pairU: number[] = [];
+  const pairI: number[] = [];
+  const bpr = cfg.design === 'mlp-bpr' && cfg.bprWeight > 0;
+  if (bpr) {
+    for (let u = 0; u < t.nUsers; u++) for (let p = t.trainByUser.indptr[u]; p < t.trainByUser.indptr[u + 1]; p++) if (isFit[t.trainByUser.indices[p]]) (pairU.push(u), pairI.push(t.trainByUser.indices[p]));
+  }
+  const order = Int32Array.from(fit);
+  const curve: FitReport['curve'] = [];
+  let best = { recall: -1, epoch: 0, layers: null as DenseLayer[] | null, validation: null as EncoderValidation | null };
+  const b = Math.min(cfg.batch, fit.length);
+  try {
+    for (let epoch = 1; epoch <= epochs; epoch++) {
+      rng.shuffle(order);
+      let lossSum = 0;
+      let steps = 0;
+      for (let s = 0; s + b <= order.length || (s === 0 && order.length > 0); s += b) {
+        const rows = order.subarray(s, Math.min(s + b, order.length));
+        const xb = tf.tensor2d(gatherRowsJs(x, width, rows), [rows.length, width]);
+        const eb = tf.tensor2d(gatherRowsJs(targets, d, rows), [rows.length, d]);
+        let bu: tf.Tensor2D | null = null;
+        let bi: tf.Tensor2D | null = null;
+        let bj: tf.Tensor2D | null = null;
+        if (bpr) {
+          const us = new Int32Array(rows.length);
+          const is = new Int32Array(rows.length);
+          const js = new Int32Array(rows.length);
+          for (let k = 0; k < rows.length; k++) {
+            const p = Math.floor(rng.next() * pairU.length);
+            us[k] = pairU[p];
+            is[k] = pairI[p];
+            let j = fit[Math.floor(rng.next() * fit.length)];
+            for (let tries = 0; tries < 20 && csrHas(t.trainByUser, us[k], j); tries++) j = fit[Math.floor(rng.next() * fit.length)];
+            js[k] = j;
+          }
+          bu = tf.tensor2d(gatherRowsJs(t.users, d, us), [rows.length, d]);
+          bi = tf.tensor2d(gatherRowsJs(x, width, is), [rows.length, width]);
+          bj = tf.tensor2d(gatherRowsJs(x, width, js), [rows.length, width]);
+        }
+        const loss = opt.minimize(() => {
+          const f = mlp.forward(xb);
+          const mse = tf.div(tf.mean(tf.sum(tf.square(tf.sub(f, eb)), 1)), d);
+          const dot = tf.sum(tf.mul(f, eb), 1);
+          const cos = tf.div(dot, tf.sqrt(tf.add(tf.mul(tf.sum(tf.square(f), 1), tf.sum(tf.square(eb), 1)), 1e-12)));
+          let l = tf.add(mse, tf.mean(tf.sub(1, cos))) as tf.Scalar;
+          if (bu && bi && bj) {
+            const diff = tf.mul(tf.sum(tf.mul(bu, tf.sub(mlp.forward(bi), mlp.forward(bj))), 1), scale);
+            l = tf.add(l, tf.mul(tf.mean(tf.softplus(tf.neg(diff))), cfg.bprWeight)) as tf.Scalar;
+          }
+          return l;
+        }, true, mlp.vars);
+        lossSum += loss!.dataSync()[0];
+        steps++;
+        tf.dispose([loss!, xb, eb, ...(bu ? [bu, bi!, bj!] : [])]);
+      }
+      if (held && (epoch % cfg.evalEvery === 0 || epoch === epochs)) {
+        // the epoch is chosen by the held-out cosine (the shape of the map); the output scale is calibrated on ranking afterwards
+        const layers = mlp.layers(scale);
+        const cos = heldCosine(t, held, encodeRows(x, width, layers, held));
+        curve.push({ epoch, recall: NaN, cosine: cos, loss: lossSum / steps });
+        if (cos > best.recall) best = { recall: cos, epoch, layers, validation: null };
+      }
+    }
+    if (!held) best = { recall: 0, epoch: epochs, layers: mlp.layers(scale), validation: null };
+    void ceiling;
+    return { layers: best.layers!, epoch: best.epoch, validation: best.validation, curve };
+  } finally {
+    mlp.dispose();
+    opt.dispose();
+  }
+}
+
+/** Mean cosine between encoded (`enc`, [held.length, d]) and student vectors of the held-out rows. */
+function heldCosine(t: EncoderTargets, held: Int32Array, enc: Float32Array): number {
+  const d = t.dim;
+  let cos = 0;
+  for (let h = 0; h < held.length; h++) {
+    let dot = 0;
+    let ne = 0;
+    let nf = 0;
+    for (let j = 0; j < d; j++) {
+      const e = t.items[held[h] * d + j];
+      const f = enc[h * d + j];
+      dot += e * f;
+      ne += e * e;
+      nf += f * f;
+    }
+    cos += dot / Math.sqrt(ne * nf + 1e-12);
+  }
+  return cos / held.length;
+}
+
+/**
+ * Output scales tried on the held-out items' ranking: a regression predicts the conditional mean,
+ * whose norm shrinks with the uncertainty, so encoded items would rank below every trained one.
+ */
+export const OUTPUT_SCALES = [0.75, 1, 1.5, 2, 3, 4];
+
+/**
+ * The output scale with the best Recall@20 over *every* valid interaction with the held-out items
+ * encoded (old items' too): new-item recall alone would reward any inflation (at scale 6 on
+ * scientific it halved the overall figure while doubling the new items'), so the scale that serves
+ * the whole catalog best is kept.
+ */
+function calibrate(t: EncoderTargets, held: Int32Array, enc: Float32Array, ceiling: { recall: number; ndcg: number }): { alpha: number; v: EncoderValidation } {
+  let best: { alpha: number; v: EncoderValidation } | null = null;
+  for (const alpha of OUTPUT_SCALES) {
+    const e = Float32Array.from(enc, (x) => x * alpha);
+    const v = withOverall(t, held, e, validateEncoded(t, held, e, ceiling));
+    if (!best || v.overallRecall! > best.v.overallRecall!) best = { alpha, v };
+  }
+  return best!;
+}
+
+/** The layers with the last one's output multiplied by alpha. */
+function scaled(layers: DenseLayer[], alpha: number): DenseLayer[] {
+  const last = layers[layers.length - 1];
+  return [...layers.slice(0, -1), { ...last, w: Float32Array.from(last.w, (x) => x * alpha), b: Float32Array.from(last.b, (x) => x * alpha) }];
+}
+
+/** The dense layers applied to the (already normalized) input rows. */
+function encodeRows(x: Float32Array, width: number, layers: DenseLayer[], rows: Int32Array): Float32Array {
+  const id: ItemEncoderWeights = { modalities: [{ name: 'x', dim: width }], mean: [new Float32Array(width)], invStd: [new Float32Array(width).fill(1)], layers };
+  return encodeReference(id, [gatherRowsJs(x, width, rows)], rows.length);
+}
+
+/**
+ * Fits one design: validation on a held-out share of the training items, then the chosen epochs
+ * (or λ) refit on all training items. The weights include the normalization.
+ */
+export function fitItemEncoder(t: EncoderTargets, cfg: ItemEncoderConfig): FitReport {
+  const t0 = performance.now();
+  if (t.modalities.length === 0) throw new Error('the item encoder needs at least one modality');
+  const norm = t.modalities.map((m) => normalization(m, t.nItems));
+  const { x, width } = inputTable(t, norm);
+  const { fit, held } = splitTrainingItems(t.itemPopularity, cfg.holdout, cfg.seed);
+  if (fit.length < 2) throw new Error(`the item encoder needs training items: ${fit.length + held.length} items have train interactions`);
+  const all = Int32Array.from([...fit, ...held]).sort();
+  const isNew = new Uint8Array(t.nItems);
+  for (const r of held) isNew[r] = 1;
+  const c = rankNewItems(t.users, t.items, t.dim, t.nItems, t.valByUser, [t.trainByUser], isNew, 20);
+  const ceiling = { recall: c.recall, ndcg: c.ndcg };
+  const base = { modalities: t.modalities.map((m) => ({ name: m.name, dim: m.dim })), mean: norm.map((n) => n.mean), invStd: norm.map((n) => n.invStd) };
+  if (cfg.design === 'ridge') {
+    let best: { lambda: number; cos: number; layer: DenseLayer } | null = null;
+    const curve: FitReport['curve'] = [];
+    for (const lambda of RIDGE_LAMBDAS) {
+      const layer = fitRidge(x, width, t.items, t.dim, fit, lambda);
+      const cos = heldCosine(t, held, encodeRows(x, width, [layer], held));
+      curve.push({ epoch: lambda, recall: NaN, cosine: cos, loss: NaN });
+      if (!best || cos > best.cos) best = { lambda, cos, layer };
+    }
+    const cal = calibrate(t, held, encodeRows(x, width, [best!.layer], held), ceiling);
+    const layer = fitRidge(x, width, t.items, t.dim, all, best!.lambda);
+    return { design: cfg.design, weights: { ...base, layers: scaled([layer], cal.alpha) }, validation: cal.v, lambda: best!.lambda, outputScale: cal.alpha, curve, seconds: (performance.now() - t0) / 1000 };
+  }
+  const v = trainMlp(t, x, width, cfg, fit, held, cfg.epochs, ceiling);
+  const cal = calibrate(t, held, encodeRows(x, width, v.layers, held), ceiling);
+  const refit = trainMlp(t, x, width, cfg, all, null, v.epoch);
+  return { design: cfg.design, weights: { ...base, layers: scaled(refit.layers, cal.alpha) }, validation: cal.v, bestEpoch: v.epoch, outputScale: cal.alpha, curve: v.curve, seconds: (performance.now() - t0) / 1000 };
+}
