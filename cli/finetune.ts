@@ -156,5 +156,10 @@ export function bundleFromServedState(m: ServingModel): BundleInput {
     // The metrics are the base version's, measured before the rounds (a round has no held-out split).
     metrics: { ...m.manifest.metrics, measuredOnVersion: m.version },
     logPosition: m.appliedPosition,
+    // Its position is past the deletes and dislikes it applied: the version must keep them itself.
+    catalogState: {
+      hidden: [...m.catalog.hidden].map((r) => m.itemIds[r]),
+      dislikes: [...m.catalog.dislikeEntries()].map(([u, rows]) => [u, [...rows].map((r) => m.itemIds[r])]),
+    },
   };
 }

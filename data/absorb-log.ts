@@ -44,8 +44,10 @@ export interface Absorbed {
   unknownItems: number;
   /** Dislikes in the log (not train rows). */
   dislikes?: number;
-  /** Items deleted through DELETE /items (external ids), not put again after. */
+  /** Items deleted through DELETE /items (external ids), not put again after; the export hides them in the bundle. */
   deletedItems?: string[];
+  /** (user, item) dislikes, external ids: the export carries them into the bundle (catalog_state.json). */
+  dislikePairs?: [string, string][];
   /** Item puts whose features did not fit the dataset's modalities (unknown modality or dimension: ignored; missing: zeros). */
   featureMismatches?: number;
 }
@@ -98,7 +100,10 @@ export function mergeLogEntries(dataDir: string, read: LogRead, outDir: string):
   const itemRow = new Map(itemIds.map((id, r) => [id, r]));
   const labels = readItemLabels(src, name, itemRow);
   const newFeatures = new Map<number, Record<string, Float32Array>>();
-  const deleted = new Set<string>();
+  // What an earlier merge of this dataset absorbed stays in force (a chained nightly retrain).
+  const before = readAbsorbed(src);
+  const deleted = new Set<string>(before?.deletedItems ?? []);
+  const dislikePairs: [string, string][] = [...(before?.dislikePairs ?? [])];
   const lines: string[] = [];
   let unknownItems = 0;
   let dislikes = 0;
@@ -131,6 +136,7 @@ export function mergeLogEntries(dataDir: string, read: LogRead, outDir: string):
     }
     if (kind === 'dislike') {
       dislikes++;
+      dislikePairs.push([e.user, e.item]);
       continue;
     }
     let user = userRow.get(e.user);
@@ -185,6 +191,7 @@ export function mergeLogEntries(dataDir: string, read: LogRead, outDir: string):
     unknownItems,
     dislikes,
     deletedItems: [...deleted],
+    dislikePairs,
     featureMismatches,
   };
   writeFileAtomic(join(out, ABSORBED_FILE), Buffer.from(JSON.stringify(absorbed, null, 2) + '\n'));

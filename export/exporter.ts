@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { fsyncPath, pidAlive, writeFileDurable } from '../core/atomic.js';
 import { encodeNpy, encodeNpyInt32 } from '../core/npy.js';
-import { BUNDLE_FILES, CATALOG_FILES, SEQUENCE_FILES, BUNDLE_FORMAT, type FileEntry, type HnswParams, type IdMaps, type ItemLabelsJson, type Manifest } from '../repository/bundle-format.js';
+import { BUNDLE_FILES, CATALOG_FILES, SEQUENCE_FILES, BUNDLE_FORMAT, type FileEntry, type HnswParams, type IdMaps, type ItemLabelsJson, type CatalogStateJson, type Manifest } from '../repository/bundle-format.js';
 import { buildHnswIndex, type HnswBuildStats } from '../repository/hnsw-index.js';
 import { buildScoringModel, ONNX_INPUTS, ONNX_OPSET, ONNX_OUTPUTS } from '../repository/onnx-scoring-graph.js';
 import { buildSequenceModel, SEQUENCE_INPUTS, SEQUENCE_OPSET, SEQUENCE_OUTPUTS } from '../repository/onnx-sequence-graph.js';
@@ -47,6 +47,8 @@ export interface BundleInput {
   sequence?: { shape: SequenceShape; arrays: SequenceArrays; sequences: Csr };
   /** Labels of the items that have any (the dataset's `<name>.item`): written as item_labels.json. */
   itemLabels?: ReadonlyMap<number, string[]>;
+  /** Deleted items and dislikes the model absorbed (external ids): written as catalog_state.json when any. */
+  catalogState?: CatalogStateJson;
   /** The item encoder (issue 18): item_encoder.onnx and the manifest's itemEncoder section. */
   itemEncoder?: { weights: ItemEncoderWeights; design: string; validation?: Record<string, number> };
 }
@@ -206,6 +208,7 @@ export function exportBundle(input: BundleInput, opts: ExportOptions): ExportRes
     put(BUNDLE_FILES.popularity, encodeNpyInt32(input.popularity, [nItems]));
     put(BUNDLE_FILES.onnx, buildScoringModel(input.itemEmbeddings, nItems, dim));
     if (input.itemLabels?.size) put(CATALOG_FILES.itemLabels, Buffer.from(JSON.stringify(itemLabelsJson(input.itemLabels))));
+    if (input.catalogState && (input.catalogState.hidden.length || input.catalogState.dislikes.length)) put(CATALOG_FILES.catalogState, Buffer.from(JSON.stringify(input.catalogState)));
     if (input.sequence) {
       const { sequences, shape, arrays } = input.sequence;
       put(SEQUENCE_FILES.model, buildSequenceModel(arrays, shape));

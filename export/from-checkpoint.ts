@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadStudent } from '../trainer/stages/student-io.js';
 import { readAbsorbed } from '../data/absorb-log.js';
+import type { CatalogStateJson } from '../repository/bundle-format.js';
 import { loadDataset, type Dataset } from '../data/dataset.js';
 import { rowIds } from '../data/ids.js';
 import { userSequences } from '../data/sequences.js';
@@ -57,6 +58,7 @@ export function bundleFromCheckpoint(repo: string, name: string, opts: { dataDir
     metrics: s.meta.metrics,
     // Trained with `--interactions LOG`: the log records this model has absorbed.
     logPosition: readAbsorbed(s.data.dir)?.logPosition ?? 0,
+    catalogState: absorbedCatalogState(s.data.dir),
     ...itemEncoderFor(repo, name, dir, dim, opts.onItemEncoder),
   };
 }
@@ -161,6 +163,20 @@ function sasrecBundle(dir: string, name: string, dataDir?: string): BundleInput 
     training: { model: 'sasrec', bestEpoch: meta.epoch, validMetric: meta.validMetric, ...meta.config, ...shape },
     metrics: meta.metrics,
     logPosition: readAbsorbed(data.dir)?.logPosition ?? 0,
+    catalogState: absorbedCatalogState(data.dir),
     sequence: { shape, arrays: ck.arrays, sequences },
   };
+}
+
+/** The deletes and dislikes a retrain absorbed (absorbed.json), grouped as catalog_state.json holds them. */
+function absorbedCatalogState(dataDir: string): CatalogStateJson | undefined {
+  const a = readAbsorbed(dataDir);
+  if (!a) return undefined;
+  const byUser = new Map<string, Set<string>>();
+  for (const [user, item] of a.dislikePairs ?? []) {
+    let s = byUser.get(user);
+    if (!s) byUser.set(user, (s = new Set()));
+    s.add(item);
+  }
+  return { hidden: a.deletedItems ?? [], dislikes: [...byUser].map(([u, s]) => [u, [...s]]) };
 }

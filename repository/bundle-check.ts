@@ -55,6 +55,8 @@ export interface ParsedBundle {
   sequence?: { offsets: Array2<Int32Array>; items: Array2<Int32Array>; onnx: Uint8Array };
   /** The text of item_labels.json, when the bundle has one. */
   itemLabelsJson?: string;
+  /** The text of catalog_state.json, when the bundle has one. */
+  catalogStateJson?: string;
   /** item_encoder.onnx, whole, when the manifest has an `itemEncoder` section. */
   itemEncoder?: Uint8Array;
 }
@@ -66,6 +68,8 @@ export interface CheckedBundle {
   itemIndex: Map<string, number>;
   /** Labels by item row (item_labels.json); empty when the bundle has none. */
   itemLabels: Map<number, string[]>;
+  /** Hidden item rows and (user id, item rows) dislikes (catalog_state.json); empty when none. */
+  catalogState: { hidden: number[]; dislikes: [string, number[]][] };
 }
 
 function fail(file: string, detail: string): never {
@@ -108,7 +112,7 @@ function checkFinite(file: string, data: Float32Array, dim: number): void {
   }
 }
 
-function checkIds(text: string, users: number, items: number): Omit<CheckedBundle, "itemLabels"> {
+function checkIds(text: string, users: number, items: number): Omit<CheckedBundle, 'itemLabels' | 'catalogState'> {
   const f = BUNDLE_FILES.ids;
   let parsed: unknown;
   try {
@@ -356,7 +360,36 @@ export function checkBundle(b: ParsedBundle): CheckedBundle {
   checkOnnx(b.onnx, b.itemEmbeddings.data, items, d);
   checkSequence(b);
   checkItemEncoder(b);
-  return { ...checked, itemLabels: b.itemLabelsJson === undefined ? new Map() : checkItemLabels(b.itemLabelsJson, items) };
+  return {
+    ...checked,
+    itemLabels: b.itemLabelsJson === undefined ? new Map() : checkItemLabels(b.itemLabelsJson, items),
+    catalogState: b.catalogStateJson === undefined ? { hidden: [], dislikes: [] } : checkCatalogState(b.catalogStateJson, checked.itemIndex),
+  };
+}
+
+/** catalog_state.json: every id a string; every item one of the bundle's. */
+export function checkCatalogState(text: string, itemIndex: ReadonlyMap<string, number>): CheckedBundle['catalogState'] {
+  const f = CATALOG_FILES.catalogState;
+  let o: unknown;
+  try {
+    o = JSON.parse(text);
+  } catch (e) {
+    fail(f, `not valid JSON (${(e as Error).message})`);
+  }
+  const { hidden, dislikes } = (o ?? {}) as { hidden?: unknown; dislikes?: unknown };
+  if (!Array.isArray(hidden) || !Array.isArray(dislikes)) fail(f, 'expected {"hidden": [item ids], "dislikes": [[user id, [item ids]], ...]}');
+  const row = (id: unknown, where: string): number => {
+    const r = typeof id === 'string' ? itemIndex.get(id) : undefined;
+    if (r === undefined) fail(f, `${where} = ${JSON.stringify(id)} is not an item of this bundle`);
+    return r;
+  };
+  return {
+    hidden: hidden.map((id, n) => row(id, `hidden[${n}]`)),
+    dislikes: dislikes.map((d: unknown, n) => {
+      if (!Array.isArray(d) || d.length !== 2 || typeof d[0] !== 'string' || !Array.isArray(d[1])) fail(f, `dislikes[${n}] must be [user id, [item ids]]`);
+      return [d[0], (d[1] as unknown[]).map((id, k) => row(id, `dislikes[${n}][1][${k}]`))] as [string, number[]];
+    }),
+  };
 }
 
 /** item_labels.json: parallel rows (ascending, in range) and label lists (each label by labelProblem's rule, at most MAX_ITEM_LABELS). */

@@ -25,7 +25,17 @@ export const BUNDLE_FILES = {
  */
 export const CATALOG_FILES = {
   itemLabels: 'item_labels.json',
+  catalogState: 'catalog_state.json',
 } as const;
+
+/**
+ * catalog_state.json: what the model absorbed of DELETE /items and of dislikes, by external id,
+ * so that a new version (a retrain, a fine-tuning round) keeps hiding them.
+ */
+export interface CatalogStateJson {
+  hidden: string[];
+  dislikes: [user: string, items: string[]][];
+}
 
 export interface ItemLabelsJson {
   rows: number[];

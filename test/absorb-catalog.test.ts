@@ -79,6 +79,14 @@ test('a hash-id dataset absorbs new users, put items, dislikes and deletes; trai
     assert.deepEqual(g.json().items.map((x: { item: string }) => x.item), ['sku-new']);
     const n = await s.app.inject({ method: 'GET', url: `/recommend?user=${encodeURIComponent('new user λ')}&k=5` });
     assert.equal(n.json().cold_start, false, 'the user first seen in the log is a user of the retrained model');
+    // The bundle's position is past the delete and the dislike: the bundle itself keeps them (catalog_state.json).
+    assert.ok(existsSync(join(bundle, 'catalog_state.json')));
+    const m2 = s.holder.model!;
+    assert.ok(m2.catalog.hidden.has(m2.itemIndex.get(items[4])!), 'the deleted item stays hidden after the retrain');
+    assert.ok(m2.catalog.dislikesOf(users[2])?.has(m2.itemIndex.get(items[3])!), 'the dislike survives the retrain');
+    const all = await s.app.inject({ method: 'GET', url: `/recommend?user=${encodeURIComponent(users[2])}&k=1000&exclude_seen=false` });
+    const got = all.json().items.map((x: { item: string }) => x.item);
+    assert.ok(!got.includes(items[4]) && !got.includes(items[3]), 'neither comes back');
   } finally {
     await s.close();
   }

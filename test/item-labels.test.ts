@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadDataset } from '../data/dataset.js';
 import { DataFileError } from '../core/errors.js';
-import { BundleCheckError, checkItemLabels } from '../repository/bundle-check.js';
+import { BundleCheckError, checkCatalogState, checkItemLabels } from '../repository/bundle-check.js';
 
 const root = mkdtempSync(join(tmpdir(), 'item-labels-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
@@ -51,4 +51,13 @@ test('item_labels.json: rows ascending in range, labels by the same rule', () =>
   ];
   for (const [o, re] of bad) assert.throws(() => checkItemLabels(JSON.stringify(o), 5), (e: unknown) => e instanceof BundleCheckError && /item_labels\.json/.test(e.message) && re.test(e.message), String(re));
   assert.throws(() => checkItemLabels('{', 5), /item_labels\.json: not valid JSON/);
+});
+
+test('catalog_state.json: deleted items and dislikes by id, every item one of the bundle\'s', () => {
+  const index = new Map([['a', 0], ['b', 1], ['c', 2]]);
+  assert.deepEqual(checkCatalogState(JSON.stringify({ hidden: ['c'], dislikes: [['u1', ['a', 'b']]] }), index), { hidden: [2], dislikes: [['u1', [0, 1]]] });
+  assert.throws(() => checkCatalogState(JSON.stringify({ hidden: ['zz'], dislikes: [] }), index), /catalog_state\.json.*hidden\[0\] = "zz" is not an item of this bundle/);
+  assert.throws(() => checkCatalogState(JSON.stringify({ hidden: [], dislikes: [['u1', 'a']] }), index), /dislikes\[0\] must be \[user id, \[item ids\]\]/);
+  assert.throws(() => checkCatalogState('{"hidden": 1}', index), /expected \{"hidden"/);
+  assert.throws(() => checkCatalogState('{', index), /not valid JSON/);
 });

@@ -50,6 +50,11 @@ export class ItemCatalog {
     return true;
   }
 
+  /** Every user's dislikes (a published version carries them: cli/finetune.ts). */
+  dislikeEntries(): IterableIterator<[string, ReadonlySet<number>]> {
+    return this.dislikes.entries();
+  }
+
   dislikesOf(user: string): ReadonlySet<number> | undefined {
     return this.dislikes.get(user);
   }

@@ -209,9 +209,10 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
   // Before anything is built from them: csrHas trusts the offsets, hnswlib and onnxruntime their files.
   // Issue 18: the optional item labels (checked with the rest).
   const itemLabelsJson = m.files[CATALOG_FILES.itemLabels] ? await readFile(file(CATALOG_FILES.itemLabels), 'utf8') : undefined;
-  const { ids, userIndex, itemIndex, itemLabels } = checkBundle({
+  const catalogStateJson = m.files[CATALOG_FILES.catalogState] ? await readFile(file(CATALOG_FILES.catalogState), 'utf8') : undefined;
+  const { ids, userIndex, itemIndex, itemLabels, catalogState } = checkBundle({
     folder: basename(dir), manifest: m, userEmbeddings: u, itemEmbeddings: it, idsJson: await readFile(file(BUNDLE_FILES.ids), 'utf8'),
-    seenOffsets: off, seenItems: seen, popularity: pop, hnsw: await readFileHead(file(BUNDLE_FILES.hnsw), HNSW_HEADER_BYTES), onnx: onnxBytes, sequence, itemLabelsJson, itemEncoder: itemEncoderBytes,
+    seenOffsets: off, seenItems: seen, popularity: pop, hnsw: await readFileHead(file(BUNDLE_FILES.hnsw), HNSW_HEADER_BYTES), onnx: onnxBytes, sequence, itemLabelsJson, catalogStateJson, itemEncoder: itemEncoderBytes,
   });
 
   const popularOrder = Int32Array.from({ length: m.counts.items }, (_, i) => i).sort((a, b) => pop.data[b] - pop.data[a] || a - b);
@@ -258,6 +259,9 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
   }
   model.appliedPosition = m.logPosition ?? 0;
   model.catalog = new ItemCatalog(itemLabels);
+  // Deletes and dislikes the bundle absorbed (its log position is past them: they are not replayed).
+  for (const r of catalogState.hidden) model.catalog.hidden.add(r);
+  for (const [user, rows] of catalogState.dislikes) for (const r of rows) model.catalog.dislike(user, r);
   model.cache = new ResultCache(opts.cacheUsers ?? DEFAULTS.cacheUsers);
   model.candidates = new CandidateCache(opts.cacheUsers ?? DEFAULTS.cacheUsers);
   return model;
