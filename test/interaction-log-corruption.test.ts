@@ -296,7 +296,7 @@ test('the nightly merge reports the same error, changes nothing in the log, and 
   assert.deepEqual(sizes(logDir), before, 'no truncation, no quarantine copy');
 
   const a = mergeInteractionLog(data, logDir, join(root, 'out'), { onCorrupt: 'skip' });
-  assert.deepEqual(a, { logPosition: 50, logDir: resolve(logDir), interactions: 49, newUsers: 0, newItems: 0, unknownItems: 0, dislikes: 0, deletedItems: [], featureMismatches: 0 });
+  assert.deepEqual(a, { logPosition: 50, logDir: resolve(logDir), interactions: 49, newUsers: 0, newItems: 0, unknownItems: 0, dislikes: 0, deletedItems: [], dislikePairs: [], featureMismatches: 0 });
   assert.deepEqual(sizes(logDir), before, 'a read-only skip writes nothing either');
   const rows = readFileSync(join(root, 'out', 'x.inter'), 'utf8').trim().split('\n');
   assert.equal(rows.length, 1 + 52 + 49);
