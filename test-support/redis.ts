@@ -58,6 +58,10 @@ export class TestRedis {
     args.push(...(this.durable ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']));
     const proc = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.proc = proc;
+    // A test process that dies (or a benchmark that throws) must not leave its server running.
+    const reap = () => proc.kill('SIGKILL');
+    process.once('exit', reap);
+    proc.once('exit', () => process.off('exit', reap));
     let err = '';
     proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
     // Ready when the port accepts a PING.
