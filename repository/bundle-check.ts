@@ -112,14 +112,18 @@ function checkFinite(file: string, data: Float32Array, dim: number): void {
   }
 }
 
+/** A bundle file's JSON, or a BundleCheckError naming the file. */
+function parseJson(file: string, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    fail(file, `not valid JSON (${(e as Error).message})`);
+  }
+}
+
 function checkIds(text: string, users: number, items: number): Omit<CheckedBundle, 'itemLabels' | 'catalogState'> {
   const f = BUNDLE_FILES.ids;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    fail(f, `not valid JSON (${(err as Error).message})`);
-  }
+  const parsed = parseJson(f, text);
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) fail(f, 'expected an object { "users": [...], "items": [...] }');
   const obj = parsed as Record<string, unknown>;
   const side = (key: 'users' | 'items', want: number): { list: string[]; index: Map<string, number> } => {
@@ -370,12 +374,7 @@ export function checkBundle(b: ParsedBundle): CheckedBundle {
 /** catalog_state.json: every id a string; every item one of the bundle's. */
 export function checkCatalogState(text: string, itemIndex: ReadonlyMap<string, number>): CheckedBundle['catalogState'] {
   const f = CATALOG_FILES.catalogState;
-  let o: unknown;
-  try {
-    o = JSON.parse(text);
-  } catch (e) {
-    fail(f, `not valid JSON (${(e as Error).message})`);
-  }
+  const o = parseJson(f, text);
   const { hidden, dislikes } = (o ?? {}) as { hidden?: unknown; dislikes?: unknown };
   if (!Array.isArray(hidden) || !Array.isArray(dislikes)) fail(f, 'expected {"hidden": [item ids], "dislikes": [[user id, [item ids]], ...]}');
   const row = (id: unknown, where: string): number => {
@@ -395,12 +394,7 @@ export function checkCatalogState(text: string, itemIndex: ReadonlyMap<string, n
 /** item_labels.json: parallel rows (ascending, in range) and label lists (each label by labelProblem's rule, at most MAX_ITEM_LABELS). */
 export function checkItemLabels(text: string, items: number): Map<number, string[]> {
   const f = CATALOG_FILES.itemLabels;
-  let o: unknown;
-  try {
-    o = JSON.parse(text);
-  } catch (e) {
-    fail(f, `not valid JSON (${(e as Error).message})`);
-  }
+  const o = parseJson(f, text);
   const { rows, labels } = (o ?? {}) as { rows?: unknown; labels?: unknown };
   if (!Array.isArray(rows) || !Array.isArray(labels)) fail(f, 'expected {"rows": [...], "labels": [[...], ...]}');
   if (rows.length !== labels.length) fail(f, `${rows.length} rows but ${labels.length} label lists`);

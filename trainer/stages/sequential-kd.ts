@@ -17,7 +17,7 @@ import type { Trainable } from '../loop.js';
 import { SasRec } from '../models/sasrec.js';
 import { KdsrLoss, asyncScale, samplePairs } from '../models/kdsr.js';
 import { kdsrTeacher } from '../models/kdsr-teacher.js';
-import { Odmt } from '../models/odmt.js';
+import { Odmt, type OdmtOptions } from '../models/odmt.js';
 import { evaluateSequentialWithUsers } from '../sequential-eval.js';
 
 /** Where each distillation setting is declared (core/defaults.ts, the issue-20 block). */
@@ -45,7 +45,7 @@ export const SEQ_KD_FIELDS = {
 } as const;
 
 /** The distillation's settings (SequentialConfig extends it), and the student settings it reads. */
-export interface SeqKdConfig {
+export interface SeqKdConfig extends Omit<OdmtOptions, 'seed' | 'seqDropout'> {
   seqKd: SeqKdName;
   kdsrHolisticWeight: number;
   kdsrDissectedWeight: number;
@@ -60,12 +60,6 @@ export interface SeqKdConfig {
   holistic: boolean;
   dissected: boolean;
   async: boolean;
-  odmtTemperature: number;
-  odmtRampup: number;
-  odmtLayers: number;
-  odmtInit: 'random' | 'features';
-  imtMask: boolean;
-  onlineKd: boolean;
   dim: number;
   seed: number;
   maxLen: number;
