@@ -132,7 +132,9 @@ export function bundleFromServedState(m: ServingModel): BundleInput {
   const userEmbeddings = new Float32Array(nUsers * d);
   const indptr = new Int32Array(nUsers + 1);
   const indices: number[] = [];
-  const popularity = Int32Array.from(m.popularity);
+  // Items added online (PUT /items) are rows past the bundle's, with no train interactions yet.
+  const popularity = new Int32Array(m.nItems);
+  popularity.set(m.popularity);
   byRow.forEach(([, row], r) => {
     userEmbeddings.set(m.userVectors.subarray(row * d, (row + 1) * d), r * d);
     const extra = m.extraSeen.get(row);
@@ -148,7 +150,7 @@ export function bundleFromServedState(m: ServingModel): BundleInput {
     nItems: m.nItems,
     dim: d,
     userEmbeddings,
-    itemEmbeddings: m.itemVectors.slice(),
+    itemEmbeddings: m.itemTable().slice(),
     ids: { users: byRow.map(([id]) => id), items: m.itemIds.slice() },
     seen: { indptr, indices: Int32Array.from(indices) },
     popularity,
@@ -156,9 +158,11 @@ export function bundleFromServedState(m: ServingModel): BundleInput {
     // The metrics are the base version's, measured before the rounds (a round has no held-out split).
     metrics: { ...m.manifest.metrics, measuredOnVersion: m.version },
     logPosition: m.appliedPosition,
-    // Its position is past the deletes and dislikes it applied: the version must keep them itself.
+    itemLabels: m.catalog.labels,
+    ...(m.itemEncoderBytes && m.manifest.itemEncoder ? { itemEncoderCopy: { onnx: m.itemEncoderBytes, section: m.manifest.itemEncoder } } : {}),
+    // Its position is past the deletes, dislikes and puts it applied: the version must keep them itself.
     catalogState: {
-      hidden: [...m.catalog.hidden].map((r) => m.itemIds[r]),
+      hidden: [...m.catalog.deleted].map((r) => m.itemIds[r]),
       dislikes: [...m.catalog.dislikeEntries()].map(([u, rows]) => [u, [...rows].map((r) => m.itemIds[r])]),
     },
   };

@@ -43,6 +43,8 @@ export const MAX_LABEL_CHARS = 64;
 export const MAX_EXCLUDE = 1000;
 /** Most labels in one request's `labels` or `exclude_labels`. */
 export const MAX_FILTER_LABELS = 100;
+/** Most values of one modality's feature vector in PUT /items (the body limit, 1 MiB, bounds the whole). */
+export const MAX_FEATURE_VALUES = 16384;
 // --- end of issue 18's block ---
 /** tfjs backends, best first (see trainer/engine/backend.ts). */
 export const BACKEND_NAMES = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;

@@ -51,6 +51,8 @@ export interface BundleInput {
   catalogState?: CatalogStateJson;
   /** The item encoder (issue 18): item_encoder.onnx and the manifest's itemEncoder section. */
   itemEncoder?: { weights: ItemEncoderWeights; design: string; validation?: Record<string, number> };
+  /** Or a served version's item encoder carried over as it is (a published fine-tuning round: its item space is the same). */
+  itemEncoderCopy?: { onnx: Uint8Array; section: NonNullable<Manifest['itemEncoder']> };
 }
 
 /** Labels by row → the bundle's item_labels.json (rows ascending; items without labels left out). */
@@ -216,6 +218,7 @@ export function exportBundle(input: BundleInput, opts: ExportOptions): ExportRes
       put(SEQUENCE_FILES.items, encodeNpyInt32(sequences.indices, [sequences.indices.length]));
     }
     if (input.itemEncoder) put(ITEM_ENCODER_FILE, buildItemEncoderModel(input.itemEncoder.weights));
+    else if (input.itemEncoderCopy) put(ITEM_ENCODER_FILE, Buffer.from(input.itemEncoderCopy.onnx));
     current = BUNDLE_FILES.hnsw;
     faultPoint(current);
     hnswStats = buildHnswIndex(input.itemEmbeddings, nItems, dim, opts.hnsw, join(tmp, BUNDLE_FILES.hnsw), { progress: opts.progress });
@@ -239,7 +242,7 @@ export function exportBundle(input: BundleInput, opts: ExportOptions): ExportRes
       onnx: { opset: ONNX_OPSET, inputs: ONNX_INPUTS, outputs: ONNX_OUTPUTS },
       hnsw: opts.hnsw,
       ...(input.sequence ? { model: 'sasrec' as const, sequence: sequenceSection(input.sequence.shape) } : {}),
-      ...(input.itemEncoder ? { itemEncoder: itemEncoderSection(input.itemEncoder) } : {}),
+      ...(input.itemEncoder ? { itemEncoder: itemEncoderSection(input.itemEncoder) } : input.itemEncoderCopy ? { itemEncoder: input.itemEncoderCopy.section } : {}),
       logPosition: input.logPosition ?? 0,
       files,
     };

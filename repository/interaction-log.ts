@@ -135,14 +135,27 @@ interface Segment {
 }
 
 /** The record's JSON payload (kind, features and labels only when present: older readers' records stay as they were). */
-function payloadOf(x: LoggedInteraction, position: number): Buffer {
+function payloadOf(x: LoggedInteraction, position: number | undefined): Buffer {
   // p first: the payload then starts `{"p":`, which (with the header layout) keeps a resync scan
   // from mistaking an offset inside a whole record for the start of one.
-  const o: Record<string, unknown> = { p: position, u: x.user, i: x.item, ts: x.ts };
+  const o: Record<string, unknown> = position === undefined ? { u: x.user, i: x.item, ts: x.ts } : { p: position, u: x.user, i: x.item, ts: x.ts };
   if (x.kind && x.kind !== 'interaction') o.k = KIND_CODES[x.kind];
   if (x.features) o.f = Object.fromEntries(Object.entries(x.features).map(([name, v]) => [name, Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')]));
   if (x.labels) o.l = x.labels;
   return Buffer.from(JSON.stringify(o));
+}
+
+/** A record as the JSON the logs store (the shared Redis stream too: features must travel as base64, not as JSON objects of numbers). */
+export function recordJson(x: LoggedInteraction): string {
+  return payloadOf(x, undefined).toString('utf8');
+}
+
+/** recordJson's inverse; null when it is not such a record. */
+export function parseRecordJson(json: string): LoggedInteraction | null {
+  const d = decode(Buffer.from(json, 'utf8'));
+  if (!d) return null;
+  const { p: _p, ...rec } = d;
+  return rec;
 }
 
 /** Largest record payload the log holds (a PUT /items whose features and labels exceed it is refused before it is logged). */

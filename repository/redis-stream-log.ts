@@ -18,7 +18,7 @@
  */
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { LogEntry, LoggedInteraction } from './interaction-log.js';
+import { parseRecordJson, recordJson, type LogEntry, type LoggedInteraction } from './interaction-log.js';
 
 export const REDIS_LOG_SCHEME = 'redis:';
 
@@ -174,7 +174,7 @@ export class RedisStreamLog {
     if (this.closed) return Promise.reject(new Error(`redis log ${this.address.stream} is closed`));
     if (xs.length === 0) return Promise.resolve(this.lastAcked);
     return new Promise((resolve, reject) => {
-      this.pending.push({ payloads: xs.map((x) => JSON.stringify(x)), resolve, reject });
+      this.pending.push({ payloads: xs.map(recordJson), resolve, reject });
       if (!this.flushing) {
         this.flushing = true;
         setImmediate(() => void this.flush());
@@ -295,6 +295,7 @@ function decode(stream: string, [id, fields]: [string, string[]]): LogEntry {
   const m = /^0-(\d+)$/.exec(id);
   const e = fields[0] === 'e' ? fields[1] : undefined;
   if (!m || e === undefined) throw new Error(`redis log ${stream}: entry ${id} was not written by promptmm (ids are 0-<position>, one field "e")`);
-  const o = JSON.parse(e) as LoggedInteraction;
+  const o = parseRecordJson(e);
+  if (!o) throw new Error(`redis log ${stream}: entry ${id} is not a promptmm record`);
   return { ...o, position: Number(m[1]) };
 }

@@ -48,11 +48,15 @@ describe('redis stream log (real redis-server)', () => {
     await b.close();
   });
 
-  it('carries every field of an entry unchanged', async () => {
+  it('carries every field of a record unchanged, float32 features included (the segment log\'s JSON)', async () => {
     const l = await RedisStreamLog.open(redis.url('fields'));
-    const e = { user: 'ü-😀', item: 'SKU "1"', ts: 1_700_000_000_000, type: 'dislike' };
-    await l.append([e]);
-    assert.deepEqual(await l.read(0), [{ ...e, position: 1 }]);
+    const e = { user: 'ü-😀', item: 'SKU "1"', ts: 1_700_000_000_000, kind: 'dislike' as const };
+    const p = { user: '', item: 'sku-2', ts: 1, kind: 'item_put' as const, features: { image: Float32Array.from([0.1, -2.5, 3e-8]) }, labels: ['a b', 'c'] };
+    await l.append([e, p]);
+    const got = await l.read(0);
+    assert.deepEqual(got[0], { ...e, position: 1 });
+    assert.ok(got[1].features!.image instanceof Float32Array);
+    assert.deepEqual({ ...got[1], features: { image: [...got[1].features!.image] } }, { ...p, features: { image: [...p.features.image] }, position: 2 });
     await l.close();
   });
 

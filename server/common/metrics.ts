@@ -39,6 +39,7 @@ export function createMetrics() {
       registers: [registry],
     }),
     interactionsAccepted: new client.Counter({ name: 'promptmm_interactions_accepted_total', help: 'Interactions made durable and applied', registers: [registry] }),
+    itemsPut: new client.Counter({ name: 'promptmm_items_put_total', help: 'Items added or replaced by PUT /items (made durable and applied)', registers: [registry] }),
     interactionsRejected: new client.Counter({ name: 'promptmm_interactions_rejected_total', help: 'Interactions refused (unknown item)', registers: [registry] }),
     ackSeconds: new client.Histogram({ name: 'promptmm_interaction_ack_seconds', help: 'Time from receipt to durable (group commit + fdatasync) per POST /interactions', buckets: LATENCY_BUCKETS, registers: [registry] }),
     updateSeconds: new client.Histogram({ name: 'promptmm_interaction_update_seconds', help: 'Immediate update (seen set + user BPR steps) per POST /interactions', buckets: LATENCY_BUCKETS, registers: [registry] }),

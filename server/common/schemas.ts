@@ -3,7 +3,7 @@
  * them, and the TypeScript types of the answers are derived from them (one definition each).
  */
 import { Type, type Static } from 'typebox';
-import { DEFAULT_K, MAX_BATCH_USERS, MAX_EXCLUDE, MAX_FILTER_LABELS, MAX_INTERACTIONS, MAX_K, MAX_LABEL_CHARS, MAX_SESSION_ITEMS } from '../../core/defaults.js';
+import { DEFAULT_K, MAX_BATCH_USERS, MAX_EXCLUDE, MAX_FEATURE_VALUES, MAX_FILTER_LABELS, MAX_ITEM_LABELS, MAX_INTERACTIONS, MAX_K, MAX_LABEL_CHARS, MAX_SESSION_ITEMS } from '../../core/defaults.js';
 
 // The API's bounds are defined once, with every other default, in core/defaults.ts.
 export { MAX_BATCH_USERS, MAX_INTERACTIONS, MAX_K, MAX_SESSION_ITEMS };
@@ -106,6 +106,28 @@ export const ItemInfo = Type.Object({
   hidden: Type.Boolean(),
   labels: Type.Array(Type.String()),
   popularity: Type.Integer(),
+});
+
+/** PUT /items/{id}: the item's feature vector per modality of the bundle, and its labels (replaced; absent = none). */
+export const ItemPutBody = Type.Object(
+  {
+    features: Type.Record(Type.String({ minLength: 1, maxLength: 64 }), Type.Array(Type.Number(), { minItems: 1, maxItems: MAX_FEATURE_VALUES })),
+    labels: Type.Optional(Type.Array(Label(), { maxItems: MAX_ITEM_LABELS })),
+  },
+  { additionalProperties: false },
+);
+export type ItemPutBody = Static<typeof ItemPutBody>;
+
+/** PUT /items/{id}'s answer. */
+export const ItemPutReply = Type.Object({
+  item: Type.String(),
+  model_version: Type.Integer(),
+  row: Type.Integer(),
+  /** false: the id was known (replaced) */
+  created: Type.Boolean(),
+  /** the item's vector came from the encoder (false: an item of the bundle keeps its trained vector) */
+  placed_from_features: Type.Boolean(),
+  log_position: Type.Integer(),
 });
 
 /** POST /recommend/session: an anonymous sequence of item ids, oldest first (a sequential bundle only). */

@@ -42,6 +42,7 @@ import { VersionState } from './version-state.js';
 import { InteractionLog, type LogEntry, type LoggedInteraction } from '../../repository/interaction-log.js';
 import type { RedisStreamLog } from '../../repository/redis-stream-log.js';
 import { StreamFollower, type FollowerOptions } from './stream-follower.js';
+import { ItemPlacer, cannotPlace, fitsEncoder } from './item-placer.js';
 import type { ServerMetrics } from '../common/metrics.js';
 import type { Interaction, InteractionsReply } from '../common/schemas.js';
 import type { ModelHolder } from '../serving/model-holder.js';
@@ -120,6 +121,10 @@ export const ONLINE_DEFAULTS: OnlineConfig = defaultsFor(ONLINE_FIELDS);
 const MAX_RECENT = 200_000;
 
 export class OnlineLearner {
+  /** PUT /items records → items of a version (item-placer.ts). */
+  readonly placer: ItemPlacer;
+  /** Placements still computing (a put that reached a version without its vector), by `version:position`. */
+  private readonly placements = new Map<string, Promise<void>>();
   /** Rounds' sampling (the immediate steps are seeded by each entry's position instead). */
   private rng = new Rng(12345);
   /** On a shared log: what applies the stream's entries (own and other replicas'). */
@@ -152,6 +157,7 @@ export class OnlineLearner {
     private readonly metrics: ServerMetrics,
     private readonly logger: Logger,
   ) {
+    this.placer = new ItemPlacer(logger);
     const registers = [metrics.registry];
     const served = () => (holder.model ? this.states.get(holder.model) : undefined);
     new client.Gauge({ name: 'promptmm_online_users', help: 'Users first seen online held by the served version (capped by maxOnlineUsers)', registers, collect() { this.set(served()?.users.size ?? 0); } });
@@ -241,7 +247,10 @@ export class OnlineLearner {
     this.metrics.ackSeconds.observe((t1 - t0) / 1000);
     await follower.appliedThrough(position);
     this.onTiming?.(t1 - t0, performance.now() - t1, ok.length);
-    this.metrics.interactionsAccepted.inc(ok.length);
+    // (Item puts and deletes travel the same way; they are not interactions.)
+    const interactions = ok.filter((x) => x.kind === undefined || x.kind === 'interaction' || x.kind === 'dislike').length;
+    if (interactions) this.metrics.interactionsAccepted.inc(interactions);
+    if (ok.length === 1 && ok[0].kind === 'item_put') this.metrics.itemsPut.inc();
     return { accepted: ok.length, rejected, log_position: position };
   }
 
@@ -254,7 +263,8 @@ export class OnlineLearner {
   }
 
   /** Entries the follower read, for the served version and for a version being prepared (its capture). */
-  applyFollowed(m: ServingModel, entries: readonly LogEntry[]): void {
+  async applyFollowed(m: ServingModel, entries: readonly LogEntry[]): Promise<void> {
+    await this.precompute([m, this.capture?.m], entries);
     if (this.capture) this.capture.entries.push(...entries);
     this.applyEntries(m, entries);
   }
@@ -277,12 +287,12 @@ export class OnlineLearner {
   private applyOne(m: ServingModel, st: VersionState, x: LoggedInteraction, position: number): void {
     if (position <= m.appliedPosition) return; // already in this version (absorbed, snapshotted or replayed)
     m.appliedPosition = position;
+    const kind = x.kind ?? 'interaction';
+    if (kind === 'item_put') return this.applyPut(m, x, position);
     const item = m.itemIndex.get(x.item);
     if (item === undefined) return;
-    const kind = x.kind ?? 'interaction';
     if (kind === 'dislike') return this.applyDislike(m, x.user, item);
     if (kind === 'item_delete') return this.applyDelete(m, item);
-    // Item puts (PUT /items) are not applied by this version of the server: skipped, never fatal.
     if (kind !== 'interaction') return;
     if (m.sequences) return this.applyToSequence(m, st, x.user, item);
     const d = m.dim;
@@ -320,9 +330,51 @@ export class OnlineLearner {
 
   /** DELETE /items (issue 18): the item leaves every answer (the filter of every request reads `hidden`); cached answers go. */
   private applyDelete(m: ServingModel, item: number): void {
-    if (m.catalog.hidden.has(item)) return;
-    m.catalog.hidden.add(item);
-    m.cache.clear();
+    if (m.catalog.hide(item)) m.cache.clear();
+  }
+
+  /** PUT /items (item-placer.ts); a placement still computing is kept for the request that made it. */
+  private applyPut(m: ServingModel, x: LoggedInteraction, position: number): void {
+    const p = this.placer.apply(m, x, position);
+    if (!p) return;
+    const key = `${m.version}:${position}`;
+    const kept = p.finally(() => this.placements.delete(key));
+    this.placements.set(key, kept);
+  }
+
+  /**
+   * Adds or replaces an item (PUT /items; the route validated the features against the served
+   * version's encoder): its vector is computed before the record is made durable (an encoder
+   * failure acknowledges nothing), for the served version and for one being brought up to date;
+   * resolves once the item is in the served version's answers.
+   */
+  async putItem(id: string, features: Record<string, Float32Array>, labels: string[]): Promise<{ log_position: number; created: boolean; row: number }> {
+    const m = this.holder.model;
+    if (!m) throw Object.assign(new Error('no model version loaded yet'), { statusCode: 503 });
+    const created = !m.itemIndex.has(id);
+    const rec: LoggedInteraction = { user: '', item: id, ts: Date.now(), kind: 'item_put', features, labels };
+    if (this.follower) {
+      const { log_position } = await this.ingestShared([rec], []);
+      const cur = this.holder.model!;
+      await this.placements.get(`${cur.version}:${log_position}`);
+      return { log_position, created, row: cur.itemIndex.get(id) ?? -1 };
+    }
+    const targets = [...new Set([m, this.capture?.m])].filter((t): t is ServingModel => !!t && needsVector(t, id));
+    const vectors = await Promise.all(targets.map((t) => this.placer.embed(t, features)));
+    const position = await this.log.append([rec]);
+    targets.forEach((t, i) => this.placer.store(t, position, vectors[i]));
+    if (this.capture) this.capture.entries.push({ ...rec, position });
+    const cur = this.holder.model!;
+    this.apply(cur, [rec], position);
+    await this.placements.get(`${cur.version}:${position}`);
+    this.metrics.itemsPut.inc();
+    return { log_position: position, created, row: cur.itemIndex.get(id) ?? -1 };
+  }
+
+  /** Vectors of the puts among the records, for the versions that will apply them (before the synchronous apply). */
+  private precompute(versions: readonly (ServingModel | null | undefined)[], entries: readonly LogEntry[]): Promise<void> {
+    const puts = entries.filter((e) => e.kind === 'item_put');
+    return puts.length ? this.placer.precompute(versions, puts) : Promise.resolve();
   }
 
   /**
@@ -375,19 +427,8 @@ export class OnlineLearner {
     const capture = { m, entries: [] as LogEntry[] };
     this.capture = capture;
     try {
-      const bundlePosition = m.appliedPosition;
-      const reindex = this.loadSnapshot(m, st);
+      const reindex = await this.loadSnapshot(m, st);
       const from = m.appliedPosition;
-      // Dislikes and deletions are not in the snapshot (its vectors already took their steps): rebuilt from the log up to it.
-      if (from > bundlePosition) {
-        for (const e of this.localLog.read(bundlePosition)) {
-          if (e.position > from) break;
-          const item = e.kind === 'dislike' || e.kind === 'item_delete' ? m.itemIndex.get(e.item) : undefined;
-          if (item === undefined) continue;
-          if (e.kind === 'dislike') m.catalog.dislike(e.user, item);
-          else m.catalog.hidden.add(item);
-        }
-      }
       const t0 = performance.now();
       let replayed = 0;
       const background = this.holder.model !== null;
@@ -396,6 +437,7 @@ export class OnlineLearner {
       } else if (this.log.position > from) {
         if (background) {
           for await (const slice of readLogSlices(this.log.dir, from, this.cfg.replaySlice, signal)) {
+            await this.precompute([m], slice);
             this.applyEntries(m, slice);
             replayed += slice.length;
             this.onReplaySlice?.(m);
@@ -407,7 +449,9 @@ export class OnlineLearner {
           // Nothing is served yet, so nothing waits: one read on this thread is cheaper than a worker's open and read.
           const entries = this.log.read(from);
           for (let k = 0; k < entries.length; k += this.cfg.replaySlice) {
-            this.applyEntries(m, entries.slice(k, k + this.cfg.replaySlice));
+            const slice = entries.slice(k, k + this.cfg.replaySlice);
+            await this.precompute([m], slice);
+            this.applyEntries(m, slice);
             this.onReplaySlice?.(m);
             await yieldToRequests();
             signal?.throwIfAborted();
@@ -418,13 +462,17 @@ export class OnlineLearner {
       // What was acknowledged meanwhile, while it is more than a slice (acknowledgements keep coming).
       for (let rest = this.pendingFor(capture); rest.length > this.cfg.replaySlice; rest = this.pendingFor(capture)) {
         for (let k = 0; k < rest.length; k += this.cfg.replaySlice) {
-          this.applyEntries(m, rest.slice(k, k + this.cfg.replaySlice));
+          const slice = rest.slice(k, k + this.cfg.replaySlice);
+          await this.precompute([m], slice);
+          this.applyEntries(m, slice);
           this.onReplaySlice?.(m);
           await yieldToRequests();
           signal?.throwIfAborted();
         }
         replayed += rest.length;
       }
+      // The puts among the last few (applied synchronously at the swap) get their vectors now.
+      await this.precompute([m], this.pendingFor(capture));
       if (reindex.length) await this.reindex(m, reindex, signal);
       signal?.throwIfAborted();
       if (replayed) {
@@ -459,6 +507,7 @@ export class OnlineLearner {
       if (entries[0].position !== m.appliedPosition + 1) {
         throw new Error(`the shared log no longer holds positions ${m.appliedPosition + 1}–${entries[0].position - 1} that version ${m.version} has not absorbed (trimmed too early?)`);
       }
+      await this.precompute([m], entries);
       this.applyEntries(m, entries);
       replayed += entries.length;
       this.onReplaySlice?.(m);
@@ -480,26 +529,52 @@ export class OnlineLearner {
     return capture.entries.sort((a, b) => a.position - b.position).slice();
   }
 
-  /** Loads the version's snapshot when one fits it; returns the items to re-index. A snapshot that does not fit is logged and ignored (the log replays from the bundle's position). */
-  private loadSnapshot(m: ServingModel, st: VersionState): number[] {
+  /**
+   * Loads the version's snapshot when one fits it; returns the items to re-index. A snapshot that
+   * does not fit is logged and ignored (the log replays from the bundle's position). It holds
+   * vectors and seen items, not the catalog: the puts, deletes and dislikes up to its position
+   * are re-applied from the log first (their vectors already took the dislikes' steps), so the
+   * items added online have the rows its seen items and moved items refer to.
+   */
+  private async loadSnapshot(m: ServingModel, st: VersionState): Promise<number[]> {
     const dir = this.cfg.snapshotDir;
     // Snapshots hold vector state; a sequential version's state is its sequences, rebuilt by the replay.
     if (!dir || m.sequences) return [];
     const file = snapshotPath(dir, m.version);
+    const bundlePosition = m.appliedPosition;
     let snap: Snapshot | null;
     let why: string | null;
+    let catalog: LogEntry[] = [];
     try {
       snap = readSnapshot(file);
-      why = snap && checkSnapshot(snap, m, this.localLog.dir, this.localLog.position);
+      if (snap && snap.header.position > bundlePosition) {
+        for (const e of this.localLog.read(bundlePosition)) {
+          if (e.position > snap.header.position) break;
+          if (e.kind === 'dislike' || e.kind === 'item_delete' || e.kind === 'item_put') catalog.push(e);
+        }
+      }
+      why = snap && checkSnapshot(snap, m, this.localLog.dir, this.localLog.position, m.nItems + addedIds(m, catalog));
     } catch (err) {
       snap = null;
       why = (err as Error).message;
     }
     if (why) this.logger.warn({ version: m.version, file, reason: why }, 'online-state snapshot not used: replaying the log from the bundle\'s position');
     if (!snap || why) return [];
+    await this.precompute([m], catalog);
+    for (const e of catalog) {
+      if (e.kind === 'item_put') {
+        await this.placer.apply(m, e, e.position);
+        continue;
+      }
+      const item = m.itemIndex.get(e.item);
+      if (item === undefined) continue;
+      if (e.kind === 'dislike') m.catalog.dislike(e.user, item);
+      else m.catalog.hide(item);
+    }
+    if (m.nItems !== snap.header.items) throw new Error(`online-state snapshot ${file}: it holds ${snap.header.items} items, but the log's puts up to its position make ${m.nItems}`);
     // Checked whole above, so this does not fail half-way (an error here refuses the version, never a half-restored one served).
     const reindex = restoreSnapshot(snap, st, this.cfg.reindexMove);
-    this.logger.info({ version: m.version, position: snap.header.position, onlineUsers: st.users.size, usersMoved: snap.sections.userRows.length, itemsMoved: snap.sections.itemRows.length }, 'online-state snapshot loaded');
+    this.logger.info({ version: m.version, position: snap.header.position, onlineUsers: st.users.size, usersMoved: snap.sections.userRows.length, itemsMoved: snap.sections.itemRows.length, itemsAdded: m.nItems - m.bundleItems }, 'online-state snapshot loaded');
     return reindex;
   }
 
@@ -679,6 +754,19 @@ export class OnlineLearner {
 }
 
 const yieldToRequests = () => new Promise<void>((r) => setImmediate(r));
+
+/** How many new item ids the puts among `entries` add to the version (rows are handed out in log order). */
+function addedIds(m: ServingModel, entries: readonly LogEntry[]): number {
+  const ids = new Set<string>();
+  for (const e of entries) if (e.kind === 'item_put' && !m.itemIndex.has(e.item) && m.embedder && !m.sequences && e.features && fitsEncoder(m, e.features)) ids.add(e.item);
+  return ids.size;
+}
+
+/** Whether a put of `id` needs the version's encoder (a new item or one added online; a bundle item keeps its trained vector). */
+function needsVector(m: ServingModel, id: string): boolean {
+  const row = m.itemIndex.get(id);
+  return (row === undefined || row >= m.bundleItems) && cannotPlace(m) === null;
+}
 
 /** serializeSnapshot + writeSnapshotFile on a worker thread (the copied arrays are moved there); resolves with the bytes written. */
 function writeInWorker(dir: string, file: string, parts: SnapshotParts): Promise<number> {

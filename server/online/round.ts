@@ -89,8 +89,15 @@ export function movedItems(m: ServingModel, moved: Float32Array, reindexMove: nu
 export async function refreshAnn(m: ServingModel, changed: number[], rebuild: boolean, live: () => boolean, signal: AbortSignal): Promise<boolean> {
   const d = m.dim;
   if (rebuild) {
-    const index = await rebuildAnnIndex(m.itemVectors, m.nItems, d, m.manifest.hnsw, m.ef, signal);
+    const built = m.nItems;
+    const index = await rebuildAnnIndex(m.itemVectors, built, d, m.manifest.hnsw, m.ef, signal);
     if (!live()) return false;
+    // Items added (PUT /items) while it was built are linked into it before it serves.
+    if (m.nItems > built) {
+      index.resizeIndex(m.nItems + 64);
+      const row = new Array<number>(d);
+      for (let it = built; it < m.nItems; it++) index.addPoint(rowArray(m.itemVectors, it, d, row), it);
+    }
     m.ann = index;
     return true;
   }
@@ -110,7 +117,7 @@ export async function refreshAnn(m: ServingModel, changed: number[], rebuild: bo
  */
 export async function refreshExact(m: ServingModel, live: () => boolean, logger: Logger): Promise<boolean> {
   if (!live()) return false;
-  const next = await ExactScorer.open(buildScoringModel(m.itemVectors, m.nItems, m.dim), m.dim, m.nItems, [m.exact.provider], logger, undefined, m.exact.threads);
+  const next = await ExactScorer.open(buildScoringModel(m.itemTable(), m.nItems, m.dim), m.dim, m.nItems, [m.exact.provider], logger, undefined, m.exact.threads);
   if (!live()) {
     await next.close(); // the version was retired (and its scorer closed) while this one opened
     return false;

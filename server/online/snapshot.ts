@@ -301,7 +301,7 @@ export function decodeSnapshot(buf: Buffer, file: string): Snapshot {
  * Why the snapshot cannot be loaded into `m` with the log in `logDir` at `logPosition`, or null.
  * Every row, offset and value is checked before anything is changed.
  */
-export function checkSnapshot(snap: Snapshot, m: ServingModel, logDir: string, logPosition: number): string | null {
+export function checkSnapshot(snap: Snapshot, m: ServingModel, logDir: string, logPosition: number, items: number = m.nItems): string | null {
   const h = snap.header;
   const s = snap.sections;
   if (h.model !== m.name || h.version !== m.version) return `it is of ${h.model} version ${h.version}, not ${m.name} version ${m.version}`;
@@ -309,17 +309,18 @@ export function checkSnapshot(snap: Snapshot, m: ServingModel, logDir: string, l
   if (h.logDir !== resolve(logDir)) return `it is of the log in ${h.logDir}, not ${resolve(logDir)}`;
   if (!Number.isSafeInteger(h.position) || h.position < m.appliedPosition) return `its log position ${h.position} is before the bundle's ${m.appliedPosition}`;
   if (h.position > logPosition) return `its log position ${h.position} is past the log's end ${logPosition} (the log was replaced or cut)`;
-  if (h.dim !== m.dim || h.items !== m.nItems || h.bundleUsers !== m.bundleUsers) return 'its dimensions differ from the bundle\'s';
+  // `items`: the bundle's plus those the log's puts up to its position add (re-applied before it is restored).
+  if (h.dim !== m.dim || h.items !== items || h.bundleUsers !== m.bundleUsers) return 'its dimensions differ from the bundle\'s';
   const d = m.dim;
   const rowsOk = (a: Int32Array | Float32Array, n: number) => a.every((r) => r >= 0 && r < n);
-  const csrOk = (off: Int32Array | Float32Array, rows: number, items: Int32Array | Float32Array) =>
-    off.length === rows + 1 && off[0] === 0 && off[rows] === items.length && off.every((v, k) => k === 0 || v >= off[k - 1]) && rowsOk(items, m.nItems);
+  const csrOk = (off: Int32Array | Float32Array, rows: number, seen: Int32Array | Float32Array) =>
+    off.length === rows + 1 && off[0] === 0 && off[rows] === seen.length && off.every((v, k) => k === 0 || v >= off[k - 1]) && rowsOk(seen, items);
   if (!rowsOk(s.userRows, m.bundleUsers) || s.userVectors.length !== s.userRows.length * d) return 'bad user rows';
   if (!rowsOk(s.seenRows, m.bundleUsers) || !csrOk(s.seenOffsets, s.seenRows.length, s.seenItems)) return 'bad seen items';
   if (!Array.isArray(h.onlineIds) || !h.onlineIds.every((id) => typeof id === 'string' && id.length > 0) || new Set(h.onlineIds).size !== h.onlineIds.length) return 'bad online user ids';
   if (h.onlineIds.some((id) => m.userIndex.has(id))) return 'an online user is a bundle user';
   if (s.onlineVectors.length !== h.onlineIds.length * d || !csrOk(s.onlineSeenOffsets, h.onlineIds.length, s.onlineSeenItems)) return 'bad online users';
-  if (!rowsOk(s.itemRows, m.nItems) || s.itemVectors.length !== s.itemRows.length * d) return 'bad item rows';
+  if (!rowsOk(s.itemRows, items) || s.itemVectors.length !== s.itemRows.length * d) return 'bad item rows';
   for (const v of [s.userVectors, s.onlineVectors, s.itemVectors]) if (!v.every(Number.isFinite)) return 'non-finite vector values';
   return null;
 }

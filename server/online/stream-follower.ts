@@ -25,7 +25,7 @@ export interface FollowerOptions {
 }
 
 export interface FollowedLearner {
-  applyFollowed(m: ServingModel, entries: readonly LogEntry[]): void;
+  applyFollowed(m: ServingModel, entries: readonly LogEntry[]): Promise<void>;
 }
 
 const MAX_BACKOFF_MS = 2_000;
@@ -105,7 +105,7 @@ export class StreamFollower {
         // A swap while the read waited: the new version reads from its own position next turn.
         if (entries.length && m === this.holder.model) {
           if (entries[0].position !== m.appliedPosition + 1) throw new Error(`the stream no longer holds positions ${m.appliedPosition + 1}–${entries[0].position - 1} (trimmed before version ${m.version} absorbed them)`);
-          this.learner.applyFollowed(m, entries);
+          await this.learner.applyFollowed(m, entries);
         }
         this.wake();
       } catch (err) {

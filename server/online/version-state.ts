@@ -10,8 +10,8 @@ export class VersionState {
   readonly users: OnlineUsers;
   /** 1 for bundle user rows whose vectors moved (online users are all saved) */
   readonly movedUsers: Uint8Array;
-  /** 1 for item rows a round moved */
-  readonly movedItems: Uint8Array;
+  /** 1 for item rows a round moved (grows with the items added online) */
+  movedItems: Uint8Array;
   /** records applied, and any change at all (rounds too), since the last snapshot */
   sinceSnapshot = 0;
   changed = false;
@@ -39,6 +39,11 @@ export class VersionState {
   }
 
   itemMoved(item: number): void {
+    if (item >= this.movedItems.length) {
+      const grown = new Uint8Array(Math.max(item + 1, this.movedItems.length * 2));
+      grown.set(this.movedItems);
+      this.movedItems = grown;
+    }
     this.movedItems[item] = 1;
     this.changed = true;
     for (const w of this.watchers) w.items.add(item);

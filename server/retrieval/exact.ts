@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { MicroBatcher } from './micro-batcher.js';
 import { DEFAULTS } from '../../core/defaults.js';
 import { openOnnxSession } from './onnx-session.js';
+import { topK } from '../../core/topk.js';
 import { rank, unseen, wanted, type ItemTable, type Retriever } from './retriever.js';
 
 export interface TopK {
@@ -91,7 +92,21 @@ export const exactRetriever: Retriever<ExactSource> = {
   name: 'exact',
   async retrieve(source, q) {
     const { need } = wanted(source, q);
-    const rows = unseen((await source.exact.topK(q.vector, need)).rows, q.seen);
-    return { items: rank(source, q.vector, rows, q.k), retrieval: 'exact' };
+    const table = (await source.exact.topK(q.vector, need)).rows;
+    // Items added since the ONNX table was built (PUT /items; a round's refresh folds them in): scored here.
+    const rows = source.nItems > source.exact.nItems ? [...table, ...addedTopK(source, q.vector, need)] : table;
+    return { items: rank(source, q.vector, unseen(rows, q.seen), q.k), retrieval: 'exact' };
   },
 };
+
+/** The top `k` of the rows past the exact scorer's table, by the student's score (their union with the table's top k holds the overall top k). */
+function addedTopK(source: ExactSource, vector: Float32Array, k: number): Int32Array {
+  const from = source.exact.nItems;
+  const n = source.nItems - from;
+  const scores = new Float32Array(n);
+  for (let i = 0; i < n; i++) scores[i] = source.score(vector, from + i);
+  const out = new Int32Array(Math.min(k, n));
+  const got = topK(scores, 0, n, out.length, out);
+  for (let i = 0; i < got; i++) out[i] += from;
+  return out.subarray(0, got);
+}

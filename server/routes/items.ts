@@ -1,10 +1,13 @@
 /**
- * Issue 18's item endpoints built so far: GET /items/{id}/neighbors (public, like /recommend)
- * and GET /items/{id} (token); DELETE /items/{id} (token, with online learning: logged, then hidden
- * from every answer). PUT /items is not built yet.
+ * Issue 18's item endpoints: GET /items/{id}/neighbors (public, like /recommend) and, with the
+ * token, GET /items/{id}; with online learning PUT /items/{id} (add or replace an item from its
+ * features: logged, then placed by the version's item encoder, server/online/item-placer.ts) and
+ * DELETE /items/{id} (logged, then hidden from every answer).
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { ErrorReplies, ID_PATTERN, ItemInfo, Neighbors, NeighborsQuery, type RetrievalName } from '../common/schemas.js';
+import { ErrorReplies, ID_PATTERN, ItemInfo, ItemPutBody, ItemPutReply, Neighbors, NeighborsQuery, type RetrievalName } from '../common/schemas.js';
+import { cannotPlace } from '../online/item-placer.js';
+import { MAX_RECORD_BYTES, recordFits } from '../../repository/interaction-log.js';
 import type { ModelHolder } from '../serving/model-holder.js';
 import { itemNeighbors } from '../serving/neighbors.js';
 import type { ServingModel } from '../serving/serving-model.js';
@@ -22,6 +25,31 @@ function idProblem(id: string): { error: string; message: string; field: string 
 }
 
 const notFound = (m: ServingModel, id: string) => ({ error: 'Not Found', message: `item ${JSON.stringify(id.slice(0, 80))} is not in the served catalog (version ${m.version})` });
+
+/**
+ * The features of a PUT checked against the served version's encoder: every modality present,
+ * none unknown, each of its width and finite (JSON has no NaN, but 1e999 parses to Infinity).
+ * A version without an encoder (a bundle item's PUT) takes them as they are, for the retrain.
+ */
+function checkFeatures(raw: Record<string, number[]>, modalities: readonly { name: string; dim: number }[] | undefined): { features: Record<string, Float32Array> } | { error: string; message: string; field: string } {
+  const bad = (field: string, message: string) => ({ error: 'Bad Request', message: `${field}: ${message}`, field });
+  const names = Object.keys(raw);
+  const known = modalities ?? names.map((name) => ({ name, dim: raw[name].length }));
+  for (const n of names) {
+    if (!known.some((md) => md.name === n)) return bad(`body.features.${n.slice(0, 64)}`, `unknown modality (this version has ${known.map((md) => md.name).join(', ') || 'none'})`);
+  }
+  const features: Record<string, Float32Array> = Object.create(null);
+  for (const md of known) {
+    const v = Object.hasOwn(raw, md.name) ? raw[md.name] : undefined;
+    if (!v) return bad(`body.features.${md.name}`, `missing: every modality of the version is needed (${known.map((k) => `${k.name}[${k.dim}]`).join(', ')})`);
+    if (v.length !== md.dim) return bad(`body.features.${md.name}`, `expected ${md.dim} values, got ${v.length}`);
+    const f = Float32Array.from(v);
+    const at = f.findIndex((x) => !Number.isFinite(x));
+    if (at >= 0) return bad(`body.features.${md.name}.${at}`, `must be a finite number within float32 range (got ${v[at]})`);
+    features[md.name] = f;
+  }
+  return { features };
+}
 
 export const neighborRoutes: FastifyPluginAsyncTypebox<{ holder: ModelHolder; retrieval: RetrievalName }> = async (app, o) => {
   app.get('/items/:id/neighbors', { schema: { querystring: NeighborsQuery, response: { 200: Neighbors, 404: ErrorReplies[400], ...ErrorReplies } } }, async (req, reply) => {
@@ -46,6 +74,24 @@ export const neighborRoutes: FastifyPluginAsyncTypebox<{ holder: ModelHolder; re
 export const itemRoutes: FastifyPluginAsyncTypebox<{ holder: ModelHolder; online?: OnlineLearner }> = async (app, o) => {
   const online = o.online;
   if (online) {
+    app.put('/items/:id', { schema: { body: ItemPutBody, response: { 200: ItemPutReply, 409: ErrorReplies[400], ...ErrorReplies } } }, async (req, reply) => {
+      const id = (req.params as { id: string }).id;
+      const bad = idProblem(id);
+      if (bad) return reply.code(400).send(bad);
+      const m = o.holder.model;
+      if (!m) return reply.code(503).send({ error: 'Service Unavailable', message: 'no model version loaded yet' });
+      const row = m.itemIndex.get(id);
+      const fromFeatures = row === undefined || row >= m.bundleItems;
+      const why = fromFeatures ? cannotPlace(m) : null;
+      if (why) return reply.code(409).send({ error: 'Conflict', message: why });
+      const checked = checkFeatures(req.body.features, m.embedder?.modalities);
+      if ('field' in checked) return reply.code(400).send(checked);
+      if (!recordFits({ user: '', item: id, ts: Date.now(), kind: 'item_put', features: checked.features, labels: req.body.labels })) {
+        return reply.code(400).send({ error: 'Bad Request', message: `body.features: the item's features and labels are too large for one log record (${MAX_RECORD_BYTES} bytes)`, field: 'body.features' });
+      }
+      const r = await online.putItem(id, checked.features, req.body.labels ?? []);
+      return { item: id, model_version: o.holder.model?.version ?? m.version, row: r.row, created: r.created, placed_from_features: fromFeatures, log_position: r.log_position };
+    });
     app.delete('/items/:id', async (req, reply) => {
       const id = (req.params as { id: string }).id;
       const bad = idProblem(id);

@@ -7,8 +7,16 @@
 export class ItemCatalog {
   /** Label → the item rows carrying it (built on first use). */
   private byLabel: Map<string, Set<number>> | null = null;
-  /** Rows hidden from every answer (deleted items). */
+  /**
+   * Rows left out of every answer: deleted items (DELETE /items) and items added online whose
+   * vector is not placed yet (PUT /items while the encoder runs). Read-only outside: change it
+   * through hide/unhide and placing/placed, which keep the two reasons apart.
+   */
   readonly hidden = new Set<number>();
+  /** Deleted rows (a later PUT brings the item back). */
+  readonly deleted = new Set<number>();
+  /** Rows added online waiting for their vector. */
+  private readonly unplaced = new Set<number>();
   /** User id → the item rows that user disliked (by id: a user learned online may lose its row, not its dislikes). */
   private readonly dislikes = new Map<string, Set<number>>();
 
@@ -40,6 +48,35 @@ export class ItemCatalog {
     if (labels.length) this.labels.set(row, [...labels]);
     else this.labels.delete(row);
     if (this.byLabel) for (const l of labels) this.index(l, row);
+  }
+
+  /** DELETE /items: false when it was deleted already. */
+  hide(row: number): boolean {
+    if (this.deleted.has(row)) return false;
+    this.deleted.add(row);
+    this.hidden.add(row);
+    return true;
+  }
+
+  /** PUT /items of a deleted item brings it back (unless its vector is still being placed). */
+  unhide(row: number): void {
+    this.deleted.delete(row);
+    if (!this.unplaced.has(row)) this.hidden.delete(row);
+  }
+
+  /** An item added online whose vector is being computed: out of every answer until `placed`. */
+  placing(row: number): void {
+    this.unplaced.add(row);
+    this.hidden.add(row);
+  }
+
+  placed(row: number): void {
+    this.unplaced.delete(row);
+    if (!this.deleted.has(row)) this.hidden.delete(row);
+  }
+
+  isPlaced(row: number): boolean {
+    return !this.unplaced.has(row);
   }
 
   dislike(user: string, row: number): boolean {

@@ -53,9 +53,11 @@ export class ServingModel implements AnnSource {
     readonly userIndex: Map<string, number>,
     /** Row-major user table; grows (reallocated) as online learning adds users. */
     public userVectors: Float32Array,
+    /** Grows as PUT /items adds items (rows from the bundle's count on). */
     readonly itemIds: string[],
     readonly itemIndex: Map<string, number>,
-    readonly itemVectors: Float32Array,
+    /** Row-major item table; reallocated with spare room as PUT /items adds items (read `itemTable()` for exactly nItems rows). */
+    public itemVectors: Float32Array,
     readonly seenOffsets: Int32Array,
     readonly seenItems: Int32Array,
     /** Item rows by decreasing train popularity (ties by row). */
@@ -78,6 +80,8 @@ export class ServingModel implements AnnSource {
   encoder: SequenceEncoder | null = null;
   /** The bundle's item encoder (manifest `itemEncoder`: item_encoder.onnx): new items from their features. Null without one. */
   embedder: ItemEmbedder | null = null;
+  /** item_encoder.onnx as loaded (a published fine-tuning round carries it over: cli/finetune.ts). */
+  itemEncoderBytes: Uint8Array | null = null;
 
   /** The bundle's train items per user row, as the trainer's CSR (for its binary search). */
   private readonly seen: Csr;
@@ -92,6 +96,48 @@ export class ServingModel implements AnnSource {
 
   get nItems(): number {
     return this.itemIds.length;
+  }
+
+  /** Items of the bundle: rows below this have trained vectors; those above were added online (PUT /items). */
+  get bundleItems(): number {
+    return this.manifest.counts.items;
+  }
+
+  /** The item table, exactly nItems rows (no spare room). */
+  itemTable(): Float32Array {
+    return this.itemVectors.subarray(0, this.nItems * this.dim);
+  }
+
+  /**
+   * A new item row for an id added online (PUT /items): its vector zero until placeItem, and out
+   * of every answer until then (the caller marks it placing in the catalog).
+   */
+  addItem(id: string): number {
+    const row = this.itemIds.length;
+    const d = this.dim;
+    if ((row + 1) * d > this.itemVectors.length) {
+      const grown = new Float32Array(Math.max((row + 1) * d, Math.ceil((this.itemVectors.length * 1.25) / d) * d + 64 * d));
+      grown.set(this.itemVectors);
+      this.itemVectors = grown;
+    }
+    this.itemIds.push(id);
+    this.itemIndex.set(id, row);
+    return row;
+  }
+
+  /**
+   * Sets an item's vector and links it into the ANN index (hnswlib re-links an existing label;
+   * the index grows when full). The exact path reads rows past its ONNX table from the item
+   * table itself (exact.ts), so nothing else needs rebuilding.
+   */
+  placeItem(row: number, vector: Float32Array): void {
+    const d = this.dim;
+    this.itemVectors.set(vector, row * d);
+    if (this.ann.getCurrentCount() >= this.ann.getMaxElements()) this.ann.resizeIndex(Math.ceil(this.ann.getMaxElements() * 1.25) + 64);
+    this.ann.addPoint(Array.from(vector), row);
+    // Answers and candidates computed before it may now be wrong.
+    this.cache.clear();
+    this.candidates.clear();
   }
 
   get nUsers(): number {
@@ -252,6 +298,7 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
   if (itemEncoderBytes && m.itemEncoder) {
     try {
       model.embedder = await OnnxItemEncoder.open(itemEncoderBytes, m.itemEncoder, d, opts.providers, opts.log, opts.onnxThreads);
+      model.itemEncoderBytes = itemEncoderBytes;
     } catch (err) {
       await Promise.all([exact.close(), model.encoder?.close()]);
       throw err;
@@ -260,7 +307,7 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
   model.appliedPosition = m.logPosition ?? 0;
   model.catalog = new ItemCatalog(itemLabels);
   // Deletes and dislikes the bundle absorbed (its log position is past them: they are not replayed).
-  for (const r of catalogState.hidden) model.catalog.hidden.add(r);
+  for (const r of catalogState.hidden) model.catalog.hide(r);
   for (const [user, rows] of catalogState.dislikes) for (const r of rows) model.catalog.dislike(user, r);
   model.cache = new ResultCache(opts.cacheUsers ?? DEFAULTS.cacheUsers);
   model.candidates = new CandidateCache(opts.cacheUsers ?? DEFAULTS.cacheUsers);
