@@ -23,7 +23,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
-import { mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -171,6 +171,11 @@ function paired(x: RankingFigures, y: RankingFigures): { meanDiff: number; se: n
   return { meanDiff: +m.toFixed(5), se: +(sd / Math.sqrt(n)).toFixed(5) };
 }
 
+/** Paired per-user a − oracle / 2: the goal's margin (≥ 0 when the encoder reaches half the oracle's recall). */
+function pairedHalf(x: RankingFigures, o: RankingFigures): { meanDiff: number; se: number } {
+  return paired(x, { ...o, perUserRecall: Float64Array.from(o.perUserRecall, (v) => v / 2) });
+}
+
 async function bench(ds: string): Promise<Record<string, unknown>> {
   const dir = resolve(a.root!, ds);
   const work = join(outRoot, ds);
@@ -277,7 +282,7 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
       const tab = items.slice();
       hiddenRows.forEach((i, k) => tab.set(e.subarray(k * d, (k + 1) * d), i * d));
       const test = rank(users, tab, d);
-      designs[design] = { validation: fit.validation, bestEpoch: fit.bestEpoch, lambda: fit.lambda, outputScale: fit.outputScale, test: summary(test), vsKnn: paired(test, knn), seconds: +((performance.now() - td) / 1000).toFixed(1) };
+      designs[design] = { validation: fit.validation, bestEpoch: fit.bestEpoch, lambda: fit.lambda, outputScale: fit.outputScale, outputNorm: fit.outputNorm, neighbors: fit.neighbors, grid: fit.grid, test: summary(test), vsKnn: paired(test, knn), vsOracle: paired(test, oracle), seconds: +((performance.now() - td) / 1000).toFixed(1) };
       process.stderr.write(`  design ${design}: valid cold R@20 ${fit.validation.recall.toFixed(4)} (cos ${fit.validation.cosine.toFixed(3)}), test cold R@20 ${test.recall.toFixed(4)}\n`);
       sampleLoad();
     }
@@ -288,11 +293,11 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
     items: full.nItems,
     hiddenItems: nHidden,
     budget: { studentOnly: true, epochs: Number(epochs), seed, encoderEpochs },
-    served: { design: trained.itemEncoder?.design, validation: trained.itemEncoder?.validation, studentVal: trained.student?.val, bestEpoch: trained.student?.bestEpoch, endedOn: trained.student?.endedOn, trainSeconds: +trainSeconds.toFixed(1), embedMsForAllNewItems: +embedMs.toFixed(1) },
+    served: { design: trained.itemEncoder?.design, neighbors: trained.itemEncoder?.neighbors, outputScale: trained.itemEncoder?.outputScale, outputNorm: trained.itemEncoder?.outputNorm, itemEncoderOnnxBytes: statSync(join(exported.dir, 'item_encoder.onnx')).size, validation: trained.itemEncoder?.validation, studentVal: trained.student?.val, bestEpoch: trained.student?.bestEpoch, endedOn: trained.student?.endedOn, trainSeconds: +trainSeconds.toFixed(1), embedMsForAllNewItems: +embedMs.toFixed(1) },
     oracleRun: { val: oracleRun.student?.val, test: oracleRun.student?.test, bestEpoch: oracleRun.student?.bestEpoch, endedOn: oracleRun.student?.endedOn, trainSeconds: +oracleSeconds.toFixed(1) },
     newItems: { encoder: summary(encoder), random: summary(random), popular: summary(popular), knn: summary(knn), oracle: summary(oracle) },
     encoderOverOracleRecall: +(encoder.recall / oracle.recall).toFixed(4),
-    pairedRecall: { encoderMinusKnn: paired(encoder, knn), encoderMinusPopular: paired(encoder, popular), encoderMinusRandom: paired(encoder, random), oracleMinusEncoder: paired(oracle, encoder) },
+    pairedRecall: { encoderMinusKnn: paired(encoder, knn), encoderMinusPopular: paired(encoder, popular), encoderMinusRandom: paired(encoder, random), oracleMinusEncoder: paired(oracle, encoder), encoderMinusHalfOracle: pairedHalf(encoder, oracle) },
     allTestInteractionsWithNewItemsInCatalog: summary(overall),
     designs,
     pairedUsersCommand: `python3 bench/paired-users.py ${join(work, 'dump-encoder')} ${join(work, 'dump-knn')} --data ${join(work, 'data-new-item-test')}`,

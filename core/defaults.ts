@@ -56,7 +56,7 @@ export const SEQUENTIAL_MODELS = ['sasrec'] as const satisfies readonly StudentM
 export type SequentialModelName = (typeof SEQUENTIAL_MODELS)[number];
 export const isSequentialModel = (m: string): m is SequentialModelName => (SEQUENTIAL_MODELS as readonly string[]).includes(m);
 /** The item encoder's designs (issue 18; trainer/models/item-encoder.ts). */
-export const ITEM_ENCODER_DESIGNS = ['mlp', 'mlp-bpr', 'ridge'] as const;
+export const ITEM_ENCODER_DESIGNS = ['mlp', 'mlp-bpr', 'ridge', 'neighbors'] as const;
 export type ItemEncoderDesign = (typeof ITEM_ENCODER_DESIGNS)[number];
 /** The training losses of a sequential student. */
 export const SEQ_LOSSES = ['full', 'sampled'] as const;
