@@ -14,8 +14,9 @@
  *  - `neighbors`: no regression: the new item is the softmax(sim / τ)-weighted mean of the student
  *    vectors of its K most similar training items (sim: mean of the per-modality cosines of the
  *    z-scored features), optionally rescaled to their weighted mean norm; K, τ and the rescale are
- *    chosen on the held-out items (NEIGHBOR_KS × NEIGHBOR_TAUS × rescale), their neighbours taken
- *    among the fit rows only, then the table holds every training item.
+ *    chosen on held-out items (NEIGHBOR_KS × NEIGHBOR_TAUS × rescale, averaged over NEIGHBOR_FOLDS
+ *    disjoint held-out shares, each placed from the items outside it), then the table holds every
+ *    training item.
  * A regression's output is shrunk toward the mean (the conditional mean of an uncertain target), so
  * its scale is calibrated on the held-out items: a global factor (OUTPUT_SCALES) or each output
  * rescaled to that factor times the training items' mean norm, whichever serves the valid ranking best.
@@ -311,7 +312,7 @@ export interface FitReport {
   /** when the calibration chose to rescale each output to outputScale × the training items' mean norm: that norm */
   outputNorm?: number;
   /** the neighbors design: every (K, τ, rescale) tried on the held-out items, and the chosen one */
-  grid?: { k: number; tau: number; rescale: boolean; recall: number; ndcg: number; overallRecall: number }[];
+  grid?: { k: number; tau: number; rescale: boolean; recall: number; ndcg: number; overallRecall: number; folds: number }[];
   neighbors?: { k: number; tau: number; rescale: boolean };
   curve: { epoch: number; recall: number; cosine: number; loss: number }[];
   seconds: number;
@@ -611,69 +612,87 @@ export const NEIGHBOR_KS = [1, 3, 5, 10, 20, 50];
 /** τ (softmax temperature over the cosines) tried by the neighbors design. */
 export const NEIGHBOR_TAUS = [0.01, 0.03, 0.1, 0.3, 1];
 
+/** Validation folds of the neighbors design: the held-out split and up to NEIGHBOR_FOLDS − 1 more disjoint ones of its size (cheap: nothing is trained). */
+export const NEIGHBOR_FOLDS = 5;
+
+/** Each query row's `kMax` most similar candidate rows (ties: the lower candidate first) and their float64 similarities. */
+function neighborLists(keys: Float64Array, D: number, queries: Int32Array, cands: Int32Array, kMax: number): { idx: Int32Array; sim: Float64Array } {
+  const idx = new Int32Array(queries.length * kMax);
+  const sim = new Float64Array(queries.length * kMax);
+  const sims = new Float32Array(cands.length);
+  const top = new Int32Array(kMax);
+  const dot64 = (qo: number, ko: number) => {
+    let s = 0;
+    for (let c = 0; c < D; c++) s += keys[qo + c] * keys[ko + c];
+    return s;
+  };
+  for (let h = 0; h < queries.length; h++) {
+    const qo = queries[h] * D;
+    for (let j = 0; j < cands.length; j++) sims[j] = dot64(qo, cands[j] * D);
+    topK(sims, 0, cands.length, kMax, top);
+    for (let a = 0; a < kMax; a++) {
+      idx[h * kMax + a] = cands[top[a]];
+      sim[h * kMax + a] = dot64(qo, cands[top[a]] * D);
+    }
+  }
+  return { idx, sim };
+}
+
 /**
- * The neighbors design: the held-out rows placed from their K most similar fit rows for every
- * (K, τ, rescale) of the grid, the best by the overall valid Recall@20 (ties: the new-item recall)
- * kept; then the table of every training item (fit + held) with those settings.
+ * The neighbors design: for every (K, τ, rescale) of the grid, the held-out rows of each fold are
+ * placed from their K most similar rows outside the fold (an item never finds itself) and ranked;
+ * the settings with the best overall valid Recall@20, averaged over the folds, are kept (ties: the
+ * new-item recall). Fold 0 is the split every design is validated on (its figures are the
+ * design's validation); the others are further disjoint shares of the fit rows, of the same size.
+ * Then the table holds every training item (fit + held) with those settings.
  */
-function fitNeighbors(t: EncoderTargets, base: Pick<ItemEncoderWeights, 'modalities' | 'mean' | 'invStd'>, fit: Int32Array, held: Int32Array, all: Int32Array, ceiling: { recall: number; ndcg: number }, ev: ColdEvaluator) {
+function fitNeighbors(t: EncoderTargets, base: Pick<ItemEncoderWeights, 'modalities' | 'mean' | 'invStd'>, fit: Int32Array, held: Int32Array, all: Int32Array, ceiling: { recall: number; ndcg: number }, ev: ColdEvaluator, seed: number) {
   const d = t.dim;
   const keys = neighborKeys(base, t.modalities.map((m) => m.data), t.nItems);
   const D = t.modalities.reduce((s, m) => s + m.dim, 0);
   const norms = new Float64Array(t.nItems);
   for (let i = 0; i < t.nItems; i++) norms[i] = Math.sqrt(dot(t.items, i * d, t.items, i * d, d));
-  // each held row's fit rows by similarity, the best max(K) kept (ties: the lower row)
-  const kMax = Math.min(Math.max(...NEIGHBOR_KS), fit.length);
-  const nbIdx = new Int32Array(held.length * kMax);
-  const nbSim = new Float64Array(held.length * kMax);
-  const sims = new Float32Array(fit.length);
-  const top = new Int32Array(kMax);
-  for (let h = 0; h < held.length; h++) {
-    const qo = held[h] * D;
-    for (let j = 0; j < fit.length; j++) {
-      let s = 0;
-      const ko = fit[j] * D;
-      for (let c = 0; c < D; c++) s += keys[qo + c] * keys[ko + c];
-      sims[j] = s;
-    }
-    topK(sims, 0, fit.length, kMax, top);
-    for (let a = 0; a < kMax; a++) {
-      nbIdx[h * kMax + a] = fit[top[a]];
-      let s = 0;
-      const ko = fit[top[a]] * D;
-      for (let c = 0; c < D; c++) s += keys[qo + c] * keys[ko + c];
-      nbSim[h * kMax + a] = s; // float64, as the reference
-    }
+  const shuffled = Int32Array.from(fit);
+  new Rng(seed + 7919).shuffle(shuffled);
+  const folds: { held: Int32Array; ev: ColdEvaluator; lists: { idx: Int32Array; sim: Float64Array }; kMax: number }[] = [];
+  for (let f = 0; f < NEIGHBOR_FOLDS; f++) {
+    const h = f === 0 ? held : shuffled.slice((f - 1) * held.length, f * held.length).sort();
+    if (h.length < held.length) break;
+    const inFold = new Uint8Array(t.nItems);
+    for (const r of h) inFold[r] = 1;
+    const cands = all.filter((r) => !inFold[r]);
+    const kMax = Math.min(Math.max(...NEIGHBOR_KS), cands.length);
+    folds.push({ held: h, ev: f === 0 ? ev : new ColdEvaluator(t, h), lists: neighborLists(keys, D, h, cands, kMax), kMax });
   }
-  const grid: NonNullable<FitReport['grid']> = [];
-  let best: (typeof grid)[number] | null = null;
   const y = new Float64Array(d);
-  const place = (k: number, tau: number, rescale: boolean): Float32Array => {
-    const enc = new Float32Array(held.length * d);
+  const place = (fold: (typeof folds)[number], k: number, tau: number, rescale: boolean): Float32Array => {
+    const { held: h, lists, kMax } = fold;
+    const enc = new Float32Array(h.length * d);
     const idx = Int32Array.from({ length: k }, (_, a) => a);
-    for (let h = 0; h < held.length; h++) {
-      const sl = nbSim.subarray(h * kMax, h * kMax + k);
-      const rows = nbIdx.subarray(h * kMax, h * kMax + k);
-      const nrm = Float64Array.from(rows, (r) => norms[r]);
-      const vals = gatherRowsJs(t.items, d, rows);
-      weightedMean({ values: vals, outDim: d, k, tau, rescale }, sl, idx, nrm, y);
-      for (let c = 0; c < d; c++) enc[h * d + c] = y[c];
+    for (let q = 0; q < h.length; q++) {
+      const rows = lists.idx.subarray(q * kMax, q * kMax + k);
+      weightedMean({ values: gatherRowsJs(t.items, d, rows), outDim: d, k, tau, rescale }, lists.sim.subarray(q * kMax, q * kMax + k), idx, Float64Array.from(rows, (r) => norms[r]), y);
+      for (let c = 0; c < d; c++) enc[q * d + c] = y[c];
     }
     return enc;
   };
+  const grid: NonNullable<FitReport['grid']> = [];
+  let best: (typeof grid)[number] | null = null;
+  const kMax = Math.min(...folds.map((f) => f.kMax));
   for (const k of NEIGHBOR_KS) {
     if (k > kMax) continue;
     for (const tau of NEIGHBOR_TAUS) {
       for (const rescale of [false, true]) {
-        const r = ev.evaluate(place(k, tau, rescale));
-        const g = { k, tau, rescale, recall: r.recall, ndcg: r.ndcg, overallRecall: r.overallRecall };
+        const rs = folds.map((f) => f.ev.evaluate(place(f, k, tau, rescale)));
+        const mean = (key: 'recall' | 'ndcg' | 'overallRecall') => rs.reduce((x, r) => x + r[key], 0) / rs.length;
+        const g = { k, tau, rescale, recall: mean('recall'), ndcg: mean('ndcg'), overallRecall: mean('overallRecall'), folds: rs.length };
         grid.push(g);
         if (!best || g.overallRecall > best.overallRecall || (g.overallRecall === best.overallRecall && g.recall > best.recall)) best = g;
       }
     }
   }
   const b = best!;
-  const enc = place(b.k, b.tau, b.rescale);
+  const enc = place(folds[0], b.k, b.tau, b.rescale);
   const v = withOverall(t, held, enc, validateEncoded(t, held, enc, ceiling));
   const neighbors: NeighborTable = {
     keys: Float32Array.from(gatherRows64(keys, D, all)),
@@ -725,7 +744,7 @@ export function fitItemEncoder(t: EncoderTargets, cfg: ItemEncoderConfig): FitRe
   const base = { modalities: t.modalities.map((m) => ({ name: m.name, dim: m.dim })), mean: norm.map((n) => n.mean), invStd: norm.map((n) => n.invStd) };
   const ev = new ColdEvaluator(t, held);
   if (cfg.design === 'neighbors') {
-    const nb = fitNeighbors(t, base, fit, held, all, ceiling, ev);
+    const nb = fitNeighbors(t, base, fit, held, all, ceiling, ev, cfg.seed);
     return { design: cfg.design, weights: nb.weights, validation: nb.validation, grid: nb.grid, neighbors: nb.chosen, curve: [], seconds: (performance.now() - t0) / 1000 };
   }
   const withScale = (layers: DenseLayer[], cal: { alpha: number; norm?: number }): Pick<ItemEncoderWeights, 'layers' | 'outputNorm'> =>
