@@ -15,7 +15,7 @@
  * training items of the reduced run, `trainer/models/item-encoder.ts`) and test figures (their
  * plain forward), for choosing the default on validation.
  *
- *   npm run bench:cold-start -- [--datasets tiktok,scientific] [--epochs 60] [--share 0.2] [--seed 2024]
+ *   npm run bench:cold-start -- [--datasets tiktok,scientific] [--epochs 60] [--share 0.2] [--seed 2024] [--criterion overall|new-items]
  *
  * Writes bench/results/cold-start-<date>.json and, per dataset, dumps for bench/paired-users.py under
  * bench/out/cold-start/<ds>/ (dump-encoder, dump-knn and a data folder whose test split holds only
@@ -36,7 +36,7 @@ import { fitForStudent, ITEM_ENCODER_DEFAULTS, studentTables } from '../trainer/
 import { studentCheckpointDir } from '../trainer/stages/student.js';
 import { encodeReference } from '../repository/onnx-item-encoder-graph.js';
 import { loadServingModel } from '../server/serving/serving-model.js';
-import { ITEM_ENCODER_DESIGNS } from '../core/defaults.js';
+import { ITEM_ENCODER_DESIGNS, type ItemEncoderCriterion } from '../core/defaults.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -48,6 +48,8 @@ const { values: a } = parseArgs({
     'skip-designs': { type: 'boolean', default: false },
     tag: { type: 'string', default: '' },
     'encoder-epochs': { type: 'string', default: '30' },
+    // what the encoder's scale / neighbors settings are chosen by (--item-encoder-criterion); the default is the served rule
+    criterion: { type: 'string', default: 'overall' },
   },
 });
 const K = 20;
@@ -199,7 +201,7 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
 
   // the model the server gets, and its item encoder (the default design), exported
   const t0 = performance.now();
-  const trained = JSON.parse(run(['train', '--data', reducedDir, '--name', 'cold', '--repo', repo, ...budget, '--item-encoder-epochs', String(encoderEpochs)]));
+  const trained = JSON.parse(run(['train', '--data', reducedDir, '--name', 'cold', '--repo', repo, ...budget, '--item-encoder-epochs', String(encoderEpochs), '--item-encoder-criterion', a.criterion!]));
   const trainSeconds = (performance.now() - t0) / 1000;
   const exported = JSON.parse(run(['export', '--name', 'cold', '--repo', repo]));
   // the oracle: the same budget on the full data
@@ -272,7 +274,7 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
     for (const design of ITEM_ENCODER_DESIGNS) {
       const td = performance.now();
       sampleLoad();
-      const { fit } = fitForStudent(reduced, studentCheckpointDir(repo, 'cold'), { ...ITEM_ENCODER_DEFAULTS, epochs: encoderEpochs, seed, design });
+      const { fit } = fitForStudent(reduced, studentCheckpointDir(repo, 'cold'), { ...ITEM_ENCODER_DEFAULTS, epochs: encoderEpochs, seed, design, criterion: a.criterion as ItemEncoderCriterion });
       const hf = full.modalities.map((m) => {
         const o = new Float32Array(hiddenRows.length * m.dim);
         hiddenRows.forEach((i, k) => o.set(m.data.subarray(i * m.dim, (i + 1) * m.dim), k * m.dim));
@@ -292,7 +294,7 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
     dataset: ds,
     items: full.nItems,
     hiddenItems: nHidden,
-    budget: { studentOnly: true, epochs: Number(epochs), seed, encoderEpochs },
+    budget: { studentOnly: true, epochs: Number(epochs), seed, encoderEpochs, criterion: a.criterion },
     served: { design: trained.itemEncoder?.design, neighbors: trained.itemEncoder?.neighbors, outputScale: trained.itemEncoder?.outputScale, outputNorm: trained.itemEncoder?.outputNorm, itemEncoderOnnxBytes: statSync(join(exported.dir, 'item_encoder.onnx')).size, validation: trained.itemEncoder?.validation, studentVal: trained.student?.val, bestEpoch: trained.student?.bestEpoch, endedOn: trained.student?.endedOn, trainSeconds: +trainSeconds.toFixed(1), embedMsForAllNewItems: +embedMs.toFixed(1) },
     oracleRun: { val: oracleRun.student?.val, test: oracleRun.student?.test, bestEpoch: oracleRun.student?.bestEpoch, endedOn: oracleRun.student?.endedOn, trainSeconds: +oracleSeconds.toFixed(1) },
     newItems: { encoder: summary(encoder), random: summary(random), popular: summary(popular), knn: summary(knn), oracle: summary(oracle) },

@@ -58,6 +58,9 @@ export const isSequentialModel = (m: string): m is SequentialModelName => (SEQUE
 /** The item encoder's designs (issue 18; trainer/models/item-encoder.ts). */
 export const ITEM_ENCODER_DESIGNS = ['mlp', 'mlp-bpr', 'ridge', 'neighbors'] as const;
 export type ItemEncoderDesign = (typeof ITEM_ENCODER_DESIGNS)[number];
+/** What the item encoder's output scale and the neighbors design's settings are chosen by. */
+export const ITEM_ENCODER_CRITERIA = ['overall', 'new-items'] as const;
+export type ItemEncoderCriterion = (typeof ITEM_ENCODER_CRITERIA)[number];
 /** The training losses of a sequential student. */
 export const SEQ_LOSSES = ['full', 'sampled'] as const;
 /** Multimodal distillation into the sequential student (issue 20): none, KDSR or ODMT. */
@@ -426,6 +429,7 @@ export const SETTINGS = define({
   itemEncoderBprWeight: num({ section: 'training', flag: '--item-encoder-bpr-weight <x>', min: 0, default: 0.5, description: 'item encoder mlp-bpr: weight of the BPR term' }),
   itemEncoderHoldout: num({ section: 'training', flag: '--item-encoder-holdout <x>', above: 0, below: 1, default: 0.1, description: "item encoder: share of the training items (items with train interactions) held out as its validation: their vectors from features alone, ranked on the valid split" }),
   itemEncoderEvalEvery: int({ section: 'training', flag: '--item-encoder-eval-every <n>', min: 1, default: 5, description: 'item encoder: validate every n epochs' }),
+  itemEncoderCriterion: choice({ section: 'training', flag: '--item-encoder-criterion <c>', choices: ITEM_ENCODER_CRITERIA, default: 'overall', description: "item encoder: what its output scale (and the neighbors design's K, τ, rescale) is chosen by on the held-out items: overall (Recall@20 over every valid interaction, the held-out items encoded: new items must not crowd out the rest) or new-items (Recall@20 of the valid interactions on held-out items alone, which rewards inflating their norms)" }),
   // ---- end item encoder ----
 
   // Evaluation

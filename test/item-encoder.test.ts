@@ -246,4 +246,8 @@ test('every design learns the map on generated data whose features carry the ite
     const got = await runOnnx(back, ds.modalities.map((m) => m.data), ds.nItems);
     for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got.data[i] - want[i]) < 1e-5, `value ${i}: ${got.data[i]} vs ${want[i]}`);
   }
+  // --item-encoder-criterion new-items: the grid's best new-item recall is kept instead
+  const fNew = fitItemEncoder(t, { design: 'neighbors', hidden: 32, epochs: 20, lr: 3e-3, batch: 64, bprWeight: 0.5, holdout: 0.2, evalEvery: 5, seed: 2024, criterion: 'new-items' });
+  const picked = fNew.grid!.find((g) => g.k === fNew.neighbors!.k && g.tau === fNew.neighbors!.tau && g.rescale === fNew.neighbors!.rescale)!;
+  assert.equal(picked.recall, Math.max(...fNew.grid!.map((g) => g.recall)));
 });

@@ -31,7 +31,7 @@ import type { Csr } from '../../core/csr.js';
 import { csrHas } from '../../core/csr.js';
 import { Rng } from '../../core/rng.js';
 import { topK } from '../../core/topk.js';
-import type { ItemEncoderDesign } from '../../core/defaults.js';
+import type { ItemEncoderCriterion, ItemEncoderDesign } from '../../core/defaults.js';
 import { encodeReference, neighborKeys, weightedMean, type DenseLayer, type ItemEncoderWeights, type NeighborTable } from '../../repository/onnx-item-encoder-graph.js';
 
 export interface ItemEncoderConfig {
@@ -43,6 +43,8 @@ export interface ItemEncoderConfig {
   bprWeight: number;
   holdout: number;
   evalEvery: number;
+  /** what the output scale and the neighbors settings are chosen by (default overall) */
+  criterion?: ItemEncoderCriterion;
   seed: number;
 }
 
@@ -469,7 +471,7 @@ export const OUTPUT_SCALES = [0.75, 1, 1.5, 2, 3, 4];
  * the whole catalog best is kept. Candidates: the output times alpha (OUTPUT_SCALES), or each output
  * rescaled to alpha × the fit rows' mean student norm (`norm`).
  */
-function calibrate(t: EncoderTargets, held: Int32Array, fit: Int32Array, enc: Float32Array, ceiling: { recall: number; ndcg: number }, ev: ColdEvaluator): { alpha: number; norm?: number; v: EncoderValidation } {
+function calibrate(t: EncoderTargets, held: Int32Array, fit: Int32Array, enc: Float32Array, ceiling: { recall: number; ndcg: number }, ev: ColdEvaluator, criterion: ItemEncoderCriterion = 'overall'): { alpha: number; norm?: number; v: EncoderValidation } {
   const d = t.dim;
   let meanNorm = 0;
   for (const r of fit) meanNorm += Math.sqrt(dot(t.items, r * d, t.items, r * d, d)) / fit.length;
@@ -477,7 +479,8 @@ function calibrate(t: EncoderTargets, held: Int32Array, fit: Int32Array, enc: Fl
   for (const alpha of OUTPUT_SCALES) {
     for (const norm of [undefined, meanNorm * alpha]) {
       const e = norm === undefined ? Float32Array.from(enc, (x) => x * alpha) : toNorm(enc, d, norm);
-      const score = ev.evaluate(e).overallRecall;
+      const r = ev.evaluate(e);
+      const score = criterion === 'overall' ? r.overallRecall : r.recall;
       if (!best || score > best.score) best = { alpha, norm, score };
     }
   }
@@ -641,12 +644,12 @@ function neighborLists(keys: Float64Array, D: number, queries: Int32Array, cands
 /**
  * The neighbors design: for every (K, τ, rescale) of the grid, the held-out rows of each fold are
  * placed from their K most similar rows outside the fold (an item never finds itself) and ranked;
- * the settings with the best overall valid Recall@20, averaged over the folds, are kept (ties: the
- * new-item recall). Fold 0 is the split every design is validated on (its figures are the
+ * the settings with the best overall valid Recall@20 (`criterion` new-items: the new-item recall),
+ * averaged over the folds, are kept (ties: the other figure). Fold 0 is the split every design is validated on (its figures are the
  * design's validation); the others are further disjoint shares of the fit rows, of the same size.
  * Then the table holds every training item (fit + held) with those settings.
  */
-function fitNeighbors(t: EncoderTargets, base: Pick<ItemEncoderWeights, 'modalities' | 'mean' | 'invStd'>, fit: Int32Array, held: Int32Array, all: Int32Array, ceiling: { recall: number; ndcg: number }, ev: ColdEvaluator, seed: number) {
+function fitNeighbors(t: EncoderTargets, base: Pick<ItemEncoderWeights, 'modalities' | 'mean' | 'invStd'>, fit: Int32Array, held: Int32Array, all: Int32Array, ceiling: { recall: number; ndcg: number }, ev: ColdEvaluator, seed: number, criterion: ItemEncoderCriterion = 'overall') {
   const d = t.dim;
   const keys = neighborKeys(base, t.modalities.map((m) => m.data), t.nItems);
   const D = t.modalities.reduce((s, m) => s + m.dim, 0);
@@ -687,7 +690,8 @@ function fitNeighbors(t: EncoderTargets, base: Pick<ItemEncoderWeights, 'modalit
         const mean = (key: 'recall' | 'ndcg' | 'overallRecall') => rs.reduce((x, r) => x + r[key], 0) / rs.length;
         const g = { k, tau, rescale, recall: mean('recall'), ndcg: mean('ndcg'), overallRecall: mean('overallRecall'), folds: rs.length };
         grid.push(g);
-        if (!best || g.overallRecall > best.overallRecall || (g.overallRecall === best.overallRecall && g.recall > best.recall)) best = g;
+        const [p, q] = criterion === 'overall' ? (['overallRecall', 'recall'] as const) : (['recall', 'overallRecall'] as const);
+        if (!best || g[p] > best[p] || (g[p] === best[p] && g[q] > best[q])) best = g;
       }
     }
   }
@@ -744,7 +748,7 @@ export function fitItemEncoder(t: EncoderTargets, cfg: ItemEncoderConfig): FitRe
   const base = { modalities: t.modalities.map((m) => ({ name: m.name, dim: m.dim })), mean: norm.map((n) => n.mean), invStd: norm.map((n) => n.invStd) };
   const ev = new ColdEvaluator(t, held);
   if (cfg.design === 'neighbors') {
-    const nb = fitNeighbors(t, base, fit, held, all, ceiling, ev, cfg.seed);
+    const nb = fitNeighbors(t, base, fit, held, all, ceiling, ev, cfg.seed, cfg.criterion);
     return { design: cfg.design, weights: nb.weights, validation: nb.validation, grid: nb.grid, neighbors: nb.chosen, curve: [], seconds: (performance.now() - t0) / 1000 };
   }
   const withScale = (layers: DenseLayer[], cal: { alpha: number; norm?: number }): Pick<ItemEncoderWeights, 'layers' | 'outputNorm'> =>
@@ -758,12 +762,12 @@ export function fitItemEncoder(t: EncoderTargets, cfg: ItemEncoderConfig): FitRe
       curve.push({ epoch: lambda, recall: NaN, cosine: cos, loss: NaN });
       if (!best || cos > best.cos) best = { lambda, cos, layer };
     }
-    const cal = calibrate(t, held, fit, encodeRows(x, width, [best!.layer], held), ceiling, ev);
+    const cal = calibrate(t, held, fit, encodeRows(x, width, [best!.layer], held), ceiling, ev, cfg.criterion);
     const layer = fitRidge(x, width, t.items, t.dim, all, best!.lambda);
     return { design: cfg.design, weights: { ...base, ...withScale([layer], cal) }, validation: cal.v, lambda: best!.lambda, outputScale: cal.alpha, ...(cal.norm !== undefined ? { outputNorm: cal.norm } : {}), curve, seconds: (performance.now() - t0) / 1000 };
   }
   const v = trainMlp(t, x, width, cfg, fit, held, cfg.epochs, ceiling);
-  const cal = calibrate(t, held, fit, encodeRows(x, width, v.layers, held), ceiling, ev);
+  const cal = calibrate(t, held, fit, encodeRows(x, width, v.layers, held), ceiling, ev, cfg.criterion);
   const refit = trainMlp(t, x, width, cfg, all, null, v.epoch);
   return { design: cfg.design, weights: { ...base, ...withScale(refit.layers, cal) }, validation: cal.v, bestEpoch: v.epoch, outputScale: cal.alpha, ...(cal.norm !== undefined ? { outputNorm: cal.norm } : {}), curve: v.curve, seconds: (performance.now() - t0) / 1000 };
 }

@@ -27,6 +27,7 @@ export const ITEM_ENCODER_FIELDS = {
   bprWeight: 'itemEncoderBprWeight',
   holdout: 'itemEncoderHoldout',
   evalEvery: 'itemEncoderEvalEvery',
+  criterion: 'itemEncoderCriterion',
   seed: 'seed',
 } as const;
 
