@@ -15,7 +15,7 @@
  * training items of the reduced run, `trainer/models/item-encoder.ts`) and test figures (their
  * plain forward), for choosing the default on validation.
  *
- *   npm run bench:cold-start -- [--datasets tiktok,scientific] [--epochs 60] [--share 0.2] [--seed 2024]
+ *   npm run bench:cold-start -- [--datasets tiktok,scientific] [--epochs 60] [--share 0.2] [--seed 2024] [--criterion overall|new-items]
  *
  * Writes bench/results/cold-start-<date>.json and, per dataset, dumps for bench/paired-users.py under
  * bench/out/cold-start/<ds>/ (dump-encoder, dump-knn and a data folder whose test split holds only
@@ -23,7 +23,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
-import { mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -36,7 +36,7 @@ import { fitForStudent, ITEM_ENCODER_DEFAULTS, studentTables } from '../trainer/
 import { studentCheckpointDir } from '../trainer/stages/student.js';
 import { encodeReference } from '../repository/onnx-item-encoder-graph.js';
 import { loadServingModel } from '../server/serving/serving-model.js';
-import { ITEM_ENCODER_DESIGNS } from '../core/defaults.js';
+import { ITEM_ENCODER_DESIGNS, type ItemEncoderCriterion } from '../core/defaults.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -48,6 +48,8 @@ const { values: a } = parseArgs({
     'skip-designs': { type: 'boolean', default: false },
     tag: { type: 'string', default: '' },
     'encoder-epochs': { type: 'string', default: '30' },
+    // what the encoder's scale / neighbors settings are chosen by (--item-encoder-criterion); the default is the served rule
+    criterion: { type: 'string', default: 'overall' },
   },
 });
 const K = 20;
@@ -171,6 +173,11 @@ function paired(x: RankingFigures, y: RankingFigures): { meanDiff: number; se: n
   return { meanDiff: +m.toFixed(5), se: +(sd / Math.sqrt(n)).toFixed(5) };
 }
 
+/** Paired per-user a − oracle / 2: the goal's margin (≥ 0 when the encoder reaches half the oracle's recall). */
+function pairedHalf(x: RankingFigures, o: RankingFigures): { meanDiff: number; se: number } {
+  return paired(x, { ...o, perUserRecall: Float64Array.from(o.perUserRecall, (v) => v / 2) });
+}
+
 async function bench(ds: string): Promise<Record<string, unknown>> {
   const dir = resolve(a.root!, ds);
   const work = join(outRoot, ds);
@@ -194,7 +201,7 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
 
   // the model the server gets, and its item encoder (the default design), exported
   const t0 = performance.now();
-  const trained = JSON.parse(run(['train', '--data', reducedDir, '--name', 'cold', '--repo', repo, ...budget, '--item-encoder-epochs', String(encoderEpochs)]));
+  const trained = JSON.parse(run(['train', '--data', reducedDir, '--name', 'cold', '--repo', repo, ...budget, '--item-encoder-epochs', String(encoderEpochs), '--item-encoder-criterion', a.criterion!]));
   const trainSeconds = (performance.now() - t0) / 1000;
   const exported = JSON.parse(run(['export', '--name', 'cold', '--repo', repo]));
   // the oracle: the same budget on the full data
@@ -267,7 +274,7 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
     for (const design of ITEM_ENCODER_DESIGNS) {
       const td = performance.now();
       sampleLoad();
-      const { fit } = fitForStudent(reduced, studentCheckpointDir(repo, 'cold'), { ...ITEM_ENCODER_DEFAULTS, epochs: encoderEpochs, seed, design });
+      const { fit } = fitForStudent(reduced, studentCheckpointDir(repo, 'cold'), { ...ITEM_ENCODER_DEFAULTS, epochs: encoderEpochs, seed, design, criterion: a.criterion as ItemEncoderCriterion });
       const hf = full.modalities.map((m) => {
         const o = new Float32Array(hiddenRows.length * m.dim);
         hiddenRows.forEach((i, k) => o.set(m.data.subarray(i * m.dim, (i + 1) * m.dim), k * m.dim));
@@ -277,7 +284,7 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
       const tab = items.slice();
       hiddenRows.forEach((i, k) => tab.set(e.subarray(k * d, (k + 1) * d), i * d));
       const test = rank(users, tab, d);
-      designs[design] = { validation: fit.validation, bestEpoch: fit.bestEpoch, lambda: fit.lambda, outputScale: fit.outputScale, test: summary(test), vsKnn: paired(test, knn), seconds: +((performance.now() - td) / 1000).toFixed(1) };
+      designs[design] = { validation: fit.validation, bestEpoch: fit.bestEpoch, lambda: fit.lambda, outputScale: fit.outputScale, outputNorm: fit.outputNorm, neighbors: fit.neighbors, grid: fit.grid, test: summary(test), vsKnn: paired(test, knn), vsOracle: paired(test, oracle), seconds: +((performance.now() - td) / 1000).toFixed(1) };
       process.stderr.write(`  design ${design}: valid cold R@20 ${fit.validation.recall.toFixed(4)} (cos ${fit.validation.cosine.toFixed(3)}), test cold R@20 ${test.recall.toFixed(4)}\n`);
       sampleLoad();
     }
@@ -287,12 +294,12 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
     dataset: ds,
     items: full.nItems,
     hiddenItems: nHidden,
-    budget: { studentOnly: true, epochs: Number(epochs), seed, encoderEpochs },
-    served: { design: trained.itemEncoder?.design, validation: trained.itemEncoder?.validation, studentVal: trained.student?.val, bestEpoch: trained.student?.bestEpoch, endedOn: trained.student?.endedOn, trainSeconds: +trainSeconds.toFixed(1), embedMsForAllNewItems: +embedMs.toFixed(1) },
+    budget: { studentOnly: true, epochs: Number(epochs), seed, encoderEpochs, criterion: a.criterion },
+    served: { design: trained.itemEncoder?.design, neighbors: trained.itemEncoder?.neighbors, outputScale: trained.itemEncoder?.outputScale, outputNorm: trained.itemEncoder?.outputNorm, itemEncoderOnnxBytes: statSync(join(exported.dir, 'item_encoder.onnx')).size, validation: trained.itemEncoder?.validation, studentVal: trained.student?.val, bestEpoch: trained.student?.bestEpoch, endedOn: trained.student?.endedOn, trainSeconds: +trainSeconds.toFixed(1), embedMsForAllNewItems: +embedMs.toFixed(1) },
     oracleRun: { val: oracleRun.student?.val, test: oracleRun.student?.test, bestEpoch: oracleRun.student?.bestEpoch, endedOn: oracleRun.student?.endedOn, trainSeconds: +oracleSeconds.toFixed(1) },
     newItems: { encoder: summary(encoder), random: summary(random), popular: summary(popular), knn: summary(knn), oracle: summary(oracle) },
     encoderOverOracleRecall: +(encoder.recall / oracle.recall).toFixed(4),
-    pairedRecall: { encoderMinusKnn: paired(encoder, knn), encoderMinusPopular: paired(encoder, popular), encoderMinusRandom: paired(encoder, random), oracleMinusEncoder: paired(oracle, encoder) },
+    pairedRecall: { encoderMinusKnn: paired(encoder, knn), encoderMinusPopular: paired(encoder, popular), encoderMinusRandom: paired(encoder, random), oracleMinusEncoder: paired(oracle, encoder), encoderMinusHalfOracle: pairedHalf(encoder, oracle) },
     allTestInteractionsWithNewItemsInCatalog: summary(overall),
     designs,
     pairedUsersCommand: `python3 bench/paired-users.py ${join(work, 'dump-encoder')} ${join(work, 'dump-knn')} --data ${join(work, 'data-new-item-test')}`,

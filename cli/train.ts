@@ -22,7 +22,7 @@ const SEQ = ['seqBlocks', 'seqHeads', 'maxLen', 'seqDropout', 'ffDim', 'seqLoss'
 const SEQ_KD = ['seqKd', 'kdsrHolisticWeight', 'kdsrDissectedWeight', 'kdsrTau', 'kdsrMatch', 'kdsrSubvectors', 'kdsrCodes', 'kdsrQuantizer', 'kdsrAnchors', 'kdsrPartners', 'kdsrAsyncEpochs', 'holistic', 'dissected', 'async', 'odmtTemperature', 'odmtRampup', 'odmtLayers', 'odmtInit', 'imtMask', 'onlineKd'] as const;
 const KD = ['pairWeight', 'listWeight', 'embWeight', 'temperature', 'listSize', 'gamma', 'binaryWeight'] as const;
 const SWITCHES = ['prompt', 'pairKd', 'listKd', 'disentangle', 'embKd', 'progress'] as const;
-const ENCODER = ['itemEncoder', 'itemEncoderDesign', 'itemEncoderHidden', 'itemEncoderEpochs', 'itemEncoderLr', 'itemEncoderBatch', 'itemEncoderBprWeight', 'itemEncoderHoldout', 'itemEncoderEvalEvery'] as const;
+const ENCODER = ['itemEncoder', 'itemEncoderDesign', 'itemEncoderHidden', 'itemEncoderEpochs', 'itemEncoderLr', 'itemEncoderBatch', 'itemEncoderBprWeight', 'itemEncoderHoldout', 'itemEncoderEvalEvery', 'itemEncoderCriterion'] as const;
 const ALL = [...STAGE, 'ignoreUnknownFiles', 'logOnCorrupt', ...SHAPE, ...SEQ, ...SEQ_KD, ...TEACHER, ...KD, ...SWITCHES, ...ENCODER, 'repo', 'backend'] as const satisfies readonly SettingKey[];
 
 export function register(program: Command): void {

@@ -58,8 +58,11 @@ export const SEQUENTIAL_MODELS = ['sasrec'] as const satisfies readonly StudentM
 export type SequentialModelName = (typeof SEQUENTIAL_MODELS)[number];
 export const isSequentialModel = (m: string): m is SequentialModelName => (SEQUENTIAL_MODELS as readonly string[]).includes(m);
 /** The item encoder's designs (issue 18; trainer/models/item-encoder.ts). */
-export const ITEM_ENCODER_DESIGNS = ['mlp', 'mlp-bpr', 'ridge'] as const;
+export const ITEM_ENCODER_DESIGNS = ['mlp', 'mlp-bpr', 'ridge', 'neighbors'] as const;
 export type ItemEncoderDesign = (typeof ITEM_ENCODER_DESIGNS)[number];
+/** What the item encoder's output scale and the neighbors design's settings are chosen by. */
+export const ITEM_ENCODER_CRITERIA = ['overall', 'new-items'] as const;
+export type ItemEncoderCriterion = (typeof ITEM_ENCODER_CRITERIA)[number];
 /** The training losses of a sequential student. */
 export const SEQ_LOSSES = ['full', 'sampled'] as const;
 /** Multimodal distillation into the sequential student (issue 20): none, KDSR or ODMT. */
@@ -420,7 +423,7 @@ export const SETTINGS = define({
 
   // ---- Item encoder (issue 18): modality features → the student's item space, trained right after the student stage ----
   itemEncoder: bool({ section: 'training', flag: '--no-item-encoder', default: true, description: 'no item encoder: by default, when the dataset has modality features, train (after the student) the encoder that places items added after export from their features (item_encoder.onnx in the bundle)' }),
-  itemEncoderDesign: choice({ section: 'training', flag: '--item-encoder-design <d>', choices: ITEM_ENCODER_DESIGNS, default: 'mlp-bpr', description: "item encoder: mlp (fit to the student's item vectors, MSE + cosine), mlp-bpr (the same + BPR on the training interactions with the student's user vectors frozen), ridge (closed-form linear regression, λ chosen on held-out items)" }),
+  itemEncoderDesign: choice({ section: 'training', flag: '--item-encoder-design <d>', choices: ITEM_ENCODER_DESIGNS, default: 'neighbors', description: "item encoder: neighbors (the softmax(sim/τ)-weighted mean of the student vectors of the K training items with the most similar features; K, τ and a rescale to their norm chosen on held-out items), mlp (fit to the student's item vectors, MSE + cosine), mlp-bpr (the same + BPR on the training interactions with the student's user vectors frozen), ridge (closed-form linear regression, λ chosen on held-out items)" }),
   itemEncoderHidden: int({ section: 'training', flag: '--item-encoder-hidden <n>', min: 1, default: 256, description: 'item encoder: width of the MLP hidden layer' }),
   itemEncoderEpochs: int({ section: 'training', flag: '--item-encoder-epochs <n>', min: 1, default: 60, description: 'item encoder: most passes over the training items (the best, by validation, is kept; then refit on every training item)' }),
   itemEncoderLr: num({ section: 'training', flag: '--item-encoder-lr <x>', above: 0, default: 1e-3, description: 'item encoder: Adam learning rate' }),
@@ -428,6 +431,7 @@ export const SETTINGS = define({
   itemEncoderBprWeight: num({ section: 'training', flag: '--item-encoder-bpr-weight <x>', min: 0, default: 0.5, description: 'item encoder mlp-bpr: weight of the BPR term' }),
   itemEncoderHoldout: num({ section: 'training', flag: '--item-encoder-holdout <x>', above: 0, below: 1, default: 0.1, description: "item encoder: share of the training items (items with train interactions) held out as its validation: their vectors from features alone, ranked on the valid split" }),
   itemEncoderEvalEvery: int({ section: 'training', flag: '--item-encoder-eval-every <n>', min: 1, default: 5, description: 'item encoder: validate every n epochs' }),
+  itemEncoderCriterion: choice({ section: 'training', flag: '--item-encoder-criterion <c>', choices: ITEM_ENCODER_CRITERIA, default: 'overall', description: "item encoder: what its output scale (and the neighbors design's K, τ, rescale) is chosen by on the held-out items: overall (Recall@20 over every valid interaction, the held-out items encoded: new items must not crowd out the rest) or new-items (Recall@20 of the valid interactions on held-out items alone, which rewards inflating their norms)" }),
   // ---- end item encoder ----
 
   // Evaluation

@@ -165,7 +165,7 @@ function sequenceSection(s: SequenceShape): NonNullable<Manifest['sequence']> {
 
 function itemEncoderSection(e: NonNullable<BundleInput['itemEncoder']>): NonNullable<Manifest['itemEncoder']> {
   const w = e.weights;
-  return { file: ITEM_ENCODER_FILE, modalities: w.modalities.map((m) => ({ name: m.name, dim: m.dim })), output: ITEM_ENCODER_OUTPUT, opset: ITEM_ENCODER_OPSET, design: e.design, layers: w.layers.map((l) => l.outDim), ...(e.validation ? { validation: e.validation } : {}) };
+  return { file: ITEM_ENCODER_FILE, modalities: w.modalities.map((m) => ({ name: m.name, dim: m.dim })), output: ITEM_ENCODER_OUTPUT, opset: ITEM_ENCODER_OPSET, design: e.design, layers: w.neighbors ? [] : w.layers.map((l) => l.outDim), ...(w.neighbors ? { neighbors: { items: w.neighbors.n, k: w.neighbors.k, tau: w.neighbors.tau, rescale: w.neighbors.rescale } } : {}), ...(w.outputNorm !== undefined ? { outputNorm: w.outputNorm } : {}), ...(e.validation ? { validation: e.validation } : {}) };
 }
 
 export function exportBundle(input: BundleInput, opts: ExportOptions): ExportResult {

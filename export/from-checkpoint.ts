@@ -18,6 +18,7 @@ import { assertFolder } from '../repository/versions.js';
 import { SasrecForward } from '../repository/sasrec-forward.js';
 import type { SequenceShape } from '../repository/sasrec-weights.js';
 import { itemEncoderCheckpointDir, loadItemEncoder, studentWeightsHash } from '../trainer/stages/item-encoder.js';
+import { itemEncoderDim } from '../repository/onnx-item-encoder-graph.js';
 
 /** What a SASRec checkpoint's model.json carries (issue 19's contract with the trainer). */
 interface SasrecMeta extends LoopMeta {
@@ -76,7 +77,7 @@ function itemEncoderFor(repo: string, name: string, studentDir: string, dim: num
     note?.(`${eDir} was fit to another student checkpoint: item_encoder.onnx is not exported (train again without --no-item-encoder)`);
     return {};
   }
-  if (weights.layers[weights.layers.length - 1].outDim !== dim) throw new ExportError(`${eDir}: outputs ${weights.layers[weights.layers.length - 1].outDim} values, the student's dim is ${dim}`);
+  if (itemEncoderDim(weights) !== dim) throw new ExportError(`${eDir}: outputs ${itemEncoderDim(weights)} values, the student's dim is ${dim}`);
   const v = meta.validation;
   return { itemEncoder: { weights, design: meta.design, validation: { heldOutCosine: v.cosine, heldOutRelMse: v.relMse, coldRecall20: v.recall, coldNdcg20: v.ndcg, studentRecall20: v.studentRecall, studentNdcg20: v.studentNdcg, users: v.users } } };
 }

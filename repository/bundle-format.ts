@@ -72,10 +72,14 @@ export interface ItemEncoderSection {
   /** the output's name; float32[B, manifest dim] */
   output: string;
   opset: number;
-  /** how it was trained (trainer/models/item-encoder.ts): mlp, mlp-bpr or ridge */
+  /** how it was trained (trainer/models/item-encoder.ts): mlp, mlp-bpr, ridge or neighbors */
   design: string;
-  /** widths of the dense layers' outputs (the last is the bundle's dim) */
+  /** widths of the dense layers' outputs (the last is the bundle's dim); empty for the neighbors design */
   layers: number[];
+  /** the neighbors design: training items in its table, K, τ, whether outputs are rescaled to the neighbours' norm */
+  neighbors?: { items: number; k: number; tau: number; rescale: boolean };
+  /** outputs rescaled to this norm (a regression design's calibration) */
+  outputNorm?: number;
   /** its validation figures at training time (held-out training items, cold-start ranking on the valid split) */
   validation?: Record<string, number>;
 }

@@ -10,11 +10,12 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { runCli } from '../test-support/cli.js';
 import { Rng } from '../core/rng.js';
-import { buildItemEncoderModel, encodeReference, ITEM_ENCODER_OUTPUT, type ItemEncoderWeights } from '../repository/onnx-item-encoder-graph.js';
+import { buildItemEncoderModel, checkItemEncoderWeights, encodeReference, ITEM_ENCODER_OUTPUT, neighborKeys, type ItemEncoderWeights } from '../repository/onnx-item-encoder-graph.js';
 import { loadServingModel } from '../server/serving/serving-model.js';
-import { loadItemEncoder } from '../trainer/stages/item-encoder.js';
+import { encoderArrays, loadItemEncoder, type ItemEncoderMeta } from '../trainer/stages/item-encoder.js';
+import { saveCheckpoint } from '../trainer/checkpoint.js';
 import { loadDataset } from '../data/dataset.js';
-import { fitItemEncoder, OUTPUT_SCALES, rankNewItems, splitTrainingItems } from '../trainer/models/item-encoder.js';
+import { ColdEvaluator, fitItemEncoder, NEIGHBOR_KS, NEIGHBOR_TAUS, OUTPUT_SCALES, rankNewItems, splitTrainingItems, validateEncoded } from '../trainer/models/item-encoder.js';
 import { initEngine } from '../trainer/engine/backend.js';
 import { studentTables } from '../trainer/stages/item-encoder.js';
 
@@ -48,6 +49,72 @@ test('item_encoder.onnx on onnxruntime-node equals the plain forward (MLP and li
     for (let i = 0; i < want.length; i++) assert.ok(Math.abs(g[i] - want[i]) < 1e-4 * (1 + Math.abs(want[i])), `value ${i}: ${g[i]} vs ${want[i]}`);
     await session.release();
   }
+});
+
+/** onnxruntime's output for `feats` ([n, d_m] per modality). */
+async function runOnnx(w: ItemEncoderWeights, feats: Float32Array[], n: number): Promise<{ dims: readonly number[]; data: Float32Array }> {
+  const session = await ort.InferenceSession.create(buildItemEncoderModel(w));
+  try {
+    const feeds = Object.fromEntries(w.modalities.map((m, k) => [m.name, new ort.Tensor('float32', feats[k], [n, m.dim])]));
+    const got = (await session.run(feeds))[ITEM_ENCODER_OUTPUT];
+    return { dims: got.dims, data: got.data as Float32Array };
+  } finally {
+    await session.release();
+  }
+}
+
+/** A neighbors encoder over `n` random training items (their keys normalised as the design does). */
+function randomNeighbors(seed: number, dims: number[], n: number, d: number, k: number, tau: number, rescale: boolean): ItemEncoderWeights {
+  const rng = new Rng(seed);
+  const base = randomWeights(seed, dims, [], d);
+  const train = dims.map((dm) => Float32Array.from({ length: n * dm }, () => rng.normal() * 2 + 1));
+  const keys = Float32Array.from(neighborKeys(base, train, n));
+  const values = Float32Array.from({ length: n * d }, () => rng.normal() * (0.5 + rng.next()));
+  return { ...base, layers: [], neighbors: { keys, values, n, keyDim: dims.reduce((a, b) => a + b, 0), outDim: d, k, tau, rescale } };
+}
+
+test('item_encoder.onnx of the neighbors design (MatMul → TopK → Softmax → Gather → sum) equals its plain forward within 1e-5', async () => {
+  for (const [dims, k, tau, rescale] of [[[12, 7], 5, 0.05, false], [[12, 7], 5, 0.05, true], [[9], 1, 1, false], [[6, 4, 3], 20, 0.3, true]] as [number[], number, number, boolean][]) {
+    const w = randomNeighbors(dims.length * 11 + k, dims, 40, 6, k, tau, rescale);
+    checkItemEncoderWeights(w, 6);
+    const n = 7;
+    const rng = new Rng(k + 5);
+    const feats = dims.map((dm) => Float32Array.from({ length: n * dm }, () => rng.normal() * 2 + 1));
+    const want = encodeReference(w, feats, n);
+    const got = await runOnnx(w, feats, n);
+    assert.deepEqual(got.dims, [n, 6]);
+    for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got.data[i] - want[i]) < 1e-5, `k ${k} τ ${tau} rescale ${rescale}, value ${i}: ${got.data[i]} vs ${want[i]}`);
+  }
+});
+
+test('the neighbors forward: an item with a training item\'s features and k = 1 gets its vector; rescale keeps the neighbours\' norm', () => {
+  const w = randomNeighbors(3, [8, 5], 30, 4, 1, 0.1, false);
+  const nb = w.neighbors!;
+  // rebuild the training rows' raw features from a fresh draw of the same seed (randomNeighbors draws them first)
+  const rng = new Rng(3);
+  const train = [8, 5].map((dm) => Float32Array.from({ length: 30 * dm }, () => rng.normal() * 2 + 1));
+  const row = 17;
+  const one = train.map((f, k) => f.slice(row * [8, 5][k], (row + 1) * [8, 5][k]));
+  assert.deepEqual(Array.from(encodeReference(w, one, 1)), Array.from(nb.values.subarray(row * 4, (row + 1) * 4)));
+  // k = 5, uniform weights (large τ): the mean of five vectors is shorter than they are, unless rescaled
+  const wide = { ...w, neighbors: { ...nb, k: 5, tau: 1e6 } };
+  const norm = (v: Float32Array) => Math.hypot(...v);
+  const plain = encodeReference(wide, one, 1);
+  const kept = encodeReference({ ...wide, neighbors: { ...wide.neighbors, rescale: true } }, one, 1);
+  assert.ok(Math.abs(norm(kept) - norm(plain)) > 1e-3);
+  const cos = Array.from(plain).reduce((s, x, j) => s + x * kept[j], 0) / (norm(plain) * norm(kept));
+  assert.ok(cos > 1 - 1e-9, 'rescaling keeps the direction');
+});
+
+test('outputNorm: each output of a dense encoder rescaled to that norm, in ONNX as in the reference', async () => {
+  const w = { ...randomWeights(21, [10, 4], [8], 5), outputNorm: 2.5 };
+  const n = 6;
+  const rng = new Rng(8);
+  const feats = [10, 4].map((dm) => Float32Array.from({ length: n * dm }, () => rng.normal()));
+  const want = encodeReference(w, feats, n);
+  for (let r = 0; r < n; r++) assert.ok(Math.abs(Math.hypot(...want.subarray(r * 5, (r + 1) * 5)) - 2.5) < 1e-5);
+  const got = await runOnnx(w, feats, n);
+  for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got.data[i] - want[i]) < 1e-5, `value ${i}: ${got.data[i]} vs ${want[i]}`);
 });
 
 test('rankNewItems counts only interactions on new items, over the whole catalog, train items masked', () => {
@@ -144,13 +211,43 @@ test('every design learns the map on generated data whose features carry the ite
   const t = { modalities: ds.modalities, nItems: ds.nItems, nUsers: ds.nUsers, dim: s.dim, items: s.items, users: s.users, trainByUser: ds.trainByUser, valByUser: ds.valByUser, itemPopularity: ds.itemPopularity };
   const { held } = splitTrainingItems(ds.itemPopularity, 0.2, 2024);
   assert.ok(held.length >= 40);
-  for (const design of ['ridge', 'mlp', 'mlp-bpr'] as const) {
+  // the fast evaluator ranks as rankNewItems does
+  const ev = new ColdEvaluator(t, held);
+  const rng = new Rng(4);
+  const enc = Float32Array.from({ length: held.length * s.dim }, () => rng.normal() * 0.3);
+  const fast = ev.evaluate(enc);
+  const slow = validateEncoded(t, held, enc);
+  assert.ok(Math.abs(fast.recall - slow.recall) < 1e-9 && Math.abs(fast.ndcg - slow.ndcg) < 1e-9, `${JSON.stringify(fast)} vs ${slow.recall} ${slow.ndcg}`);
+  for (const design of ['ridge', 'mlp', 'mlp-bpr', 'neighbors'] as const) {
     const f = fitItemEncoder(t, { design, hidden: 32, epochs: 20, lr: 3e-3, batch: 64, bprWeight: 0.5, holdout: 0.2, evalEvery: 5, seed: 2024 });
     // a mapping that learned nothing has cosine ≈ 0; the output scale is the one that keeps the
     // whole valid ranking best, so placing the held-out items must not wreck it
     assert.ok(f.validation.cosine > 0.2, `${design}: cosine ${f.validation.cosine}`);
-    assert.ok(OUTPUT_SCALES.includes(f.outputScale!), `${design}: scale ${f.outputScale}`);
     assert.ok(f.validation.overallRecall! >= 0.8 * f.validation.studentOverallRecall!, `${design}: overall ${f.validation.overallRecall} vs the student's ${f.validation.studentOverallRecall}`);
-    assert.equal(f.weights.layers.at(-1)!.outDim, 16);
+    checkItemEncoderWeights(f.weights, 16);
+    if (design !== 'neighbors') {
+      assert.ok(OUTPUT_SCALES.includes(f.outputScale!), `${design}: scale ${f.outputScale}`);
+      assert.equal(f.weights.layers.at(-1)!.outDim, 16);
+      continue;
+    }
+    // the grid on the held-out items, the chosen settings the best of it; the table holds every training item
+    assert.equal(f.grid!.length, NEIGHBOR_KS.filter((k) => k <= 200).length * NEIGHBOR_TAUS.length * 2);
+    const bestOverall = Math.max(...f.grid!.map((g) => g.overallRecall));
+    const chosen = f.grid!.find((g) => g.k === f.neighbors!.k && g.tau === f.neighbors!.tau && g.rescale === f.neighbors!.rescale)!;
+    assert.equal(chosen.overallRecall, bestOverall);
+    const nTrained = Array.from(ds.itemPopularity).filter((p) => p > 0).length;
+    assert.equal(f.weights.neighbors!.n, nTrained);
+    // checkpoint round trip, then ONNX on every item equals the reference
+    const dir = join(root, 'enc-neighbors');
+    saveCheckpoint(dir, { kind: 'item-encoder', modalities: f.weights.modalities, layers: [], neighbors: { ...f.weights.neighbors!, keys: undefined, values: undefined } } as unknown as ItemEncoderMeta, encoderArrays(f.weights));
+    const back = loadItemEncoder(dir).weights;
+    assert.deepEqual(back.neighbors!.values, f.weights.neighbors!.values);
+    const want = encodeReference(back, ds.modalities.map((m) => m.data), ds.nItems);
+    const got = await runOnnx(back, ds.modalities.map((m) => m.data), ds.nItems);
+    for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got.data[i] - want[i]) < 1e-5, `value ${i}: ${got.data[i]} vs ${want[i]}`);
   }
+  // --item-encoder-criterion new-items: the grid's best new-item recall is kept instead
+  const fNew = fitItemEncoder(t, { design: 'neighbors', hidden: 32, epochs: 20, lr: 3e-3, batch: 64, bprWeight: 0.5, holdout: 0.2, evalEvery: 5, seed: 2024, criterion: 'new-items' });
+  const picked = fNew.grid!.find((g) => g.k === fNew.neighbors!.k && g.tau === fNew.neighbors!.tau && g.rescale === fNew.neighbors!.rescale)!;
+  assert.equal(picked.recall, Math.max(...fNew.grid!.map((g) => g.recall)));
 });

@@ -10,7 +10,16 @@
  *    ‖f − e‖² / mean‖e‖² + (1 − cos(f, e));
  *  - `mlp-bpr`: `mlp` + w · BPR on the training interactions with the student's user vectors
  *    frozen: −log σ(u·f(x_i) − u·f(x_j)), i the user's train item, j a training item outside its
- *    train set, both encoded.
+ *    train set, both encoded;
+ *  - `neighbors`: no regression: the new item is the softmax(sim / τ)-weighted mean of the student
+ *    vectors of its K most similar training items (sim: mean of the per-modality cosines of the
+ *    z-scored features), optionally rescaled to their weighted mean norm; K, τ and the rescale are
+ *    chosen on held-out items (NEIGHBOR_KS × NEIGHBOR_TAUS × rescale, averaged over NEIGHBOR_FOLDS
+ *    disjoint held-out shares, each placed from the items outside it), then the table holds every
+ *    training item.
+ * A regression's output is shrunk toward the mean (the conditional mean of an uncertain target), so
+ * its scale is calibrated on the held-out items: a global factor (OUTPUT_SCALES) or each output
+ * rescaled to that factor times the training items' mean norm, whichever serves the valid ranking best.
  * The targets are the items with train interactions (an item without any has an untrained vector);
  * a seeded share of them is held out as validation: its vectors are encoded from features alone,
  * compared with the student's, and ranked on the valid split in place of the student's (the
@@ -22,8 +31,8 @@ import type { Csr } from '../../core/csr.js';
 import { csrHas } from '../../core/csr.js';
 import { Rng } from '../../core/rng.js';
 import { topK } from '../../core/topk.js';
-import type { ItemEncoderDesign } from '../../core/defaults.js';
-import { encodeReference, type DenseLayer, type ItemEncoderWeights } from '../../repository/onnx-item-encoder-graph.js';
+import type { ItemEncoderCriterion, ItemEncoderDesign } from '../../core/defaults.js';
+import { encodeReference, neighborKeys, weightedMean, type DenseLayer, type ItemEncoderWeights, type NeighborTable } from '../../repository/onnx-item-encoder-graph.js';
 
 export interface ItemEncoderConfig {
   design: ItemEncoderDesign;
@@ -34,6 +43,8 @@ export interface ItemEncoderConfig {
   bprWeight: number;
   holdout: number;
   evalEvery: number;
+  /** what the output scale and the neighbors settings are chosen by (default overall) */
+  criterion?: ItemEncoderCriterion;
   seed: number;
 }
 
@@ -298,8 +309,13 @@ export interface FitReport {
   /** the MLP's epochs (best by validation), or the ridge's λ */
   bestEpoch?: number;
   lambda?: number;
-  /** the output scale chosen on the held-out items' ranking (OUTPUT_SCALES), folded into the last layer */
+  /** the output scale chosen on the held-out items' ranking (OUTPUT_SCALES), folded into the last layer (or, with outputNorm, the factor on the mean item norm) */
   outputScale?: number;
+  /** when the calibration chose to rescale each output to outputScale × the training items' mean norm: that norm */
+  outputNorm?: number;
+  /** the neighbors design: every (K, τ, rescale) tried on the held-out items, and the chosen one */
+  grid?: { k: number; tau: number; rescale: boolean; recall: number; ndcg: number; overallRecall: number; folds: number }[];
+  neighbors?: { k: number; tau: number; rescale: boolean };
   curve: { epoch: number; recall: number; cosine: number; loss: number }[];
   seconds: number;
 }
@@ -449,19 +465,256 @@ function heldCosine(t: EncoderTargets, held: Int32Array, enc: Float32Array): num
 export const OUTPUT_SCALES = [0.75, 1, 1.5, 2, 3, 4];
 
 /**
- * The output scale with the best Recall@20 over *every* valid interaction with the held-out items
+ * The calibration with the best Recall@20 over *every* valid interaction with the held-out items
  * encoded (old items' too): new-item recall alone would reward any inflation (at scale 6 on
  * scientific it halved the overall figure while doubling the new items'), so the scale that serves
- * the whole catalog best is kept.
+ * the whole catalog best is kept. Candidates: the output times alpha (OUTPUT_SCALES), or each output
+ * rescaled to alpha × the fit rows' mean student norm (`norm`).
  */
-function calibrate(t: EncoderTargets, held: Int32Array, enc: Float32Array, ceiling: { recall: number; ndcg: number }): { alpha: number; v: EncoderValidation } {
-  let best: { alpha: number; v: EncoderValidation } | null = null;
+function calibrate(t: EncoderTargets, held: Int32Array, fit: Int32Array, enc: Float32Array, ceiling: { recall: number; ndcg: number }, ev: ColdEvaluator, criterion: ItemEncoderCriterion = 'overall'): { alpha: number; norm?: number; v: EncoderValidation } {
+  const d = t.dim;
+  let meanNorm = 0;
+  for (const r of fit) meanNorm += Math.sqrt(dot(t.items, r * d, t.items, r * d, d)) / fit.length;
+  let best: { alpha: number; norm?: number; score: number } | null = null;
   for (const alpha of OUTPUT_SCALES) {
-    const e = Float32Array.from(enc, (x) => x * alpha);
-    const v = withOverall(t, held, e, validateEncoded(t, held, e, ceiling));
-    if (!best || v.overallRecall! > best.v.overallRecall!) best = { alpha, v };
+    for (const norm of [undefined, meanNorm * alpha]) {
+      const e = norm === undefined ? Float32Array.from(enc, (x) => x * alpha) : toNorm(enc, d, norm);
+      const r = ev.evaluate(e);
+      const score = criterion === 'overall' ? r.overallRecall : r.recall;
+      if (!best || score > best.score) best = { alpha, norm, score };
+    }
   }
-  return best!;
+  const b = best!;
+  const e = b.norm === undefined ? Float32Array.from(enc, (x) => x * b.alpha) : toNorm(enc, d, b.norm);
+  return { alpha: b.alpha, norm: b.norm, v: withOverall(t, held, e, validateEncoded(t, held, e, ceiling)) };
+}
+
+function dot(a: Float32Array, ao: number, b: Float32Array, bo: number, n: number): number {
+  let s = 0;
+  for (let j = 0; j < n; j++) s += a[ao + j] * b[bo + j];
+  return s;
+}
+
+/** Each row of x ([n, d]) rescaled to norm `target` (as the graph's outputNorm does). */
+function toNorm(x: Float32Array, d: number, target: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < x.length / d; r++) {
+    const f = target / Math.sqrt(dot(x, r * d, x, r * d, d) + 1e-12);
+    for (let j = 0; j < d; j++) out[r * d + j] = x[r * d + j] * f;
+  }
+  return out;
+}
+
+/**
+ * Many candidate placements of the same held-out rows, ranked fast: every valid user's top 20 among
+ * the items that stay (train items masked, held-out rows set aside) is computed once; a candidate
+ * only scores the held-out rows and merges them in (ties: the lower item first, as topK). Gives the
+ * new-item Recall@20 / NDCG@20 (users with a valid interaction on a held-out row) and the Recall@20
+ * over every valid interaction, as validateEncoded / withOverall would.
+ */
+export class ColdEvaluator {
+  private readonly users: Int32Array;
+  private readonly oldScore: Float32Array;
+  private readonly oldItem: Int32Array;
+  private readonly oldCount: Int32Array;
+  private readonly isHeld: Int32Array;
+  constructor(
+    private readonly t: EncoderTargets,
+    private readonly held: Int32Array,
+    private readonly k = 20,
+  ) {
+    const { nItems, dim: d, valByUser: val, trainByUser: train } = t;
+    this.isHeld = new Int32Array(nItems).fill(-1);
+    held.forEach((r, h) => (this.isHeld[r] = h));
+    const us: number[] = [];
+    for (let u = 0; u < t.nUsers; u++) if (val.indptr[u + 1] > val.indptr[u]) us.push(u);
+    this.users = Int32Array.from(us);
+    this.oldScore = new Float32Array(us.length * k);
+    this.oldItem = new Int32Array(us.length * k);
+    this.oldCount = new Int32Array(us.length);
+    const scores = new Float32Array(nItems);
+    const top = new Int32Array(k);
+    us.forEach((u, n) => {
+      for (let i = 0; i < nItems; i++) scores[i] = this.isHeld[i] >= 0 ? -Infinity : dot(t.users, u * d, t.items, i * d, d);
+      for (let p = train.indptr[u]; p < train.indptr[u + 1]; p++) scores[train.indices[p]] = -Infinity;
+      const got = topK(scores, 0, nItems, k, top);
+      this.oldCount[n] = got;
+      for (let r = 0; r < got; r++) {
+        this.oldItem[n * k + r] = top[r];
+        this.oldScore[n * k + r] = scores[top[r]];
+      }
+    });
+  }
+
+  /** enc: [held.length, dim], the held-out rows' candidate vectors. */
+  evaluate(enc: Float32Array): { recall: number; ndcg: number; overallRecall: number } {
+    const { t, held, k } = this;
+    const d = t.dim;
+    const val = t.valByUser;
+    const train = t.trainByUser;
+    const hs = new Float32Array(held.length);
+    const masked = new Uint8Array(held.length);
+    const order = new Int32Array(held.length);
+    let rec = 0;
+    let nd = 0;
+    let nNew = 0;
+    let overall = 0;
+    this.users.forEach((u, n) => {
+      for (let h = 0; h < held.length; h++) hs[h] = dot(t.users, u * d, enc, h * d, d);
+      for (let p = train.indptr[u]; p < train.indptr[u + 1]; p++) {
+        const h = this.isHeld[train.indices[p]];
+        if (h >= 0) (masked[h] = 1), (hs[h] = -Infinity);
+      }
+      // the held rows' top k (by score, then item), merged with the old top k
+      const got = topK(hs, 0, held.length, k, order);
+      let a = 0;
+      let b = 0;
+      const o = n * k;
+      const merged: number[] = [];
+      while (merged.length < k && (a < this.oldCount[n] || b < got)) {
+        const takeOld =
+          b >= got || (a < this.oldCount[n] && (this.oldScore[o + a] > hs[order[b]] || (this.oldScore[o + a] === hs[order[b]] && this.oldItem[o + a] < held[order[b]])));
+        merged.push(takeOld ? this.oldItem[o + a++] : held[order[b++]]);
+      }
+      for (let p = train.indptr[u]; p < train.indptr[u + 1]; p++) {
+        const h = this.isHeld[train.indices[p]];
+        if (h >= 0) masked[h] = 0;
+      }
+      const want = new Set<number>();
+      let wantNew = 0;
+      for (let p = val.indptr[u]; p < val.indptr[u + 1]; p++) {
+        want.add(val.indices[p]);
+        if (this.isHeld[val.indices[p]] >= 0) wantNew++;
+      }
+      let hits = 0;
+      let newHits = 0;
+      let dcg = 0;
+      merged.forEach((it, r) => {
+        if (!want.has(it)) return;
+        hits++;
+        if (this.isHeld[it] >= 0) {
+          newHits++;
+          dcg += 1 / Math.log2(r + 2);
+        }
+      });
+      overall += hits / (val.indptr[u + 1] - val.indptr[u]);
+      if (wantNew > 0) {
+        let idcg = 0;
+        for (let r = 0; r < Math.min(k, wantNew); r++) idcg += 1 / Math.log2(r + 2);
+        rec += newHits / wantNew;
+        nd += dcg / idcg;
+        nNew++;
+      }
+    });
+    return { recall: nNew ? rec / nNew : 0, ndcg: nNew ? nd / nNew : 0, overallRecall: this.users.length ? overall / this.users.length : 0 };
+  }
+}
+
+/** K (neighbours) tried by the neighbors design on the held-out items. */
+export const NEIGHBOR_KS = [1, 3, 5, 10, 20, 50];
+/** τ (softmax temperature over the cosines) tried by the neighbors design. */
+export const NEIGHBOR_TAUS = [0.01, 0.03, 0.1, 0.3, 1];
+
+/** Validation folds of the neighbors design: the held-out split and up to NEIGHBOR_FOLDS − 1 more disjoint ones of its size (cheap: nothing is trained). */
+export const NEIGHBOR_FOLDS = 5;
+
+/** Each query row's `kMax` most similar candidate rows (ties: the lower candidate first) and their float64 similarities. */
+function neighborLists(keys: Float64Array, D: number, queries: Int32Array, cands: Int32Array, kMax: number): { idx: Int32Array; sim: Float64Array } {
+  const idx = new Int32Array(queries.length * kMax);
+  const sim = new Float64Array(queries.length * kMax);
+  const sims = new Float32Array(cands.length);
+  const top = new Int32Array(kMax);
+  const dot64 = (qo: number, ko: number) => {
+    let s = 0;
+    for (let c = 0; c < D; c++) s += keys[qo + c] * keys[ko + c];
+    return s;
+  };
+  for (let h = 0; h < queries.length; h++) {
+    const qo = queries[h] * D;
+    for (let j = 0; j < cands.length; j++) sims[j] = dot64(qo, cands[j] * D);
+    topK(sims, 0, cands.length, kMax, top);
+    for (let a = 0; a < kMax; a++) {
+      idx[h * kMax + a] = cands[top[a]];
+      sim[h * kMax + a] = dot64(qo, cands[top[a]] * D);
+    }
+  }
+  return { idx, sim };
+}
+
+/**
+ * The neighbors design: for every (K, τ, rescale) of the grid, the held-out rows of each fold are
+ * placed from their K most similar rows outside the fold (an item never finds itself) and ranked;
+ * the settings with the best overall valid Recall@20 (`criterion` new-items: the new-item recall),
+ * averaged over the folds, are kept (ties: the other figure). Fold 0 is the split every design is validated on (its figures are the
+ * design's validation); the others are further disjoint shares of the fit rows, of the same size.
+ * Then the table holds every training item (fit + held) with those settings.
+ */
+function fitNeighbors(t: EncoderTargets, base: Pick<ItemEncoderWeights, 'modalities' | 'mean' | 'invStd'>, fit: Int32Array, held: Int32Array, all: Int32Array, ceiling: { recall: number; ndcg: number }, ev: ColdEvaluator, seed: number, criterion: ItemEncoderCriterion = 'overall') {
+  const d = t.dim;
+  const keys = neighborKeys(base, t.modalities.map((m) => m.data), t.nItems);
+  const D = t.modalities.reduce((s, m) => s + m.dim, 0);
+  const norms = new Float64Array(t.nItems);
+  for (let i = 0; i < t.nItems; i++) norms[i] = Math.sqrt(dot(t.items, i * d, t.items, i * d, d));
+  const shuffled = Int32Array.from(fit);
+  new Rng(seed + 7919).shuffle(shuffled);
+  const folds: { held: Int32Array; ev: ColdEvaluator; lists: { idx: Int32Array; sim: Float64Array }; kMax: number }[] = [];
+  for (let f = 0; f < NEIGHBOR_FOLDS; f++) {
+    const h = f === 0 ? held : shuffled.slice((f - 1) * held.length, f * held.length).sort();
+    if (h.length < held.length) break;
+    const inFold = new Uint8Array(t.nItems);
+    for (const r of h) inFold[r] = 1;
+    const cands = all.filter((r) => !inFold[r]);
+    const kMax = Math.min(Math.max(...NEIGHBOR_KS), cands.length);
+    folds.push({ held: h, ev: f === 0 ? ev : new ColdEvaluator(t, h), lists: neighborLists(keys, D, h, cands, kMax), kMax });
+  }
+  const y = new Float64Array(d);
+  const place = (fold: (typeof folds)[number], k: number, tau: number, rescale: boolean): Float32Array => {
+    const { held: h, lists, kMax } = fold;
+    const enc = new Float32Array(h.length * d);
+    const idx = Int32Array.from({ length: k }, (_, a) => a);
+    for (let q = 0; q < h.length; q++) {
+      const rows = lists.idx.subarray(q * kMax, q * kMax + k);
+      weightedMean({ values: gatherRowsJs(t.items, d, rows), outDim: d, k, tau, rescale }, lists.sim.subarray(q * kMax, q * kMax + k), idx, Float64Array.from(rows, (r) => norms[r]), y);
+      for (let c = 0; c < d; c++) enc[q * d + c] = y[c];
+    }
+    return enc;
+  };
+  const grid: NonNullable<FitReport['grid']> = [];
+  let best: (typeof grid)[number] | null = null;
+  const kMax = Math.min(...folds.map((f) => f.kMax));
+  for (const k of NEIGHBOR_KS) {
+    if (k > kMax) continue;
+    for (const tau of NEIGHBOR_TAUS) {
+      for (const rescale of [false, true]) {
+        const rs = folds.map((f) => f.ev.evaluate(place(f, k, tau, rescale)));
+        const mean = (key: 'recall' | 'ndcg' | 'overallRecall') => rs.reduce((x, r) => x + r[key], 0) / rs.length;
+        const g = { k, tau, rescale, recall: mean('recall'), ndcg: mean('ndcg'), overallRecall: mean('overallRecall'), folds: rs.length };
+        grid.push(g);
+        const [p, q] = criterion === 'overall' ? (['overallRecall', 'recall'] as const) : (['recall', 'overallRecall'] as const);
+        if (!best || g[p] > best[p] || (g[p] === best[p] && g[q] > best[q])) best = g;
+      }
+    }
+  }
+  const b = best!;
+  const enc = place(folds[0], b.k, b.tau, b.rescale);
+  const v = withOverall(t, held, enc, validateEncoded(t, held, enc, ceiling));
+  const neighbors: NeighborTable = {
+    keys: Float32Array.from(gatherRows64(keys, D, all)),
+    values: gatherRowsJs(t.items, d, all),
+    n: all.length,
+    keyDim: D,
+    outDim: d,
+    k: Math.min(b.k, all.length),
+    tau: b.tau,
+    rescale: b.rescale,
+  };
+  return { weights: { ...base, layers: [], neighbors }, validation: v, grid, chosen: { k: b.k, tau: b.tau, rescale: b.rescale } };
+}
+
+function gatherRows64(src: Float64Array, width: number, rows: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(rows.length * width);
+  for (let i = 0; i < rows.length; i++) out.set(src.subarray(rows[i] * width, (rows[i] + 1) * width), i * width);
+  return out;
 }
 
 /** The layers with the last one's output multiplied by alpha. */
@@ -493,6 +746,13 @@ export function fitItemEncoder(t: EncoderTargets, cfg: ItemEncoderConfig): FitRe
   const c = rankNewItems(t.users, t.items, t.dim, t.nItems, t.valByUser, [t.trainByUser], isNew, 20);
   const ceiling = { recall: c.recall, ndcg: c.ndcg };
   const base = { modalities: t.modalities.map((m) => ({ name: m.name, dim: m.dim })), mean: norm.map((n) => n.mean), invStd: norm.map((n) => n.invStd) };
+  const ev = new ColdEvaluator(t, held);
+  if (cfg.design === 'neighbors') {
+    const nb = fitNeighbors(t, base, fit, held, all, ceiling, ev, cfg.seed, cfg.criterion);
+    return { design: cfg.design, weights: nb.weights, validation: nb.validation, grid: nb.grid, neighbors: nb.chosen, curve: [], seconds: (performance.now() - t0) / 1000 };
+  }
+  const withScale = (layers: DenseLayer[], cal: { alpha: number; norm?: number }): Pick<ItemEncoderWeights, 'layers' | 'outputNorm'> =>
+    cal.norm === undefined ? { layers: scaled(layers, cal.alpha) } : { layers, outputNorm: cal.norm };
   if (cfg.design === 'ridge') {
     let best: { lambda: number; cos: number; layer: DenseLayer } | null = null;
     const curve: FitReport['curve'] = [];
@@ -502,12 +762,12 @@ export function fitItemEncoder(t: EncoderTargets, cfg: ItemEncoderConfig): FitRe
       curve.push({ epoch: lambda, recall: NaN, cosine: cos, loss: NaN });
       if (!best || cos > best.cos) best = { lambda, cos, layer };
     }
-    const cal = calibrate(t, held, encodeRows(x, width, [best!.layer], held), ceiling);
+    const cal = calibrate(t, held, fit, encodeRows(x, width, [best!.layer], held), ceiling, ev, cfg.criterion);
     const layer = fitRidge(x, width, t.items, t.dim, all, best!.lambda);
-    return { design: cfg.design, weights: { ...base, layers: scaled([layer], cal.alpha) }, validation: cal.v, lambda: best!.lambda, outputScale: cal.alpha, curve, seconds: (performance.now() - t0) / 1000 };
+    return { design: cfg.design, weights: { ...base, ...withScale([layer], cal) }, validation: cal.v, lambda: best!.lambda, outputScale: cal.alpha, ...(cal.norm !== undefined ? { outputNorm: cal.norm } : {}), curve, seconds: (performance.now() - t0) / 1000 };
   }
   const v = trainMlp(t, x, width, cfg, fit, held, cfg.epochs, ceiling);
-  const cal = calibrate(t, held, encodeRows(x, width, v.layers, held), ceiling);
+  const cal = calibrate(t, held, fit, encodeRows(x, width, v.layers, held), ceiling, ev, cfg.criterion);
   const refit = trainMlp(t, x, width, cfg, all, null, v.epoch);
-  return { design: cfg.design, weights: { ...base, layers: scaled(refit.layers, cal.alpha) }, validation: cal.v, bestEpoch: v.epoch, outputScale: cal.alpha, curve: v.curve, seconds: (performance.now() - t0) / 1000 };
+  return { design: cfg.design, weights: { ...base, ...withScale(refit.layers, cal) }, validation: cal.v, bestEpoch: v.epoch, outputScale: cal.alpha, ...(cal.norm !== undefined ? { outputNorm: cal.norm } : {}), curve: v.curve, seconds: (performance.now() - t0) / 1000 };
 }

@@ -27,6 +27,7 @@ export const ITEM_ENCODER_FIELDS = {
   bprWeight: 'itemEncoderBprWeight',
   holdout: 'itemEncoderHoldout',
   evalEvery: 'itemEncoderEvalEvery',
+  criterion: 'itemEncoderCriterion',
   seed: 'seed',
 } as const;
 
@@ -39,8 +40,14 @@ export interface ItemEncoderMeta {
   /** sha256 of the student checkpoint's weights.bin the encoder was fit to */
   studentWeights: string;
   modalities: { name: string; dim: number }[];
-  /** output widths of the dense layers */
+  /** output widths of the dense layers (none for the neighbors design) */
   layers: number[];
+  /** each output rescaled to this norm (a calibration choice, trainer/models/item-encoder.ts) */
+  outputNorm?: number;
+  /** the neighbors design's table and settings (its arrays: enc/nb/keys, enc/nb/values) */
+  neighbors?: { n: number; keyDim: number; outDim: number; k: number; tau: number; rescale: boolean };
+  /** the neighbors design's validation grid */
+  grid?: FitReport['grid'];
   config: ItemEncoderConfig;
   validation: EncoderValidation;
   bestEpoch?: number;
@@ -57,6 +64,8 @@ export interface ItemEncoderReport {
   bestEpoch?: number;
   lambda?: number;
   outputScale?: number;
+  outputNorm?: number;
+  neighbors?: ItemEncoderMeta['neighbors'];
   seconds: number;
 }
 
@@ -106,6 +115,9 @@ export function trainItemEncoder(data: Dataset, config: ItemEncoderConfig, opts:
     studentWeights: studentWeightsHash(opts.studentDir),
     modalities: w.modalities,
     layers: w.layers.map((l) => l.outDim),
+    ...(w.outputNorm !== undefined ? { outputNorm: w.outputNorm } : {}),
+    ...(w.neighbors ? { neighbors: { n: w.neighbors.n, keyDim: w.neighbors.keyDim, outDim: w.neighbors.outDim, k: w.neighbors.k, tau: w.neighbors.tau, rescale: w.neighbors.rescale } } : {}),
+    ...(fit.grid ? { grid: fit.grid } : {}),
     config,
     validation: fit.validation,
     bestEpoch: fit.bestEpoch,
@@ -115,13 +127,20 @@ export function trainItemEncoder(data: Dataset, config: ItemEncoderConfig, opts:
     seconds: fit.seconds,
   };
   saveCheckpoint(opts.checkpointDir, meta, encoderArrays(w));
-  log.info({ design: fit.design, validation: fit.validation, bestEpoch: fit.bestEpoch, lambda: fit.lambda, seconds: +fit.seconds.toFixed(1) }, 'item encoder trained');
-  return { checkpoint: opts.checkpointDir, design: fit.design, validation: fit.validation, bestEpoch: fit.bestEpoch, lambda: fit.lambda, outputScale: fit.outputScale, seconds: fit.seconds };
+  log.info({ design: fit.design, validation: fit.validation, bestEpoch: fit.bestEpoch, lambda: fit.lambda, neighbors: meta.neighbors, seconds: +fit.seconds.toFixed(1) }, 'item encoder trained');
+  return { checkpoint: opts.checkpointDir, design: fit.design, validation: fit.validation, bestEpoch: fit.bestEpoch, lambda: fit.lambda, outputScale: fit.outputScale, ...(w.outputNorm !== undefined ? { outputNorm: w.outputNorm } : {}), ...(meta.neighbors ? { neighbors: meta.neighbors } : {}), seconds: fit.seconds };
 }
 
-/** The weights as checkpoint arrays: enc/<k>/mean, enc/<k>/inv_std per modality, enc/l<i>/w, enc/l<i>/b per layer. */
+/** The weights as checkpoint arrays: enc/<k>/mean, enc/<k>/inv_std per modality, enc/l<i>/w, enc/l<i>/b per layer, enc/nb/keys and enc/nb/values (neighbors). */
 export function encoderArrays(w: ItemEncoderWeights): NamedArray[] {
+  const nb = w.neighbors;
   return [
+    ...(nb
+      ? [
+          { name: 'enc/nb/keys', shape: [nb.n, nb.keyDim], data: nb.keys },
+          { name: 'enc/nb/values', shape: [nb.n, nb.outDim], data: nb.values },
+        ]
+      : []),
     ...w.modalities.flatMap((m, k) => [
       { name: `enc/${k}/mean`, shape: [m.dim], data: w.mean[k] },
       { name: `enc/${k}/inv_std`, shape: [m.dim], data: w.invStd[k] },
@@ -149,5 +168,7 @@ export function loadItemEncoder(dir: string): { meta: ItemEncoderMeta; weights: 
     const w = get(`enc/l${i}/w`);
     return { w: w.data, b: get(`enc/l${i}/b`).data, inDim: w.shape[0], outDim: w.shape[1] };
   });
-  return { meta, weights: { modalities: meta.modalities, mean, invStd, layers } };
+  const nb = meta.neighbors;
+  const neighbors = nb ? { ...nb, keys: get('enc/nb/keys').data, values: get('enc/nb/values').data } : undefined;
+  return { meta, weights: { modalities: meta.modalities, mean, invStd, layers, ...(meta.outputNorm !== undefined ? { outputNorm: meta.outputNorm } : {}), ...(neighbors ? { neighbors } : {}) } };
 }
