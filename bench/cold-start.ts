@@ -4,8 +4,8 @@
  * On each dataset: 20% of the items (seeded) are hidden from the whole training run (removed from
  * the catalog with all their interactions; the rest renumbered), the plain LightGCN student
  * (`--student-only`, capped epochs: the CPU is shared) and the item encoder are trained and
- * exported; the hidden items are embedded by the bundle's item_encoder.onnx through the server's
- * own runner (ServingModel.embedder, server/serving/item-encoder.ts), and the test interactions on
+ * exported; the hidden items are added through PUT /items on a server of that bundle (HTTP on
+ * loopback: placed by its item_encoder.onnx, logged, inserted), and the test interactions on
  * hidden items are scored: Recall@20 / NDCG@20 counting only those, all items ranked (old + new;
  * the user's train and validation items masked, as the test evaluation does). Against (a) random
  * (the expectation, k / candidates), (b) most popular (train counts: new items have none),
@@ -35,7 +35,8 @@ import { rankNewItems, normalization, type RankingFigures } from '../trainer/mod
 import { fitForStudent, ITEM_ENCODER_DEFAULTS, studentTables } from '../trainer/stages/item-encoder.js';
 import { studentCheckpointDir } from '../trainer/stages/student.js';
 import { encodeReference } from '../repository/onnx-item-encoder-graph.js';
-import { loadServingModel } from '../server/serving/serving-model.js';
+import pino from 'pino';
+import { createServer } from '../server/server.js';
 import { ITEM_ENCODER_DESIGNS, type ItemEncoderCriterion } from '../core/defaults.js';
 
 const { values: a } = parseArgs({
@@ -53,6 +54,8 @@ const { values: a } = parseArgs({
   },
 });
 const K = 20;
+/** The in-process server's token (it listens on loopback only for the bench's own PUTs). */
+const PUT_TOKEN = 'cold-start-bench';
 const epochs = a.epochs!;
 const share = Number(a.share);
 const seed = Number(a.seed);
@@ -212,8 +215,12 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
   const masks = [full.trainByUser, full.valByUser];
   const rank = (users: Float32Array, items: Float32Array, dim: number) => rankNewItems(users, items, dim, full.nItems, full.testByUser, masks, hidden, K);
 
-  // the served model: its user and item tables at the full dataset's rows, new items through the server's runner
-  const model = await loadServingModel(exported.dir, { providers: ['cpu'] });
+  // the served model: its user and item tables at the full dataset's rows; the new items added
+  // through PUT /items over HTTP (the route's checks, the encoder run by the server, the durable
+  // log, the ANN insert), their vectors then read back from the served version
+  const server = await createServer({ name: 'cold', repo, host: '127.0.0.1', port: 0, retrieval: 'ann', providers: ['cpu'], pollSeconds: 0, token: PUT_TOKEN, online: { roundEvery: 0, roundSeconds: 0 } }, pino({ level: 'warn' }));
+  const address = await server.app.listen({ host: '127.0.0.1', port: 0 });
+  const model = server.holder.model!;
   const d = model.dim;
   const users = new Float32Array(full.nUsers * d);
   users.set(model.userVectors.subarray(0, Math.min(model.nUsers, full.nUsers) * d));
@@ -224,12 +231,25 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
     else hiddenRows.push(i);
   }
   if (!model.embedder) throw new Error(`${exported.dir}: no item encoder in the bundle`);
-  const feats = hiddenRows.map((i) => Object.fromEntries(full.modalities.map((m) => [m.name, m.data.slice(i * m.dim, (i + 1) * m.dim)])));
+  const putMs: number[] = [];
   const te = performance.now();
-  const enc = await model.embedder.embed(feats);
+  for (const i of hiddenRows) {
+    const body = JSON.stringify({ features: Object.fromEntries(full.modalities.map((m) => [m.name, Array.from(m.data.subarray(i * m.dim, (i + 1) * m.dim))])) });
+    const t = performance.now();
+    const r = await fetch(`${address}/items/new-${i}`, { method: 'PUT', headers: { authorization: `Bearer ${PUT_TOKEN}`, 'content-type': 'application/json' }, body });
+    if (r.status !== 200) throw new Error(`PUT /items/new-${i}: ${r.status} ${await r.text()}`);
+    await r.arrayBuffer();
+    putMs.push(performance.now() - t);
+  }
   const embedMs = performance.now() - te;
-  hiddenRows.forEach((i, k) => items.set(enc[k], i * d));
-  await model.close();
+  const served = server.holder.model!;
+  for (const i of hiddenRows) {
+    const row = served.itemIndex.get(`new-${i}`)!;
+    items.set(served.itemVectors.subarray(row * d, (row + 1) * d), i * d);
+  }
+  await server.close();
+  putMs.sort((x, y) => x - y);
+  const putLatency = { n: putMs.length, p50: +putMs[Math.floor(putMs.length / 2)].toFixed(2), p99: +putMs[Math.min(putMs.length - 1, Math.floor(putMs.length * 0.99))].toFixed(2) };
   const encoder = rank(users, items, d);
   // all test interactions (old and new items) with the new items in the catalog: what the encoder costs the old ones
   const allNew = new Uint8Array(full.nItems).fill(1);
@@ -295,7 +315,7 @@ async function bench(ds: string): Promise<Record<string, unknown>> {
     items: full.nItems,
     hiddenItems: nHidden,
     budget: { studentOnly: true, epochs: Number(epochs), seed, encoderEpochs, criterion: a.criterion },
-    served: { design: trained.itemEncoder?.design, neighbors: trained.itemEncoder?.neighbors, outputScale: trained.itemEncoder?.outputScale, outputNorm: trained.itemEncoder?.outputNorm, itemEncoderOnnxBytes: statSync(join(exported.dir, 'item_encoder.onnx')).size, validation: trained.itemEncoder?.validation, studentVal: trained.student?.val, bestEpoch: trained.student?.bestEpoch, endedOn: trained.student?.endedOn, trainSeconds: +trainSeconds.toFixed(1), embedMsForAllNewItems: +embedMs.toFixed(1) },
+    served: { design: trained.itemEncoder?.design, neighbors: trained.itemEncoder?.neighbors, outputScale: trained.itemEncoder?.outputScale, outputNorm: trained.itemEncoder?.outputNorm, itemEncoderOnnxBytes: statSync(join(exported.dir, 'item_encoder.onnx')).size, validation: trained.itemEncoder?.validation, studentVal: trained.student?.val, bestEpoch: trained.student?.bestEpoch, endedOn: trained.student?.endedOn, trainSeconds: +trainSeconds.toFixed(1), putAllNewItemsMs: +embedMs.toFixed(1), putLatencyMs: putLatency },
     oracleRun: { val: oracleRun.student?.val, test: oracleRun.student?.test, bestEpoch: oracleRun.student?.bestEpoch, endedOn: oracleRun.student?.endedOn, trainSeconds: +oracleSeconds.toFixed(1) },
     newItems: { encoder: summary(encoder), random: summary(random), popular: summary(popular), knn: summary(knn), oracle: summary(oracle) },
     encoderOverOracleRecall: +(encoder.recall / oracle.recall).toFixed(4),

@@ -176,6 +176,9 @@ test('DELETE /items/{id}: hidden from every answer at once (both paths, cold sta
     }
     assert.equal((await app.inject({ method: 'DELETE', url: `/items/${top}`, headers: auth })).json().already_hidden, true);
     assert.equal((await app.inject({ method: 'DELETE', url: '/items/nope', headers: auth })).statusCode, 404);
+    const m = s.holder.model!;
+    const searched = m.ann.searchKnn(Array.from(m.userVector(m.userIndex.get('u3')!)), 250).neighbors;
+    assert.ok(!searched.includes(m.itemIndex.get(top)!) && !searched.includes(m.itemIndex.get(popular)!), 'markDelete: the index search itself skips deleted items');
     assert.equal((await app.inject({ method: 'DELETE', url: `/items/${top}` })).statusCode, 401);
     for (const retrieval of ['ann', 'exact']) {
       const items = (await app.inject({ method: 'GET', url: `/recommend?user=u3&k=300&retrieval=${retrieval}` })).json().items.map((x: { item: string }) => x.item);

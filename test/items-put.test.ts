@@ -117,6 +117,7 @@ test('PUT /items: a new item from its features is served by ann and exact, as a 
     r = await put(s, 'sku-new', { features: f2 });
     assert.equal(r.json().created, false);
     assert.equal(s.holder.model!.catalog.hidden.has(300), false);
+    assert.ok(m.ann.searchKnn(Array.from(vectorOf(input.weights, f2)), 5).neighbors.includes(300), 'back in the index (unmarked)');
     const want2 = vectorOf(input.weights, f2);
     assert.ok(Math.abs(m.itemVectors[300 * D] - want2[0]) < 1e-3 * Math.max(1, Math.abs(want2[0])), 'placed anew');
     assert.deepEqual((await s.app.inject({ url: '/items/sku-new', headers: auth })).json().labels, [], 'labels replaced');

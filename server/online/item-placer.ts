@@ -84,7 +84,7 @@ export class ItemPlacer {
     }
     if (row === undefined) row = m.addItem(x.item);
     m.catalog.setLabels(row, x.labels ?? []);
-    m.catalog.unhide(row);
+    m.unhideItem(row);
     m.cache.clear();
     if (row < m.bundleItems) return;
     let last = this.lastPut.get(m);

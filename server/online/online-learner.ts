@@ -330,7 +330,7 @@ export class OnlineLearner {
 
   /** DELETE /items (issue 18): the item leaves every answer (the filter of every request reads `hidden`); cached answers go. */
   private applyDelete(m: ServingModel, item: number): void {
-    if (m.catalog.hide(item)) m.cache.clear();
+    m.hideItem(item);
   }
 
   /** PUT /items (item-placer.ts); a placement still computing is kept for the request that made it. */
@@ -569,7 +569,7 @@ export class OnlineLearner {
       const item = m.itemIndex.get(e.item);
       if (item === undefined) continue;
       if (e.kind === 'dislike') m.catalog.dislike(e.user, item);
-      else m.catalog.hide(item);
+      else m.hideItem(item);
     }
     if (m.nItems !== snap.header.items) throw new Error(`online-state snapshot ${file}: it holds ${snap.header.items} items, but the log's puts up to its position make ${m.nItems}`);
     // Checked whole above, so this does not fail half-way (an error here refuses the version, never a half-restored one served).

@@ -98,6 +98,8 @@ export async function refreshAnn(m: ServingModel, changed: number[], rebuild: bo
       const row = new Array<number>(d);
       for (let it = built; it < m.nItems; it++) index.addPoint(rowArray(m.itemVectors, it, d, row), it);
     }
+    // Deleted items stay out of the search in the new index too.
+    for (const it of m.catalog.deleted) index.markDelete(it); // (every row is in it: built from the whole table, then the rows added meanwhile)
     m.ann = index;
     return true;
   }

@@ -19,7 +19,7 @@ export const annRetriever: Retriever<AnnSource> = {
   name: 'ann',
   async retrieve(source, q) {
     const { want, need } = wanted(source, q);
-    const rows = q.seen ? unseen(candidates(source, q, q.seen, want), q.seen) : source.ann.searchKnn(plainArray(q.vector), need).neighbors;
+    const rows = q.seen ? unseen(candidates(source, q, q.seen, want), q.seen) : source.ann.searchKnn(plainArray(q.vector), Math.min(need, source.ann.getCurrentCount())).neighbors;
     // The graph search came back short (tiny or pathological catalog): answer exactly instead.
     if (rows.length < want) return exactRetriever.retrieve(source, q);
     return { items: rank(source, q.vector, rows, q.k), retrieval: 'ann' };
@@ -47,9 +47,11 @@ function candidates(source: AnnSource, q: RetrievalQuery, seen: SeenFilter, want
   const cache = q.cache !== false;
   const cached = cache ? source.candidates.get(q.row) : undefined;
   if (cached && countUnseen(cached, seen) >= want) return cached;
-  const c = Math.min(Math.max(q.k, ANN_CANDIDATES), source.nItems);
+  // (The index may hold fewer than nItems: an added item still being placed.)
+  const indexed = Math.min(source.nItems, source.ann.getCurrentCount());
+  const c = Math.min(Math.max(q.k, ANN_CANDIDATES), indexed);
   const query = plainArray(q.vector);
-  let found = unseenUpTo(source.ann.searchKnn(query, Math.min(source.nItems, c + Math.min(seen.count, c))).neighbors, seen, c);
+  let found = unseenUpTo(source.ann.searchKnn(query, Math.min(indexed, c + Math.min(seen.count, c))).neighbors, seen, c);
   if (found.length < want) found = Int32Array.from(source.ann.searchKnn(query, c, (label: number) => !seen.has(label)).neighbors);
   if (cache) source.candidates.set(q.row, found);
   return found;

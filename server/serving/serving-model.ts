@@ -126,6 +126,34 @@ export class ServingModel implements AnnSource {
   }
 
   /**
+   * DELETE /items: the item leaves every answer (the catalog's filter) and the ANN search
+   * (hnswlib markDelete: a deleted item no longer takes a place in a search). False when it was
+   * deleted already.
+   */
+  hideItem(row: number): boolean {
+    if (!this.catalog.hide(row)) return false;
+    try {
+      this.ann.markDelete(row);
+    } catch {
+      // not in the index (an added item never placed): the filter alone hides it
+    }
+    this.cache.clear();
+    return true;
+  }
+
+  /** A PUT of a deleted item brings it back, in the filter and in the index. */
+  unhideItem(row: number): void {
+    if (!this.catalog.deleted.has(row)) return;
+    this.catalog.unhide(row);
+    try {
+      this.ann.unmarkDelete(row);
+    } catch {
+      // not in the index, or not marked
+    }
+    this.cache.clear();
+  }
+
+  /**
    * Sets an item's vector and links it into the ANN index (hnswlib re-links an existing label;
    * the index grows when full). The exact path reads rows past its ONNX table from the item
    * table itself (exact.ts), so nothing else needs rebuilding.
@@ -307,7 +335,7 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
   model.appliedPosition = m.logPosition ?? 0;
   model.catalog = new ItemCatalog(itemLabels);
   // Deletes and dislikes the bundle absorbed (its log position is past them: they are not replayed).
-  for (const r of catalogState.hidden) model.catalog.hide(r);
+  for (const r of catalogState.hidden) model.hideItem(r);
   for (const [user, rows] of catalogState.dislikes) for (const r of rows) model.catalog.dislike(user, r);
   model.cache = new ResultCache(opts.cacheUsers ?? DEFAULTS.cacheUsers);
   model.candidates = new CandidateCache(opts.cacheUsers ?? DEFAULTS.cacheUsers);
