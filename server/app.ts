@@ -49,7 +49,7 @@ function createFastify(log: Logger, connections: Connections) {
     bodyLimit: 1 << 20,
     // Item ids travel in paths (/items/{id}): long enough for a 256-character id percent-encoded
     // (4 UTF-8 bytes × 3), so that a longer one is a 400 naming `id`, not a 404.
-    maxParamLength: 16 * 1024,
+    routerOptions: { maxParamLength: 16 * 1024 },
     // No type coercion: a JSON body's numbers are JSON numbers ("k": "10" is a 400, and "Infinity"
     // can never become one); query strings are converted by strictQueryHook before validation.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } },
