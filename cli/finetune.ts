@@ -95,6 +95,8 @@ export async function runFinetuneWorker(o: FinetuneOptions, logger: Logger): Pro
         }
         s.online.queueAllOnline(m);
         await s.online.round();
+        // An added item still being placed would be published with a zero vector.
+        await s.online.placementsSettled();
         // Never publish on a lease that may have passed to another worker meanwhile.
         if (lost || !(await lease.renew().catch(() => false))) {
           logger.error({ lease: lease.key }, 'round lease lost (expired: this worker stalled?): not publishing, stopping');

@@ -153,9 +153,20 @@ export function recordJson(x: LoggedInteraction): string {
 /** recordJson's inverse; null when it is not such a record. */
 export function parseRecordJson(json: string): LoggedInteraction | null {
   const d = decode(Buffer.from(json, 'utf8'));
-  if (!d) return null;
-  const { p: _p, ...rec } = d;
-  return rec;
+  if (d) {
+    const { p: _p, ...rec } = d;
+    return rec;
+  }
+  // Streams written before records took this form held the record's own JSON (no features then).
+  try {
+    const o = JSON.parse(json) as Record<string, unknown>;
+    if (typeof o.user !== 'string' || typeof o.item !== 'string') return null;
+    const kind = o.kind === undefined ? undefined : typeof o.kind === 'string' && (o.kind === 'interaction' || KIND_CODES[o.kind as keyof typeof KIND_CODES]) ? (o.kind as LogKind) : null;
+    if (kind === null) return null;
+    return { user: o.user, item: o.item, ts: typeof o.ts === 'number' ? o.ts : 0, ...(kind ? { kind } : {}), ...(Array.isArray(o.labels) && o.labels.every((x) => typeof x === 'string') ? { labels: o.labels as string[] } : {}) };
+  } catch {
+    return null;
+  }
 }
 
 /** Largest record payload the log holds (a PUT /items whose features and labels exceed it is refused before it is logged). */

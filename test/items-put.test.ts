@@ -13,7 +13,9 @@ import { join } from 'node:path';
 import { exportBundle, type BundleInput } from '../export/exporter.js';
 import { encodeReference, type ItemEncoderWeights } from '../repository/onnx-item-encoder-graph.js';
 import { Rng } from '../core/rng.js';
-import { HNSW, smallBundle, testServer } from '../test-support/serving.js';
+import { HNSW, quietLog, smallBundle, testServer } from '../test-support/serving.js';
+import { refreshExact } from '../server/online/round.js';
+import { parseRecordJson } from '../repository/interaction-log.js';
 
 const auth = { authorization: 'Bearer secret' };
 const D = 16;
@@ -110,6 +112,17 @@ test('PUT /items: a new item from its features is served by ann and exact, as a 
     assert.ok(m.isSeen(u.row, 300));
     assert.notEqual(ids(await s.app.inject({ url: `/recommend?user=${u.id}&k=10` }))[0], 'sku-new', 'seen now');
 
+    // the exact path's table is rebuilt (a round's refresh folds the added row in), then the item is placed anew:
+    // the table's copy of its vector is stale and must not decide the answer
+    await refreshExact(m, () => true, quietLog);
+    assert.equal(m.exact.nItems, 301);
+    const fMid = features(40, 5);
+    assert.equal((await put(s, 'sku-new', { features: fMid })).statusCode, 200);
+    const uStale = [...m.userIndex.entries()].map(([id, row]) => ({ id, row, s: dot(m.userVector(row), vectorOf(input.weights, fMid)) })).sort((a, b) => b.s - a.s)[0];
+    const exactTop = ids(await s.app.inject({ url: `/recommend?user=${uStale.id}&k=5&retrieval=exact` }));
+    assert.equal(exactTop[0], 'sku-new', 'scored with its new vector, not the table\'s');
+    assert.deepEqual(exactTop, ids(await s.app.inject({ url: `/recommend?user=${uStale.id}&k=5&retrieval=ann` })));
+
     // DELETE hides it; a PUT brings it back, placed from the new features
     await s.app.inject({ method: 'DELETE', url: '/items/sku-new', headers: auth });
     assert.ok(!ids(await s.app.inject({ url: `/recommend?user=${users[1].id}&k=300` })).includes('sku-new'));
@@ -130,9 +143,17 @@ test('PUT /items: a new item from its features is served by ann and exact, as a 
     assert.deepEqual(m.itemVectors.slice(7 * D, 8 * D), before);
     assert.deepEqual((await s.app.inject({ url: '/items/i7', headers: auth })).json().labels, ['sale']);
 
+    // an item waiting for its vector is hidden but not deleted: a DELETE of it is logged
+    const waiting = s.holder.model!.addItem('sku-waiting');
+    s.holder.model!.catalog.placing(waiting);
+    const del = (await s.app.inject({ method: 'DELETE', url: '/items/sku-waiting', headers: auth })).json();
+    assert.equal(del.already_hidden, false);
+    s.holder.model!.catalog.placed(waiting);
+    assert.ok(s.holder.model!.catalog.hidden.has(waiting), 'still deleted once placed');
+
     // many new items: the ANN index grows past its capacity
     for (let k = 0; k < 40; k++) assert.equal((await put(s, `bulk-${k}`, { features: features(1, 100 + k) })).statusCode, 200);
-    assert.equal(s.holder.model!.nItems, 341);
+    assert.equal(s.holder.model!.nItems, 342);
     const a = await s.app.inject({ url: `/recommend?user=${users[5].id}&k=20&retrieval=ann` });
     const e = await s.app.inject({ url: `/recommend?user=${users[5].id}&k=20&retrieval=exact` });
     assert.deepEqual(ids(a), ids(e));
@@ -274,3 +295,11 @@ test('PUT /items on replicas sharing a Redis stream: every replica places the it
     await redis.stop();
   }
 });
+
+test('records of a Redis stream written before records took the log\'s JSON still read', () => {
+  assert.deepEqual(parseRecordJson('{"user":"u1","item":"i2","ts":5,"kind":"dislike"}'), { user: 'u1', item: 'i2', ts: 5, kind: 'dislike' });
+  assert.deepEqual(parseRecordJson('{"user":"u1","item":"i2","ts":5}'), { user: 'u1', item: 'i2', ts: 5 });
+  assert.equal(parseRecordJson('{"user":"u1","item":"i2","kind":"nope"}'), null);
+  assert.equal(parseRecordJson('[1]'), null);
+});
+

@@ -348,7 +348,7 @@ export class OnlineLearner {
    * failure acknowledges nothing), for the served version and for one being brought up to date;
    * resolves once the item is in the served version's answers.
    */
-  async putItem(id: string, features: Record<string, Float32Array>, labels: string[]): Promise<{ log_position: number; created: boolean; row: number }> {
+  async putItem(id: string, features: Record<string, Float32Array>, labels: string[]): Promise<{ log_position: number; created: boolean; row: number; version: number }> {
     const m = this.holder.model;
     if (!m) throw Object.assign(new Error('no model version loaded yet'), { statusCode: 503 });
     const created = !m.itemIndex.has(id);
@@ -357,7 +357,7 @@ export class OnlineLearner {
       const { log_position } = await this.ingestShared([rec], []);
       const cur = this.holder.model!;
       await this.placements.get(`${cur.version}:${log_position}`);
-      return { log_position, created, row: cur.itemIndex.get(id) ?? -1 };
+      return { log_position, created, row: cur.itemIndex.get(id) ?? -1, version: cur.version };
     }
     const targets = [...new Set([m, this.capture?.m])].filter((t): t is ServingModel => !!t && needsVector(t, id));
     const vectors = await Promise.all(targets.map((t) => this.placer.embed(t, features)));
@@ -368,13 +368,24 @@ export class OnlineLearner {
     this.apply(cur, [rec], position);
     await this.placements.get(`${cur.version}:${position}`);
     this.metrics.itemsPut.inc();
-    return { log_position: position, created, row: cur.itemIndex.get(id) ?? -1 };
+    return { log_position: position, created, row: cur.itemIndex.get(id) ?? -1, version: cur.version };
   }
 
   /** Vectors of the puts among the records, for the versions that will apply them (before the synchronous apply). */
-  private precompute(versions: readonly (ServingModel | null | undefined)[], entries: readonly LogEntry[]): Promise<void> {
+  private async precompute(versions: readonly (ServingModel | null | undefined)[], entries: readonly LogEntry[]): Promise<void> {
     const puts = entries.filter((e) => e.kind === 'item_put');
-    return puts.length ? this.placer.precompute(versions, puts) : Promise.resolve();
+    if (!puts.length) return;
+    try {
+      await this.placer.precompute(versions, puts);
+    } catch (err) {
+      // Never a stuck replay or follower: the records are applied anyway, their items placed when the encoder answers (or out of answers until put again).
+      this.logger.error({ puts: puts.length, err: (err as Error).message }, 'item encoder failed on logged puts: applying them, items placed later');
+    }
+  }
+
+  /** Resolves once no item placement is still computing (a version about to be published: cli/finetune.ts). */
+  async placementsSettled(): Promise<void> {
+    while (this.placements.size) await Promise.all([...this.placements.values()]);
   }
 
   /**
@@ -386,7 +397,8 @@ export class OnlineLearner {
     if (!m) throw Object.assign(new Error('no model version loaded yet'), { statusCode: 503 });
     const row = m.itemIndex.get(id);
     if (row === undefined) throw Object.assign(new Error(`item ${JSON.stringify(id.slice(0, 80))} is not in the served catalog (version ${m.version})`), { statusCode: 404 });
-    if (m.catalog.hidden.has(row)) return { log_position: this.log.position, already: true };
+    // (Not `hidden`: an added item waiting for its vector is hidden but not deleted.)
+    if (m.catalog.deleted.has(row)) return { log_position: this.log.position, already: true };
     const rec: LoggedInteraction = { user: '', item: id, ts: Date.now(), kind: 'item_delete' };
     // On a shared log the follower applies it, here and on every replica, in stream order.
     if (this.follower) return { log_position: (await this.ingestShared([rec], [])).log_position, already: false };

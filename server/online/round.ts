@@ -89,17 +89,12 @@ export function movedItems(m: ServingModel, moved: Float32Array, reindexMove: nu
 export async function refreshAnn(m: ServingModel, changed: number[], rebuild: boolean, live: () => boolean, signal: AbortSignal): Promise<boolean> {
   const d = m.dim;
   if (rebuild) {
-    const built = m.nItems;
-    const index = await rebuildAnnIndex(m.itemVectors, built, d, m.manifest.hnsw, m.ef, signal);
+    const seq = m.placementSeq;
+    const index = await rebuildAnnIndex(m.itemVectors, m.nItems, d, m.manifest.hnsw, m.ef, signal);
     if (!live()) return false;
-    // Items added (PUT /items) while it was built are linked into it before it serves.
-    if (m.nItems > built) {
-      index.resizeIndex(m.nItems + 64);
-      const row = new Array<number>(d);
-      for (let it = built; it < m.nItems; it++) index.addPoint(rowArray(m.itemVectors, it, d, row), it);
-    }
-    // Deleted items stay out of the search in the new index too.
-    for (const it of m.catalog.deleted) index.markDelete(it); // (every row is in it: built from the whole table, then the rows added meanwhile)
+    // Deleted items stay out of the search in the new index too; items placed (PUT /items) while it was built are linked into it before it serves.
+    for (const it of m.catalog.deleted) index.markDelete(it);
+    for (const it of m.placedSince(seq)) m.relink(index, it);
     m.ann = index;
     return true;
   }
@@ -108,6 +103,7 @@ export async function refreshAnn(m: ServingModel, changed: number[], rebuild: bo
   for (const it of changed) {
     if (!live()) return false;
     m.ann.addPoint(rowArray(m.itemVectors, it, d, row), it);
+    if (m.catalog.deleted.has(it)) m.ann.markDelete(it); // (addPoint clears the mark)
     if (++k % 10 === 0) await yieldToRequests();
   }
   return true;
@@ -119,6 +115,7 @@ export async function refreshAnn(m: ServingModel, changed: number[], rebuild: bo
  */
 export async function refreshExact(m: ServingModel, live: () => boolean, logger: Logger): Promise<boolean> {
   if (!live()) return false;
+  const seq = m.placementSeq;
   const next = await ExactScorer.open(buildScoringModel(m.itemTable(), m.nItems, m.dim), m.dim, m.nItems, [m.exact.provider], logger, undefined, m.exact.threads);
   if (!live()) {
     await next.close(); // the version was retired (and its scorer closed) while this one opened
@@ -126,6 +123,7 @@ export async function refreshExact(m: ServingModel, live: () => boolean, logger:
   }
   const old = m.exact;
   m.exact = next;
+  m.exactRefreshed(seq);
   m.cache.clear();
   m.candidates.clear();
   old.close().catch((err) => logger.warn({ err: (err as Error).message }, 'closing the previous ONNX session failed'));

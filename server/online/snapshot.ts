@@ -166,6 +166,8 @@ function* captureSteps(st: VersionState, logDir: string, slice: number): Generat
     st.unwatch(watch);
   }
   const position = m.appliedPosition;
+  // Items with the position (a PUT applied while the copy is written would add one the log up to `position` does not have).
+  const nItems = m.nItems;
   const online = [...st.users.entries()];
   // What changes after this is the next snapshot's (a failed write sets `changed` again).
   st.changed = false;
@@ -215,7 +217,7 @@ function* captureSteps(st: VersionState, logDir: string, slice: number): Generat
   }
   sections.itemRows.forEach((i, k) => sections.itemVectors.set(items.vector(i), k * d));
   return {
-    header: { model: m.name, version: m.version, bundle: bundleFingerprint(m.manifest), logDir: resolve(logDir), position, dim: d, items: m.nItems, bundleUsers: nb, onlineIds: online.map(([, id]) => id), writtenAt: new Date().toISOString() },
+    header: { model: m.name, version: m.version, bundle: bundleFingerprint(m.manifest), logDir: resolve(logDir), position, dim: d, items: nItems, bundleUsers: nb, onlineIds: online.map(([, id]) => id), writtenAt: new Date().toISOString() },
     sections,
   };
 }

@@ -86,15 +86,23 @@ export class ExactScorer {
 /** What the exact path reads of a served version: its item table and its scorer (replaced after a fine-tuning round). */
 export interface ExactSource extends ItemTable {
   readonly exact: ExactScorer;
+  /** Rows of the scorer's table whose vectors changed since it was copied (PUT /items of an added item): scored from the item table. */
+  staleTableRows?(): number[];
 }
 
 export const exactRetriever: Retriever<ExactSource> = {
   name: 'exact',
   async retrieve(source, q) {
     const { need } = wanted(source, q);
-    const table = (await source.exact.topK(q.vector, need)).rows;
+    // Rows the table holds with an old vector: every one is a candidate, and the table is asked for as many more.
+    const stale = source.staleTableRows?.() ?? [];
+    const table = (await source.exact.topK(q.vector, need + stale.length)).rows;
     // Items added since the ONNX table was built (PUT /items; a round's refresh folds them in): scored here.
-    const rows = source.nItems > source.exact.nItems ? [...table, ...addedTopK(source, q.vector, need)] : table;
+    let rows: ArrayLike<number> = table;
+    if (source.nItems > source.exact.nItems || stale.length) {
+      const staleSet = new Set(stale);
+      rows = [...Array.from(table).filter((r) => !staleSet.has(r)), ...stale, ...(source.nItems > source.exact.nItems ? addedTopK(source, q.vector, need) : [])];
+    }
     return { items: rank(source, q.vector, unseen(rows, q.seen), q.k), retrieval: 'exact' };
   },
 };

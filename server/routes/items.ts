@@ -90,7 +90,7 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ holder: ModelHolder; online
         return reply.code(400).send({ error: 'Bad Request', message: `body.features: the item's features and labels are too large for one log record (${MAX_RECORD_BYTES} bytes)`, field: 'body.features' });
       }
       const r = await online.putItem(id, checked.features, req.body.labels ?? []);
-      return { item: id, model_version: o.holder.model?.version ?? m.version, row: r.row, created: r.created, placed_from_features: fromFeatures, log_position: r.log_position };
+      return { item: id, model_version: r.version, row: r.row, created: r.created, placed_from_features: fromFeatures, log_position: r.log_position };
     });
     app.delete('/items/:id', async (req, reply) => {
       const id = (req.params as { id: string }).id;

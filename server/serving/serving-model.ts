@@ -151,6 +151,7 @@ export class ServingModel implements AnnSource {
       // not in the index, or not marked
     }
     this.cache.clear();
+    this.candidates.clear();
   }
 
   /**
@@ -161,11 +162,50 @@ export class ServingModel implements AnnSource {
   placeItem(row: number, vector: Float32Array): void {
     const d = this.dim;
     this.itemVectors.set(vector, row * d);
-    if (this.ann.getCurrentCount() >= this.ann.getMaxElements()) this.ann.resizeIndex(Math.ceil(this.ann.getMaxElements() * 1.25) + 64);
-    this.ann.addPoint(Array.from(vector), row);
+    this.relink(this.ann, row);
+    this.placements.set(row, ++this.placementSeq);
     // Answers and candidates computed before it may now be wrong.
     this.cache.clear();
     this.candidates.clear();
+  }
+
+  /** (Re-)links an item's current vector into an index (grown when full); a deleted item stays marked (addPoint clears the mark). */
+  relink(index: HnswIndex, row: number): void {
+    if (index.getCurrentCount() >= index.getMaxElements()) index.resizeIndex(Math.ceil(index.getMaxElements() * 1.25) + 64);
+    const d = this.dim;
+    index.addPoint(Array.from(this.itemVectors.subarray(row * d, (row + 1) * d)), row);
+    if (this.catalog.deleted.has(row)) index.markDelete(row);
+  }
+
+  /**
+   * Rows placed by PUT /items, with the sequence number of their last placement: the exact
+   * scorer's ONNX table and a rebuilt ANN index are copies of the item table, so a row placed
+   * after the copy was taken is read from the table itself (exact.ts) or linked again
+   * (round.ts) until the next copy covers it.
+   */
+  readonly placements = new Map<number, number>();
+  placementSeq = 0;
+
+  /** Rows placed after the copy taken at `seq` (a copy holds every placement up to it). */
+  placedSince(seq: number): number[] {
+    const out: number[] = [];
+    for (const [row, s] of this.placements) if (s > seq) out.push(row);
+    return out;
+  }
+
+  /** The placement sequence number when the exact scorer's ONNX table was copied (0: the bundle's). */
+  exactCopySeq = 0;
+
+  /** A new ONNX table copied at `seq` now serves: the placements up to it are in it. */
+  exactRefreshed(seq: number): void {
+    this.exactCopySeq = seq;
+    for (const [row, s] of this.placements) if (s <= seq) this.placements.delete(row);
+  }
+
+  /** Rows inside the exact scorer's table whose vector was placed after the table was copied (exact.ts scores them from the item table). */
+  staleTableRows(): number[] {
+    if (this.placements.size === 0) return [];
+    return this.placedSince(this.exactCopySeq).filter((r) => r < this.exact.nItems);
   }
 
   get nUsers(): number {
