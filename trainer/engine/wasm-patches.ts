@@ -1,16 +1,17 @@
 /**
- * Wraps four of the tfjs wasm backend's own kernels (BatchMatMul with transpose flags, Slice,
- * SplitV, Identity), which copied or transposed far more than a training step needs.
+ * Wraps five of the tfjs wasm backend's own kernels (BatchMatMul with transpose flags, Slice,
+ * SplitV, Identity, Cast), which copied or transposed far more than a training step needs.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelBackend, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs';
 import { isWasm } from './kernel-io.js';
 
-/** Wraps BatchMatMul, Slice, SplitV and Identity on wasm (where that backend is registered). */
+/** Wraps BatchMatMul, Slice, SplitV, Identity and Cast on wasm (where that backend is registered). */
 export function patchWasmKernels(): void {
   patchWasmMatMul();
   patchWasmSlice();
   patchWasmIdentity();
+  patchWasmCast();
 }
 
 /**
@@ -109,6 +110,25 @@ function patchWasmIdentity(): void {
   };
   tf.unregisterKernel('Identity', 'wasm');
   tf.registerKernel({ kernelName: 'Identity', backendName: 'wasm', kernelFunc: shared as tf.KernelFunc, setupFunc: original.setupFunc });
+}
+
+/**
+ * The gradients of Multiply and RealDiv cast their float32 operands to float32 (ten casts of up to
+ * 4 MB in one teacher step); wasm's Cast copies even then. A cast to the tensor's own dtype
+ * shares the data instead, as the cpu backend does; other casts go to the original kernel.
+ */
+function patchWasmCast(): void {
+  const original = tf.getKernel('Cast', 'wasm');
+  if (!original) return;
+  const cast = (args: { inputs: NamedTensorInfoMap; backend: KernelBackend; attrs?: NamedAttrMap }) => {
+    const { x } = args.inputs as { x: TensorInfo };
+    const b = args.backend as KernelBackend & { incRef?: (id: object) => void };
+    if (args.attrs?.dtype !== x.dtype || x.dtype === 'string' || typeof b.incRef !== 'function') return original.kernelFunc(args as Parameters<tf.KernelFunc>[0]);
+    b.incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+  tf.unregisterKernel('Cast', 'wasm');
+  tf.registerKernel({ kernelName: 'Cast', backendName: 'wasm', kernelFunc: cast as tf.KernelFunc, setupFunc: original.setupFunc });
 }
 
 /** A contiguous block of x copied heap to heap; null when the slice is not contiguous. */
