@@ -131,13 +131,29 @@ function patchWasmCast(): void {
   tf.registerKernel({ kernelName: 'Cast', backendName: 'wasm', kernelFunc: cast as tf.KernelFunc, setupFunc: original.setupFunc });
 }
 
-/** A contiguous block of x copied heap to heap; null when the slice is not contiguous. */
+/**
+ * A contiguous block of x copied heap to heap, or a block of columns of a matrix copied row by
+ * row (ListKD slices its logits' first column and the rest); null for any other slice.
+ */
 function contiguousSlice(backend: KernelBackend, x: TensorInfo, begin: number[], size: number[]): TensorInfo | null {
-  if (x.dtype === 'string' || !isWasm(backend) || !tf.slice_util.isSliceContinous(x.shape, begin, size)) return null;
-  const offset = tf.slice_util.computeFlatOffset(begin, tf.util.computeStrides(x.shape));
-  const n = size.reduce((a, b) => a * b, 1);
+  if (x.dtype === 'string' || !isWasm(backend)) return null;
+  const contiguous = tf.slice_util.isSliceContinous(x.shape, begin, size);
+  if (!contiguous && x.shape.length !== 2) return null;
   const out = backend.makeOutput(size, x.dtype);
   const src = backend.typedArrayFromHeap(x); // after makeOutput: a heap growth detaches older views
-  (backend.typedArrayFromHeap(out) as Float32Array).set(src.subarray(offset, offset + n) as Float32Array);
+  const dst = backend.typedArrayFromHeap(out) as Float32Array;
+  if (contiguous) {
+    const offset = tf.slice_util.computeFlatOffset(begin, tf.util.computeStrides(x.shape));
+    const n = size.reduce((a, b) => a * b, 1);
+    dst.set(src.subarray(offset, offset + n) as Float32Array);
+    return out;
+  }
+  const cols = x.shape[1];
+  const [r0, c0] = begin;
+  const [rows, width] = size;
+  for (let r = 0; r < rows; r++) {
+    const from = (r0 + r) * cols + c0;
+    dst.set(src.subarray(from, from + width) as Float32Array, r * width);
+  }
   return out;
 }
