@@ -108,3 +108,19 @@ for (const { backend, simd } of [
     assert.throws(() => rowDots(tf.zeros([2, 3, 4]) as tf.Tensor3D, tf.zeros([2, 5]) as tf.Tensor2D), /do not match/);
   });
 }
+
+test('wasm Sum over a matrix rows (the column-sum patch), with keepDims, and the sums it leaves alone', async () => {
+  await tf.setBackend('wasm');
+  process.env.PROMPTMM_NO_SIMD_KERNELS = '0';
+  const rng = new Rng(13);
+  const [rows, cols] = [37, 12];
+  const v = Float32Array.from({ length: rows * cols }, () => rng.normal());
+  const x = tf.tensor2d(v, [rows, cols]);
+  const ref = Array.from({ length: cols }, (_, c) => Array.from({ length: rows }, (_, r) => v[r * cols + c]).reduce((a, b) => a + b, 0));
+  assertClose(tf.sum(x, 0).dataSync(), ref, 1e-5, 'sum axis 0');
+  assert.deepEqual(tf.sum(x, 0, true).shape, [1, cols]);
+  assertClose(tf.sum(x, -2, true).dataSync(), ref, 1e-5, 'sum axis -2, keepDims');
+  assertClose(tf.sum(x, 1).dataSync(), Array.from({ length: rows }, (_, r) => Array.from(v.subarray(r * cols, (r + 1) * cols)).reduce((a, b) => a + b, 0)), 1e-5, 'sum axis 1');
+  assert.ok(Math.abs(tf.sum(x).dataSync()[0] - ref.reduce((a, b) => a + b, 0)) < 1e-3, 'sum of all');
+  assert.deepEqual(Array.from(tf.sum(tf.tensor2d([1, 2, 3, 4, 5, 6], [2, 3], 'int32'), 0).dataSync()), [5, 7, 9], 'int32 (original kernel)');
+});

@@ -1,17 +1,18 @@
 /**
- * Wraps five of the tfjs wasm backend's own kernels (BatchMatMul with transpose flags, Slice,
- * SplitV, Identity, Cast), which copied or transposed far more than a training step needs.
+ * Wraps six of the tfjs wasm backend's own kernels (BatchMatMul with transpose flags, Slice,
+ * SplitV, Identity, Cast, Sum over a matrix's rows), which copied or transposed far more than a training step needs.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelBackend, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs';
-import { isWasm } from './kernel-io.js';
+import { isWasm, simdFor } from './kernel-io.js';
 
-/** Wraps BatchMatMul, Slice, SplitV, Identity and Cast on wasm (where that backend is registered). */
+/** Wraps BatchMatMul, Slice, SplitV, Identity, Cast and Sum on wasm (where that backend is registered). */
 export function patchWasmKernels(): void {
   patchWasmMatMul();
   patchWasmSlice();
   patchWasmIdentity();
   patchWasmCast();
+  patchWasmColumnSum();
 }
 
 /**
@@ -129,6 +130,30 @@ function patchWasmCast(): void {
   };
   tf.unregisterKernel('Cast', 'wasm');
   tf.registerKernel({ kernelName: 'Cast', backendName: 'wasm', kernelFunc: cast as tf.KernelFunc, setupFunc: original.setupFunc });
+}
+
+/**
+ * wasm's Sum over axis 0 of a matrix (every bias gradient: [6710, 64] → [64] in the teacher)
+ * transposes the whole matrix first; here it is one pass adding the rows in order (SIMD). Any
+ * other sum goes to the original kernel.
+ */
+function patchWasmColumnSum(): void {
+  const original = tf.getKernel('Sum', 'wasm');
+  if (!original) return;
+  const sum = (args: { inputs: NamedTensorInfoMap; backend: KernelBackend; attrs?: NamedAttrMap }) => {
+    const { x } = args.inputs as { x: TensorInfo };
+    const attrs = (args.attrs ?? {}) as { axis: number | number[]; keepDims: boolean };
+    const rank = x.shape.length;
+    const axes = rank === 2 ? tf.util.parseAxisParam(attrs.axis, x.shape) : [];
+    const simd = x.dtype === 'float32' && axes.length === 1 && axes[0] === 0 ? simdFor(args.backend, x.shape[1]) : null;
+    if (!simd || !isWasm(args.backend)) return original.kernelFunc(args as Parameters<tf.KernelFunc>[0]);
+    const [rows, cols] = x.shape;
+    const out = args.backend.makeOutput(attrs.keepDims ? [1, cols] : [cols], 'float32');
+    simd.colSum(simd.ptr(out), simd.ptr(x), rows, cols);
+    return out;
+  };
+  tf.unregisterKernel('Sum', 'wasm');
+  tf.registerKernel({ kernelName: 'Sum', backendName: 'wasm', kernelFunc: sum as tf.KernelFunc, setupFunc: original.setupFunc });
 }
 
 /**

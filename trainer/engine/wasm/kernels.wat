@@ -253,6 +253,19 @@
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $rl))))
 
+;; out[cols] = Σ_r x[r, :], rows summed in order (the sum over axis 0 of a matrix: a bias gradient).
+  (func (export "col_sum")
+    (param $out i32) (param $x i32) (param $rows i32) (param $cols i32)
+    (local $r i32) (local $rowBytes i32)
+    (local.set $rowBytes (i32.shl (local.get $cols) (i32.const 2)))
+    (memory.fill (local.get $out) (i32.const 0) (local.get $rowBytes))
+    (block $done
+      (loop $rl
+        (br_if $done (i32.ge_u (local.get $r) (local.get $rows)))
+        (call $axpy (local.get $out) (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $rowBytes))) (f32.const 1) (local.get $cols))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rl))))
+
   ;; out[n] = x[n] · s, n a multiple of 4.
   (func (export "scale")
     (param $out i32) (param $x i32) (param $n i32) (param $s f32)
