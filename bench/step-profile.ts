@@ -4,7 +4,9 @@
  * (wall and this process's CPU time, which a busy machine inflates less) and what that makes
  * an epoch (steps per epoch = training examples / batch), and one all-ranking evaluation of
  * each split on the model's embeddings (not for sasrec, whose users are encoded from sequences).
- *   npm run bench:profile -- [--data ../shared/data/tiktok] [--model teacher|student|kd|sasrec] [--steps 20]
+ * The kernel table is the mean over `--profile-steps` profiled steps, with each kernel's share of
+ * the kernel time; `--by-shape` splits it by input shapes too.
+ *   npm run bench:profile -- [--data ../shared/data/tiktok] [--model teacher|student|kd|sasrec] [--steps 20] [--profile-steps 3] [--by-shape]
  * (sasrec: one batch of next-item windows, e.g. --data ../shared/data/scientific --batch 256)
  */
 import { parseArgs } from 'node:util';
@@ -24,7 +26,7 @@ import { SasRec } from '../trainer/models/sasrec.js';
 import { SEQUENTIAL_DEFAULTS, sasrecShape } from '../trainer/stages/sequential.js';
 import { SequenceWindows, userSequences } from '../data/sequences.js';
 
-const { values: a } = parseArgs({ options: { data: { type: 'string', default: '../shared/data/tiktok' }, model: { type: 'string', default: 'teacher' }, batch: { type: 'string', default: '2048' }, steps: { type: 'string', default: '20' } } });
+const { values: a } = parseArgs({ options: { data: { type: 'string', default: '../shared/data/tiktok' }, model: { type: 'string', default: 'teacher' }, batch: { type: 'string', default: '2048' }, steps: { type: 'string', default: '20' }, 'profile-steps': { type: 'string', default: '3' }, 'by-shape': { type: 'boolean', default: false } } });
 await initEngine('auto');
 const data = loadDataset(a.data!);
 const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);
@@ -63,20 +65,28 @@ if (a.model === 'sasrec') {
   embeddings = () => t.embeddings();
 }
 for (let i = 0; i < 3; i++) opt.minimize(step, vars).dispose(); // warm-up
-const t0 = performance.now();
-const prof = await tf.profile(() => {
-  opt.minimize(step, vars).dispose();
-});
-const wall = performance.now() - t0;
+const profiled = Math.max(1, Number(a['profile-steps']));
 const byKernel = new Map<string, { ms: number; n: number }>();
-for (const k of prof.kernels) {
-  const e = byKernel.get(k.name) ?? { ms: 0, n: 0 };
-  e.ms += Number(k.kernelTimeMs) || 0;
-  e.n++;
-  byKernel.set(k.name, e);
+let wall = 0;
+for (let p = 0; p < profiled; p++) {
+  const t0 = performance.now();
+  const prof = await tf.profile(() => {
+    opt.minimize(step, vars).dispose();
+  });
+  wall += (performance.now() - t0) / profiled;
+  for (const k of prof.kernels) {
+    const key = a['by-shape'] ? `${k.name} ${JSON.stringify(k.inputShapes)}` : k.name;
+    const e = byKernel.get(key) ?? { ms: 0, n: 0 };
+    e.ms += (Number(k.kernelTimeMs) || 0) / profiled;
+    e.n += 1 / profiled;
+    byKernel.set(key, e);
+  }
 }
-console.log(`${a.model}: one step ${wall.toFixed(1)} ms wall (profiling adds overhead)`);
-for (const [name, e] of [...byKernel].sort((x, y) => y[1].ms - x[1].ms).slice(0, 20)) console.log(`${name.padEnd(24)} ${e.ms.toFixed(1).padStart(8)} ms  ×${e.n}`);
+const kernelMs = [...byKernel.values()].reduce((x, e) => x + e.ms, 0);
+console.log(`${a.model}: one step ${wall.toFixed(1)} ms wall, ${kernelMs.toFixed(1)} ms in kernels (mean of ${profiled} profiled steps; profiling adds overhead)`);
+for (const [name, e] of [...byKernel].sort((x, y) => y[1].ms - x[1].ms).slice(0, a['by-shape'] ? 30 : 20)) {
+  console.log(`${name.padEnd(a['by-shape'] ? 60 : 28)} ${e.ms.toFixed(1).padStart(8)} ms ${((100 * e.ms) / kernelMs).toFixed(1).padStart(5)}%  ×${Math.round(e.n)}`);
+}
 
 const steps = Number(a.steps);
 const w0 = performance.now();

@@ -219,9 +219,13 @@ export async function runLoop<M extends LoopMeta, B = Triplets>(data: Dataset, m
   const plateau = new Plateau(cfg.patience, cfg.plateauZ);
   let stoppedEarly = false;
   let lastEpoch = startEpoch - 1;
+  // this process's CPU time over the training epochs since the last evaluation (a busy machine inflates wall time far more)
+  let cpuMicros = 0;
+  let cpuEpochs = 0;
   try {
     for (let epoch = startEpoch; epoch <= cfg.epochs; epoch++) {
       const t0 = performance.now();
+      const c0 = process.cpuUsage();
       sampler.shuffle();
       let lossSum = 0;
       const termSums: Record<string, number> = {};
@@ -237,6 +241,9 @@ export async function runLoop<M extends LoopMeta, B = Triplets>(data: Dataset, m
       }
       bar?.stop();
       const seconds = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(c0);
+      cpuMicros += cpu.user + cpu.system;
+      cpuEpochs++;
       trainSeconds.push(seconds);
       time.train += seconds;
       lastEpoch = epoch;
@@ -244,7 +251,7 @@ export async function runLoop<M extends LoopMeta, B = Triplets>(data: Dataset, m
       if (Object.keys(termSums).length) record.terms = Object.fromEntries(Object.entries(termSums).map(([k, v]) => [k, v / batches]));
       curve.push(record);
       if (epoch % cfg.evalEvery !== 0 && epoch !== cfg.epochs) {
-        log.debug({ epoch, loss: record.loss, seconds }, 'epoch');
+        log.debug({ epoch, loss: record.loss, seconds, cpuSeconds: round((cpu.user + cpu.system) / 1e6) }, 'epoch');
         continue;
       }
       const { value: scored, seconds: evalSeconds } = timed(log, `${opts.label ?? 'train'} validation`, () => score('val', metric));
@@ -254,8 +261,11 @@ export async function runLoop<M extends LoopMeta, B = Triplets>(data: Dataset, m
       const improved = !best || val[metric] > best.val[metric];
       if (improved) best = capture(epoch, val, scored.emb);
       const p = plateau.observe(scored.perUser!, improved);
+      const cpuSecondsPerEpoch = round(cpuMicros / 1e6 / cpuEpochs);
+      cpuMicros = 0;
+      cpuEpochs = 0;
       log.info(
-        { epoch, loss: round(record.loss), terms: record.terms && roundAll(record.terms), seconds: round(seconds), evalSeconds: round(evalSeconds), val: roundAll(val), metric, improved, progress: p.progress, gain: round(p.gain), se: round(p.se), stale: p.stale },
+        { epoch, loss: round(record.loss), terms: record.terms && roundAll(record.terms), seconds: round(seconds), cpuSecondsPerEpoch, evalSeconds: round(evalSeconds), val: roundAll(val), metric, improved, progress: p.progress, gain: round(p.gain), se: round(p.se), stale: p.stale },
         `${opts.label ?? 'train'} epoch`,
       );
       if (cfg.checkpointEvery > 0 && epoch - lastWrite >= cfg.checkpointEvery && best!.epoch !== written) {

@@ -1,6 +1,6 @@
 /**
- * Registers the kernels the project adds to tfjs (segment sum, gather rows, CSR × dense, fused
- * Adam) and their gradients on the backends that lack them, and patches wasm's slow ones.
+ * Registers the kernels the project adds to tfjs (segment sum, gather rows, CSR × dense, the fused
+ * propagation, ListKD's row dots, fused Adam) and their gradients on the backends that lack them, and patches wasm's slow ones.
  */
 import * as tf from '@tensorflow/tfjs';
 import { SEGMENT_SUM, segmentSumKernel } from './segment-sum.js';
@@ -8,6 +8,8 @@ import { GATHER_ROWS, gatherRowsGradient, gatherRowsKernel } from './gather-rows
 import { CSR_MATMUL, csrMatMulGradient, csrMatMulKernel } from './csr-matmul.js';
 import { ADAM, adamKernel } from './adam-kernel.js';
 import { patchWasmKernels } from './wasm-patches.js';
+import { registerPropagate } from './propagate.js';
+import { registerRowDots } from './row-dots.js';
 
 let registered = false;
 
@@ -28,4 +30,6 @@ export function registerProjectKernels(): void {
   }
   tf.registerGradient(gatherRowsGradient);
   tf.registerGradient(csrMatMulGradient);
+  registerPropagate();
+  registerRowDots(['wasm', 'cpu', 'tensorflow']);
 }

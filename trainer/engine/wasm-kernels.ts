@@ -12,6 +12,12 @@ export interface WasmKernels {
   ptr(t: TensorInfo): number;
   csrMatMul(out: number, indptr: number, indices: number, values: number, x: number, rows: number, cols: number): void;
   csrMatMulT(out: number, indptr: number, indices: number, values: number, x: number, rows: number, cols: number, outRows: number): void;
+  /** out = A·x by rows, then per mode bit: 1 out += add, 2 sum += out, 4 sum *= scale (kernels.wat) */
+  spmm(out: number, indptr: number, indices: number, values: number, x: number, rows: number, cols: number, add: number, sum: number, scale: number, mode: number): void;
+  scale(out: number, x: number, n: number, s: number): void;
+  colSum(out: number, x: number, rows: number, cols: number): void;
+  rowDots(out: number, a: number, b: number, rows: number, k: number, d: number): void;
+  rowDotsGrad(da: number, db: number, dz: number, a: number, b: number, rows: number, k: number, d: number): void;
   segmentSum(out: number, x: number, ids: number, rows: number, cols: number, numSegments: number): void;
   gatherRows(out: number, x: number, ids: number, rows: number, cols: number): void;
   adam(x: number, g: number, m: number, v: number, ox: number, om: number, ov: number, n: number, lr: number, b1: number, b2: number, eps: number, c1: number, c2: number): void;
@@ -51,6 +57,11 @@ function instantiate(b: WasmBackendInternals): WasmKernels | null {
     },
     csrMatMul: e.csr_matmul,
     csrMatMulT: e.csr_matmul_t,
+    spmm: e.spmm,
+    scale: e.scale,
+    colSum: e.col_sum,
+    rowDots: e.row_dots,
+    rowDotsGrad: e.row_dots_grad,
     segmentSum: e.segment_sum,
     gatherRows: e.gather_rows,
     adam: e.adam,

@@ -1,16 +1,18 @@
 /**
- * Wraps four of the tfjs wasm backend's own kernels (BatchMatMul with transpose flags, Slice,
- * SplitV, Identity), which copied or transposed far more than a training step needs.
+ * Wraps six of the tfjs wasm backend's own kernels (BatchMatMul with transpose flags, Slice,
+ * SplitV, Identity, Cast, Sum over a matrix's rows), which copied or transposed far more than a training step needs.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelBackend, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs';
-import { isWasm } from './kernel-io.js';
+import { isWasm, simdFor } from './kernel-io.js';
 
-/** Wraps BatchMatMul, Slice, SplitV and Identity on wasm (where that backend is registered). */
+/** Wraps BatchMatMul, Slice, SplitV, Identity, Cast and Sum on wasm (where that backend is registered). */
 export function patchWasmKernels(): void {
   patchWasmMatMul();
   patchWasmSlice();
   patchWasmIdentity();
+  patchWasmCast();
+  patchWasmColumnSum();
 }
 
 /**
@@ -111,13 +113,72 @@ function patchWasmIdentity(): void {
   tf.registerKernel({ kernelName: 'Identity', backendName: 'wasm', kernelFunc: shared as tf.KernelFunc, setupFunc: original.setupFunc });
 }
 
-/** A contiguous block of x copied heap to heap; null when the slice is not contiguous. */
+/**
+ * The gradients of Multiply and RealDiv cast their float32 operands to float32 (ten casts of up to
+ * 4 MB in one teacher step); wasm's Cast copies even then. A cast to the tensor's own dtype
+ * shares the data instead, as the cpu backend does; other casts go to the original kernel.
+ */
+function patchWasmCast(): void {
+  const original = tf.getKernel('Cast', 'wasm');
+  if (!original) return;
+  const cast = (args: { inputs: NamedTensorInfoMap; backend: KernelBackend; attrs?: NamedAttrMap }) => {
+    const { x } = args.inputs as { x: TensorInfo };
+    const b = args.backend as KernelBackend & { incRef?: (id: object) => void };
+    if (args.attrs?.dtype !== x.dtype || x.dtype === 'string' || typeof b.incRef !== 'function') return original.kernelFunc(args as Parameters<tf.KernelFunc>[0]);
+    b.incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+  tf.unregisterKernel('Cast', 'wasm');
+  tf.registerKernel({ kernelName: 'Cast', backendName: 'wasm', kernelFunc: cast as tf.KernelFunc, setupFunc: original.setupFunc });
+}
+
+/**
+ * wasm's Sum over axis 0 of a matrix (every bias gradient: [6710, 64] → [64] in the teacher)
+ * transposes the whole matrix first; here it is one pass adding the rows in order (SIMD). Any
+ * other sum goes to the original kernel.
+ */
+function patchWasmColumnSum(): void {
+  const original = tf.getKernel('Sum', 'wasm');
+  if (!original) return;
+  const sum = (args: { inputs: NamedTensorInfoMap; backend: KernelBackend; attrs?: NamedAttrMap }) => {
+    const { x } = args.inputs as { x: TensorInfo };
+    const attrs = (args.attrs ?? {}) as { axis: number | number[]; keepDims: boolean };
+    const rank = x.shape.length;
+    const axes = rank === 2 ? tf.util.parseAxisParam(attrs.axis, x.shape) : [];
+    const simd = x.dtype === 'float32' && axes.length === 1 && axes[0] === 0 ? simdFor(args.backend, x.shape[1]) : null;
+    if (!simd || !isWasm(args.backend)) return original.kernelFunc(args as Parameters<tf.KernelFunc>[0]);
+    const [rows, cols] = x.shape;
+    const out = args.backend.makeOutput(attrs.keepDims ? [1, cols] : [cols], 'float32');
+    simd.colSum(simd.ptr(out), simd.ptr(x), rows, cols);
+    return out;
+  };
+  tf.unregisterKernel('Sum', 'wasm');
+  tf.registerKernel({ kernelName: 'Sum', backendName: 'wasm', kernelFunc: sum as tf.KernelFunc, setupFunc: original.setupFunc });
+}
+
+/**
+ * A contiguous block of x copied heap to heap, or a block of columns of a matrix copied row by
+ * row (ListKD slices its logits' first column and the rest); null for any other slice.
+ */
 function contiguousSlice(backend: KernelBackend, x: TensorInfo, begin: number[], size: number[]): TensorInfo | null {
-  if (x.dtype === 'string' || !isWasm(backend) || !tf.slice_util.isSliceContinous(x.shape, begin, size)) return null;
-  const offset = tf.slice_util.computeFlatOffset(begin, tf.util.computeStrides(x.shape));
-  const n = size.reduce((a, b) => a * b, 1);
+  if (x.dtype === 'string' || !isWasm(backend)) return null;
+  const contiguous = tf.slice_util.isSliceContinous(x.shape, begin, size);
+  if (!contiguous && x.shape.length !== 2) return null;
   const out = backend.makeOutput(size, x.dtype);
   const src = backend.typedArrayFromHeap(x); // after makeOutput: a heap growth detaches older views
-  (backend.typedArrayFromHeap(out) as Float32Array).set(src.subarray(offset, offset + n) as Float32Array);
+  const dst = backend.typedArrayFromHeap(out) as Float32Array;
+  if (contiguous) {
+    const offset = tf.slice_util.computeFlatOffset(begin, tf.util.computeStrides(x.shape));
+    const n = size.reduce((a, b) => a * b, 1);
+    dst.set(src.subarray(offset, offset + n) as Float32Array);
+    return out;
+  }
+  const cols = x.shape[1];
+  const [r0, c0] = begin;
+  const [rows, width] = size;
+  for (let r = 0; r < rows; r++) {
+    const from = (r0 + r) * cols + c0;
+    dst.set(src.subarray(from, from + width) as Float32Array, r * width);
+  }
   return out;
 }

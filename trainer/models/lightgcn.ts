@@ -4,7 +4,8 @@
  * trained with BPR and L2 on the batch's ego embeddings.
  */
 import { tf } from '../engine/backend.js';
-import { csrMatMul, csrTensor, disposeCsr, type CsrTensor } from '../engine/csr-matmul.js';
+import { csrTensor, disposeCsr, type CsrTensor } from '../engine/csr-matmul.js';
+import { propagateMean } from '../engine/propagate.js';
 import { gatherRows } from '../engine/gather-rows.js';
 import type { NormalizedGraph } from '../../data/graph.js';
 import type { Triplets } from '../../data/sampler.js';
@@ -128,19 +129,8 @@ export const lightgcnStudent: StudentKind = {
   },
 };
 
-/**
- * LightGCN propagation: the mean of [h0, Â·h0, Â²·h0, …, Â^layers·h0]. The student's final
- * embeddings, and the teacher's ID and modality parts, are this over the same graph.
- */
-export function propagateMean(adj: CsrTensor, h0: tf.Tensor2D, layers: number): tf.Tensor2D {
-  let h = h0;
-  let sum = h0;
-  for (let l = 0; l < layers; l++) {
-    h = csrMatMul(adj, h);
-    sum = tf.add(sum, h);
-  }
-  return tf.mul(sum, 1 / (layers + 1));
-}
+/** LightGCN propagation (the mean over layers 0..L), as one op on wasm: trainer/engine/propagate.ts. */
+export { propagateMean };
 
 /** Rows of (users, positives, negatives) in the stacked [users; items] table, as one index tensor. */
 export function tripletRows(t: Triplets, nUsers: number): tf.Tensor1D {

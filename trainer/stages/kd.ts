@@ -10,6 +10,7 @@ import type { Dataset } from '../../data/dataset.js';
 import { normalizedAdjacency } from '../../data/graph.js';
 import { LightGcn, LIGHTGCN_EGO, bprFromEmbeddings, tripletIndex } from '../models/lightgcn.js';
 import { gatherRows } from '../engine/gather-rows.js';
+import { rowDots } from '../engine/row-dots.js';
 import { BprSampler, type Triplets } from '../../data/sampler.js';
 import { Rng } from '../../core/rng.js';
 import { requireArray, type NamedArray } from '../checkpoint.js';
@@ -205,15 +206,10 @@ export function kdTrainable(student: LightGcn, teacher: Teacher, data: Dataset, 
   return new KdStudent(student, teacher, data, cfg);
 }
 
-/**
- * e_u · e_i for every (user, list item): [B, K], as one batched matrix product [B, K, d]·[B, d, 1]
- * (a broadcast multiply and sum, forward and backward, cost several times more on wasm).
- */
+/** e_u · e_i for every (user, list item): [B, K], one row-dot op (trainer/engine/row-dots.ts). */
 function listLogits(E: tf.Tensor2D, users: tf.Tensor1D, items: tf.Tensor1D, b: number, k: number): tf.Tensor2D {
   const d = E.shape[1];
-  const u = gatherRows(E, users).reshape([b, d, 1]) as tf.Tensor3D;
-  const it = gatherRows(E, items).reshape([b, k, d]) as tf.Tensor3D;
-  return tf.matMul(it, u).reshape([b, k]) as tf.Tensor2D;
+  return rowDots(gatherRows(E, items).reshape([b, k, d]) as tf.Tensor3D, gatherRows(E, users));
 }
 
 /** The teacher's outputs computed once, kept past the scope that made them. */
