@@ -152,7 +152,7 @@ test('GET /items/{id}/neighbors: by the student item vectors, itself and filtere
     assert.equal(long.json().field, 'id');
     const info = await app.inject({ method: 'GET', url: '/items/i4', headers: auth });
     assert.equal(info.statusCode, 200, info.body);
-    assert.deepEqual({ ...(info.json() as object), popularity: 0 }, { item: 'i4', model_version: 1, row: 4, in_bundle: true, hidden: false, labels: ['c1', 'even'], popularity: 0 });
+    assert.deepEqual({ ...(info.json() as object), popularity: 0 }, { item: 'i4', model_version: 1, row: 4, in_bundle: true, hidden: false, deleted: false, labels: ['c1', 'even'], popularity: 0 });
     assert.equal((await app.inject({ method: 'GET', url: '/items/i4' })).statusCode, 401, 'token-protected');
     assert.equal((await app.inject({ method: 'GET', url: '/items/nope', headers: auth })).statusCode, 404);
   } finally {

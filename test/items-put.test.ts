@@ -146,8 +146,12 @@ test('PUT /items: a new item from its features is served by ann and exact, as a 
     // an item waiting for its vector is hidden but not deleted: a DELETE of it is logged
     const waiting = s.holder.model!.addItem('sku-waiting');
     s.holder.model!.catalog.placing(waiting);
+    let info2 = (await s.app.inject({ url: '/items/sku-waiting', headers: auth })).json();
+    assert.deepEqual({ hidden: info2.hidden, deleted: info2.deleted }, { hidden: true, deleted: false }, 'being placed');
     const del = (await s.app.inject({ method: 'DELETE', url: '/items/sku-waiting', headers: auth })).json();
     assert.equal(del.already_hidden, false);
+    info2 = (await s.app.inject({ url: '/items/sku-waiting', headers: auth })).json();
+    assert.equal(info2.deleted, true);
     s.holder.model!.catalog.placed(waiting);
     assert.ok(s.holder.model!.catalog.hidden.has(waiting), 'still deleted once placed');
 

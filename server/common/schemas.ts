@@ -103,7 +103,10 @@ export const ItemInfo = Type.Object({
   row: Type.Integer(),
   /** exported with the bundle (false: added by PUT /items since) */
   in_bundle: Type.Boolean(),
+  /** out of every answer: deleted, or added and its vector still being placed */
   hidden: Type.Boolean(),
+  /** deleted by DELETE /items (a PUT brings it back) */
+  deleted: Type.Boolean(),
   labels: Type.Array(Type.String()),
   popularity: Type.Integer(),
 });

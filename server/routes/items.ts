@@ -5,6 +5,7 @@
  * DELETE /items/{id} (logged, then hidden from every answer).
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
 import { ErrorReplies, ID_PATTERN, ItemInfo, ItemPutBody, ItemPutReply, Neighbors, NeighborsQuery, type RetrievalName } from '../common/schemas.js';
 import { cannotPlace } from '../online/item-placer.js';
 import { MAX_RECORD_BYTES, recordFits } from '../../repository/interaction-log.js';
@@ -22,6 +23,22 @@ function idProblem(id: string): { error: string; message: string; field: string 
     return { error: 'Bad Request', message: `params.id: an item id is 1 to 256 characters without control characters (got ${id.length} characters)`, field: 'id' };
   }
   return null;
+}
+
+/** The path's item id, checked, and the served version; null once the 400 or 503 is sent. */
+function idAndModel(holder: ModelHolder, params: unknown, reply: FastifyReply): { id: string; m: ServingModel } | null {
+  const id = (params as { id: string }).id;
+  const bad = idProblem(id);
+  if (bad) {
+    void reply.code(400).send(bad);
+    return null;
+  }
+  const m = holder.model;
+  if (!m) {
+    void reply.code(503).send({ error: 'Service Unavailable', message: 'no model version loaded yet' });
+    return null;
+  }
+  return { id, m };
 }
 
 const notFound = (m: ServingModel, id: string) => ({ error: 'Not Found', message: `item ${JSON.stringify(id.slice(0, 80))} is not in the served catalog (version ${m.version})` });
@@ -75,11 +92,9 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ holder: ModelHolder; online
   const online = o.online;
   if (online) {
     app.put('/items/:id', { schema: { body: ItemPutBody, response: { 200: ItemPutReply, 409: ErrorReplies[400], ...ErrorReplies } } }, async (req, reply) => {
-      const id = (req.params as { id: string }).id;
-      const bad = idProblem(id);
-      if (bad) return reply.code(400).send(bad);
-      const m = o.holder.model;
-      if (!m) return reply.code(503).send({ error: 'Service Unavailable', message: 'no model version loaded yet' });
+      const target = idAndModel(o.holder, req.params, reply);
+      if (!target) return reply;
+      const { id, m } = target;
       const row = m.itemIndex.get(id);
       const fromFeatures = row === undefined || row >= m.bundleItems;
       const why = fromFeatures ? cannotPlace(m) : null;
@@ -107,11 +122,9 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ holder: ModelHolder; online
     });
   }
   app.get('/items/:id', { schema: { response: { 200: ItemInfo, 404: ErrorReplies[400], ...ErrorReplies } } }, async (req, reply) => {
-    const id = (req.params as { id: string }).id;
-    const bad = idProblem(id);
-    if (bad) return reply.code(400).send(bad);
-    const m = o.holder.model;
-    if (!m) return reply.code(503).send({ error: 'Service Unavailable', message: 'no model version loaded yet' });
+    const target = idAndModel(o.holder, req.params, reply);
+    if (!target) return reply;
+    const { id, m } = target;
     const row = m.itemIndex.get(id);
     if (row === undefined) return reply.code(404).send(notFound(m, id));
     return {
@@ -120,6 +133,7 @@ export const itemRoutes: FastifyPluginAsyncTypebox<{ holder: ModelHolder; online
       row,
       in_bundle: row < m.manifest.counts.items,
       hidden: m.catalog.hidden.has(row),
+      deleted: m.catalog.deleted.has(row),
       labels: m.catalog.labels.get(row) ?? [],
       popularity: row < m.popularity.length ? m.popularity[row] : 0,
     };
