@@ -57,19 +57,17 @@ export const csrMatMulGradient: GradConfig = {
   inputsToSave: ['indptr', 'indices', 'values', 'tIndptr', 'tIndices', 'tValues'],
   gradFunc: (dy, saved) => {
     const [indptr, indices, values, tIndptr, tIndices, tValues] = saved;
-    // d(A·x)/dx = Aᵀ·dy. The graph structure itself gets no gradient.
-    const none = (t: tf.Tensor) => () => tf.zerosLike(t);
-    return {
-      x: () => csrRun([tIndptr, tIndices, tValues], [indptr, indices, values], dy as tf.Tensor2D),
-      indptr: none(indptr),
-      indices: none(indices),
-      values: none(values),
-      tIndptr: none(tIndptr),
-      tIndices: none(tIndices),
-      tValues: none(tValues),
-    };
+    // d(A·x)/dx = Aᵀ·dy.
+    return { x: () => csrRun([tIndptr, tIndices, tValues], [indptr, indices, values], dy as tf.Tensor2D), ...noGraphGradients(saved) };
   },
 };
+
+/** The graph's six tensors (a CSR and its transpose, saved in that order) get no gradient: zeros of their shapes. */
+export function noGraphGradients(saved: tf.Tensor[]): Record<'indptr' | 'indices' | 'values' | 'tIndptr' | 'tIndices' | 'tValues', () => tf.Tensor> {
+  const [indptr, indices, values, tIndptr, tIndices, tValues] = saved;
+  const none = (t: tf.Tensor) => () => tf.zerosLike(t);
+  return { indptr: none(indptr), indices: none(indices), values: none(values), tIndptr: none(tIndptr), tIndices: none(tIndices), tValues: none(tValues) };
+}
 
 type CsrParts = [indptr: tf.Tensor, indices: tf.Tensor, values: tf.Tensor];
 

@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { GradConfig, TensorInfo } from '@tensorflow/tfjs';
-import { csrMatMul, type CsrTensor } from './csr-matmul.js';
+import { csrMatMul, noGraphGradients, type CsrTensor } from './csr-matmul.js';
 import { isWasm, simdFor, type KernelArgs, type WasmLike } from './kernel-io.js';
 import type { WasmKernels } from './wasm-kernels.js';
 
@@ -73,16 +73,10 @@ export const propagateMeanGradient: GradConfig = {
   kernelName: PROPAGATE_MEAN,
   inputsToSave: ['indptr', 'indices', 'values', 'tIndptr', 'tIndices', 'tValues'],
   gradFunc: (dy, saved, attrs) => {
-    const [indptr, indices, values, tIndptr, tIndices, tValues] = saved;
-    const none = (t: tf.Tensor) => () => tf.zerosLike(t);
+    const [, , , tIndptr, tIndices, tValues] = saved;
     return {
       x: () => tf.engine().runKernel(PROPAGATE_MEAN_GRAD, { indptr: tIndptr, indices: tIndices, values: tValues, x: dy as tf.Tensor }, { layers: Number(attrs.layers) }) as tf.Tensor,
-      indptr: none(indptr),
-      indices: none(indices),
-      values: none(values),
-      tIndptr: none(tIndptr),
-      tIndices: none(tIndices),
-      tValues: none(tValues),
+      ...noGraphGradients(saved),
     };
   },
 };
@@ -104,6 +98,11 @@ export function propagateMean(adj: CsrTensor, h0: tf.Tensor2D, layers: number): 
     const { indptr, indices, values, tIndptr, tIndices, tValues } = adj;
     return tf.engine().runKernel(PROPAGATE_MEAN, { indptr, indices, values, tIndptr, tIndices, tValues, x: h0 }, { layers }) as tf.Tensor2D;
   }
+  return propagateMeanComposed(adj, h0, layers);
+}
+
+/** The same mean composed of csrMatMul and adds (backends without the fused op; the fused op's reference in tests). */
+export function propagateMeanComposed(adj: CsrTensor, h0: tf.Tensor2D, layers: number): tf.Tensor2D {
   let h = h0;
   let sum = h0;
   for (let l = 0; l < layers; l++) {

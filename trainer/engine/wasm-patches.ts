@@ -100,17 +100,7 @@ function patchWasmSlice(): void {
  * data and takes a reference.
  */
 function patchWasmIdentity(): void {
-  const original = tf.getKernel('Identity', 'wasm');
-  if (!original) return;
-  const shared = (args: { inputs: NamedTensorInfoMap; backend: KernelBackend }) => {
-    const { x } = args.inputs as { x: TensorInfo };
-    const b = args.backend as KernelBackend & { incRef?: (id: object) => void };
-    if (x.dtype === 'string' || typeof b.incRef !== 'function') return original.kernelFunc(args as Parameters<tf.KernelFunc>[0]);
-    b.incRef(x.dataId);
-    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
-  };
-  tf.unregisterKernel('Identity', 'wasm');
-  tf.registerKernel({ kernelName: 'Identity', backendName: 'wasm', kernelFunc: shared as tf.KernelFunc, setupFunc: original.setupFunc });
+  shareDataWhen('Identity', () => true);
 }
 
 /**
@@ -119,17 +109,26 @@ function patchWasmIdentity(): void {
  * shares the data instead, as the cpu backend does; other casts go to the original kernel.
  */
 function patchWasmCast(): void {
-  const original = tf.getKernel('Cast', 'wasm');
+  shareDataWhen('Cast', (x, attrs) => attrs?.dtype === x.dtype);
+}
+
+/**
+ * Replaces wasm's `kernel` by one that answers with its input's data (a reference, no copy)
+ * when `shares` says the result is the input itself; otherwise, for strings, or on a backend
+ * without reference counts, the original kernel runs.
+ */
+function shareDataWhen(kernel: string, shares: (x: TensorInfo, attrs: NamedAttrMap | undefined) => boolean): void {
+  const original = tf.getKernel(kernel, 'wasm');
   if (!original) return;
-  const cast = (args: { inputs: NamedTensorInfoMap; backend: KernelBackend; attrs?: NamedAttrMap }) => {
+  const shared = (args: { inputs: NamedTensorInfoMap; backend: KernelBackend; attrs?: NamedAttrMap }) => {
     const { x } = args.inputs as { x: TensorInfo };
     const b = args.backend as KernelBackend & { incRef?: (id: object) => void };
-    if (args.attrs?.dtype !== x.dtype || x.dtype === 'string' || typeof b.incRef !== 'function') return original.kernelFunc(args as Parameters<tf.KernelFunc>[0]);
+    if (!shares(x, args.attrs) || x.dtype === 'string' || typeof b.incRef !== 'function') return original.kernelFunc(args as Parameters<tf.KernelFunc>[0]);
     b.incRef(x.dataId);
     return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
   };
-  tf.unregisterKernel('Cast', 'wasm');
-  tf.registerKernel({ kernelName: 'Cast', backendName: 'wasm', kernelFunc: cast as tf.KernelFunc, setupFunc: original.setupFunc });
+  tf.unregisterKernel(kernel, 'wasm');
+  tf.registerKernel({ kernelName: kernel, backendName: 'wasm', kernelFunc: shared as tf.KernelFunc, setupFunc: original.setupFunc });
 }
 
 /**
