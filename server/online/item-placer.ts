@@ -35,13 +35,6 @@ export class ItemPlacer {
 
   constructor(private readonly logger: Logger) {}
 
-  /** Whether applying this put to `m` needs a vector from the encoder. */
-  private needsVector(m: ServingModel, x: LoggedInteraction): boolean {
-    if (x.kind !== 'item_put' || !x.features || cannotPlace(m)) return false;
-    const row = m.itemIndex.get(x.item);
-    return row === undefined || row >= m.bundleItems;
-  }
-
   /** Stores a vector computed for the version's record at `position` (the request path computes it before the record is durable). */
   store(m: ServingModel, position: number, vector: Float32Array): void {
     let byPos = this.vectors.get(m);
@@ -60,7 +53,7 @@ export class ItemPlacer {
     for (const m of new Set(versions)) {
       if (!m) continue;
       const have = this.vectors.get(m);
-      const todo = entries.filter((e) => this.needsVector(m, e) && !have?.has(e.position) && fitsEncoder(m, e.features!));
+      const todo = entries.filter((e) => e.kind === 'item_put' && e.features && needsVector(m, e.item) && !have?.has(e.position) && fitsEncoder(m, e.features));
       if (!todo.length) continue;
       const vs = await m.embedder!.embed(todo.map((e) => e.features!));
       todo.forEach((e, i) => this.store(m, e.position, vs[i]));
@@ -110,6 +103,12 @@ export class ItemPlacer {
       (err) => this.logger.error({ item: x.item.slice(0, 80), position, version: m.version, isNew, err: (err as Error).message }, 'placing an item failed: it stays out of answers until it is put again'),
     );
   }
+}
+
+/** Whether a put of `id` needs the version's encoder: a new item or one added online (a bundle item keeps its trained vector), on a version that can place items. */
+export function needsVector(m: ServingModel, id: string): boolean {
+  const row = m.itemIndex.get(id);
+  return (row === undefined || row >= m.bundleItems) && cannotPlace(m) === null;
 }
 
 /** Whether the features have exactly the version's encoder modalities at their widths (records of another catalog may not). */

@@ -42,7 +42,7 @@ import { VersionState } from './version-state.js';
 import { InteractionLog, type LogEntry, type LoggedInteraction } from '../../repository/interaction-log.js';
 import type { RedisStreamLog } from '../../repository/redis-stream-log.js';
 import { StreamFollower, type FollowerOptions } from './stream-follower.js';
-import { ItemPlacer, cannotPlace, fitsEncoder } from './item-placer.js';
+import { ItemPlacer, cannotPlace, fitsEncoder, needsVector } from './item-placer.js';
 import type { ServerMetrics } from '../common/metrics.js';
 import type { Interaction, InteractionsReply } from '../common/schemas.js';
 import type { ModelHolder } from '../serving/model-holder.js';
@@ -770,15 +770,10 @@ const yieldToRequests = () => new Promise<void>((r) => setImmediate(r));
 /** How many new item ids the puts among `entries` add to the version (rows are handed out in log order). */
 function addedIds(m: ServingModel, entries: readonly LogEntry[]): number {
   const ids = new Set<string>();
-  for (const e of entries) if (e.kind === 'item_put' && !m.itemIndex.has(e.item) && m.embedder && !m.sequences && e.features && fitsEncoder(m, e.features)) ids.add(e.item);
+  for (const e of entries) if (e.kind === 'item_put' && !m.itemIndex.has(e.item) && cannotPlace(m) === null && e.features && fitsEncoder(m, e.features)) ids.add(e.item);
   return ids.size;
 }
 
-/** Whether a put of `id` needs the version's encoder (a new item or one added online; a bundle item keeps its trained vector). */
-function needsVector(m: ServingModel, id: string): boolean {
-  const row = m.itemIndex.get(id);
-  return (row === undefined || row >= m.bundleItems) && cannotPlace(m) === null;
-}
 
 /** serializeSnapshot + writeSnapshotFile on a worker thread (the copied arrays are moved there); resolves with the bytes written. */
 function writeInWorker(dir: string, file: string, parts: SnapshotParts): Promise<number> {
