@@ -164,6 +164,7 @@ export class ServingModel implements AnnSource {
     this.itemVectors.set(vector, row * d);
     this.relink(this.ann, row);
     this.placements.set(row, ++this.placementSeq);
+    if (row < this.exact.nItems) this.tablePlacements.set(row, this.placementSeq);
     // Answers and candidates computed before it may now be wrong.
     this.cache.clear();
     this.candidates.clear();
@@ -184,6 +185,8 @@ export class ServingModel implements AnnSource {
    * (round.ts) until the next copy covers it.
    */
   readonly placements = new Map<number, number>();
+  /** The same for the rows inside the exact scorer's table (the ones its requests must re-score: kept apart so that they read only these). */
+  private readonly tablePlacements = new Map<number, number>();
   placementSeq = 0;
 
   /** Rows placed after the copy taken at `seq` (a copy holds every placement up to it). */
@@ -199,13 +202,20 @@ export class ServingModel implements AnnSource {
   /** A new ONNX table copied at `seq` now serves: the placements up to it are in it. */
   exactRefreshed(seq: number): void {
     this.exactCopySeq = seq;
-    for (const [row, s] of this.placements) if (s <= seq) this.placements.delete(row);
+    for (const [row, s] of this.placements) {
+      if (s <= seq) this.placements.delete(row);
+      // placed while the table was being copied: inside the new table with an older vector
+      else if (row < this.exact.nItems) this.tablePlacements.set(row, s);
+    }
+    for (const [row, s] of this.tablePlacements) if (s <= seq) this.tablePlacements.delete(row);
   }
 
   /** Rows inside the exact scorer's table whose vector was placed after the table was copied (exact.ts scores them from the item table). */
   staleTableRows(): number[] {
-    if (this.placements.size === 0) return [];
-    return this.placedSince(this.exactCopySeq).filter((r) => r < this.exact.nItems);
+    if (this.tablePlacements.size === 0) return [];
+    const out: number[] = [];
+    for (const [row, s] of this.tablePlacements) if (s > this.exactCopySeq && row < this.exact.nItems) out.push(row);
+    return out;
   }
 
   get nUsers(): number {
