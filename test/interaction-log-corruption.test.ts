@@ -236,7 +236,7 @@ test('a new segment\'s folder entry is fsynced before its first record is acknow
   const d = dir();
   const names = new Map<number, string>();
   const events: string[] = [];
-  const { openSync, fsyncSync, fdatasyncSync } = fs;
+  const { openSync, fsyncSync, fdatasyncSync, fdatasync } = fs;
   fs.openSync = ((p: fs.PathLike, ...rest: never[]) => {
     const fd = (openSync as (...a: unknown[]) => number)(p, ...rest);
     names.set(fd, resolve(String(p)));
@@ -244,6 +244,7 @@ test('a new segment\'s folder entry is fsynced before its first record is acknow
   }) as typeof fs.openSync;
   fs.fsyncSync = ((fd: number) => (events.push(`fsync ${names.get(fd)}`), fsyncSync(fd))) as typeof fs.fsyncSync;
   fs.fdatasyncSync = ((fd: number) => (events.push(`fdatasync ${names.get(fd)}`), fdatasyncSync(fd))) as typeof fs.fdatasyncSync;
+  fs.fdatasync = ((fd: number, cb: fs.NoParamCallback) => (events.push(`fdatasync ${names.get(fd)}`), fdatasync(fd, cb))) as typeof fs.fdatasync;
   syncBuiltinESMExports();
   try {
     const log = InteractionLog.open(d, { segmentBytes: 100 });
@@ -256,7 +257,7 @@ test('a new segment\'s folder entry is fsynced before its first record is acknow
     assert.ok(after.includes(`fsync ${resolve(d)}`), after.join('\n'));
     assert.ok(after.indexOf(`fsync ${resolve(d)}`) < after.indexOf(`fdatasync ${fresh}`), 'the folder before the records in it');
   } finally {
-    Object.assign(fs, { openSync, fsyncSync, fdatasyncSync });
+    Object.assign(fs, { openSync, fsyncSync, fdatasyncSync, fdatasync });
     syncBuiltinESMExports();
   }
 });

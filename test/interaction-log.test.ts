@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
+import fs, { appendFileSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InteractionLog } from '../repository/interaction-log.js';
@@ -95,16 +96,100 @@ test('appends of one event-loop turn are flushed together, in order; nothing is 
 
 test('a commit window groups appends of later turns into one flush; without one each turn is flushed on its own', async () => {
   for (const [window, grouped] of [[0, false], [30, true]] as const) {
-    const log = InteractionLog.open(dir(), { commitWindowMs: window });
-    let firstDone = false;
-    const first = log.append([{ user: 'a', item: 'i0', ts: 0 }]).then((p) => ((firstDone = true), p));
-    await new Promise((r) => setImmediate(r));
-    await new Promise((r) => setImmediate(r));
-    // A turn later: the per-turn flush has acknowledged the first append; the window still holds it.
-    assert.equal(firstDone, !grouped, `window ${window} ms`);
-    const second = log.append([{ user: 'a', item: 'i1', ts: 1 }]);
-    assert.deepEqual(await Promise.all([first, second]), [1, 2]);
-    assert.deepEqual(log.read().map((e) => e.item), ['i0', 'i1']);
-    await log.close();
+    let flushes = 0;
+    await withFdatasync(
+      (fd, cb, real) => (flushes++, real(fd, cb)),
+      async () => {
+        const log = InteractionLog.open(dir(), { commitWindowMs: window });
+        let firstDone = false;
+        const first = log.append([{ user: 'a', item: 'i0', ts: 0 }]).then((p) => ((firstDone = true), p));
+        await new Promise((r) => setImmediate(r));
+        await new Promise((r) => setImmediate(r));
+        // Two turns later the per-turn flush has started (its fdatasync on the thread pool); the window still holds it.
+        assert.equal(flushes, grouped ? 0 : 1, `window ${window} ms`);
+        if (!grouped) await first;
+        const second = log.append([{ user: 'a', item: 'i1', ts: 1 }]);
+        assert.equal(firstDone, !grouped);
+        assert.deepEqual(await Promise.all([first, second]), [1, 2]);
+        assert.equal(flushes, grouped ? 1 : 2, `window ${window} ms: one group or two`);
+        assert.deepEqual(log.read().map((e) => e.item), ['i0', 'i1']);
+        await log.close();
+      },
+    );
   }
+});
+
+/** Runs fn with fs.fdatasync replaced by `fake` (the log's flush calls it; its repairs use fdatasyncSync). */
+async function withFdatasync(fake: (fd: number, cb: fs.NoParamCallback, real: typeof fs.fdatasync) => void, fn: () => Promise<void>): Promise<void> {
+  const real = fs.fdatasync;
+  fs.fdatasync = ((fd: number, cb: fs.NoParamCallback) => fake(fd, cb, real)) as typeof fs.fdatasync;
+  syncBuiltinESMExports();
+  try {
+    await fn();
+  } finally {
+    fs.fdatasync = real;
+    syncBuiltinESMExports();
+  }
+}
+
+test('appends during a flush in flight form the next group: acknowledged after it, never counted before they are durable', async () => {
+  const held: (() => void)[] = [];
+  await withFdatasync(
+    (fd, cb, real) => held.push(() => real(fd, cb)),
+    async () => {
+      const log = InteractionLog.open(dir());
+      const first = log.append([{ user: 'a', item: 'i0', ts: 0 }]);
+      await new Promise((r) => setImmediate(r)); // the first group is written, its fdatasync held
+      await new Promise((r) => setImmediate(r));
+      assert.equal(held.length, 1);
+      const second = log.append([{ user: 'a', item: 'i1', ts: 1 }]);
+      let secondDone = false;
+      void second.then(() => (secondDone = true));
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(held.length, 1, 'one flush in flight at a time');
+      assert.equal(log.position, 0, 'nothing durable yet');
+      assert.equal(log.read().length, 0);
+      held.shift()!();
+      assert.equal(await first, 1);
+      assert.equal(log.position, 1);
+      assert.equal(secondDone, false);
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(held.length, 1, 'the second group is flushed after the first');
+      held.shift()!();
+      assert.equal(await second, 2);
+      assert.deepEqual(log.read().map((e) => e.item), ['i0', 'i1']);
+      await log.close();
+    },
+  );
+});
+
+test('a failed fdatasync fails its group and the appends queued behind it; positions roll back and nothing is left behind', async () => {
+  const d = dir();
+  let fail = false;
+  const held: (() => void)[] = [];
+  await withFdatasync(
+    (fd, cb, real) => held.push(() => (fail ? cb(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })) : real(fd, cb))),
+    async () => {
+      const log = InteractionLog.open(d);
+      const ok = log.append([{ user: 'a', item: 'i0', ts: 0 }]);
+      await new Promise((r) => setTimeout(r, 5));
+      held.shift()!();
+      assert.equal(await ok, 1);
+      fail = true;
+      const lost = log.append([{ user: 'a', item: 'i1', ts: 1 }]);
+      await new Promise((r) => setTimeout(r, 5));
+      const behind = log.append([{ user: 'a', item: 'i2', ts: 2 }]); // queued while the failing flush is in flight
+      held.shift()!();
+      await assert.rejects(lost, /EIO/);
+      await assert.rejects(behind, /EIO/);
+      assert.equal(log.position, 1);
+      fail = false;
+      const next = log.append([{ user: 'a', item: 'i3', ts: 3 }]);
+      await new Promise((r) => setTimeout(r, 5));
+      held.shift()!();
+      assert.equal(await next, 2, 'the failed positions are taken again');
+      await log.close();
+    },
+  );
+  assert.deepEqual(InteractionLog.open(d).read().map((e) => [e.position, e.item]), [[1, 'i0'], [2, 'i3']]);
 });
