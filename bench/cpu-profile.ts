@@ -38,14 +38,17 @@ const named = (f: CallFrame, ...names: string[]) => names.includes(f.functionNam
 /**
  * The categories of a request's cost, first match wins. hnswlib's searchKnn is native code: its
  * time is the self time of the JS frame that calls it (retrieval/ann.js), while the filter it
- * calls back per visited label is a JS frame of its own (ann.js's anonymous or named filter).
+ * calls back per visited label is a JS frame of its own (unseen-search.js's `allowed`). With
+ * search threads (search-threads.ts) the search runs on a worker: the event loop's part is the
+ * messages to it and back.
  */
 export const RULES: Rule[] = [
   { category: 'idle', scope: 'leaf', test: (f) => f.functionName === '(idle)' },
   { category: 'garbage collection', scope: 'leaf', test: (f) => f.functionName === '(garbage collector)' },
   { category: 'V8 / native (program)', scope: 'leaf', test: (f) => f.functionName === '(program)' },
-  { category: 'ANN filter callback', scope: 'stack', test: (f) => inFile(f, /retrieval\/ann\.js$/) && (f.functionName === '' || /filter|unseenLabel/i.test(f.functionName)) },
-  { category: 'HNSW search (native)', scope: 'leaf', test: (f) => inFile(f, /retrieval\/ann\.js$/) || named(f, 'searchKnn') },
+  { category: 'ANN filter callback', scope: 'stack', test: (f) => (inFile(f, /retrieval\/unseen-search\.js$/) && named(f, 'allowed')) || (inFile(f, /retrieval\/ann\.js$/) && f.functionName === '') },
+  { category: 'HNSW search (native)', scope: 'leaf', test: (f) => inFile(f, /retrieval\/(ann|ann-index|unseen-search)\.js$/) || named(f, 'searchKnn') },
+  { category: 'search threads (messages)', scope: 'stack', test: (f) => inFile(f, /retrieval\/search-threads\.js$/) || (inFile(f, /node:internal\/worker/) && /postMessage|onmessage/i.test(f.functionName)) },
   { category: 'exact (ONNX)', scope: 'stack', test: (f) => inFile(f, /retrieval\/exact\.js$/) },
   { category: 're-ranking', scope: 'stack', test: (f) => named(f, 'rank', 'score', 'rankRows') && inFile(f, /(retriever|serving-model)\.js$/) },
   { category: 'seen filtering', scope: 'stack', test: (f) => named(f, 'isSeen', 'csrHas', 'unseen', 'countUnseen', 'seenCount', 'seenOf', 'markSeen') },

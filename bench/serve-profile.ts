@@ -24,6 +24,7 @@ const HELP = `usage: npm run bench:serve-profile -- --name NAME [options]
   --label L           added to the result files' names (e.g. before, after)
   --out DIR           result folder (default bench/results)
   --server-arg ARG    extra argument for the server (repeatable)
+  --keep-cpuprofile   also keep the raw .cpuprofile (Chrome DevTools, speedscope) beside the results
 `;
 
 const { values: a } = parseArgs({
@@ -36,6 +37,7 @@ const { values: a } = parseArgs({
     label: { type: 'string', default: '' },
     out: { type: 'string', default: 'bench/results' },
     'server-arg': { type: 'string', multiple: true, default: [] },
+    'keep-cpuprofile': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -84,7 +86,8 @@ try {
 }
 const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
 if (!file) throw new Error(`the server wrote no .cpuprofile to ${profDir}`);
-const profile = JSON.parse(readFileSync(join(profDir, file), 'utf8')) as CpuProfile;
+const rawProfile = readFileSync(join(profDir, file), 'utf8');
+const profile = JSON.parse(rawProfile) as CpuProfile;
 rmSync(profDir, { recursive: true, force: true });
 
 const split = splitProfile(profile, window[0], window[1]);
@@ -110,9 +113,10 @@ const summary = {
   note: 'server CPU samples (node --cpu-prof) of the measured window, per request; autocannon on the same cores',
 };
 writeFileSync(join(o.out, `${base}.json`), JSON.stringify(summary, null, 2) + '\n');
+if (a['keep-cpuprofile']) writeFileSync(join(o.out, `${base}.cpuprofile`), rawProfile);
 writeFileSync(join(o.out, `${base}.svg`), flameGraphSvg(split, `promptmm ${o.name} ${scenario}${a.label ? ` (${a.label})` : ''}: server CPU, ${result.requests} requests in ${o.duration} s, ${busyUs.toFixed(0)} µs busy per request`));
 process.stdout.write(
   `${scenario}: ${summary.rps} req/s, p50 ${result.latencyMs.p50.toFixed(2)} ms, p99 ${result.latencyMs.p99.toFixed(2)} ms; server idle ${(100 * summary.idleShare).toFixed(0)}%, busy ${busyUs.toFixed(1)} µs per request (load ${summary.loadavg})\n` +
     costs.map((c) => `  ${c.category.padEnd(34)} ${c.us.toFixed(2).padStart(8)} µs  ${(100 * c.share).toFixed(1).padStart(5)}%`).join('\n') +
-    `\nwrote ${join(o.out, base)}.{json,svg}\n`,
+    `\nwrote ${join(o.out, base)}.{json,svg${a['keep-cpuprofile'] ? ',cpuprofile' : ''}}\n`,
 );

@@ -9,6 +9,7 @@ import { buildApp } from './app.js';
 import { checkConnectionSettings, Connections, type ConnectionSettings, type DrainResult } from './connections.js';
 import { createMetrics } from './common/metrics.js';
 import { ModelHolder } from './serving/model-holder.js';
+import { SearchThreads } from './retrieval/search-threads.js';
 import type { RetrievalName } from './common/schemas.js';
 import type { RequestLimits } from './routes/recommend.js';
 import type { ServingModel } from './serving/serving-model.js';
@@ -34,6 +35,8 @@ export interface ServeConfig {
   providers: string[];
   /** Threads of an exact-path ONNX run (default in core/defaults.ts; 0 = ONNX Runtime's own choice). */
   onnxThreads?: number;
+  /** Worker threads of the ANN searches (default in core/defaults.ts; 0 = on the event loop). */
+  searchThreads?: number;
   /** Seconds between repository polls (besides the folder watch); 0 = watch only. */
   pollSeconds: number;
   token?: string;
@@ -96,7 +99,6 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
   const holder = new ModelHolder(log);
   new client.Gauge({ name: 'promptmm_result_cache_hits', help: 'Result-cache hits of the served version', registers: [metrics.registry], collect() { this.set(holder.model?.cache.hits ?? 0); } });
   new client.Gauge({ name: 'promptmm_result_cache_misses', help: 'Result-cache misses of the served version', registers: [metrics.registry], collect() { this.set(holder.model?.cache.misses ?? 0); } });
-  const load = { providers: cfg.providers, onnxThreads: cfg.onnxThreads, ef: cfg.ef, cacheUsers: cfg.cacheUsers ?? DEFAULTS.cacheUsers, log, onExactBatch: (n: number) => metrics.exactBatchSize.observe(n) };
   // Without a token there are no write endpoints: a read-only replica needs no durability check.
   const shared = cfg.sharedLog ? await RedisStreamLog.open(cfg.sharedLog, { log, allowVolatile: cfg.allowVolatileLog, readOnly: !cfg.token }) : null;
   const local = shared ? null : InteractionLog.open(cfg.logDir ?? join(modelDir(cfg.repo, cfg.name), 'interactions'), { log, onCorrupt: cfg.logOnCorrupt ?? DEFAULTS.logOnCorrupt, commitWindowMs: cfg.commitWindowMs ?? DEFAULTS.commitWindowMs });
@@ -147,11 +149,24 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
     }
     return last;
   };
-  const reloader = new Reloader(cfg.repo, cfg.name, holder, load, metrics, log, prepare);
-  const connections = new Connections(settings, log);
-  const app = buildApp({ holder, reloader, metrics, log, retrieval: cfg.retrieval, token: cfg.token, online, requestLimits: given(cfg.requestLimits), connections });
-  const first = await reloader.reload();
-  if (!first.changed) log.error({ model: cfg.name, refused: first.refused }, 'no valid model version yet: /readyz answers 503 until one is exported');
+  // Started last, closed if the start fails from here on; unref'd, they never hold the process.
+  const searchThreads = SearchThreads.start(cfg.searchThreads ?? DEFAULTS.searchThreads, log);
+  if (searchThreads) {
+    new client.Gauge({ name: 'promptmm_search_threads', help: 'Search threads running (a failed one is not restarted: its searches run on the event loop)', registers, collect() { this.set(searchThreads.size); } });
+    new client.Gauge({ name: 'promptmm_ann_searches_on_threads', help: 'ANN searches answered by the search threads (the others ran on the event loop)', registers, collect() { this.set(searchThreads.answered); } });
+  }
+  const load = { providers: cfg.providers, onnxThreads: cfg.onnxThreads, searchThreads, ef: cfg.ef, cacheUsers: cfg.cacheUsers ?? DEFAULTS.cacheUsers, log, onExactBatch: (n: number) => metrics.exactBatchSize.observe(n) };
+  let reloader: Reloader, connections: Connections, app: ReturnType<typeof buildApp>;
+  try {
+    reloader = new Reloader(cfg.repo, cfg.name, holder, load, metrics, log, prepare);
+    connections = new Connections(settings, log);
+    app = buildApp({ holder, reloader, metrics, log, retrieval: cfg.retrieval, token: cfg.token, online, requestLimits: given(cfg.requestLimits), connections });
+    const first = await reloader.reload();
+    if (!first.changed) log.error({ model: cfg.name, refused: first.refused }, 'no valid model version yet: /readyz answers 503 until one is exported');
+  } catch (err) {
+    await searchThreads?.close();
+    throw err;
+  }
   if (!cfg.token) log.info('PROMPTMM_TOKEN is not set: admin and write endpoints are off');
   reloader.start(cfg.pollSeconds);
 
@@ -167,6 +182,7 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
       await stopped;
       await online.close();
       await holder.close();
+      await searchThreads?.close();
       return drained;
     })();
     return closing;

@@ -10,10 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { HnswParams } from '../../repository/bundle-format.js';
-import { loadHnswIndex, type HnswIndex } from '../../repository/hnsw-index.js';
+import { AnnIndex } from '../retrieval/ann-index.js';
+import type { SearchThreads } from '../retrieval/search-threads.js';
 
-/** Builds the index (same parameters as the exporter's), loads it with query-time `ef`; `signal` stops the worker. */
-export async function rebuildAnnIndex(items: Float32Array, nItems: number, dim: number, params: HnswParams, ef: number, signal?: AbortSignal): Promise<HnswIndex> {
+/** Builds the index (same parameters as the exporter's), loads it with query-time `ef` (on the search threads too); `signal` stops the worker. */
+export async function rebuildAnnIndex(items: Float32Array, nItems: number, dim: number, params: HnswParams, ef: number, threads: SearchThreads | null, signal?: AbortSignal): Promise<AnnIndex> {
   const dir = mkdtempSync(join(tmpdir(), 'promptmm-ann-'));
   const file = join(dir, 'items.hnsw');
   try {
@@ -36,7 +37,7 @@ export async function rebuildAnnIndex(items: Float32Array, nItems: number, dim: 
         if (code !== 0) reject(new Error(`index rebuild worker exited with code ${code}`));
       });
     });
-    return await loadHnswIndex(file, dim, ef);
+    return await AnnIndex.open(file, dim, ef, threads);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

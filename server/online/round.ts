@@ -90,12 +90,17 @@ export async function refreshAnn(m: ServingModel, changed: number[], rebuild: bo
   const d = m.dim;
   if (rebuild) {
     const seq = m.placementSeq;
-    const index = await rebuildAnnIndex(m.itemVectors, m.nItems, d, m.manifest.hnsw, m.ef, signal);
-    if (!live()) return false;
+    const index = await rebuildAnnIndex(m.itemVectors, m.nItems, d, m.manifest.hnsw, m.ef, m.ann.threads, signal);
+    if (!live()) {
+      index.dispose();
+      return false;
+    }
     // Deleted items stay out of the search in the new index too; items placed (PUT /items) while it was built are linked into it before it serves.
     for (const it of m.catalog.deleted) index.markDelete(it);
     for (const it of m.placedSince(seq)) m.relink(index, it);
+    const old = m.ann;
     m.ann = index;
+    old.dispose(); // (searches already sent to the threads are answered first: their queue is in order)
     return true;
   }
   const row = new Array<number>(d);

@@ -22,6 +22,8 @@ export interface ItemFilter {
   has(item: number): boolean;
   /** Every row the filter lets through, when it is a short list (a narrow `labels` filter): scanning them is cheaper than any search. */
   readonly allowed?: number[];
+  /** Every row it leaves out, as a list (duplicates allowed), where the filter can say: what a search thread needs instead of has(). */
+  rows?(): Int32Array;
 }
 /** The filter's older name (the seen items alone). */
 export type SeenFilter = ItemFilter;

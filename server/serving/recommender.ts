@@ -55,7 +55,8 @@ export function itemFilter(model: ServingModel, user: string, row: number | unde
   const dis = cat.dislikesOf(user);
   const hidden = cat.hidden;
   const own = hasRequestFilters(f);
-  if (!own && !dis?.size && !hidden.size) return isSeen ? { count: seenCount, has: isSeen } : undefined;
+  const seenRows = (): RowSet[] => (seenRow === undefined ? [] : [model.seenOf(seenRow), model.extraSeen.get(seenRow) ?? NO_ROWS]);
+  if (!own && !dis?.size && !hidden.size) return isSeen ? { count: seenCount, has: isSeen, rows: () => rowList(seenRows()) } : undefined;
 
   // Rows out for reasons other than the seen set and the `labels` whitelist.
   const out = new Set<number>(hidden);
@@ -82,7 +83,26 @@ export function itemFilter(model: ServingModel, user: string, row: number | unde
       for (const r of model.extraSeen.get(seenRow) ?? []) if (!out.has(r)) count++;
     }
   }
-  return { count, has, allowed };
+  // (A `labels` whitelist is no list of rows left out: such a search stays on the event loop.)
+  return { count, has, allowed, rows: keep ? undefined : () => rowList([out, ...seenRows()]) };
+}
+
+/** The rows of several collections as one list (duplicates kept: a search thread marks them in a bitmap). */
+type RowSet = Int32Array | ReadonlySet<number>;
+const NO_ROWS: ReadonlySet<number> = new Set();
+
+function rowList(parts: RowSet[]): Int32Array {
+  let n = 0;
+  for (const p of parts) n += p instanceof Int32Array ? p.length : p.size;
+  const out = new Int32Array(n);
+  let i = 0;
+  for (const p of parts) {
+    if (p instanceof Int32Array) {
+      out.set(p, i);
+      i += p.length;
+    } else for (const r of p) out[i++] = r;
+  }
+  return out;
 }
 
 /**

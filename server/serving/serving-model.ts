@@ -9,14 +9,15 @@ import { basename, join } from 'node:path';
 import type { Logger } from 'pino';
 import { BUNDLE_FILES, CATALOG_FILES, SEQUENCE_FILES, type Manifest } from '../../repository/bundle-format.js';
 import { checkBundle, checkHnswLabels, HNSW_HEADER_BYTES, readFileHead } from '../../repository/bundle-check.js';
-import { loadHnswIndex, type HnswIndex } from '../../repository/hnsw-index.js';
 import { DEFAULTS } from '../../core/defaults.js';
 import { verifyBundle } from '../../repository/versions.js';
 import { parseNpy, parseNpyInt32 } from '../../core/npy.js';
 import { csrHas, type Csr } from '../../core/csr.js';
 import type { AnnSource } from '../retrieval/ann.js';
 import { CandidateCache } from '../retrieval/candidate-cache.js';
+import { AnnIndex } from '../retrieval/ann-index.js';
 import { ExactScorer } from '../retrieval/exact.js';
+import type { SearchThreads } from '../retrieval/search-threads.js';
 import { ResultCache } from './result-cache.js';
 import { ItemCatalog } from './item-catalog.js';
 import type { ItemEmbedder } from './item-embedder.js';
@@ -35,6 +36,8 @@ export interface LoadOptions {
   /** Threads of an ONNX run (the exact scorer and the sequence encoder). */
   onnxThreads?: number;
   ef?: number;
+  /** Where the ANN searches run besides the event loop (search-threads.ts); none: on the event loop. */
+  searchThreads?: SearchThreads | null;
   /** users whose lists are cached (LRU); 0 = no cache */
   cacheUsers?: number;
   log?: Logger;
@@ -64,7 +67,7 @@ export class ServingModel implements AnnSource {
     readonly popularOrder: Int32Array,
     readonly popularity: Int32Array,
     /** Replaced by a rebuilt index after a fine-tuning round that moved much of the catalog. */
-    public ann: HnswIndex,
+    public ann: AnnIndex,
     public ef: number,
     public exact: ExactScorer,
   ) {
@@ -171,7 +174,7 @@ export class ServingModel implements AnnSource {
   }
 
   /** (Re-)links an item's current vector into an index (grown when full); a deleted item stays marked (addPoint clears the mark). */
-  relink(index: HnswIndex, row: number): void {
+  relink(index: AnnIndex, row: number): void {
     if (index.getCurrentCount() >= index.getMaxElements()) index.resizeIndex(Math.ceil(index.getMaxElements() * 1.25) + 64);
     const d = this.dim;
     index.addPoint(Array.from(this.itemVectors.subarray(row * d, (row + 1) * d)), row);
@@ -303,6 +306,7 @@ export class ServingModel implements AnnSource {
   }
 
   async close(): Promise<void> {
+    this.ann.dispose();
     await Promise.all([this.exact.close(), this.encoder?.close(), this.embedder?.close()]);
   }
 }
@@ -341,9 +345,17 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
 
   const popularOrder = Int32Array.from({ length: m.counts.items }, (_, i) => i).sort((a, b) => pop.data[b] - pop.data[a] || a - b);
   const ef = opts.ef ?? m.hnsw.efSearch;
-  const ann = await loadHnswIndex(file(BUNDLE_FILES.hnsw), d, ef);
-  checkHnswLabels(ann.getIdsList(), m.counts.items);
-  const exact = await ExactScorer.open(onnxBytes, d, m.counts.items, opts.providers, opts.log, opts.onExactBatch, opts.onnxThreads);
+  const ann = await AnnIndex.open(file(BUNDLE_FILES.hnsw), d, ef, opts.searchThreads ?? null);
+  try {
+    checkHnswLabels(ann.getIdsList(), m.counts.items);
+  } catch (err) {
+    ann.dispose();
+    throw err;
+  }
+  const exact = await ExactScorer.open(onnxBytes, d, m.counts.items, opts.providers, opts.log, opts.onExactBatch, opts.onnxThreads).catch((err: unknown) => {
+    ann.dispose();
+    throw err;
+  });
   const model = new ServingModel(
     m.name,
     m.version,
@@ -366,6 +378,7 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
     try {
       model.encoder = await SequenceEncoder.open(sequence.onnx, d, m.counts.items, m.sequence.maxLen, opts.providers, opts.log, opts.onnxThreads);
     } catch (err) {
+      ann.dispose();
       await exact.close();
       throw err;
     }
@@ -378,6 +391,7 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
       model.embedder = await OnnxItemEncoder.open(itemEncoderBytes, m.itemEncoder, d, opts.providers, opts.log, opts.onnxThreads);
       model.itemEncoderBytes = itemEncoderBytes;
     } catch (err) {
+      ann.dispose();
       await Promise.all([exact.close(), model.encoder?.close()]);
       throw err;
     }

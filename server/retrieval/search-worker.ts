@@ -1,0 +1,81 @@
+/**
+ * A search thread (search-threads.ts): its own copy of every served HNSW index, kept in step by
+ * the mutations the event loop makes to its copy (sent in the same order, applied in order), and
+ * the ANN path's candidate searches (unseen-search.ts) run against it off the event loop.
+ */
+import { parentPort } from 'node:worker_threads';
+import { loadHnswIndex, type HnswIndex } from '../../repository/hnsw-index.js';
+import { plainArray, searchUnseen } from './unseen-search.js';
+import type { ToSearchThread } from './search-protocol.js';
+
+const port = parentPort!;
+const indexes = new Map<number, HnswIndex>();
+const query: number[] = [];
+/** Rows left out of the current search, one byte per label (set, searched, cleared). */
+let out = new Uint8Array(0);
+
+async function load(m: Extract<ToSearchThread, { t: 'load' }>): Promise<void> {
+  try {
+    indexes.set(m.id, await loadHnswIndex(m.file, m.dim, m.ef));
+    port.postMessage({ t: 'loaded', id: m.id });
+  } catch (err) {
+    port.postMessage({ t: 'failed', id: m.id, message: (err as Error).message });
+  }
+}
+
+function handle(m: Exclude<ToSearchThread, { t: 'load' }>): void {
+  switch (m.t) {
+    case 'free':
+      indexes.delete(m.id);
+      return;
+    case 'op': {
+      const index = indexes.get(m.id);
+      if (!index) return;
+      try {
+        if (m.op === 'add') index.addPoint(plainArray(m.vector!, query), m.label);
+        else if (m.op === 'delete') index.markDelete(m.label);
+        else if (m.op === 'undelete') index.unmarkDelete(m.label);
+        else if (m.op === 'resize') index.resizeIndex(m.label);
+        else if (m.op === 'ef') index.setEf(m.label);
+      } catch (err) {
+        // This copy no longer matches the event loop's: the parent stops searching it.
+        indexes.delete(m.id);
+        port.postMessage({ t: 'failed', id: m.id, message: `${m.op} ${m.label}: ${(err as Error).message}` });
+      }
+      return;
+    }
+    case 'search': {
+      const index = indexes.get(m.id);
+      if (!index) return port.postMessage({ t: 'found', q: m.q, rows: null });
+      let most = 0;
+      for (let i = 0; i < m.out.length; i++) if (m.out[i] >= most) most = m.out[i] + 1;
+      if (most > out.length) out = new Uint8Array(Math.max(most, 2 * out.length));
+      for (let i = 0; i < m.out.length; i++) out[m.out[i]] = 1;
+      try {
+        const rows = searchUnseen(index, plainArray(m.vector, query), m.c, m.first, m.want, (row) => out[row] === 1);
+        port.postMessage({ t: 'found', q: m.q, rows }, [rows.buffer as ArrayBuffer]);
+      } catch (err) {
+        port.postMessage({ t: 'found', q: m.q, rows: null, message: (err as Error).message });
+      } finally {
+        for (let i = 0; i < m.out.length; i++) out[m.out[i]] = 0;
+      }
+      return;
+    }
+  }
+}
+
+// One queue, in arrival order: what follows a load (its mutations, searches) waits for it.
+const queue: ToSearchThread[] = [];
+let draining = false;
+async function drain(): Promise<void> {
+  draining = true;
+  for (let m = queue.shift(); m; m = queue.shift()) {
+    if (m.t === 'load') await load(m);
+    else handle(m);
+  }
+  draining = false;
+}
+port.on('message', (m: ToSearchThread) => {
+  queue.push(m);
+  if (!draining) void drain();
+});
