@@ -215,16 +215,17 @@ function answerErrors(app: App, methods: RouteMethods): void {
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
-/** Constant-time check of "Authorization: Bearer <token>" (digests, so lengths never leak); the scheme in any case (RFC 7235). */
-function bearerMatches(header: string | undefined, token: string): boolean {
+/** Constant-time check of "Authorization: Bearer <token>" against the token's digest (digests, so lengths never leak); the scheme in any case (RFC 7235). */
+function bearerMatches(header: string | undefined, tokenDigest: Buffer): boolean {
   const m = /^bearer +(.+)$/i.exec(header ?? '');
-  return timingSafeEqual(digest(m ? m[1] : ''), digest(token)) && m !== null;
+  return timingSafeEqual(digest(m ? m[1] : ''), tokenDigest) && m !== null;
 }
 
-/** An onRequest hook that answers 401 unless the request carries the token. */
+/** An onRequest hook that answers 401 unless the request carries the token (its digest taken once). */
 function bearerAuth(token: string) {
+  const tokenDigest = digest(token);
   return async (req: FastifyRequest, reply: FastifyReply) => {
-    if (!bearerMatches(req.headers.authorization, token)) {
+    if (!bearerMatches(req.headers.authorization, tokenDigest)) {
       reply.header('www-authenticate', 'Bearer');
       return reply.code(401).send({ error: 'Unauthorized', message: 'a valid "Authorization: Bearer <PROMPTMM_TOKEN>" header is required' });
     }
