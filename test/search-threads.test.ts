@@ -72,6 +72,13 @@ test('a search thread answers as the event loop copy does, through additions, re
     await sameAnswers(b, rng, 'after the first was freed');
     // a freed index still answers (on the event loop) for a search that raced its replacement
     await sameAnswers(a, rng, 'freed');
+    // a file that cannot be read: the open fails, and the threads serve the other index as before
+    await assert.rejects(AnnIndex.open(join(tmpdir(), 'promptmm-no-such-index.hnsw'), D, 20, threads));
+    await assert.rejects(threads.load(join(tmpdir(), 'promptmm-no-such-index.hnsw'), D, 20));
+    assert.equal(threads.size, 1);
+    const before = threads.answered;
+    await sameAnswers(b, rng, 'after a failed load');
+    assert.ok(threads.answered >= before + 40, 'still answered by the thread');
   } finally {
     await threads.close();
   }
@@ -123,6 +130,16 @@ test('a server with a search thread answers as one without, through interactions
     await compare('after interactions');
     for (const r of await both('DELETE', '/items/i7')) assert.equal(r.statusCode, 200);
     await compare('after a delete');
+    // With a hidden item every request has a filter: one that keeps the seen items (exclude_seen=false)
+    // must not share the candidates of one that drops them, even when both are in flight at once.
+    for (let u = 1; u < 200; u += 20) {
+      const [seenOut, seenIn, exact] = await Promise.all(
+        [`/recommend?user=u${u}&k=10`, `/recommend?user=u${u}&k=10&exclude_seen=false`, `/recommend?user=u${u}&k=10&exclude_seen=false&retrieval=exact`].map((url) => s1.app.inject({ method: 'GET', url })),
+      );
+      assert.equal(seenOut.statusCode, 200);
+      const ids = (r: typeof exact) => (r.json() as { items: { item: string }[] }).items.map((x) => x.item);
+      assert.deepEqual(ids(seenIn), ids(exact), `u${u}: exclude_seen=false by ann = exact`);
+    }
     for (const r of await both('POST', '/admin/finetune', {})) assert.equal(r.statusCode, 200);
     await compare('after a round');
   } finally {

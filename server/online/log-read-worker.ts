@@ -2,8 +2,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { InteractionLog } from '../../repository/interaction-log.js';
 
-const job = workerData as { dir: string; after: number; slice: number };
-const entries = InteractionLog.open(job.dir, { readOnly: true }).read(job.after);
+const job = workerData as { dir: string; after: number; upTo: number; slice: number };
+// (A read-only open takes every whole record it finds as written: those past upTo may not be durable yet.)
+const entries = InteractionLog.open(job.dir, { readOnly: true }).read(job.after).filter((e) => e.position <= job.upTo);
 let next = 0;
 parentPort!.on('message', () => {
   const slice = entries.slice(next, next + job.slice);

@@ -7,9 +7,9 @@
 import { Worker } from 'node:worker_threads';
 import type { LogEntry } from '../../repository/interaction-log.js';
 
-/** Every durable record of the log in `dir` after position `after`, in slices of at most `slice`; `signal` stops the worker. */
-export async function* readLogSlices(dir: string, after: number, slice: number, signal?: AbortSignal): AsyncGenerator<LogEntry[]> {
-  const worker = new Worker(new URL('./log-read-worker.js', import.meta.url), { workerData: { dir, after, slice } });
+/** Every record of the log in `dir` after position `after` up to `upTo` (durable when the read was asked for), in slices of at most `slice`; `signal` stops the worker. */
+export async function* readLogSlices(dir: string, after: number, upTo: number, slice: number, signal?: AbortSignal): AsyncGenerator<LogEntry[]> {
+  const worker = new Worker(new URL('./log-read-worker.js', import.meta.url), { workerData: { dir, after, upTo, slice } });
   // One listener for the worker's whole life (a message emitted while none listens would be lost).
   const arrived: LogEntry[][] = [];
   let failure: Error | null = null;

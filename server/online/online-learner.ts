@@ -438,6 +438,9 @@ export class OnlineLearner {
     // From here every acknowledged record is also kept for `m`: the read below covers what was durable before.
     const capture = { m, entries: [] as LogEntry[] };
     this.capture = capture;
+    // The file read stops at what is durable now: later records arrive through the capture, and a
+    // record still being written (its fdatasync may yet fail, its position be reused) is not one to read.
+    const durable = this.log.position;
     try {
       const reindex = await this.loadSnapshot(m, st);
       const from = m.appliedPosition;
@@ -448,7 +451,7 @@ export class OnlineLearner {
         replayed = await this.replayStream(m, this.log, signal);
       } else if (this.log.position > from) {
         if (background) {
-          for await (const slice of readLogSlices(this.log.dir, from, this.cfg.replaySlice, signal)) {
+          for await (const slice of readLogSlices(this.log.dir, from, durable, this.cfg.replaySlice, signal)) {
             await this.precompute([m], slice);
             this.applyEntries(m, slice);
             replayed += slice.length;

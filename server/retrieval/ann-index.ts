@@ -5,6 +5,7 @@
  * one (searchUnseen), else run here.
  */
 import { loadHnswIndex, type HnswIndex } from '../../repository/hnsw-index.js';
+import type { Logger } from 'pino';
 import type { SearchThreads } from './search-threads.js';
 import { plainArray, searchUnseen } from './unseen-search.js';
 
@@ -21,9 +22,20 @@ export class AnnIndex {
    * Opens `file` here and, when there are threads, on each of them (the file must stay until
    * this resolves); a thread that cannot load it leaves the index searched here.
    */
-  static async open(file: string, dim: number, ef: number, threads: SearchThreads | null = null): Promise<AnnIndex> {
-    const [local, id] = await Promise.all([loadHnswIndex(file, dim, ef), threads?.size ? threads.load(file, dim, ef).catch(() => 0) : Promise.resolve(0)]);
-    return new AnnIndex(local, threads, id);
+  static async open(file: string, dim: number, ef: number, threads: SearchThreads | null = null, log?: Logger): Promise<AnnIndex> {
+    const onThreads = threads?.size
+      ? threads.load(file, dim, ef).catch((err: Error) => {
+          log?.error({ err: err.message, file }, 'search threads could not load the index: it is searched on the event loop');
+          return 0;
+        })
+      : Promise.resolve(0);
+    const [local, id] = await Promise.allSettled([loadHnswIndex(file, dim, ef), onThreads]);
+    const threadId = id.status === 'fulfilled' ? id.value : 0;
+    if (local.status === 'rejected') {
+      if (threadId) threads!.free(threadId);
+      throw local.reason;
+    }
+    return new AnnIndex(local.value, threads, threadId);
   }
 
   /** Whether a search is answered by a thread. */

@@ -42,7 +42,7 @@ async function candidates(source: AnnSource, q: RetrievalQuery, seen: SeenFilter
   // (The index may hold fewer than nItems: an added item still being placed.)
   const indexed = Math.min(source.nItems, source.ann.getCurrentCount());
   const c = Math.min(Math.max(q.k, ANN_CANDIDATES), indexed);
-  const stamp = source.candidates.stamp(q.row);
+  const stamp = q.candidateStamp ?? source.candidates.stamp(q.row);
   const flying = cache ? source.candidates.inFlight(q.row, c, stamp) : undefined;
   if (flying) {
     const found = await flying;

@@ -34,7 +34,8 @@ export class CandidateCache {
 
   /** Registers a search; it leaves the map when it settles. */
   fly(row: number, c: number, stamp: string, rows: Promise<Int32Array>): void {
-    if (this.maxUsers === 0) return;
+    // (A stale stamp: its rows will not be kept, and must not displace a newer flight.)
+    if (this.maxUsers === 0 || stamp !== this.stamp(row)) return;
     const f = { stamp, c, rows };
     this.flying.set(row, f);
     const land = () => {

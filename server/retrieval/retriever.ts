@@ -41,6 +41,12 @@ export interface RetrievalQuery {
    * filters: candidates found under them are not the user's for the next request). Default true.
    */
   cache?: boolean;
+  /**
+   * The user's candidate-cache stamp (CandidateCache.stamp), taken before the vector was: a
+   * sequential version's vector is computed by an encoder (awaited), during which the user may
+   * move. Default: taken when the search starts.
+   */
+  candidateStamp?: string;
 }
 
 export interface ScoredRow {

@@ -98,10 +98,14 @@ export class SearchThreads {
     return this.threads.length;
   }
 
-  /** Loads the index file on every thread; resolves with its id once all have it. */
+  /**
+   * Loads the index file on every thread; resolves with its id once all have it. If any thread
+   * cannot, the others' copies are freed and it rejects (only once every thread is done with
+   * the file, which the caller may then delete).
+   */
   async load(file: string, dim: number, ef: number): Promise<number> {
     const id = ++this.nextIndex;
-    await Promise.all(
+    const loads = await Promise.allSettled(
       this.threads.map(
         (th) =>
           new Promise<void>((resolve, reject) => {
@@ -111,6 +115,11 @@ export class SearchThreads {
           }),
       ),
     );
+    const failed = loads.find((l): l is PromiseRejectedResult => l.status === 'rejected');
+    if (failed) {
+      this.free(id);
+      throw failed.reason;
+    }
     return id;
   }
 
@@ -145,7 +154,10 @@ export class SearchThreads {
   async close(): Promise<void> {
     this.stopped = true;
     const all = this.threads.splice(0);
-    for (const th of all) for (const done of th.pending.values()) done(null);
+    for (const th of all) {
+      for (const done of th.pending.values()) done(null);
+      for (const l of th.loads.values()) l.reject(new Error('search threads closed'));
+    }
     await Promise.all(all.map((th) => th.worker.terminate()));
   }
 }

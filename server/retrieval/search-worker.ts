@@ -14,18 +14,36 @@ const query: number[] = [];
 /** Rows left out of the current search, one byte per label (set, searched, cleared). */
 let out = new Uint8Array(0);
 
+/** Ids freed while their copy was still loading: the copy is dropped when the load ends. */
+const freedWhileLoading = new Set<number>();
+const loadingIds = new Set<number>();
+
+/**
+ * Loads a copy. Not awaited by the message queue: the other indexes' searches go on meanwhile
+ * (nothing refers to this id before the parent has every thread's 'loaded'; only a `free` can
+ * arrive early, when the parent gave the index up).
+ */
 async function load(m: Extract<ToSearchThread, { t: 'load' }>): Promise<void> {
+  loadingIds.add(m.id);
   try {
-    indexes.set(m.id, await loadHnswIndex(m.file, m.dim, m.ef));
+    const index = await loadHnswIndex(m.file, m.dim, m.ef);
+    if (!freedWhileLoading.delete(m.id)) indexes.set(m.id, index);
     port.postMessage({ t: 'loaded', id: m.id });
   } catch (err) {
+    freedWhileLoading.delete(m.id);
     port.postMessage({ t: 'failed', id: m.id, message: (err as Error).message });
+  } finally {
+    loadingIds.delete(m.id);
   }
 }
 
-function handle(m: Exclude<ToSearchThread, { t: 'load' }>): void {
+function handle(m: ToSearchThread): void {
   switch (m.t) {
+    case 'load':
+      void load(m);
+      return;
     case 'free':
+      if (loadingIds.has(m.id)) freedWhileLoading.add(m.id);
       indexes.delete(m.id);
       return;
     case 'op': {
@@ -64,18 +82,5 @@ function handle(m: Exclude<ToSearchThread, { t: 'load' }>): void {
   }
 }
 
-// One queue, in arrival order: what follows a load (its mutations, searches) waits for it.
-const queue: ToSearchThread[] = [];
-let draining = false;
-async function drain(): Promise<void> {
-  draining = true;
-  for (let m = queue.shift(); m; m = queue.shift()) {
-    if (m.t === 'load') await load(m);
-    else handle(m);
-  }
-  draining = false;
-}
-port.on('message', (m: ToSearchThread) => {
-  queue.push(m);
-  if (!draining) void drain();
-});
+// In arrival order: a mutation or search is handled before the ones sent after it.
+port.on('message', (m: ToSearchThread) => handle(m));

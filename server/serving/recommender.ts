@@ -142,13 +142,16 @@ export async function recommend(model: ServingModel, user: string, k: number, ex
   const filter = itemFilter(model, user, row, excludeSeen, filters);
   if (row === undefined || seenCount === 0) return coldStart(model, user, k, retrieval, filter);
 
+  // Before the vector: a sequential version's comes from an awaited encoder run, during which the user may move.
+  const candidateStamp = model.candidates.stamp(row);
   // The table's row (copied) or the encoder's vector of the user's sequence (user-vector-source.ts).
   const got = model.vectors.vectorOf(row);
   const vector = got instanceof Promise ? await got : got;
   if (!vector) return coldStart(model, user, k, retrieval, filter);
   const r = filter?.allowed
     ? { items: rank(model, vector, filter.allowed, k), retrieval: 'exact' as const }
-    : await RETRIEVERS[retrieval].retrieve(model, { row, vector, k, seen: filter, cache: !hasRequestFilters(filters) });
+    : // (Candidates are the user's unseen items: one asked for with its seen items has them of its own.)
+      await RETRIEVERS[retrieval].retrieve(model, { row, vector, k, seen: filter, cache: excludeSeen && !hasRequestFilters(filters), candidateStamp });
   return {
     user,
     model_version: model.version,

@@ -345,7 +345,7 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
 
   const popularOrder = Int32Array.from({ length: m.counts.items }, (_, i) => i).sort((a, b) => pop.data[b] - pop.data[a] || a - b);
   const ef = opts.ef ?? m.hnsw.efSearch;
-  const ann = await AnnIndex.open(file(BUNDLE_FILES.hnsw), d, ef, opts.searchThreads ?? null);
+  const ann = await AnnIndex.open(file(BUNDLE_FILES.hnsw), d, ef, opts.searchThreads ?? null, opts.log);
   try {
     checkHnswLabels(ann.getIdsList(), m.counts.items);
   } catch (err) {
