@@ -405,6 +405,7 @@ export const SETTINGS = define({
   ckdKl: num({ section: 'teacher', flag: '--ckd-kl <x>', min: 0, default: 5, description: "--teacher ckd: weight of the generic distillation next to the hinge (the reference's kl)" }),
   ckdTemperature: num({ section: 'teacher', flag: '--ckd-temperature <x>', above: 0, default: 0.1, description: "--teacher ckd: τ of the generic distillation (the reference's pred_temp)" }),
   forceKd: bool({ section: 'teacher', flag: '--force-kd', default: false, description: "run stage 2 even when the teacher's validation metric is not above the plain student's of the same budget (by default that KD is skipped and the plain student is kept)" }),
+  guardThread: bool({ section: 'teacher', flag: '--no-guard-thread', default: true, description: "train the teacher guard's plain student on a worker thread beside the teacher (tfjs-wasm computes on one core; the same figures as one after the other)" }),
   // end of issue 21's block
 
   // Distillation (stage 2). Chosen on Tiktok's validation split (docs: list 1/emb 0.1, no

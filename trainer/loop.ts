@@ -250,6 +250,9 @@ export async function runLoop<M extends LoopMeta, B = Triplets>(data: Dataset, m
       const record: EpochRecord = { epoch, loss: lossSum / batches, seconds };
       if (Object.keys(termSums).length) record.terms = Object.fromEntries(Object.entries(termSums).map(([k, v]) => [k, v / batches]));
       curve.push(record);
+      // let the event loop turn once an epoch: a worker thread's messages (the guard's plain student
+      // beside the teacher, plain-thread.ts: its logs, its end) are handled as they come, not at the stage's end
+      await new Promise<void>((resolve) => setImmediate(resolve));
       if (epoch % cfg.evalEvery !== 0 && epoch !== cfg.epochs) {
         log.debug({ epoch, loss: record.loss, seconds, cpuSeconds: round((cpu.user + cpu.system) / 1e6) }, 'epoch');
         continue;
