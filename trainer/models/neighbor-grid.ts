@@ -50,6 +50,10 @@ export interface GridFigures {
 /** Relative margin of the screen (the float32 rounding it must absorb is 6e-8). */
 const SCREEN_MARGIN = 1e-5;
 
+function lastK0(ks: number[]): number {
+  return ks.length ? ks[ks.length - 1] : 0;
+}
+
 function dot(a: Float32Array, ao: number, b: Float32Array, bo: number, n: number): number {
   let s = 0;
   for (let j = 0; j < n; j++) s += a[ao + j] * b[bo + j];
@@ -128,11 +132,14 @@ export function evaluateNeighborGrid(t: GridTargets, folds: GridFold[], cands: G
       const plain = cands.findIndex((p) => p.k === c.k && p.tau === c.tau && !p.rescale);
       return Float64Array.from({ length: nh }, (_, h) => (plain >= 0 && encNorm[plain][h] > 0 ? encNorm[ci][h] / encNorm[plain][h] : Infinity));
     });
+    // the screen of candidate c keeps row h when est·fac + ‖u‖·mrg ≥ θ − SCREEN_MARGIN·|θ| − 1e-9·‖u‖·max‖v‖ (est: the plain weighted mean's estimate)
+    const fac = cands.map((c, ci) => factor[ci] ?? new Float64Array(nh).fill(1));
+    const mrg = encNorm.map((x) => x.map((v) => SCREEN_MARGIN * v));
     // per row, over every candidate: the largest norm and the range of the rescale factors (1: not rescaled), for the first screen
     const maxNorm = Float64Array.from({ length: nh }, (_, h) => Math.max(...encNorm.map((x) => x[h])));
     const fMax = Float64Array.from({ length: nh }, (_, h) => Math.max(1, ...factor.map((x) => (x ? x[h] : 1))));
     const fMin = Float64Array.from({ length: nh }, (_, h) => Math.min(1, ...factor.map((x) => (x ? x[h] : 1))));
-    return { held, lists, kMax, nh, isHeld, ew, enc, encNorm, factor, maxNorm, fMax, fMin };
+    return { held, lists, kMax, nh, isHeld, ew, enc, fac, mrg, maxNorm, fMax, fMin };
   });
 
   const sums = cands.map(() => folds.map(() => ({ rec: 0, nd: 0, nNew: 0, overall: 0 })));
@@ -144,6 +151,7 @@ export function evaluateNeighborGrid(t: GridTargets, folds: GridFold[], cands: G
   const maxHeld = Math.max(0, ...prep.map((p) => p.nh));
   const approx = ks.map(() => new Float64Array(maxHeld));
   const masked = new Uint8Array(maxHeld);
+  const gathered = new Float64Array(maxHeld * lastK0(ks));
   const alive = new Int32Array(maxHeld);
   const lastK = ks[ks.length - 1];
   const survivor = new Int32Array(maxHeld);
@@ -180,15 +188,18 @@ export function evaluateNeighborGrid(t: GridTargets, folds: GridFold[], cands: G
       let nAlive = 0;
       for (let h = 0; h < P.nh; h++) {
         if (masked[h]) continue;
+        // the neighbours' scores, gathered once for the τ loops below
+        let m = -Infinity;
+        const base = h * P.kMax;
+        const go = h * lastK;
+        for (let a = 0; a < lastK; a++) m = Math.max(m, (gathered[go + a] = srow[P.lists.idx[base + a]]));
         if (theta !== -Infinity && P.fMax[h] !== Infinity) {
-          let m = -Infinity;
-          const base = h * P.kMax;
-          for (let a = 0; a < lastK; a++) m = Math.max(m, srow[P.lists.idx[base + a]]);
           const bound = m >= 0 ? m * P.fMax[h] : m * P.fMin[h];
           if (bound < theta - (SCREEN_MARGIN * (uNorm * P.maxNorm[h] + Math.abs(theta)) + 1e-9 * uNorm * maxItemNorm)) continue;
         }
         alive[nAlive++] = h;
       }
+      const screenAt = theta === -Infinity ? -Infinity : theta - SCREEN_MARGIN * Math.abs(theta) - 1e-9 * uNorm * maxItemNorm;
       taus.forEach((tau, ti) => {
         const { e, z } = P.ew[ti];
         // the estimate of every held row's score at every K: running weighted sums of its neighbours' scores
@@ -198,8 +209,9 @@ export function evaluateNeighborGrid(t: GridTargets, folds: GridFold[], cands: G
             let s = 0;
             let j = 0;
             const base = h * P.kMax;
+            const go = h * lastK;
             for (let a = 0; a < lastK; a++) {
-              s += e[base + a] * srow[P.lists.idx[base + a]];
+              s += e[base + a] * gathered[go + a];
               while (j < ks.length && ks[j] === a + 1) {
                 approx[j][h] = s / z[j][h];
                 j++;
@@ -211,19 +223,15 @@ export function evaluateNeighborGrid(t: GridTargets, folds: GridFold[], cands: G
           if (c.tau !== tau) return;
           const kj = ks.indexOf(c.k);
           const enc = P.enc[ci];
-          const fac = P.factor[ci];
+          const fac = P.fac[ci];
+          const mrg = P.mrg[ci];
+          const est = approx[kj];
           // the rows that may reach the top k, scored exactly (as evaluate() does), in row order
           let n = 0;
           for (let q = 0; q < nAlive; q++) {
             const h = alive[q];
-            if (theta !== -Infinity) {
-              const f0 = fac ? fac[h] : 1;
-              if (f0 !== Infinity) {
-                const est = approx[kj][h] * f0;
-                const margin = SCREEN_MARGIN * (uNorm * P.encNorm[ci][h] + Math.abs(theta)) + 1e-9 * uNorm * maxItemNorm;
-                if (est < theta - margin) continue;
-              }
-            }
+            // (an Infinity factor never screens a row out: Infinity·est is not below the threshold, or is NaN)
+            if (est[h] * fac[h] + uNorm * mrg[h] < screenAt && fac[h] !== Infinity) continue;
             const s = dot(t.users, uo, enc, h * d, d);
             survScore[n] = s;
             if (survScore[n] === -Infinity || survScore[n] !== survScore[n]) continue;
