@@ -12,9 +12,10 @@
  *
  * With `drop` > 0 a run also stops once PLATEAU_DROP_AFTER evaluations in a row made no progress
  * and the last one is more than `drop` standard errors *below* the reference: the metric is past its
- * peak (the model overfits), and on the runs replayed for issue 24 (bench/plateau-replay.py) such a
- * run never came back within the patience. Two evaluations, not one, so that a single noisy dip
- * right after a progress does not end a run that is still climbing.
+ * peak. Two evaluations, not one, so that a single noisy dip right after a progress does not end a
+ * run that is still climbing. Off by default (core/defaults.ts): on the runs replayed for issue 24
+ * (bench/plateau-replay.py) it saved little, and it would have stopped scientific's teacher in a dip
+ * it later climbed far out of.
  */
 
 /** Evaluations without progress before a significant drop may end the run. */
