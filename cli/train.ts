@@ -15,8 +15,8 @@ import { parseFeatureFlag } from '../data/feature-files.js';
 import { addSettings, engine, loadData, log, onTerminal, printJson, settingOption, settingValues } from './options.js';
 
 const STAGE = ['stage', 'studentOnly', 'resume'] as const;
-const SHAPE = ['model', 'dim', 'layers', 'lr', 'reg', 'batch', 'epochs', 'seed', 'evalEvery', 'patience', 'plateauZ', 'checkpointEvery', 'ks', 'validMetric'] as const;
-const TEACHER = ['teacherKind', 'ckdWeight', 'ckdKl', 'ckdTemperature', 'forceKd', 'teacherLayers', 'teacherLr', 'teacherDropout', 'teacherModalWeight', 'teacherModalMix', 'promptRate', 'promptDim'] as const;
+const SHAPE = ['model', 'dim', 'layers', 'lr', 'reg', 'batch', 'epochs', 'seed', 'evalEvery', 'patience', 'plateauZ', 'plateauDrop', 'checkpointEvery', 'ks', 'validMetric'] as const;
+const TEACHER = ['teacherKind', 'ckdWeight', 'ckdKl', 'ckdTemperature', 'forceKd', 'guardThread', 'teacherLayers', 'teacherLr', 'teacherPatience', 'teacherDropout', 'teacherModalWeight', 'teacherModalMix', 'promptRate', 'promptDim'] as const;
 const SEQ = ['seqBlocks', 'seqHeads', 'maxLen', 'seqDropout', 'ffDim', 'seqLoss', 'seqNegatives'] as const;
 /** --seq-kd and its methods' settings (issue 20) */
 const SEQ_KD = ['seqKd', 'kdsrHolisticWeight', 'kdsrDissectedWeight', 'kdsrTau', 'kdsrMatch', 'kdsrSubvectors', 'kdsrCodes', 'kdsrQuantizer', 'kdsrAnchors', 'kdsrPartners', 'kdsrAsyncEpochs', 'holistic', 'dissected', 'async', 'odmtTemperature', 'odmtRampup', 'odmtLayers', 'odmtInit', 'imtMask', 'onlineKd'] as const;
@@ -88,6 +88,7 @@ export function register(program: Command): void {
       log,
       progress: v.progress && onTerminal(),
       forceKd: v.forceKd,
+      guardThread: v.guardThread,
     });
     printJson({ name: o.name, backend: info.backend, ...report });
   });

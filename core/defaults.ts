@@ -343,9 +343,12 @@ export const SETTINGS = define({
   epochs: int({ section: 'training', flag: '--epochs <n>', min: 1, default: 400, description: 'maximum epochs of each stage' }),
   seed: int({ section: 'training', flag: '--seed <n>', min: 0, default: 2024, description: 'random seed (initialisation and sampling)' }),
   evalEvery: int({ section: 'training', flag: '--eval-every <n>', min: 1, default: 5, description: 'evaluate on validation every n epochs' }),
-  patience: int({ section: 'training', flag: '--patience <n>', min: 1, default: 10, description: 'early stop after n evaluations in a row without progress on --valid-metric (a gain of more than --plateau-z standard errors; docs/method.md)' }),
+  // 5: the students' longest run without progress before a later best was 3 evaluations (Tiktok, scientific; docs/results.md "Training speed, part 2").
+  patience: int({ section: 'training', flag: '--patience <n>', min: 1, default: 5, description: 'early stop after n evaluations in a row without progress on --valid-metric (a gain of more than --plateau-z standard errors; docs/method.md); the teacher has its own, --teacher-patience' }),
   // One standard error of the paired per-user difference: gains the validation split cannot tell from noise do not hold a run open.
   plateauZ: num({ section: 'training', flag: '--plateau-z <x>', min: 0, default: 1, description: 'an evaluation is progress when its --valid-metric beats the last progress by more than x standard errors of the per-user differences (0: any gain)' }),
+  // Off by default: scientific's teacher at --teacher-lr 2e-3 fell 1.9 SE below its epoch-5 peak, then climbed far above it (best 130); a drop rule would have stopped it at 15.
+  plateauDrop: num({ section: 'training', flag: '--plateau-drop <x>', min: 0, default: 0, description: 'also stop once 2 evaluations in a row made no progress and the last is more than x standard errors of the per-user differences below the last progress (0: off; docs/method.md)' }),
   checkpointEvery: int({ section: 'training', flag: '--checkpoint-every <n>', min: 0, default: 25, description: 'also write the best state so far to the checkpoint every n epochs, for --resume after a crash (0: only at the end of the stage)' }),
   ks: kList({ section: 'training', flag: '--ks <list>', default: [20, 50], description: 'cut-offs K of Recall@K / NDCG@K' }),
   validMetric: metric({ section: 'training', flag: '--valid-metric <m>', default: 'recall@20', description: 'validation metric for early stopping and the best checkpoint: recall@K or ndcg@K, K one of --ks' }),
@@ -389,6 +392,9 @@ export const SETTINGS = define({
   // Recall@20 0.0934, 0.0980, 0.1026 (NDCG@20 0.0382, 0.0429, 0.0468), and a stronger
   // teacher is what lifts the distilled student (docs, tuning).
   teacherLayers: int({ section: 'teacher', flag: '--teacher-layers <n>', min: 0, default: 4, description: 'teacher graph propagation layers' }),
+  // 8: the teachers went up to 7 evaluations without progress before a later best (Tiktok at --teacher-lr 1e-3, scientific at 2e-3); the students up to 3.
+  teacherPatience: int({ section: 'teacher', flag: '--teacher-patience <n>', min: 1, default: 8, description: "the teacher's --patience (its validation creeps up for longer than the students')" }),
+  // 1e-3, not 2e-3: at 2e-3 the Tiktok two-stage run takes half the teacher epochs and its distilled student does better on validation, but scientific's teacher then passes the guard and its distilled student is worse than the plain one on validation (−2.6 SE): docs/results.md "Training speed, part 2".
   teacherLr: num({ section: 'teacher', flag: '--teacher-lr <x>', above: 0, default: 1e-3, description: 'teacher Adam learning rate' }),
   teacherDropout: num({ section: 'teacher', flag: '--teacher-dropout <x>', min: 0, below: 1, default: 0.2, description: "dropout on the teacher's reduced modality features" }),
   teacherModalWeight: num({ section: 'teacher', flag: '--teacher-modal-weight <x>', min: 0, default: 0.5, description: "weight of the teacher's per-modality BPR terms" }),
@@ -405,6 +411,7 @@ export const SETTINGS = define({
   ckdKl: num({ section: 'teacher', flag: '--ckd-kl <x>', min: 0, default: 5, description: "--teacher ckd: weight of the generic distillation next to the hinge (the reference's kl)" }),
   ckdTemperature: num({ section: 'teacher', flag: '--ckd-temperature <x>', above: 0, default: 0.1, description: "--teacher ckd: τ of the generic distillation (the reference's pred_temp)" }),
   forceKd: bool({ section: 'teacher', flag: '--force-kd', default: false, description: "run stage 2 even when the teacher's validation metric is not above the plain student's of the same budget (by default that KD is skipped and the plain student is kept)" }),
+  guardThread: bool({ section: 'teacher', flag: '--no-guard-thread', default: true, description: "train the teacher guard's plain student on a worker thread beside the teacher (tfjs-wasm computes on one core; the same figures as one after the other)" }),
   // end of issue 21's block
 
   // Distillation (stage 2). Chosen on Tiktok's validation split (docs: list 1/emb 0.1, no

@@ -15,7 +15,8 @@ import { loadServingModel } from '../server/serving/serving-model.js';
 import { encoderArrays, loadItemEncoder, type ItemEncoderMeta } from '../trainer/stages/item-encoder.js';
 import { saveCheckpoint } from '../trainer/checkpoint.js';
 import { loadDataset } from '../data/dataset.js';
-import { ColdEvaluator, fitItemEncoder, NEIGHBOR_KS, NEIGHBOR_TAUS, OUTPUT_SCALES, rankNewItems, splitTrainingItems, validateEncoded } from '../trainer/models/item-encoder.js';
+import { ColdEvaluator, fitItemEncoder, neighborGridSetup, NEIGHBOR_KS, NEIGHBOR_TAUS, normalization, OUTPUT_SCALES, rankNewItems, splitTrainingItems, validateEncoded } from '../trainer/models/item-encoder.js';
+import { evaluateNeighborGrid } from '../trainer/models/neighbor-grid.js';
 import { initEngine } from '../trainer/engine/backend.js';
 import { studentTables } from '../trainer/stages/item-encoder.js';
 
@@ -218,6 +219,20 @@ test('every design learns the map on generated data whose features carry the ite
   const fast = ev.evaluate(enc);
   const slow = validateEncoded(t, held, enc);
   assert.ok(Math.abs(fast.recall - slow.recall) < 1e-9 && Math.abs(fast.ndcg - slow.ndcg) < 1e-9, `${JSON.stringify(fast)} vs ${slow.recall} ${slow.ndcg}`);
+  // the neighbors grid in one pass over the users (neighbor-grid.ts) gives each candidate's ColdEvaluator figures on each fold, bit for bit
+  {
+    const split = splitTrainingItems(ds.itemPopularity, 0.2, 2024);
+    const all = Int32Array.from([...split.fit, ...split.held]).sort();
+    const norm = ds.modalities.map((m) => normalization(m, ds.nItems));
+    const base = { modalities: ds.modalities.map((m) => ({ name: m.name, dim: m.dim })), mean: norm.map((n) => n.mean), invStd: norm.map((n) => n.invStd) };
+    const g = neighborGridSetup(t, base, split.fit, split.held, all, 2024);
+    assert.ok(g.folds.length > 1 && g.candidates.length === NEIGHBOR_KS.length * NEIGHBOR_TAUS.length * 2);
+    const grid = evaluateNeighborGrid(t, g.folds, g.candidates, g.place);
+    g.folds.forEach((fold, f) => {
+      const one = new ColdEvaluator(t, fold.held);
+      g.candidates.forEach((c, ci) => assert.deepEqual(grid[ci][f], one.evaluate(g.place(f, c)), `fold ${f}, ${JSON.stringify(c)}`));
+    });
+  }
   for (const design of ['ridge', 'mlp', 'mlp-bpr', 'neighbors'] as const) {
     const f = fitItemEncoder(t, { design, hidden: 32, epochs: 20, lr: 3e-3, batch: 64, bprWeight: 0.5, holdout: 0.2, evalEvery: 5, seed: 2024 });
     // a mapping that learned nothing has cosine ≈ 0; the output scale is the one that keeps the

@@ -57,6 +57,34 @@ test('plateau: progress only beyond z standard errors of the paired differences;
   assert.equal(any.observe(base.map((v) => v + 0.01), false).progress, false);
 });
 
+test('plateau drop: two evaluations without progress, the last significantly below the reference, stop the run before the patience; a dip right after a progress does not', () => {
+  // per-user values with spread (so that the paired differences have a standard error)
+  const base = Float64Array.from({ length: 200 }, (_, i) => (i % 10) / 10);
+  const below = (by: number) => base.map((v, i) => v - by * (i % 2)); // half the users lose `by`
+  const p = new Plateau(10, 1, 1);
+  p.observe(base, true);
+  const first = p.observe(below(0.2), false);
+  assert.ok(first.gain < -first.se); // significantly below, but the first evaluation without progress
+  assert.equal(first.stop, false);
+  const second = p.observe(below(0.2), false);
+  assert.deepEqual([second.stale, second.stop, second.dropped], [2, true, true]);
+  // inside the noise: only the patience ends it
+  const q = new Plateau(3, 1, 1);
+  q.observe(base, true);
+  const flat = base.slice();
+  flat[0] -= 0.1; // one user down, one up: no change on the mean
+  flat[1] += 0.1;
+  assert.equal(q.observe(flat, false).stop, false);
+  assert.equal(q.observe(flat, false).stop, false);
+  const last = q.observe(flat, false);
+  assert.deepEqual([last.stop, last.dropped], [true, false]);
+  // drop 0: off
+  const off = new Plateau(10, 1, 0);
+  off.observe(base, true);
+  off.observe(below(0.2), false);
+  assert.equal(off.observe(below(0.2), false).stop, false);
+});
+
 test('a run that keeps progressing ends on the epoch cap and says so; test is evaluated once, the checkpoint written once', async () => {
   const dir = join(root, 'cap');
   const { log, lines } = recorder();

@@ -32,6 +32,8 @@ export interface LoopConfig {
   patience: number;
   /** progress: a gain of more than this many standard errors of the paired per-user differences */
   plateauZ: number;
+  /** also stop once PLATEAU_DROP_AFTER evaluations made no progress and the last is this many standard errors below the reference (0: off) */
+  plateauDrop: number;
   /** write the best state so far every this many epochs (0: only at the end) */
   checkpointEvery: number;
   ks: number[];
@@ -40,7 +42,7 @@ export interface LoopConfig {
 }
 
 /** Where each loop setting is declared (core/defaults.ts). */
-export const LOOP_FIELDS = { lr: 'lr', batch: 'batch', epochs: 'epochs', seed: 'seed', evalEvery: 'evalEvery', patience: 'patience', plateauZ: 'plateauZ', checkpointEvery: 'checkpointEvery', ks: 'ks', validMetric: 'validMetric' } as const;
+export const LOOP_FIELDS = { lr: 'lr', batch: 'batch', epochs: 'epochs', seed: 'seed', evalEvery: 'evalEvery', patience: 'patience', plateauZ: 'plateauZ', plateauDrop: 'plateauDrop', checkpointEvery: 'checkpointEvery', ks: 'ks', validMetric: 'validMetric' } as const;
 
 /** An epoch's batches, in a fresh order after each shuffle(); BprSampler is one. */
 export interface BatchSource<B> {
@@ -216,7 +218,7 @@ export async function runLoop<M extends LoopMeta, B = Triplets>(data: Dataset, m
     : null;
 
   // A resumed run starts a fresh plateau count: its first evaluation is the reference.
-  const plateau = new Plateau(cfg.patience, cfg.plateauZ);
+  const plateau = new Plateau(cfg.patience, cfg.plateauZ, cfg.plateauDrop);
   let stoppedEarly = false;
   let lastEpoch = startEpoch - 1;
   // this process's CPU time over the training epochs since the last evaluation (a busy machine inflates wall time far more)
@@ -250,6 +252,9 @@ export async function runLoop<M extends LoopMeta, B = Triplets>(data: Dataset, m
       const record: EpochRecord = { epoch, loss: lossSum / batches, seconds };
       if (Object.keys(termSums).length) record.terms = Object.fromEntries(Object.entries(termSums).map(([k, v]) => [k, v / batches]));
       curve.push(record);
+      // let the event loop turn once an epoch: a worker thread's messages (the guard's plain student
+      // beside the teacher, plain-thread.ts: its logs, its end) are handled as they come, not at the stage's end
+      await new Promise<void>((resolve) => setImmediate(resolve));
       if (epoch % cfg.evalEvery !== 0 && epoch !== cfg.epochs) {
         log.debug({ epoch, loss: record.loss, seconds, cpuSeconds: round((cpu.user + cpu.system) / 1e6) }, 'epoch');
         continue;
@@ -274,7 +279,8 @@ export async function runLoop<M extends LoopMeta, B = Triplets>(data: Dataset, m
       }
       if (p.stop) {
         stoppedEarly = true;
-        log.info({ epoch, bestEpoch: best!.epoch, patience: cfg.patience, plateauZ: cfg.plateauZ }, `early stop: validation ${metric} made no progress (a gain of more than ${cfg.plateauZ} standard errors) in ${cfg.patience} evaluations`);
+        if (p.dropped) log.info({ epoch, bestEpoch: best!.epoch, stale: p.stale, gain: round(p.gain), se: round(p.se), plateauDrop: cfg.plateauDrop }, `early stop: validation ${metric} fell more than ${cfg.plateauDrop} standard errors below its last progress after ${p.stale} evaluations without progress`);
+        else log.info({ epoch, bestEpoch: best!.epoch, patience: cfg.patience, plateauZ: cfg.plateauZ }, `early stop: validation ${metric} made no progress (a gain of more than ${cfg.plateauZ} standard errors) in ${cfg.patience} evaluations`);
         break;
       }
     }

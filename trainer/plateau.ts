@@ -9,7 +9,17 @@
  * the noise still count, since they are measured from the reference; and as progress implies a
  * new best, the rule never runs longer than the old one. The best state is still the highest
  * validation value (loop.ts); this rule only decides when to stop.
+ *
+ * With `drop` > 0 a run also stops once PLATEAU_DROP_AFTER evaluations in a row made no progress
+ * and the last one is more than `drop` standard errors *below* the reference: the metric is past its
+ * peak. Two evaluations, not one, so that a single noisy dip right after a progress does not end a
+ * run that is still climbing. Off by default (core/defaults.ts): on the runs replayed for issue 24
+ * (bench/plateau-replay.py) it saved little, and it would have stopped scientific's teacher in a dip
+ * it later climbed far out of.
  */
+
+/** Evaluations without progress before a significant drop may end the run. */
+export const PLATEAU_DROP_AFTER = 2;
 
 export interface PlateauVerdict {
   /** this evaluation beat the reference by more than z standard errors */
@@ -20,6 +30,8 @@ export interface PlateauVerdict {
   /** evaluations in a row without progress, this one included */
   stale: number;
   stop: boolean;
+  /** the stop came from a significant drop below the reference (`drop`), not from the patience */
+  dropped: boolean;
 }
 
 export class Plateau {
@@ -29,6 +41,7 @@ export class Plateau {
   constructor(
     private readonly patience: number,
     private readonly z: number,
+    private readonly drop = 0,
   ) {}
 
   /** Feeds one evaluation's per-user values (the same users, in the same order, every time); `newBest`: its mean beats every earlier one. */
@@ -36,7 +49,7 @@ export class Plateau {
     const ref = this.ref;
     if (!ref) {
       this.ref = perUser.slice();
-      return { progress: true, gain: 0, se: 0, stale: 0, stop: false };
+      return { progress: true, gain: 0, se: 0, stale: 0, stop: false, dropped: false };
     }
     if (ref.length !== perUser.length) throw new Error(`plateau: ${perUser.length} users evaluated, the reference has ${ref.length}`);
     const { mean, se } = pairedDifference(perUser, ref);
@@ -48,7 +61,8 @@ export class Plateau {
     } else {
       this.stale++;
     }
-    return { progress, gain: mean, se, stale: this.stale, stop: this.stale >= this.patience };
+    const dropped = this.drop > 0 && this.stale >= PLATEAU_DROP_AFTER && mean < -this.drop * se && this.stale < this.patience;
+    return { progress, gain: mean, se, stale: this.stale, stop: this.stale >= this.patience || dropped, dropped };
   }
 }
 

@@ -32,6 +32,7 @@ import { csrHas } from '../../core/csr.js';
 import { Rng } from '../../core/rng.js';
 import { topK } from '../../core/topk.js';
 import type { ItemEncoderCriterion, ItemEncoderDesign } from '../../core/defaults.js';
+import { evaluateNeighborGrid, scoreRow, type GridCandidate, type GridFold } from './neighbor-grid.js';
 import { encodeReference, neighborKeys, weightedMean, type DenseLayer, type ItemEncoderWeights, type NeighborTable } from '../../repository/onnx-item-encoder-graph.js';
 
 export interface ItemEncoderConfig {
@@ -143,13 +144,7 @@ export function rankNewItems(users: Float32Array, items: Float32Array, dim: numb
     const want: number[] = [];
     for (let p = truth.indptr[u]; p < truth.indptr[u + 1]; p++) if (isNew[truth.indices[p]]) want.push(truth.indices[p]);
     if (want.length === 0) continue;
-    const uo = u * dim;
-    for (let i = 0; i < nItems; i++) {
-      let s = 0;
-      const io = i * dim;
-      for (let j = 0; j < dim; j++) s += users[uo + j] * items[io + j];
-      scores[i] = s;
-    }
+    scoreRow(users, u * dim, items, nItems, dim, scores);
     for (const m of masks) for (let p = m.indptr[u]; p < m.indptr[u + 1]; p++) scores[m.indices[p]] = -Infinity;
     // a held-out item the user also has in a masked split stays scored (as the evaluation does: it is truth)
     const got = topK(scores, 0, nItems, k, top);
@@ -535,7 +530,8 @@ export class ColdEvaluator {
     const scores = new Float32Array(nItems);
     const top = new Int32Array(k);
     us.forEach((u, n) => {
-      for (let i = 0; i < nItems; i++) scores[i] = this.isHeld[i] >= 0 ? -Infinity : dot(t.users, u * d, t.items, i * d, d);
+      scoreRow(t.users, u * d, t.items, nItems, d, scores);
+      for (let i = 0; i < nItems; i++) if (this.isHeld[i] >= 0) scores[i] = -Infinity;
       for (let p = train.indptr[u]; p < train.indptr[u + 1]; p++) scores[train.indices[p]] = -Infinity;
       const got = topK(scores, 0, nItems, k, top);
       this.oldCount[n] = got;
@@ -631,7 +627,27 @@ function neighborLists(keys: Float64Array, D: number, queries: Int32Array, cands
   };
   for (let h = 0; h < queries.length; h++) {
     const qo = queries[h] * D;
-    for (let j = 0; j < cands.length; j++) sims[j] = dot64(qo, cands[j] * D);
+    // four candidates at a time, each sum in dot64's order (the same values, fewer loads of the query)
+    let j = 0;
+    for (; j + 4 <= cands.length; j += 4) {
+      const [o0, o1, o2, o3] = [cands[j] * D, cands[j + 1] * D, cands[j + 2] * D, cands[j + 3] * D];
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      for (let c = 0; c < D; c++) {
+        const x = keys[qo + c];
+        s0 += x * keys[o0 + c];
+        s1 += x * keys[o1 + c];
+        s2 += x * keys[o2 + c];
+        s3 += x * keys[o3 + c];
+      }
+      sims[j] = s0;
+      sims[j + 1] = s1;
+      sims[j + 2] = s2;
+      sims[j + 3] = s3;
+    }
+    for (; j < cands.length; j++) sims[j] = dot64(qo, cands[j] * D);
     topK(sims, 0, cands.length, kMax, top);
     for (let a = 0; a < kMax; a++) {
       idx[h * kMax + a] = cands[top[a]];
@@ -642,14 +658,10 @@ function neighborLists(keys: Float64Array, D: number, queries: Int32Array, cands
 }
 
 /**
- * The neighbors design: for every (K, τ, rescale) of the grid, the held-out rows of each fold are
- * placed from their K most similar rows outside the fold (an item never finds itself) and ranked;
- * the settings with the best overall valid Recall@20 (`criterion` new-items: the new-item recall),
- * averaged over the folds, are kept (ties: the other figure). Fold 0 is the split every design is validated on (its figures are the
- * design's validation); the others are further disjoint shares of the fit rows, of the same size.
- * Then the table holds every training item (fit + held) with those settings.
+ * The neighbors design's validation folds (each held-out row's nearest rows outside its fold), its
+ * candidates (K, τ, rescale) in grid order, and `place`: a candidate's vectors for a fold's rows.
  */
-function fitNeighbors(t: EncoderTargets, base: Pick<ItemEncoderWeights, 'modalities' | 'mean' | 'invStd'>, fit: Int32Array, held: Int32Array, all: Int32Array, ceiling: { recall: number; ndcg: number }, ev: ColdEvaluator, seed: number, criterion: ItemEncoderCriterion = 'overall') {
+export function neighborGridSetup(t: EncoderTargets, base: Pick<ItemEncoderWeights, 'modalities' | 'mean' | 'invStd'>, fit: Int32Array, held: Int32Array, all: Int32Array, seed: number) {
   const d = t.dim;
   const keys = neighborKeys(base, t.modalities.map((m) => m.data), t.nItems);
   const D = t.modalities.reduce((s, m) => s + m.dim, 0);
@@ -657,7 +669,7 @@ function fitNeighbors(t: EncoderTargets, base: Pick<ItemEncoderWeights, 'modalit
   for (let i = 0; i < t.nItems; i++) norms[i] = Math.sqrt(dot(t.items, i * d, t.items, i * d, d));
   const shuffled = Int32Array.from(fit);
   new Rng(seed + 7919).shuffle(shuffled);
-  const folds: { held: Int32Array; ev: ColdEvaluator; lists: { idx: Int32Array; sim: Float64Array }; kMax: number }[] = [];
+  const folds: GridFold[] = [];
   for (let f = 0; f < NEIGHBOR_FOLDS; f++) {
     const h = f === 0 ? held : shuffled.slice((f - 1) * held.length, f * held.length).sort();
     if (h.length < held.length) break;
@@ -665,11 +677,11 @@ function fitNeighbors(t: EncoderTargets, base: Pick<ItemEncoderWeights, 'modalit
     for (const r of h) inFold[r] = 1;
     const cands = all.filter((r) => !inFold[r]);
     const kMax = Math.min(Math.max(...NEIGHBOR_KS), cands.length);
-    folds.push({ held: h, ev: f === 0 ? ev : new ColdEvaluator(t, h), lists: neighborLists(keys, D, h, cands, kMax), kMax });
+    folds.push({ held: h, lists: neighborLists(keys, D, h, cands, kMax), kMax });
   }
   const y = new Float64Array(d);
-  const place = (fold: (typeof folds)[number], k: number, tau: number, rescale: boolean): Float32Array => {
-    const { held: h, lists, kMax } = fold;
+  const place = (f: number, { k, tau, rescale }: GridCandidate): Float32Array => {
+    const { held: h, lists, kMax } = folds[f];
     const enc = new Float32Array(h.length * d);
     const idx = Int32Array.from({ length: k }, (_, a) => a);
     for (let q = 0; q < h.length; q++) {
@@ -679,24 +691,40 @@ function fitNeighbors(t: EncoderTargets, base: Pick<ItemEncoderWeights, 'modalit
     }
     return enc;
   };
-  const grid: NonNullable<FitReport['grid']> = [];
-  let best: (typeof grid)[number] | null = null;
   const kMax = Math.min(...folds.map((f) => f.kMax));
+  const candidates: GridCandidate[] = [];
   for (const k of NEIGHBOR_KS) {
     if (k > kMax) continue;
-    for (const tau of NEIGHBOR_TAUS) {
-      for (const rescale of [false, true]) {
-        const rs = folds.map((f) => f.ev.evaluate(place(f, k, tau, rescale)));
-        const mean = (key: 'recall' | 'ndcg' | 'overallRecall') => rs.reduce((x, r) => x + r[key], 0) / rs.length;
-        const g = { k, tau, rescale, recall: mean('recall'), ndcg: mean('ndcg'), overallRecall: mean('overallRecall'), folds: rs.length };
-        grid.push(g);
-        const [p, q] = criterion === 'overall' ? (['overallRecall', 'recall'] as const) : (['recall', 'overallRecall'] as const);
-        if (!best || g[p] > best[p] || (g[p] === best[p] && g[q] > best[q])) best = g;
-      }
-    }
+    for (const tau of NEIGHBOR_TAUS) for (const rescale of [false, true]) candidates.push({ k, tau, rescale });
   }
+  return { keys, D, folds, candidates, place };
+}
+
+/**
+ * The neighbors design: for every (K, τ, rescale) of the grid, the held-out rows of each fold are
+ * placed from their K most similar rows outside the fold (an item never finds itself) and ranked;
+ * the settings with the best overall valid Recall@20 (`criterion` new-items: the new-item recall),
+ * averaged over the folds, are kept (ties: the other figure). Fold 0 is the split every design is validated on (its figures are the
+ * design's validation); the others are further disjoint shares of the fit rows, of the same size.
+ * Then the table holds every training item (fit + held) with those settings.
+ */
+function fitNeighbors(t: EncoderTargets, base: Pick<ItemEncoderWeights, 'modalities' | 'mean' | 'invStd'>, fit: Int32Array, held: Int32Array, all: Int32Array, ceiling: { recall: number; ndcg: number }, seed: number, criterion: ItemEncoderCriterion = 'overall') {
+  const d = t.dim;
+  const { keys, D, folds, candidates, place } = neighborGridSetup(t, base, fit, held, all, seed);
+  const grid: NonNullable<FitReport['grid']> = [];
+  let best: (typeof grid)[number] | null = null;
+  // every candidate on every fold in one pass over the users (neighbor-grid.ts: ColdEvaluator's figures, bit for bit)
+  const figures = evaluateNeighborGrid(t, folds, candidates, place);
+  candidates.forEach(({ k, tau, rescale }, ci) => {
+    const rs = figures[ci];
+    const mean = (key: 'recall' | 'ndcg' | 'overallRecall') => rs.reduce((x, r) => x + r[key], 0) / rs.length;
+    const g = { k, tau, rescale, recall: mean('recall'), ndcg: mean('ndcg'), overallRecall: mean('overallRecall'), folds: rs.length };
+    grid.push(g);
+    const [p, q] = criterion === 'overall' ? (['overallRecall', 'recall'] as const) : (['recall', 'overallRecall'] as const);
+    if (!best || g[p] > best[p] || (g[p] === best[p] && g[q] > best[q])) best = g;
+  });
   const b = best!;
-  const enc = place(folds[0], b.k, b.tau, b.rescale);
+  const enc = place(0, b);
   const v = withOverall(t, held, enc, validateEncoded(t, held, enc, ceiling));
   const neighbors: NeighborTable = {
     keys: Float32Array.from(gatherRows64(keys, D, all)),
@@ -746,11 +774,11 @@ export function fitItemEncoder(t: EncoderTargets, cfg: ItemEncoderConfig): FitRe
   const c = rankNewItems(t.users, t.items, t.dim, t.nItems, t.valByUser, [t.trainByUser], isNew, 20);
   const ceiling = { recall: c.recall, ndcg: c.ndcg };
   const base = { modalities: t.modalities.map((m) => ({ name: m.name, dim: m.dim })), mean: norm.map((n) => n.mean), invStd: norm.map((n) => n.invStd) };
-  const ev = new ColdEvaluator(t, held);
   if (cfg.design === 'neighbors') {
-    const nb = fitNeighbors(t, base, fit, held, all, ceiling, ev, cfg.seed, cfg.criterion);
+    const nb = fitNeighbors(t, base, fit, held, all, ceiling, cfg.seed, cfg.criterion);
     return { design: cfg.design, weights: nb.weights, validation: nb.validation, grid: nb.grid, neighbors: nb.chosen, curve: [], seconds: (performance.now() - t0) / 1000 };
   }
+  const ev = new ColdEvaluator(t, held);
   const withScale = (layers: DenseLayer[], cal: { alpha: number; norm?: number }): Pick<ItemEncoderWeights, 'layers' | 'outputNorm'> =>
     cal.norm === undefined ? { layers: scaled(layers, cal.alpha) } : { layers, outputNorm: cal.norm };
   if (cfg.design === 'ridge') {

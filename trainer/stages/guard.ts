@@ -13,6 +13,7 @@ import type { LoopMeta } from '../loop.js';
 import { hashMismatch } from '../../data/dataset-hash.js';
 import { trainStudent, type StudentConfig, type StudentMeta, type TrainOptions, type TrainResult } from './student.js';
 import type { TeacherMeta } from './teacher.js';
+import type { PlainThread } from './plain-thread.js';
 
 export interface GuardReport {
   /** the validation metric compared (--valid-metric) */
@@ -61,17 +62,22 @@ export async function teacherGuard(
   student: StudentConfig,
   teacherDir: string,
   plainDir: string,
-  opts: Omit<TrainOptions, 'checkpointDir' | 'resume'> & { forceKd: boolean },
-): Promise<{ report: GuardReport; trained?: TrainResult }> {
+  opts: Omit<TrainOptions, 'checkpointDir' | 'resume'> & { forceKd: boolean; pending?: PlainThread },
+): Promise<{ report: GuardReport; trained?: TrainResult & { wallSeconds?: number } }> {
   const { log } = opts;
   const metric = student.validMetric;
   const t = loadCheckpoint<TeacherMeta>(teacherDir).meta;
   const teacher = t.metrics.val[metric];
   if (typeof teacher !== 'number') throw new Error(`the teacher at ${teacherDir} has no validation ${metric}; train it with the --ks and --valid-metric of this run`);
-  const cached = cachedPlain(plainDir, data, student);
+  // a plain student trained beside the teacher (plain-thread.ts) is this run's, whatever is on disk now
+  const cached: ReturnType<typeof cachedPlain> = opts.pending ? { why: 'trained on a worker thread beside the teacher' } : cachedPlain(plainDir, data, student);
   let plainMeta: LoopMeta;
-  let trained: TrainResult | undefined;
-  if ('meta' in cached) {
+  let trained: (TrainResult & { wallSeconds?: number }) | undefined;
+  if (opts.pending) {
+    log.info({ checkpoint: plainDir }, 'teacher guard: waiting for the plain student of the same budget (trained on a worker thread beside the teacher)');
+    trained = await opts.pending.result;
+    plainMeta = loadCheckpoint<StudentMeta>(plainDir).meta;
+  } else if ('meta' in cached) {
     log.info({ checkpoint: plainDir }, 'teacher guard: reusing the plain student of the same budget');
     plainMeta = cached.meta;
   } else {

@@ -11,7 +11,8 @@ import { hasCheckpoint, loadCheckpoint } from '../checkpoint.js';
 import type { LoopMeta } from '../loop.js';
 import { studentCheckpointDir, teacherCheckpointDir, trainStudent, type StudentConfig, type StudentMeta, type TrainResult } from './student.js';
 import { liveModalities, trainTeacher, type TeacherConfig, type TeacherMeta } from './teacher.js';
-import { adoptPlain, plainCheckpointDir, teacherGuard, type GuardReport } from './guard.js';
+import { adoptPlain, cachedPlain, plainCheckpointDir, teacherGuard, type GuardReport } from './guard.js';
+import { startPlainStudent } from './plain-thread.js';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { trainKdStudent, type KdConfig } from './kd.js';
@@ -41,6 +42,8 @@ export interface PipelineOptions {
   progress: boolean;
   /** run stage 2 even when the teacher guard finds the teacher not better than the plain student */
   forceKd?: boolean;
+  /** train the guard's plain student on a worker thread beside the teacher (default true; plain-thread.ts) */
+  guardThread?: boolean;
 }
 
 export interface StageReport extends Omit<TrainResult, 'checkpointDir'> {
@@ -108,74 +111,90 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
   const uDirs = Object.fromEntries(data.modalities.map((m) => [m.name, unimodalCheckpointDir(o.repo, o.name, m.name)]));
   const teacherModel = ckd ? 'ckd-teacher' : 'promptmm-teacher';
 
-  if (ckd && (o.stage === 'all' || o.stage === 'unimodal')) {
-    report.unimodal = {};
-    for (const m of data.modalities) {
-      const dir = uDirs[m.name];
-      checkKind(dir, 'unimodal-teacher', o.resume);
-      report.unimodal[m.name] = await stage(dir, o.resume, o.teacher.epochs, () =>
-        trainTeacher(data, o.teacher, { ...common, checkpointDir: dir, resume: canResume(dir, o.resume), unimodal: m.name }),
+  // --resume onto a finished distilled student: nothing to decide (the guard ran when it was trained);
+  // a plain student an earlier guard adopted is not one (it is decided again, and replaced if KD runs)
+  const adopted = mode === 'kd' && hasCheckpoint(sDir) && loadCheckpoint<StudentMeta>(sDir).meta.objective === 'bpr';
+  const guardRuns = mode === 'kd' && (o.stage === 'all' || o.stage === 'student') && (adopted || !(o.resume && finishedStage(sDir, o.student.epochs)));
+  // The guard's plain student does not depend on the teacher: when a teacher trains in this run
+  // first, the plain student trains beside it on the second core (plain-thread.ts).
+  const plainDir = plainCheckpointDir(o.repo, o.name);
+  const teacherTrains = o.stage === 'all' && !(o.resume && finishedStage(tDir, o.teacher.epochs));
+  const pending = guardRuns && teacherTrains && (o.guardThread ?? true) && !('meta' in cachedPlain(plainDir, data, o.student)) ? startPlainStudent(data, o.student, plainDir, o.backend, log) : undefined;
+  try {
+    await teacherStages();
+    if (o.stage === 'all' || o.stage === 'student') {
+      if (mode === 'kd' && !hasCheckpoint(tDir)) throw new Error(`stage 2 needs a trained teacher at ${tDir} (run --stage teacher first)`);
+      let skip = false;
+      if (guardRuns) {
+        const s0 = performance.now();
+        const g = await teacherGuard(data, o.student, tDir, plainDir, { ...common, forceKd: o.forceKd ?? false, pending });
+        report.guard = g.report;
+        if (g.trained) {
+          const { checkpointDir, wallSeconds, ...rest } = g.trained;
+          report.plain = { checkpoint: checkpointDir, ...rest, wallSeconds: wallSeconds ?? (performance.now() - s0) / 1000 };
+        }
+        if (g.report.decision === 'skipped') {
+          adoptPlain(g.report.plainCheckpoint, sDir);
+          const m = loadCheckpoint<StudentMeta>(sDir).meta;
+          const f = m.finished!;
+          report.student = { checkpoint: sDir, bestEpoch: m.epoch, epochsRun: 0, stoppedEarly: f.stoppedEarly, endedOn: f.endedOn ?? (f.stoppedEarly ? 'plateau' : 'epoch cap'), val: m.metrics.val, test: m.metrics.test ?? {}, secondsPerEpoch: f.secondsPerEpoch, time: { train: 0, eval: 0, checkpoint: 0 }, parameters: m.parameters, peakRssMiB: 0, wallSeconds: 0, skipped: true };
+          report.mode = 'plain';
+          skip = true;
+        } else if (adopted) {
+          rmSync(sDir, { recursive: true, force: true });
+        }
+      }
+      if (!skip) {
+        report.student = await stage(sDir, o.resume, sequential ? (o.sequential ?? SEQUENTIAL_DEFAULTS).epochs : o.student.epochs, () =>
+          mode === 'kd'
+            ? trainKdStudent(data, { ...o.student, kd: o.kd }, { ...common, checkpointDir: sDir, teacherDir: tDir, resume: canResume(sDir, o.resume) })
+            : sequential
+              ? trainSequential(data, { ...(o.sequential ?? SEQUENTIAL_DEFAULTS), model: o.student.model as SequentialConfig['model'] }, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) })
+              : trainStudent(data, o.student, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) }),
+        );
+      }
+    }
+    // The item encoder, fit to the student just trained (issue 18): an embedding student and a dataset with features.
+    if (o.itemEncoder && o.stage !== 'teacher' && !sequential && data.modalities.length > 0 && hasCheckpoint(sDir)) {
+      const eDir = itemEncoderCheckpointDir(o.repo, o.name);
+      const prev = o.resume && hasCheckpoint(eDir) ? loadCheckpoint<ItemEncoderMeta>(eDir).meta : null;
+      if (prev && prev.studentWeights === studentWeightsHash(sDir)) {
+        log.info({ checkpoint: eDir }, 'item encoder already fit to this student; skipped');
+        report.itemEncoder = { checkpoint: eDir, design: prev.design, validation: prev.validation, bestEpoch: prev.bestEpoch, lambda: prev.lambda, seconds: 0, skipped: true };
+      } else {
+        report.itemEncoder = trainItemEncoder(data, o.itemEncoder, { studentDir: sDir, checkpointDir: eDir, log });
+      }
+    }
+    if (mode === 'kd' && hasCheckpoint(tDir)) report.parameters.teacher = loadCheckpoint<TeacherMeta>(tDir).meta.parameters;
+    if (hasCheckpoint(sDir)) report.parameters.student = loadCheckpoint<StudentMeta>(sDir).meta.parameters;
+    if (report.parameters.teacher && report.parameters.student) report.parameters.ratio = report.parameters.teacher / report.parameters.student;
+    report.wallSeconds = (performance.now() - t0) / 1000;
+    report.peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
+    return report;
+  } finally {
+    // still running here only when the run failed before the guard waited for it: not left behind
+    await pending?.stop();
+  }
+
+  /** The uni-modal teachers (--teacher ckd) and the teacher, as --stage asks. */
+  async function teacherStages(): Promise<void> {
+    if (ckd && (o.stage === 'all' || o.stage === 'unimodal')) {
+      report.unimodal = {};
+      for (const m of data.modalities) {
+        const dir = uDirs[m.name];
+        checkKind(dir, 'unimodal-teacher', o.resume);
+        report.unimodal[m.name] = await stage(dir, o.resume, o.teacher.epochs, () =>
+          trainTeacher(data, o.teacher, { ...common, checkpointDir: dir, resume: canResume(dir, o.resume), unimodal: m.name }),
+        );
+      }
+    }
+    if (mode === 'kd' && (o.stage === 'all' || o.stage === 'teacher')) {
+      checkKind(tDir, teacherModel, o.resume);
+      report.teacher = await stage(tDir, o.resume, o.teacher.epochs, () =>
+        trainTeacher(data, o.teacher, { ...common, checkpointDir: tDir, resume: canResume(tDir, o.resume), unimodalDirs: ckd ? uDirs : undefined }),
       );
     }
   }
-  if (mode === 'kd' && (o.stage === 'all' || o.stage === 'teacher')) {
-    checkKind(tDir, teacherModel, o.resume);
-    report.teacher = await stage(tDir, o.resume, o.teacher.epochs, () =>
-      trainTeacher(data, o.teacher, { ...common, checkpointDir: tDir, resume: canResume(tDir, o.resume), unimodalDirs: ckd ? uDirs : undefined }),
-    );
-  }
-  if (o.stage === 'all' || o.stage === 'student') {
-    if (mode === 'kd' && !hasCheckpoint(tDir)) throw new Error(`stage 2 needs a trained teacher at ${tDir} (run --stage teacher first)`);
-    let skip = false;
-    // --resume onto a finished distilled student: nothing to decide (the guard ran when it was trained);
-    // a plain student an earlier guard adopted is not one (it is decided again, and replaced if KD runs)
-    const adopted = mode === 'kd' && hasCheckpoint(sDir) && loadCheckpoint<StudentMeta>(sDir).meta.objective === 'bpr';
-    if (mode === 'kd' && (adopted || !(o.resume && finishedStage(sDir, o.student.epochs)))) {
-      const s0 = performance.now();
-      const g = await teacherGuard(data, o.student, tDir, plainCheckpointDir(o.repo, o.name), { ...common, forceKd: o.forceKd ?? false });
-      report.guard = g.report;
-      if (g.trained) {
-        const { checkpointDir, ...rest } = g.trained;
-        report.plain = { checkpoint: checkpointDir, ...rest, wallSeconds: (performance.now() - s0) / 1000 };
-      }
-      if (g.report.decision === 'skipped') {
-        adoptPlain(g.report.plainCheckpoint, sDir);
-        const m = loadCheckpoint<StudentMeta>(sDir).meta;
-        const f = m.finished!;
-        report.student = { checkpoint: sDir, bestEpoch: m.epoch, epochsRun: 0, stoppedEarly: f.stoppedEarly, endedOn: f.endedOn ?? (f.stoppedEarly ? 'plateau' : 'epoch cap'), val: m.metrics.val, test: m.metrics.test ?? {}, secondsPerEpoch: f.secondsPerEpoch, time: { train: 0, eval: 0, checkpoint: 0 }, parameters: m.parameters, peakRssMiB: 0, wallSeconds: 0, skipped: true };
-        report.mode = 'plain';
-        skip = true;
-      } else if (adopted) {
-        rmSync(sDir, { recursive: true, force: true });
-      }
-    }
-    if (!skip) {
-      report.student = await stage(sDir, o.resume, sequential ? (o.sequential ?? SEQUENTIAL_DEFAULTS).epochs : o.student.epochs, () =>
-        mode === 'kd'
-          ? trainKdStudent(data, { ...o.student, kd: o.kd }, { ...common, checkpointDir: sDir, teacherDir: tDir, resume: canResume(sDir, o.resume) })
-          : sequential
-            ? trainSequential(data, { ...(o.sequential ?? SEQUENTIAL_DEFAULTS), model: o.student.model as SequentialConfig['model'] }, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) })
-            : trainStudent(data, o.student, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) }),
-      );
-    }
-  }
-  // The item encoder, fit to the student just trained (issue 18): an embedding student and a dataset with features.
-  if (o.itemEncoder && o.stage !== 'teacher' && !sequential && data.modalities.length > 0 && hasCheckpoint(sDir)) {
-    const eDir = itemEncoderCheckpointDir(o.repo, o.name);
-    const prev = o.resume && hasCheckpoint(eDir) ? loadCheckpoint<ItemEncoderMeta>(eDir).meta : null;
-    if (prev && prev.studentWeights === studentWeightsHash(sDir)) {
-      log.info({ checkpoint: eDir }, 'item encoder already fit to this student; skipped');
-      report.itemEncoder = { checkpoint: eDir, design: prev.design, validation: prev.validation, bestEpoch: prev.bestEpoch, lambda: prev.lambda, seconds: 0, skipped: true };
-    } else {
-      report.itemEncoder = trainItemEncoder(data, o.itemEncoder, { studentDir: sDir, checkpointDir: eDir, log });
-    }
-  }
-  if (mode === 'kd' && hasCheckpoint(tDir)) report.parameters.teacher = loadCheckpoint<TeacherMeta>(tDir).meta.parameters;
-  if (hasCheckpoint(sDir)) report.parameters.student = loadCheckpoint<StudentMeta>(sDir).meta.parameters;
-  if (report.parameters.teacher && report.parameters.student) report.parameters.ratio = report.parameters.teacher / report.parameters.student;
-  report.wallSeconds = (performance.now() - t0) / 1000;
-  report.peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
-  return report;
 
   async function stage(dir: string, resume: boolean, epochs: number, run: () => Promise<TrainResult>): Promise<StageReport> {
     const s0 = performance.now();

@@ -35,6 +35,7 @@ export interface TeacherConfig extends LoopConfig, TeacherShape {
 export const TEACHER_FIELDS = {
   ...LOOP_FIELDS,
   lr: 'teacherLr',
+  patience: 'teacherPatience',
   dim: 'dim',
   layers: 'teacherLayers',
   dropout: 'teacherDropout',
