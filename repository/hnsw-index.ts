@@ -14,8 +14,9 @@ export interface HnswBuildStats {
   itemsPerSecond: number;
 }
 
-/** hnswlib-node takes plain arrays only; copy one row of the table into a reusable one. */
+/** hnswlib-node takes plain arrays only; copy one row of the table into a reusable one (its length set to dim). */
 export function rowArray(table: Float32Array, row: number, dim: number, out: number[] = new Array<number>(dim)): number[] {
+  out.length = dim;
   const base = row * dim;
   for (let j = 0; j < dim; j++) out[j] = table[base + j];
   return out;

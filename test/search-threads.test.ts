@@ -13,10 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { Rng } from '../core/rng.js';
-import { buildHnswIndex } from '../repository/hnsw-index.js';
+import { buildHnswIndex, rowArray } from '../repository/hnsw-index.js';
 import { AnnIndex } from '../server/retrieval/ann-index.js';
 import { SearchThreads } from '../server/retrieval/search-threads.js';
-import { plainArray, searchUnseen } from '../server/retrieval/unseen-search.js';
+import { searchUnseen } from '../server/retrieval/unseen-search.js';
 import { repoWith, testServer } from '../test-support/serving.js';
 
 const D = 16;
@@ -40,7 +40,7 @@ async function sameAnswers(a: AnnIndex, rng: Rng, what: string): Promise<void> {
     const c = Math.min(20, n);
     const first = Math.min(n, c + Math.min(out.length, c));
     const got = await a.searchUnseen(v, c, first, 10, () => out, (r) => isOut.has(r));
-    const want = searchUnseen(a.local, plainArray(v, []), c, first, 10, (r) => isOut.has(r));
+    const want = searchUnseen(a.local, rowArray(v, 0, v.length, []), c, first, 10, (r) => isOut.has(r));
     assert.deepEqual(Array.from(got), Array.from(want), `${what}: query ${t}`);
   }
 }

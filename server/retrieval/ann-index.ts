@@ -4,10 +4,10 @@
  * right after the event loop's did, in the same order; searches go to a thread when there is
  * one (searchUnseen), else run here.
  */
-import { loadHnswIndex, type HnswIndex } from '../../repository/hnsw-index.js';
+import { loadHnswIndex, rowArray, type HnswIndex } from '../../repository/hnsw-index.js';
 import type { Logger } from 'pino';
 import type { SearchThreads } from './search-threads.js';
-import { plainArray, searchUnseen } from './unseen-search.js';
+import { searchUnseen } from './unseen-search.js';
 
 export class AnnIndex {
   private constructor(
@@ -94,7 +94,7 @@ export class AnnIndex {
       const found = await this.threads!.search(this.id, vector, c, first, want, rows);
       if (found) return found;
     }
-    return searchUnseen(this.local, plainArray(vector, scratch), c, first, want, isOut);
+    return searchUnseen(this.local, rowArray(vector, 0, vector.length, scratch), c, first, want, isOut);
   }
 
   /** The copies on the threads are dropped (the version retired, or the index replaced by a rebuilt one). */

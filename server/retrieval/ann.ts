@@ -7,7 +7,7 @@ import type { AnnIndex } from './ann-index.js';
 import { ANN_CANDIDATES, type CandidateCache } from './candidate-cache.js';
 import { exactRetriever, type ExactSource } from './exact.js';
 import { rank, unseen, wanted, type RetrievalQuery, type Retriever, type SeenFilter } from './retriever.js';
-import { plainArray } from './unseen-search.js';
+import { rowArray } from '../../repository/hnsw-index.js';
 
 /** What the ANN path reads of a served version; the exact path is its fall-back. */
 export interface AnnSource extends ExactSource {
@@ -20,7 +20,7 @@ export const annRetriever: Retriever<AnnSource> = {
   name: 'ann',
   async retrieve(source, q) {
     const { want, need } = wanted(source, q);
-    const rows = q.seen ? unseen(await candidates(source, q, q.seen, want), q.seen) : source.ann.searchKnn(plainArray(q.vector, scratch), Math.min(need, source.ann.getCurrentCount())).neighbors;
+    const rows = q.seen ? unseen(await candidates(source, q, q.seen, want), q.seen) : source.ann.searchKnn(rowArray(q.vector, 0, q.vector.length, scratch), Math.min(need, source.ann.getCurrentCount())).neighbors;
     // The graph search came back short (tiny or pathological catalog): answer exactly instead.
     if (rows.length < want) return exactRetriever.retrieve(source, q);
     return { items: rank(source, q.vector, rows, q.k), retrieval: 'ann' };

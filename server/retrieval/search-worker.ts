@@ -4,8 +4,8 @@
  * the ANN path's candidate searches (unseen-search.ts) run against it off the event loop.
  */
 import { parentPort } from 'node:worker_threads';
-import { loadHnswIndex, type HnswIndex } from '../../repository/hnsw-index.js';
-import { plainArray, searchUnseen } from './unseen-search.js';
+import { loadHnswIndex, rowArray, type HnswIndex } from '../../repository/hnsw-index.js';
+import { searchUnseen } from './unseen-search.js';
 import type { ToSearchThread } from './search-protocol.js';
 
 const port = parentPort!;
@@ -50,7 +50,7 @@ function handle(m: ToSearchThread): void {
       const index = indexes.get(m.id);
       if (!index) return;
       try {
-        if (m.op === 'add') index.addPoint(plainArray(m.vector!, query), m.label);
+        if (m.op === 'add') index.addPoint(rowArray(m.vector!, 0, m.vector!.length, query), m.label);
         else if (m.op === 'delete') index.markDelete(m.label);
         else if (m.op === 'undelete') index.unmarkDelete(m.label);
         else if (m.op === 'resize') index.resizeIndex(m.label);
@@ -70,7 +70,7 @@ function handle(m: ToSearchThread): void {
       if (most > out.length) out = new Uint8Array(Math.max(most, 2 * out.length));
       for (let i = 0; i < m.out.length; i++) out[m.out[i]] = 1;
       try {
-        const rows = searchUnseen(index, plainArray(m.vector, query), m.c, m.first, m.want, (row) => out[row] === 1);
+        const rows = searchUnseen(index, rowArray(m.vector, 0, m.vector.length, query), m.c, m.first, m.want, (row) => out[row] === 1);
         port.postMessage({ t: 'found', q: m.q, rows }, [rows.buffer as ArrayBuffer]);
       } catch (err) {
         port.postMessage({ t: 'found', q: m.q, rows: null, message: (err as Error).message });

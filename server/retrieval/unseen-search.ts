@@ -29,10 +29,3 @@ function unseenUpTo(rows: number[], out: (row: number) => boolean, most: number)
   for (let i = 0; i < rows.length && n < most; i++) if (!out(rows[i])) kept[n++] = rows[i];
   return n === kept.length ? kept : kept.slice(0, n);
 }
-
-/** hnswlib-node takes plain arrays only: `v` copied into `into` (reused by the caller: searches are synchronous). */
-export function plainArray(v: ArrayLike<number>, into: number[]): number[] {
-  into.length = v.length;
-  for (let j = 0; j < v.length; j++) into[j] = v[j];
-  return into;
-}

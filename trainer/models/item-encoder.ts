@@ -32,7 +32,7 @@ import { csrHas } from '../../core/csr.js';
 import { Rng } from '../../core/rng.js';
 import { topK } from '../../core/topk.js';
 import type { ItemEncoderCriterion, ItemEncoderDesign } from '../../core/defaults.js';
-import { evaluateNeighborGrid, scoreRow, type GridCandidate, type GridFold } from './neighbor-grid.js';
+import { dot, evaluateNeighborGrid, scoreRow, type GridCandidate, type GridFold, type GridTargets } from './neighbor-grid.js';
 import { encodeReference, neighborKeys, weightedMean, type DenseLayer, type ItemEncoderWeights, type NeighborTable } from '../../repository/onnx-item-encoder-graph.js';
 
 export interface ItemEncoderConfig {
@@ -57,17 +57,8 @@ export interface FeatureTable {
 }
 
 /** What the encoder is fit to: the catalog's features and the trained student's tables and train interactions. */
-export interface EncoderTargets {
+export interface EncoderTargets extends GridTargets {
   modalities: FeatureTable[];
-  nItems: number;
-  nUsers: number;
-  dim: number;
-  /** the student's final item vectors, [nItems, dim] */
-  items: Float32Array;
-  /** the student's final user vectors, [nUsers, dim] */
-  users: Float32Array;
-  trainByUser: Csr;
-  valByUser: Csr;
   itemPopularity: Int32Array;
 }
 
@@ -482,12 +473,6 @@ function calibrate(t: EncoderTargets, held: Int32Array, fit: Int32Array, enc: Fl
   const b = best!;
   const e = b.norm === undefined ? Float32Array.from(enc, (x) => x * b.alpha) : toNorm(enc, d, b.norm);
   return { alpha: b.alpha, norm: b.norm, v: withOverall(t, held, e, validateEncoded(t, held, e, ceiling)) };
-}
-
-function dot(a: Float32Array, ao: number, b: Float32Array, bo: number, n: number): number {
-  let s = 0;
-  for (let j = 0; j < n; j++) s += a[ao + j] * b[bo + j];
-  return s;
 }
 
 /** Each row of x ([n, d]) rescaled to norm `target` (as the graph's outputNorm does). */

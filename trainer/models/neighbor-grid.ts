@@ -22,7 +22,9 @@ export interface GridTargets {
   nItems: number;
   nUsers: number;
   dim: number;
+  /** the student's final item vectors, [nItems, dim] */
   items: Float32Array;
+  /** the student's final user vectors, [nUsers, dim] */
   users: Float32Array;
   trainByUser: Csr;
   valByUser: Csr;
@@ -54,7 +56,8 @@ function lastK0(ks: number[]): number {
   return ks.length ? ks[ks.length - 1] : 0;
 }
 
-function dot(a: Float32Array, ao: number, b: Float32Array, bo: number, n: number): number {
+/** a[ao..ao+n) · b[bo..bo+n), summed in index order. */
+export function dot(a: Float32Array, ao: number, b: Float32Array, bo: number, n: number): number {
   let s = 0;
   for (let j = 0; j < n; j++) s += a[ao + j] * b[bo + j];
   return s;
