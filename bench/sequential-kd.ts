@@ -64,6 +64,7 @@ const ABLATIONS: [Job['method'], string, string[]][] = [
   ['kdsr', 'kdsr --kdsr-match hard', ['--kdsr-match', 'hard']],
   ['odmt', 'odmt --no-imt-mask', ['--no-imt-mask']],
   ['odmt', 'odmt --no-online-kd', ['--no-online-kd']],
+  ['odmt', 'odmt --odmt-init features', ['--odmt-init', 'features']],
 ];
 if (!a['no-ablations']) {
   for (const [m, v, f] of ABLATIONS) jobs.push({ id: `${v.replace(/[^a-z0-9]+/g, '_')}-${seeds[0]}`, method: m, variant: v, seed: seeds[0], flags: ['--seq-kd', m, ...f] });
@@ -162,14 +163,19 @@ function summarize(): void {
     .map((f) => JSON.parse(readFileSync(join(runsDir, f), 'utf8')) as RunResult);
   const byVariant = new Map<string, RunResult[]>();
   for (const r of results) byVariant.set(r.job.variant, [...(byVariant.get(r.job.variant) ?? []), r].sort((x, y) => x.job.seed - y.job.seed));
-  const plainBySeed = new Map((byVariant.get('plain') ?? []).map((r) => [r.job.seed, r]));
+  // each variant is paired with the plain runs of its own budget (the same --suffix)
+  const plainOf = (variant: string): Map<number, RunResult> => {
+    const budget = / \(([^)]*)\)$/.exec(variant);
+    return new Map((byVariant.get(budget ? `plain (${budget[1]})` : 'plain') ?? []).map((r) => [r.job.seed, r]));
+  };
   const table: Record<string, unknown> = {};
   console.log(`\ntest metrics on ${data}, dim ${a.dim}, --epochs ${a.epochs} --eval-every ${a['eval-every']} --patience ${a.patience} (mean ± std over seeds)`);
   console.log(`variant                    seeds  ${KEYS.map((k) => k.padEnd(17)).join('')}s/epoch   paired vs plain (same seed), test N@10 diff ± SE; R@10`);
   for (const [variant, rs] of byVariant) {
     const metrics = Object.fromEntries(KEYS.map((k) => [k, meanStd(rs.map((r) => r.test[k]))]));
     const spe = meanStd(rs.map((r) => r.secondsPerEpoch));
-    const pairs = variant === 'plain' ? [] : rs.filter((r) => plainBySeed.has(r.job.seed)).map((r) => ({ seed: r.job.seed, ...paired(r.dump, plainBySeed.get(r.job.seed)!.dump) }));
+    const plainBySeed = plainOf(variant);
+    const pairs = rs[0].job.method === 'plain' ? [] : rs.filter((r) => plainBySeed.has(r.job.seed)).map((r) => ({ seed: r.job.seed, ...paired(r.dump, plainBySeed.get(r.job.seed)!.dump) }));
     const rel = plainBySeed.size ? metrics['ndcg@10'].mean / meanStd([...plainBySeed.values()].map((p) => p.test['ndcg@10'])).mean - 1 : NaN;
     table[variant] = { settings: rs[0].settings, seeds: rs.map((r) => r.job.seed), test: metrics, secondsPerEpoch: spe, ndcg10VsPlain: rel, paired: pairs, runs: rs.map((r) => ({ seed: r.job.seed, bestEpoch: r.bestEpoch, epochsRun: r.epochsRun, endedOn: r.endedOn, val: r.val, test: r.test, secondsPerEpoch: r.secondsPerEpoch, wallSeconds: r.wallSeconds, loadavg: r.loadavg, odmtValidation: r.odmtValidation })) };
     const cells = KEYS.map((k) => `${metrics[k].mean.toFixed(4)}±${metrics[k].std.toFixed(4)}`.padEnd(17)).join('');
