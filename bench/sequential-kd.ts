@@ -73,9 +73,15 @@ if (a.only) {
   const keep = new Set(a.only.split(','));
   jobs.splice(0, jobs.length, ...jobs.filter((j) => keep.has(j.variant)));
 }
+/** A variant's name under a budget (--suffix) and back: `odmt` with `-conv` is `odmt (conv)`. */
+const withBudget = (variant: string, suffix: string): string => (suffix ? `${variant} (${suffix.replace(/^-/, '')})` : variant);
+const budgetOf = (variant: string): string => {
+  const m = / \(([^)]*)\)$/.exec(variant);
+  return m ? `-${m[1]}` : '';
+};
 for (const j of jobs) {
   j.id += a.suffix;
-  j.variant += a.suffix ? ` (${a.suffix.replace(/^-/, '')})` : '';
+  j.variant = withBudget(j.variant, a.suffix!);
 }
 
 interface RunResult {
@@ -164,10 +170,7 @@ function summarize(): void {
   const byVariant = new Map<string, RunResult[]>();
   for (const r of results) byVariant.set(r.job.variant, [...(byVariant.get(r.job.variant) ?? []), r].sort((x, y) => x.job.seed - y.job.seed));
   // each variant is paired with the plain runs of its own budget (the same --suffix)
-  const plainOf = (variant: string): Map<number, RunResult> => {
-    const budget = / \(([^)]*)\)$/.exec(variant);
-    return new Map((byVariant.get(budget ? `plain (${budget[1]})` : 'plain') ?? []).map((r) => [r.job.seed, r]));
-  };
+  const plainOf = (variant: string): Map<number, RunResult> => new Map((byVariant.get(withBudget('plain', budgetOf(variant))) ?? []).map((r) => [r.job.seed, r]));
   const table: Record<string, unknown> = {};
   console.log(`\ntest metrics on ${data}, dim ${a.dim}, --epochs ${a.epochs} --eval-every ${a['eval-every']} --patience ${a.patience} (mean ± std over seeds)`);
   console.log(`variant                    seeds  ${KEYS.map((k) => k.padEnd(17)).join('')}s/epoch   paired vs plain (same seed), test N@10 diff ± SE; R@10`);
