@@ -179,7 +179,9 @@ function summarize(): void {
     const spe = meanStd(rs.map((r) => r.secondsPerEpoch));
     const plainBySeed = plainOf(variant);
     const pairs = rs[0].job.method === 'plain' ? [] : rs.filter((r) => plainBySeed.has(r.job.seed)).map((r) => ({ seed: r.job.seed, ...paired(r.dump, plainBySeed.get(r.job.seed)!.dump) }));
-    const rel = plainBySeed.size ? metrics['ndcg@10'].mean / meanStd([...plainBySeed.values()].map((p) => p.test['ndcg@10'])).mean - 1 : NaN;
+    // against the plain runs of the same seeds (a one-seed variant is not set against a three-seed mean)
+    const samePlain = rs.filter((r) => plainBySeed.has(r.job.seed)).map((r) => plainBySeed.get(r.job.seed)!.test['ndcg@10']);
+    const rel = samePlain.length ? meanStd(rs.filter((r) => plainBySeed.has(r.job.seed)).map((r) => r.test['ndcg@10'])).mean / meanStd(samePlain).mean - 1 : NaN;
     table[variant] = { settings: rs[0].settings, seeds: rs.map((r) => r.job.seed), test: metrics, secondsPerEpoch: spe, ndcg10VsPlain: rel, paired: pairs, runs: rs.map((r) => ({ seed: r.job.seed, bestEpoch: r.bestEpoch, epochsRun: r.epochsRun, endedOn: r.endedOn, val: r.val, test: r.test, secondsPerEpoch: r.secondsPerEpoch, wallSeconds: r.wallSeconds, loadavg: r.loadavg, odmtValidation: r.odmtValidation })) };
     const cells = KEYS.map((k) => `${metrics[k].mean.toFixed(4)}±${metrics[k].std.toFixed(4)}`.padEnd(17)).join('');
     const pr = pairs.map((p) => `s${p.seed}: ${p.ndcg[0] >= 0 ? '+' : ''}${p.ndcg[0].toFixed(4)}±${p.ndcg[1].toFixed(4)} (${(p.ndcg[0] / p.ndcg[1]).toFixed(1)} SE); ${p.recall[0].toFixed(4)}±${p.recall[1].toFixed(4)}`).join(' | ');
