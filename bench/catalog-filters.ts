@@ -20,14 +20,14 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { exportBundle } from '../export/exporter.js';
 import { syntheticBundle } from '../export/synthetic-bundle.js';
 import { HNSW_DEFAULTS } from '../repository/hnsw-index.js';
 import { spawnServer } from '../loadtest/spawn-server.js';
+import { scriptArgs } from '../core/script-args.js';
 
-const { values: a } = parseArgs({
+const { values: a } = scriptArgs(import.meta.url, {
   options: {
     duration: { type: 'string', default: '8' },
     connections: { type: 'string', default: '20' },

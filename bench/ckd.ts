@@ -22,9 +22,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { loadavg } from 'node:os';
-import { parseArgs } from 'node:util';
+import { scriptArgs } from '../core/script-args.js';
 
-const { values: a } = parseArgs({
+const { values: a } = scriptArgs(import.meta.url, {
   options: {
     data: { type: 'string', default: '../shared/data/tiktok,../shared/data/scientific' },
     epochs: { type: 'string' },

@@ -25,7 +25,6 @@ import { spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { mkdirSync, rmSync, writeFileSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { loadDataset, type Dataset } from '../data/dataset.js';
 import { writeNpy } from '../core/npy.js';
@@ -38,8 +37,9 @@ import { encodeReference } from '../repository/onnx-item-encoder-graph.js';
 import pino from 'pino';
 import { createServer } from '../server/server.js';
 import { ITEM_ENCODER_DESIGNS, type ItemEncoderCriterion } from '../core/defaults.js';
+import { scriptArgs } from '../core/script-args.js';
 
-const { values: a } = parseArgs({
+const { values: a } = scriptArgs(import.meta.url, {
   options: {
     datasets: { type: 'string', default: 'tiktok,scientific' },
     root: { type: 'string', default: '../shared/data' },

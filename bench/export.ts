@@ -9,7 +9,6 @@
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
 import { BUNDLE_FILES } from '../repository/bundle-format.js';
 import { exportBundle, type BundleInput } from '../export/exporter.js';
@@ -18,8 +17,9 @@ import { HNSW_DEFAULTS, loadHnswIndex, rowArray } from '../repository/hnsw-index
 import { syntheticBundle } from '../export/synthetic-bundle.js';
 import { initEngine } from '../trainer/engine/backend.js';
 import { Rng } from '../core/rng.js';
+import { scriptArgs } from '../core/script-args.js';
 
-const { values: a } = parseArgs({
+const { values: a } = scriptArgs(import.meta.url, {
   options: {
     name: { type: 'string', default: 'tiktok' },
     repo: { type: 'string', default: 'models' },

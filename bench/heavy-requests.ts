@@ -12,12 +12,12 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { exportBundle } from '../export/exporter.js';
 import { syntheticBundle } from '../export/synthetic-bundle.js';
 import { HNSW_DEFAULTS } from '../repository/hnsw-index.js';
 import { CLI } from '../loadtest/spawn-server.js';
+import { scriptArgs } from '../core/script-args.js';
 
 interface Load {
   url: string;
@@ -66,7 +66,7 @@ async function loadWorker(o: Load): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const { values: a } = parseArgs({
+  const { values: a } = scriptArgs(import.meta.url, {
     options: {
       clients: { type: 'string', default: '4' },
       users: { type: 'string', default: '256' },

@@ -16,7 +16,6 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { loadDataset } from '../data/dataset.js';
 import { initEngine } from '../trainer/engine/backend.js';
@@ -26,8 +25,9 @@ import type { ServingModel } from '../server/serving/serving-model.js';
 import { ONLINE_DEFAULTS, type OnlineConfig } from '../server/online/online-learner.js';
 import { evaluate } from '../trainer/eval.js';
 import type { Csr } from '../data/dataset.js';
+import { scriptArgs } from '../core/script-args.js';
 
-const { values: a } = parseArgs({
+const { values: a } = scriptArgs(import.meta.url, {
   options: {
     data: { type: 'string', default: '../shared/data/tiktok' },
     epochs: { type: 'string', default: '50' },

@@ -15,12 +15,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadDataset } from '../data/dataset.js';
 import { Rng } from '../core/rng.js';
 import { loadtest, startServer, waitReady, type LoadtestOptions } from '../loadtest/run.js';
+import { scriptArgs } from '../core/script-args.js';
 
-const { values: a } = parseArgs({
+const { values: a } = scriptArgs(import.meta.url, {
   options: {
     name: { type: 'string' },
     repo: { type: 'string', default: 'models' },

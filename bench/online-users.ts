@@ -10,13 +10,13 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { exportBundle } from '../export/exporter.js';
 import { syntheticBundle } from '../export/synthetic-bundle.js';
 import { createServer } from '../server/server.js';
+import { scriptArgs } from '../core/script-args.js';
 
-const { values: a } = parseArgs({
+const { values: a } = scriptArgs(import.meta.url, {
   options: {
     users: { type: 'string', default: '100000' },
     caps: { type: 'string', default: '100000,10000' },

@@ -10,7 +10,6 @@
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { exportBundle } from '../export/exporter.js';
 import { syntheticBundle } from '../export/synthetic-bundle.js';
@@ -18,8 +17,9 @@ import { Rng } from '../core/rng.js';
 import { InteractionLog } from '../repository/interaction-log.js';
 import { modelDir } from '../repository/versions.js';
 import { createServer, type ServeConfig } from '../server/server.js';
+import { scriptArgs } from '../core/script-args.js';
 
-const { values: a } = parseArgs({
+const { values: a } = scriptArgs(import.meta.url, {
   options: {
     records: { type: 'string', default: '500000' },
     'new-users': { type: 'string', default: '20000' },

@@ -16,10 +16,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { writeFileAtomic } from '../core/atomic.js';
+import { scriptArgs } from '../core/script-args.js';
 
-const { values: a } = parseArgs({
+const { values: a } = scriptArgs(import.meta.url, {
   options: {
     data: { type: 'string', default: '../shared/data/scientific' },
     seeds: { type: 'string', default: '2024,2025,2026' },

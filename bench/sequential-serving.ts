@@ -20,7 +20,6 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { loadDataset } from '../data/dataset.js';
 import { exportBundle } from '../export/exporter.js';
@@ -33,6 +32,7 @@ import { listVersions, readManifest, versionDir } from '../repository/versions.j
 import { createServer } from '../server/server.js';
 import { loadServingModel } from '../server/serving/serving-model.js';
 import { saveRandomSasrecCheckpoint } from '../test-support/sasrec-checkpoint.js';
+import { scriptArgs } from '../core/script-args.js';
 
 const HELP = `usage: npm run bench:sequential-serving -- [options]
   --name NAME        an exported sasrec model to measure (its newest version); default: build one with random weights
@@ -44,7 +44,7 @@ const HELP = `usage: npm run bench:sequential-serving -- [options]
   --tag T            suffix of the results file
 `;
 
-const { values: a } = parseArgs({
+const { values: a } = scriptArgs(import.meta.url, {
   options: {
     name: { type: 'string' },
     repo: { type: 'string', default: 'models' },

@@ -16,10 +16,9 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { writeFileAtomic } from '../core/atomic.js';
 
-const { values: a } = parseArgs({
+const { values: a } = scriptArgs(import.meta.url, {
   options: {
     data: { type: 'string', default: '../shared/data/scientific' },
     seeds: { type: 'string', default: '2024,2025,2026' },
@@ -88,6 +87,7 @@ d = load(${JSON.stringify(data)})
 U = np.load(${JSON.stringify(join(dumpDir, 'user_embeddings.npy'))}); I = np.load(${JSON.stringify(join(dumpDir, 'item_embeddings.npy'))})
 print(json.dumps(evaluate(U, I, d, split=2, ks=(10, 20, 50), exclude=(0, 1))))
 `;
+import { scriptArgs } from '../core/script-args.js';
 const yardEval = JSON.parse(run(a.python!, ['-c', py]).stdout.trim());
 report.evaluatorAgreement = Object.fromEntries(KEYS.map((k) => [k, { promptmm: oursEval[k], yardstick: yardEval[k], absDiff: Math.abs(oursEval[k] - yardEval[k]) }]));
 

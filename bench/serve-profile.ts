@@ -10,10 +10,10 @@
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { flameGraphSvg, perRequest, splitProfile, type CpuProfile } from './cpu-profile.js';
 import { runScenario, startServer, waitReady, type LoadtestOptions } from '../loadtest/run.js';
 import { loadTraffic, SCENARIOS, type Scenario } from '../loadtest/traffic.js';
+import { scriptArgs } from '../core/script-args.js';
 
 const HELP = `usage: npm run bench:serve-profile -- --name NAME [options]
   --name NAME         model whose newest bundle is served
@@ -27,7 +27,7 @@ const HELP = `usage: npm run bench:serve-profile -- --name NAME [options]
   --keep-cpuprofile   also keep the raw .cpuprofile (Chrome DevTools, speedscope) beside the results
 `;
 
-const { values: a } = parseArgs({
+const { values: a } = scriptArgs(import.meta.url, {
   options: {
     name: { type: 'string' },
     repo: { type: 'string', default: process.env.PROMPTMM_REPO ?? 'models' },

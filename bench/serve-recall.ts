@@ -10,7 +10,6 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { listVersions, versionDir } from '../repository/versions.js';
 import { InteractionLog } from '../repository/interaction-log.js';
@@ -20,8 +19,9 @@ import { ONLINE_DEFAULTS, OnlineLearner } from '../server/online/online-learner.
 import { recommend } from '../server/serving/recommender.js';
 import { loadServingModel } from '../server/serving/serving-model.js';
 import { Rng } from '../core/rng.js';
+import { scriptArgs } from '../core/script-args.js';
 
-const { values: a } = parseArgs({
+const { values: a } = scriptArgs(import.meta.url, {
   options: {
     name: { type: 'string', default: 'tiktok' },
     repo: { type: 'string', default: 'models' },

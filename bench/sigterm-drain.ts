@@ -5,13 +5,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { exportBundle } from '../export/exporter.js';
 import { syntheticBundle } from '../export/synthetic-bundle.js';
 import { spawnServer } from '../loadtest/spawn-server.js';
 import { rawConnect, rawRequest, type RawOutcome, type RawResponse } from '../test-support/raw-http.js';
+import { scriptArgs } from '../core/script-args.js';
 
-const { values: a } = parseArgs({
+const { values: a } = scriptArgs(import.meta.url, {
   options: {
     trials: { type: 'string', default: '10' },
     posts: { type: 'string', default: '8' },

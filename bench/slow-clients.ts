@@ -5,13 +5,13 @@
 import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { exportBundle } from '../export/exporter.js';
 import { syntheticBundle } from '../export/synthetic-bundle.js';
 import { spawnServer } from '../loadtest/spawn-server.js';
 import { rawConnect, rawRequest, type RawConnection } from '../test-support/raw-http.js';
+import { scriptArgs } from '../core/script-args.js';
 
-const { values: a } = parseArgs({ options: { cap: { type: 'string', default: '120' } } });
+const { values: a } = scriptArgs(import.meta.url, { options: { cap: { type: 'string', default: '120' } } });
 const cap = Number(a.cap) * 1000;
 
 const repo = mkdtempSync(join(tmpdir(), 'promptmm-slow-'));

@@ -9,7 +9,6 @@
  *   npm run bench:profile -- [--data ../shared/data/tiktok] [--model teacher|student|kd|sasrec] [--steps 20] [--profile-steps 3] [--by-shape]
  * (sasrec: one batch of next-item windows, e.g. --data ../shared/data/scientific --batch 256)
  */
-import { parseArgs } from 'node:util';
 import { initEngine, tf } from '../trainer/engine/backend.js';
 import { loadDataset } from '../data/dataset.js';
 import { normalizedAdjacency } from '../data/graph.js';
@@ -25,8 +24,9 @@ import { evaluateEmbeddings } from '../trainer/eval.js';
 import { SasRec } from '../trainer/models/sasrec.js';
 import { SEQUENTIAL_DEFAULTS, sasrecShape } from '../trainer/stages/sequential.js';
 import { SequenceWindows, userSequences } from '../data/sequences.js';
+import { scriptArgs } from '../core/script-args.js';
 
-const { values: a } = parseArgs({ options: { data: { type: 'string', default: '../shared/data/tiktok' }, model: { type: 'string', default: 'teacher' }, batch: { type: 'string', default: '2048' }, steps: { type: 'string', default: '20' }, 'profile-steps': { type: 'string', default: '3' }, 'by-shape': { type: 'boolean', default: false } } });
+const { values: a } = scriptArgs(import.meta.url, { options: { data: { type: 'string', default: '../shared/data/tiktok' }, model: { type: 'string', default: 'teacher' }, batch: { type: 'string', default: '2048' }, steps: { type: 'string', default: '20' }, 'profile-steps': { type: 'string', default: '3' }, 'by-shape': { type: 'boolean', default: false } } });
 await initEngine('auto');
 const data = loadDataset(a.data!);
 const graph = normalizedAdjacency(data.nUsers, data.nItems, data.trainByUser);

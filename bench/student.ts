@@ -9,9 +9,8 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 
-const { values: a } = parseArgs({
+const { values: a } = scriptArgs(import.meta.url, {
   options: {
     data: { type: 'string', default: '../shared/data/tiktok' },
     epochs: { type: 'string', default: '400' },
@@ -57,6 +56,7 @@ d = load(${JSON.stringify(data)})
 U = np.load(${JSON.stringify(join(dumpDir, 'user_embeddings.npy'))}); I = np.load(${JSON.stringify(join(dumpDir, 'item_embeddings.npy'))})
 print(json.dumps(evaluate(U, I, d, split=2, exclude=(0, 1))))
 `;
+import { scriptArgs } from '../core/script-args.js';
 const yardEval = JSON.parse(run('python3', ['-c', py]).trim());
 const agreement = Object.fromEntries(
   ['recall@20', 'ndcg@20', 'recall@50', 'ndcg@50'].map((k) => [k, { promptmm: oursEval[k], yardstick: yardEval[k], absDiff: Math.abs(oursEval[k] - yardEval[k]) }]),

@@ -7,13 +7,13 @@
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { bundleScenario } from './chaos/bundles.js';
 import { chaosTable, Resources, serverFeatures, type ChaosRow, type ServerFeatures } from './chaos/common.js';
 import { kill9Scenario } from './chaos/kill9.js';
 import { logDamageScenario } from './chaos/log-damage.js';
 import { sigtermScenario } from './chaos/sigterm.js';
 import { slowClientScenario } from './chaos/slow-clients.js';
+import { scriptArgs } from '../core/script-args.js';
 
 export const SCENARIOS = ['kill9', 'log', 'bundles', 'slow', 'sigterm'] as const;
 export type ChaosScenario = (typeof SCENARIOS)[number];
@@ -140,7 +140,7 @@ export function formatReport(rep: ChaosReport): string {
 }
 
 async function main(): Promise<void> {
-  const { values: a } = parseArgs({
+  const { values: a } = scriptArgs(import.meta.url, {
     options: {
       trials: { type: 'string', default: '100' },
       seed: { type: 'string', default: '1' },

@@ -18,13 +18,13 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import type { EventEmitter } from 'node:events';
 import autocannon from 'autocannon';
 import { latencySvg, repeatTable, summarize, table, type RepeatSummary, type ScenarioResult } from './report.js';
 import { listVersions, versionDir } from '../repository/versions.js';
 import { spawnServer } from './spawn-server.js';
 import { loadTraffic, planRequests, SCENARIOS, type Scenario, type Traffic } from './traffic.js';
+import { scriptArgs } from '../core/script-args.js';
 
 const HELP = `usage: npm run loadtest -- [options]
   --scenario LIST     baseline, recommend, exact, mixed, cold or all (comma-separated; default recommend).
@@ -249,7 +249,7 @@ function parseScenarios(v: string): Scenario[] {
 }
 
 async function main(): Promise<void> {
-  const { values: a } = parseArgs({
+  const { values: a } = scriptArgs(import.meta.url, {
     options: {
       scenario: { type: 'string', default: 'recommend' },
       connections: { type: 'string', default: '50' },

@@ -5,12 +5,12 @@
  *
  *   npm run loadtest:scale-bundle -- [--name scale-1m] [--repo models] [--users 1000000] [--items 1000000]
  */
-import { parseArgs } from 'node:util';
 import { exportBundle } from '../export/exporter.js';
 import { HNSW_DEFAULTS } from '../repository/hnsw-index.js';
 import { syntheticBundle } from '../export/synthetic-bundle.js';
+import { scriptArgs } from '../core/script-args.js';
 
-const { values: a } = parseArgs({
+const { values: a } = scriptArgs(import.meta.url, {
   options: {
     name: { type: 'string', default: 'scale-1m' },
     repo: { type: 'string', default: process.env.PROMPTMM_REPO ?? 'models' },
