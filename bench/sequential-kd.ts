@@ -4,7 +4,11 @@
  * the ablations (one seed): best-by-validation test R@10/N@10/R@20/N@20 (mean ± std over seeds),
  * seconds per training epoch, and the per-user paired comparison of each distilled run against
  * the plain run of the same seed (bench/paired-users.py on `dump --split test` vectors: the mean
- * paired difference of per-user Recall@10 and NDCG@10 and its standard error).
+ * paired difference of per-user Recall@10 and NDCG@10 and its standard error). For ODMT also its
+ * ensemble of branches (`dump --branch ensemble`: the mean of the ID, text and image branches'
+ * scores, which is what the ODMT code's evaluation reports), on test against the same plain runs:
+ * not served (it would take all three encoders per request), reported to show what the served
+ * ID branch leaves behind.
  *
  *   npm run bench:sequential-kd -- [--data ../shared/data/scientific] [--seeds 2024,2025,2026]
  *       [--epochs 20] [--eval-every 2] [--patience 3] [--jobs 1] [--no-ablations] [--summarize]
@@ -118,6 +122,10 @@ function runJob(job: Job): Promise<void> {
       const dump = join(out, 'dumps', job.id);
       const d = spawnSync('node', [cli, 'dump', '--name', job.id, '--repo', repo, '--split', 'test', '--out', dump], { encoding: 'utf8', env: { ...process.env, PROMPTMM_LOG_LEVEL: 'warn' } });
       if (d.status !== 0) return fail(new Error(`dump ${job.id} failed:\n${d.stderr}`));
+      if (job.method === 'odmt') {
+        const why = dumpEnsemble(job.id, dump);
+        if (why) return fail(new Error(why));
+      }
       const r: RunResult = {
         job,
         bestEpoch: s.bestEpoch,
@@ -139,6 +147,15 @@ function runJob(job: Job): Promise<void> {
   });
 }
 
+/**
+ * ODMT's ensemble of branches (what the ODMT code reports: the mean of the three branches' scores),
+ * dumped from the run's checkpoint beside its served ID branch's dump; null when written.
+ */
+function dumpEnsemble(id: string, dump: string): string | null {
+  const d = spawnSync('node', [cli, 'dump', '--name', id, '--repo', repo, '--split', 'test', '--branch', 'ensemble', '--out', `${dump}-ensemble`], { encoding: 'utf8', env: { ...process.env, PROMPTMM_LOG_LEVEL: 'warn' } });
+  return d.status === 0 ? null : `dump --branch ensemble ${id} failed:\n${d.stderr}`;
+}
+
 async function runAll(): Promise<void> {
   const queue = [...jobs];
   const worker = async () => {
@@ -147,14 +164,17 @@ async function runAll(): Promise<void> {
   await Promise.all(Array.from({ length: Math.max(1, Number(a.jobs)) }, worker));
 }
 
-/** paired-users.py's test line: the per-user differences (a − b) of Recall@10 and NDCG@10 with their standard errors. */
-function paired(dumpA: string, dumpB: string): { recall: [number, number]; ndcg: [number, number]; line: string } {
-  const r = spawnSync(a.python!, [resolve('bench/paired-users.py'), dumpA, dumpB, '--data', data, '--yardstick', resolve(a.yardstick!), '--k', '10'], { encoding: 'utf8' });
+/**
+ * paired-users.py's test line at cut-off k: the per-user differences (a − b) of Recall@k and
+ * NDCG@k with their standard errors, and a's own means.
+ */
+function paired(dumpA: string, dumpB: string, k = 10): { recall: [number, number]; ndcg: [number, number]; line: string; a: { recall: number; ndcg: number } } {
+  const r = spawnSync(a.python!, [resolve('bench/paired-users.py'), dumpA, dumpB, '--data', data, '--yardstick', resolve(a.yardstick!), '--k', String(k)], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`paired-users.py failed:\n${r.stderr}`);
   const line = r.stdout.split('\n').find((l) => l.startsWith('test'))!;
-  const m = /R@10 .*?diff ([+-][\d.]+) ± ([\d.]+).*N@10 .*?diff ([+-][\d.]+) ± ([\d.]+)/.exec(line);
+  const m = new RegExp(`R@${k} ([\\d.]+) vs [\\d.]+, diff ([+-][\\d.]+) ± ([\\d.]+).*N@${k} ([\\d.]+) vs [\\d.]+, diff ([+-][\\d.]+) ± ([\\d.]+)`).exec(line);
   if (!m) throw new Error(`cannot read paired-users.py's test line: ${line}`);
-  return { recall: [Number(m[1]), Number(m[2])], ndcg: [Number(m[3]), Number(m[4])], line };
+  return { recall: [Number(m[2]), Number(m[3])], ndcg: [Number(m[5]), Number(m[6])], line, a: { recall: Number(m[1]), ndcg: Number(m[4]) } };
 }
 
 const meanStd = (xs: number[]) => {
@@ -186,6 +206,27 @@ function summarize(): void {
     const cells = KEYS.map((k) => `${metrics[k].mean.toFixed(4)}±${metrics[k].std.toFixed(4)}`.padEnd(17)).join('');
     const pr = pairs.map((p) => `s${p.seed}: ${p.ndcg[0] >= 0 ? '+' : ''}${p.ndcg[0].toFixed(4)}±${p.ndcg[1].toFixed(4)} (${(p.ndcg[0] / p.ndcg[1]).toFixed(1)} SE); ${p.recall[0].toFixed(4)}±${p.recall[1].toFixed(4)}`).join(' | ');
     console.log(`${variant.padEnd(26)} ${String(rs.length).padEnd(6)} ${cells}${spe.mean.toFixed(1).padEnd(9)} ${variant === 'plain' ? '' : `N@10 ${(rel * 100).toFixed(1)}% vs plain; ${pr}`}`);
+  }
+  // ODMT's ensemble (not served: it would take all three encoders per request), on test against the same plain runs
+  for (const [variant, rs] of byVariant) {
+    if (rs[0].job.method !== 'odmt') continue;
+    const plainBySeed = plainOf(variant);
+    const runs = rs.filter((r) => plainBySeed.has(r.job.seed));
+    const rows = runs.map((r) => {
+      if (!existsSync(`${r.dump}-ensemble`)) {
+        const why = dumpEnsemble(r.job.id, r.dump);
+        if (why) throw new Error(why);
+      }
+      const plainDump = plainBySeed.get(r.job.seed)!.dump;
+      return { seed: r.job.seed, at10: paired(`${r.dump}-ensemble`, plainDump, 10), at20: paired(`${r.dump}-ensemble`, plainDump, 20) };
+    });
+    if (!rows.length) continue;
+    const test = { 'recall@10': meanStd(rows.map((x) => x.at10.a.recall)), 'ndcg@10': meanStd(rows.map((x) => x.at10.a.ndcg)), 'recall@20': meanStd(rows.map((x) => x.at20.a.recall)), 'ndcg@20': meanStd(rows.map((x) => x.at20.a.ndcg)) };
+    const rel = test['ndcg@10'].mean / meanStd(runs.map((r) => plainBySeed.get(r.job.seed)!.test['ndcg@10'])).mean - 1;
+    const name = `${variant} [ensemble, not served]`;
+    table[name] = { seeds: rows.map((x) => x.seed), test, ndcg10VsPlain: rel, paired: rows.map((x) => ({ seed: x.seed, recall: x.at10.recall, ndcg: x.at10.ndcg, line: x.at10.line })) };
+    const pr = rows.map((x) => `s${x.seed}: ${x.at10.ndcg[0] >= 0 ? '+' : ''}${x.at10.ndcg[0].toFixed(4)}±${x.at10.ndcg[1].toFixed(4)} (${(x.at10.ndcg[0] / x.at10.ndcg[1]).toFixed(1)} SE); ${x.at10.recall[0].toFixed(4)}±${x.at10.recall[1].toFixed(4)}`).join(' | ');
+    console.log(`${name.padEnd(26)} ${String(rows.length).padEnd(6)} ${KEYS.map((k) => `${test[k as keyof typeof test].mean.toFixed(4)}±${test[k as keyof typeof test].std.toFixed(4)}`.padEnd(17)).join('')}${'-'.padEnd(9)} N@10 ${(rel * 100).toFixed(1)}% vs plain; ${pr}`);
   }
   for (const r of results) {
     if (!r.odmtValidation) continue;

@@ -16,10 +16,11 @@ export function register(program: Command): void {
     .addOption(settingOption('repo'))
     .addOption(settingOption('split'))
     .option('--data <dir>', 'dataset folder (default: the one the checkpoint was trained on)')
+    .option('--branch <name>', 'a checkpoint trained with --seq-kd odmt: id (default, the served student), a modality\'s branch, or ensemble (the mean of the branches\' scores: vectors of dim × branches); reads the feature files')
     .addOption(settingOption('backend'))
     .action(async (o) => {
       const v = settingValues(o, ['repo', 'split', 'backend']);
       await engine(v.backend);
-      printJson(dumpStudent(studentCheckpointDir(v.repo, o.name), o.out, { dataDir: o.data, split: v.split }));
+      printJson(dumpStudent(studentCheckpointDir(v.repo, o.name), o.out, { dataDir: o.data, split: v.split, branch: o.branch }));
     });
 }

@@ -132,6 +132,9 @@ test('odmt: with the IMT mask the modality tables do not depend on the ID embedd
 const data = join(root, 'walk');
 writeSequentialDataset(data, { users: 60, items: N, minLen: 4, maxLen: 10, seed: 11 });
 const repo = join(root, 'models');
+/** ODMT's per-branch validation N@10 as the training reported it, and as dumps of its checkpoint score it. */
+const odmtReport = new Map<string, number>();
+const branchNdcg = new Map<string, number>();
 const small = ['--dim', '8', '--max-len', '8', '--seq-blocks', '1', '--batch', '32', '--eval-every', '1', '--no-progress', '--epochs', '2'];
 
 test('bad input: --seq-kd without feature files names what is missing; a dimension not divisible by D names the modality', () => {
@@ -158,7 +161,10 @@ test('--seq-kd kdsr and odmt train, export and serve through the plain student\'
     const rep = JSON.parse(r.stdout).student;
     assert.equal(rep.seqKd, m);
     if (m === 'odmt') {
-      for (const b of ['id', 'image', 'text', 'ensemble']) assert.ok(rep.odmtValidation[b]['ndcg@10'] >= 0, b);
+      for (const b of ['id', 'image', 'text', 'ensemble']) {
+        assert.ok(rep.odmtValidation[b]['ndcg@10'] >= 0, b);
+        odmtReport.set(b, rep.odmtValidation[b]['ndcg@10']);
+      }
       // the ID branch is what the loop validated
       assert.ok(Math.abs(rep.odmtValidation.id['ndcg@10'] - rep.val['ndcg@10']) < 1e-9);
     } else {
@@ -176,4 +182,30 @@ test('--seq-kd kdsr and odmt train, export and serve through the plain student\'
     const items = readNpy(join(repo, m, '1', 'item_embeddings.npy'));
     assert.deepEqual(items.shape, [N, 8]);
   }
+});
+
+test('dump --branch: an ODMT checkpoint\'s other branches and their ensemble, as the training report scored them', async () => {
+  const { evaluateWithUsers } = await import('../trainer/eval.js');
+  const ck = JSON.parse(readFileSync(join(repo, 'odmt', 'checkpoints', 'student', 'model.json'), 'utf8')).meta;
+  const d = loadDataset(data, { features: false });
+  for (const [branch, dim] of [['ensemble', 24], ['text', 8], ['id', 8]] as const) {
+    const out = join(root, `dump-${branch}`);
+    const r = runCli('dump', '--name', 'odmt', '--repo', repo, '--split', 'val', '--out', out, '--branch', branch);
+    assert.equal(r.code, 0, r.stderr);
+    const U = readNpy(join(out, 'user_embeddings.npy'));
+    const I = readNpy(join(out, 'item_embeddings.npy'));
+    assert.deepEqual([U.shape, I.shape], [[60, dim], [N, dim]]);
+    const m = evaluateWithUsers(U.data as Float32Array, I.data as Float32Array, dim, d, { split: 'val', ks: [10] }).metrics;
+    const reported = branch === 'id' ? ck.metrics.val['ndcg@10'] : undefined;
+    if (reported !== undefined) assert.ok(Math.abs(m['ndcg@10'] - reported) < 1e-6, `${branch}: ${m['ndcg@10']} vs ${reported}`);
+    branchNdcg.set(branch, m['ndcg@10']);
+  }
+  // the report's figures (trained above, same checkpoint): each branch and the ensemble reproduced
+  for (const [b, v] of branchNdcg) assert.ok(Math.abs(v - odmtReport.get(b)!) < 1e-6, `${b}: dump ${v} vs report ${odmtReport.get(b)}`);
+  const bad = runCli('dump', '--name', 'odmt', '--repo', repo, '--out', join(root, 'dump-bad'), '--branch', 'audio');
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /no branch "audio" \(id, image, text, ensemble\)/);
+  const notOdmt = runCli('dump', '--name', 'kdsr', '--repo', repo, '--out', join(root, 'dump-kdsr'), '--branch', 'ensemble');
+  assert.equal(notOdmt.code, 1);
+  assert.match(notOdmt.stderr, /--branch ensemble needs a checkpoint trained with --seq-kd odmt \(this one: --seq-kd kdsr\)/);
 });

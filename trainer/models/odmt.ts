@@ -24,7 +24,7 @@ import { Rng } from '../../core/rng.js';
 import type { NamedArray } from '../checkpoint.js';
 import type { Dataset } from '../../data/dataset.js';
 import type { SequenceBatch } from '../../data/sequences.js';
-import type { Metrics } from '../eval.js';
+import type { Metrics, Split } from '../eval.js';
 import { evaluateWithUsers } from '../eval.js';
 import { encodeUsers, splitInputs, evaluateSequentialWithUsers, type SequenceEncoder } from '../sequential-eval.js';
 import { SasRec, crossEntropy, dropMask, type SasRecShape } from './sasrec.js';
@@ -258,31 +258,52 @@ export class Odmt {
     }
   }
 
+  /** The branch names a dump or a report can ask for: each input type's, and `ensemble`. */
+  branchNames(): string[] {
+    return [...this.branches.map((b) => b.name), 'ensemble'];
+  }
+
   /**
-   * Validation metrics of every branch and of the ensemble (the mean of the branches' logits:
-   * the concatenated user and item vectors over the branch count), for the summary: whether
-   * serving another branch or the ensemble would pay.
+   * User vectors (the encodings of `split`'s inputs: zeros for a user without one) and item
+   * vectors of one branch, or of the ensemble: the mean of the branches' logits, which is the
+   * dot product of the concatenated user vectors over the branch count with the concatenated
+   * item vectors (dim × branches), as the ODMT code scores its fused predictions.
+   */
+  splitVectors(data: Dataset, split: Split, branch: string, users?: readonly number[]): { users: Float32Array; items: Float32Array; dim: number } {
+    const inputs = splitInputs(data, split);
+    const who = users ?? Array.from({ length: data.nUsers }, (_, u) => u);
+    const k = this.branches.findIndex((b) => b.name === branch);
+    if (k >= 0) return this.withEncoder(k, (enc) => ({ users: encodeUsers(enc, inputs, who), items: enc.itemEmbeddings().slice(), dim: this.d }));
+    if (branch !== 'ensemble') throw new Error(`odmt: no branch "${branch}" (${this.branchNames().join(', ')})`);
+    const B = this.branches.length;
+    const { d } = this;
+    const U = new Float32Array(data.nUsers * d * B);
+    const I = new Float32Array(this.n * d * B);
+    this.branches.forEach((_br, k) => {
+      this.withEncoder(k, (enc) => {
+        const u = encodeUsers(enc, inputs, who);
+        const it = enc.itemEmbeddings();
+        for (let r = 0; r < data.nUsers; r++) for (let c = 0; c < d; c++) U[r * d * B + k * d + c] = u[r * d + c] / B;
+        for (let r = 0; r < this.n; r++) for (let c = 0; c < d; c++) I[r * d * B + k * d + c] = it[r * d + c];
+      });
+    });
+    return { users: U, items: I, dim: d * B };
+  }
+
+  /**
+   * Validation metrics of every branch and of the ensemble, for the summary: whether serving
+   * another branch or the ensemble would pay.
    */
   branchReportFor(data: Dataset, ks: number[]): Record<string, Metrics> {
     const out: Record<string, Metrics> = {};
     const truth = data.valByUser;
     const users: number[] = [];
     for (let u = 0; u < data.nUsers; u++) if (truth.indptr[u + 1] > truth.indptr[u]) users.push(u);
-    const inputs = splitInputs(data, 'val');
-    const B = this.branches.length;
-    const { d } = this;
-    const U = new Float32Array(data.nUsers * d * B);
-    const I = new Float32Array(this.n * d * B);
     this.branches.forEach((br, k) => {
-      this.withEncoder(k, (enc) => {
-        out[br.name] = evaluateSequentialWithUsers(enc, data, { split: 'val', ks }).metrics;
-        const u = encodeUsers(enc, inputs, users);
-        const it = enc.itemEmbeddings();
-        for (let r = 0; r < data.nUsers; r++) for (let c = 0; c < d; c++) U[r * d * B + k * d + c] = u[r * d + c] / B;
-        for (let r = 0; r < this.n; r++) for (let c = 0; c < d; c++) I[r * d * B + k * d + c] = it[r * d + c];
-      });
+      out[br.name] = this.withEncoder(k, (enc) => evaluateSequentialWithUsers(enc, data, { split: 'val', ks }).metrics);
     });
-    out.ensemble = evaluateWithUsers(U, I, d * B, data, { split: 'val', ks }).metrics;
+    const e = this.splitVectors(data, 'val', 'ensemble', users);
+    out.ensemble = evaluateWithUsers(e.users, e.items, e.dim, data, { split: 'val', ks }).metrics;
     return out;
   }
 

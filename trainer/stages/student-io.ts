@@ -5,6 +5,7 @@ import { loadDataset, type Dataset } from '../../data/dataset.js';
 import { loadCheckpoint, CheckpointError, type LoadedCheckpoint } from '../checkpoint.js';
 import { studentKind } from '../models/registry.js';
 import { SasRec } from '../models/sasrec.js';
+import { Odmt } from '../models/odmt.js';
 import { evaluateEmbeddings, type Metrics, type Split } from '../eval.js';
 import { evaluateSequential, splitUserVectors } from '../sequential-eval.js';
 import { writeNpy } from '../../core/npy.js';
@@ -24,13 +25,13 @@ export interface LoadedStudent {
  * The checkpoint and its dataset. A student reads only IDs, so only the interactions must match
  * (by hash); the features are not opened, and the checkpoint fixes the number of items.
  */
-function readStudent(checkpointDir: string, dataDir?: string): { ck: LoadedCheckpoint<StudentMeta | SequentialMeta>; data: Dataset } {
+function readStudent(checkpointDir: string, dataDir?: string, features = false): { ck: LoadedCheckpoint<StudentMeta | SequentialMeta>; data: Dataset } {
   const ck = loadCheckpoint<StudentMeta | SequentialMeta>(checkpointDir);
   const meta = ck.meta;
   if (meta.kind !== 'student') throw new CheckpointError(`${checkpointDir}: not a student checkpoint (kind ${meta.kind})`);
   const legacy = meta.dataset.featuresHash === undefined; // its hash covered the feature files, which then decide nItems too
-  const data = loadDataset(dataDir ?? meta.dataset.dir, { features: false, nItems: legacy ? undefined : meta.dataset.nItems });
-  const why = hashMismatch(meta.dataset, data, 'interactions');
+  const data = loadDataset(dataDir ?? meta.dataset.dir, { features, nItems: legacy ? undefined : meta.dataset.nItems });
+  const why = hashMismatch(meta.dataset, data, features ? 'all' : 'interactions');
   if (why) throw new CheckpointError(`${checkpointDir}: ${why}`);
   return { ck, data };
 }
@@ -85,17 +86,27 @@ export function evaluateStudent(checkpointDir: string, opts: { dataDir?: string;
  * Writes user_embeddings.npy [nUsers, d] and item_embeddings.npy [nItems, d] (row r = id r). For a
  * sequential student the user rows are the encodings of the split's inputs (train for val, train +
  * validation for test; zeros for a user without one), so that mmrec_data.evaluate(U, I, d, split,
- * exclude) reproduces `eval --split`.
+ * exclude) reproduces `eval --split`. `branch` (a checkpoint trained with `--seq-kd odmt` only):
+ * one of ODMT's other branches (a modality's) or their ensemble, [nUsers | nItems, d × branches],
+ * instead of the served ID branch; these need the dataset's feature files.
  */
-export function dumpStudent(checkpointDir: string, outDir: string, opts: { dataDir?: string; split?: Split } = {}): { users: string; items: string; split?: Split } {
+export function dumpStudent(checkpointDir: string, outDir: string, opts: { dataDir?: string; split?: Split; branch?: string } = {}): { users: string; items: string; split?: Split; branch?: string } {
   const out = resolve(outDir);
   const users = join(out, 'user_embeddings.npy');
   const items = join(out, 'item_embeddings.npy');
-  const read = readStudent(checkpointDir, opts.dataDir);
+  const other = opts.branch !== undefined && opts.branch !== 'id';
+  const read = readStudent(checkpointDir, opts.dataDir, other);
   if (isSequentialMeta(read.ck.meta)) {
     const split = opts.split ?? 'test';
     const s = sequentialStudent(read);
     try {
+      if (other) {
+        const v = odmtBranchVectors(read.ck, s, split, opts.branch!);
+        mkdirSync(out, { recursive: true });
+        writeNpy(users, v.users, [s.data.nUsers, v.dim]);
+        writeNpy(items, v.items, [s.data.nItems, v.dim]);
+        return { users, items, split, branch: opts.branch };
+      }
       const d = s.meta.shape.dim;
       const u = splitUserVectors(s.model, s.data, split);
       mkdirSync(out, { recursive: true });
@@ -106,6 +117,7 @@ export function dumpStudent(checkpointDir: string, outDir: string, opts: { dataD
       s.model.dispose();
     }
   }
+  if (other) throw new CheckpointError(`${checkpointDir}: --branch ${opts.branch} needs a sequential checkpoint trained with --seq-kd odmt; this one is a ${read.ck.meta.model ?? 'lightgcn'} student`);
   const s = embeddingStudent(read);
   const { nUsers, nItems } = s.data;
   const d = s.meta.config.dim;
@@ -113,4 +125,16 @@ export function dumpStudent(checkpointDir: string, outDir: string, opts: { dataD
   writeNpy(users, s.final.slice(0, nUsers * d), [nUsers, d]);
   writeNpy(items, s.final.slice(nUsers * d), [nItems, d]);
   return { users, items };
+}
+
+/** An ODMT checkpoint's other branch or ensemble, rebuilt from its `odmt.*` arrays around the served ID branch. */
+function odmtBranchVectors(ck: LoadedCheckpoint<StudentMeta | SequentialMeta>, s: { meta: SequentialMeta; data: Dataset; model: SasRec }, split: Split, branch: string) {
+  const cfg = s.meta.config;
+  if (cfg.seqKd !== 'odmt') throw new CheckpointError(`${ck.dir}: --branch ${branch} needs a checkpoint trained with --seq-kd odmt (this one: --seq-kd ${cfg.seqKd ?? 'none'})`);
+  const odmt = new Odmt(s.data, s.model, cfg, new Map([...ck.arrays].map(([k, v]) => [k, v.data])));
+  try {
+    return odmt.splitVectors(s.data, split, branch);
+  } finally {
+    odmt.dispose();
+  }
 }
