@@ -103,70 +103,87 @@ export async function createServer(cfg: ServeConfig, log: Logger) {
   const shared = cfg.sharedLog ? await RedisStreamLog.open(cfg.sharedLog, { log, allowVolatile: cfg.allowVolatileLog, readOnly: !cfg.token }) : null;
   const local = shared ? null : InteractionLog.open(cfg.logDir ?? join(modelDir(cfg.repo, cfg.name), 'interactions'), { log, onCorrupt: cfg.logOnCorrupt ?? DEFAULTS.logOnCorrupt, commitWindowMs: cfg.commitWindowMs ?? DEFAULTS.commitWindowMs });
   const ilog = shared ?? local!;
-  const registers = [metrics.registry];
-  if (local) {
-    new client.Gauge({ name: 'promptmm_interaction_log_skipped_records', help: 'Damaged interaction-log records skipped (quarantined) at open', registers, collect() { this.set(local.skippedRecords); } });
-    new client.Gauge({ name: 'promptmm_interaction_log_bytes', help: 'Bytes in the interaction log segments', registers, collect() { this.set(local.bytes()); } });
-  }
-  const onlineCfg = { ...ONLINE_DEFAULTS, snapshotDir: join(modelDir(cfg.repo, cfg.name), SNAPSHOT_FOLDER), providers: cfg.providers, ...given(cfg.online) };
-  // A replica's rounds would move item vectors differently from the others': the finetune worker runs them.
-  if (shared) Object.assign(onlineCfg, { snapshotDir: undefined, roundEvery: 0, roundSeconds: 0, snapshotEvery: 0, snapshotSeconds: 0 });
-  const online = new OnlineLearner(holder, ilog, onlineCfg, metrics, log);
-  if (shared) {
-    const f = online.follow({ blockMs: cfg.follow?.blockMs ?? DEFAULTS.followBlockMs, applyWaitMs: cfg.follow?.applyWaitMs ?? DEFAULTS.applyWaitMs, slice: onlineCfg.replaySlice });
-    new client.Gauge({ name: 'promptmm_log_consumer_lag', help: 'Shared-log entries this replica has not applied yet (stream head − applied position)', registers, collect() { this.set(f.lag); } });
-    new client.Gauge({ name: 'promptmm_log_stream_length', help: 'Entries in the shared stream (after trims), as last read', registers, collect() { this.set(f.length); } });
-    new client.Gauge({ name: 'promptmm_log_reconnects', help: 'Times the connection to the shared log was re-established', registers, collect() { this.set(shared.reconnects); } });
-    new client.Gauge({ name: 'promptmm_log_degraded', help: '1 while the shared log cannot be read (answers from the last state, writes refused)', registers, collect() { this.set(f.degraded || !shared.connected ? 1 : 0); } });
-    new client.Gauge({ name: 'promptmm_log_read_errors', help: 'Failed reads of the shared log', registers, collect() { this.set(f.readErrors); } });
-  }
-  // Before a version goes live: its online-state snapshot and the log records after it (or after
-  // what the bundle absorbed), replayed in slices while the old version serves; the records
-  // acknowledged meanwhile are applied in the last step, synchronously with the swap, so no
-  // acknowledged interaction can fall between the replay and the swap.
-  const prepare = async (m: ServingModel, signal: AbortSignal) => {
-    const last = await online.prepare(m, signal);
-    // Every version in the repository could be served again (rollback): archive only what all absorbed.
-    const absorbed = Math.min(...listVersions(cfg.repo, cfg.name).map((v) => {
-      try {
-        return readManifest(versionDir(cfg.repo, cfg.name, v)).logPosition ?? 0;
-      } catch {
-        return 0;
-      }
-    }));
-    // Best effort: a version must not be refused (and the records captured for its swap kept
-    // growing) because archiving failed; the next swap tries again.
-    try {
-      if (local) {
-        const moved = local.compact(absorbed);
-        if (moved) log.info({ segments: moved, absorbedUpTo: absorbed }, 'interaction log: absorbed segments moved to archive/');
-      } else if (cfg.token && absorbed > 0) {
-        const trimmed = await shared!.trim(absorbed);
-        if (trimmed) log.info({ entries: trimmed, absorbedUpTo: absorbed }, 'shared interaction log: entries every version absorbed trimmed (XTRIM MINID)');
-      }
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, 'interaction log: archiving absorbed segments failed; retried at the next swap');
+  // What a start that fails part-way has opened is closed again before the error goes up: the log's
+  // file, a Redis connection and its follower loop, search threads, a folder watch would otherwise
+  // outlive the failed start (and keep a CLI process from exiting).
+  const opened: { online?: OnlineLearner; searchThreads?: SearchThreads | null; reloader?: Reloader } = {};
+  /** The rest of the start, after the log is open: the learner, threads, reloader, app, the first version. */
+  const assemble = async () => {
+    const registers = [metrics.registry];
+    if (local) {
+      new client.Gauge({ name: 'promptmm_interaction_log_skipped_records', help: 'Damaged interaction-log records skipped (quarantined) at open', registers, collect() { this.set(local.skippedRecords); } });
+      new client.Gauge({ name: 'promptmm_interaction_log_bytes', help: 'Bytes in the interaction log segments', registers, collect() { this.set(local.bytes()); } });
     }
-    return last;
-  };
-  // Started last, closed if the start fails from here on; unref'd, they never hold the process.
-  const searchThreads = SearchThreads.start(cfg.searchThreads ?? DEFAULTS.searchThreads, log);
-  if (searchThreads) {
-    new client.Gauge({ name: 'promptmm_search_threads', help: 'Search threads running (a failed one is not restarted: its searches run on the event loop)', registers, collect() { this.set(searchThreads.size); } });
-    new client.Gauge({ name: 'promptmm_ann_searches_on_threads', help: 'ANN searches answered by the search threads (the others ran on the event loop)', registers, collect() { this.set(searchThreads.answered); } });
-  }
-  const load = { providers: cfg.providers, onnxThreads: cfg.onnxThreads, searchThreads, ef: cfg.ef, cacheUsers: cfg.cacheUsers ?? DEFAULTS.cacheUsers, log, onExactBatch: (n: number) => metrics.exactBatchSize.observe(n) };
-  let reloader: Reloader, connections: Connections, app: ReturnType<typeof buildApp>;
-  try {
-    reloader = new Reloader(cfg.repo, cfg.name, holder, load, metrics, log, prepare);
-    connections = new Connections(settings, log);
-    app = buildApp({ holder, reloader, metrics, log, retrieval: cfg.retrieval, token: cfg.token, online, requestLimits: given(cfg.requestLimits), connections });
+    const onlineCfg = { ...ONLINE_DEFAULTS, snapshotDir: join(modelDir(cfg.repo, cfg.name), SNAPSHOT_FOLDER), providers: cfg.providers, ...given(cfg.online) };
+    // A replica's rounds would move item vectors differently from the others': the finetune worker runs them.
+    if (shared) Object.assign(onlineCfg, { snapshotDir: undefined, roundEvery: 0, roundSeconds: 0, snapshotEvery: 0, snapshotSeconds: 0 });
+    const online = new OnlineLearner(holder, ilog, onlineCfg, metrics, log);
+    opened.online = online;
+    if (shared) {
+      const f = online.follow({ blockMs: cfg.follow?.blockMs ?? DEFAULTS.followBlockMs, applyWaitMs: cfg.follow?.applyWaitMs ?? DEFAULTS.applyWaitMs, slice: onlineCfg.replaySlice });
+      new client.Gauge({ name: 'promptmm_log_consumer_lag', help: 'Shared-log entries this replica has not applied yet (stream head − applied position)', registers, collect() { this.set(f.lag); } });
+      new client.Gauge({ name: 'promptmm_log_stream_length', help: 'Entries in the shared stream (after trims), as last read', registers, collect() { this.set(f.length); } });
+      new client.Gauge({ name: 'promptmm_log_reconnects', help: 'Times the connection to the shared log was re-established', registers, collect() { this.set(shared.reconnects); } });
+      new client.Gauge({ name: 'promptmm_log_degraded', help: '1 while the shared log cannot be read (answers from the last state, writes refused)', registers, collect() { this.set(f.degraded || !shared.connected ? 1 : 0); } });
+      new client.Gauge({ name: 'promptmm_log_read_errors', help: 'Failed reads of the shared log', registers, collect() { this.set(f.readErrors); } });
+    }
+    // Before a version goes live: its online-state snapshot and the log records after it (or after
+    // what the bundle absorbed), replayed in slices while the old version serves; the records
+    // acknowledged meanwhile are applied in the last step, synchronously with the swap, so no
+    // acknowledged interaction can fall between the replay and the swap.
+    const prepare = async (m: ServingModel, signal: AbortSignal) => {
+      const last = await online.prepare(m, signal);
+      // Every version in the repository could be served again (rollback): archive only what all absorbed.
+      const absorbed = Math.min(...listVersions(cfg.repo, cfg.name).map((v) => {
+        try {
+          return readManifest(versionDir(cfg.repo, cfg.name, v)).logPosition ?? 0;
+        } catch {
+          return 0;
+        }
+      }));
+      // Best effort: a version must not be refused (and the records captured for its swap kept
+      // growing) because archiving failed; the next swap tries again.
+      try {
+        if (local) {
+          const moved = local.compact(absorbed);
+          if (moved) log.info({ segments: moved, absorbedUpTo: absorbed }, 'interaction log: absorbed segments moved to archive/');
+        } else if (cfg.token && absorbed > 0) {
+          const trimmed = await shared!.trim(absorbed);
+          if (trimmed) log.info({ entries: trimmed, absorbedUpTo: absorbed }, 'shared interaction log: entries every version absorbed trimmed (XTRIM MINID)');
+        }
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'interaction log: archiving absorbed segments failed; retried at the next swap');
+      }
+      return last;
+    };
+    // Unref'd: they never hold the process.
+    const searchThreads = SearchThreads.start(cfg.searchThreads ?? DEFAULTS.searchThreads, log);
+    opened.searchThreads = searchThreads;
+    if (searchThreads) {
+      new client.Gauge({ name: 'promptmm_search_threads', help: 'Search threads running (a failed one is not restarted: its searches run on the event loop)', registers, collect() { this.set(searchThreads.size); } });
+      new client.Gauge({ name: 'promptmm_ann_searches_on_threads', help: 'ANN searches answered by the search threads (the others ran on the event loop)', registers, collect() { this.set(searchThreads.answered); } });
+    }
+    const load = { providers: cfg.providers, onnxThreads: cfg.onnxThreads, searchThreads, ef: cfg.ef, cacheUsers: cfg.cacheUsers ?? DEFAULTS.cacheUsers, log, onExactBatch: (n: number) => metrics.exactBatchSize.observe(n) };
+    const reloader = new Reloader(cfg.repo, cfg.name, holder, load, metrics, log, prepare);
+    opened.reloader = reloader;
+    const connections = new Connections(settings, log);
+    const app = buildApp({ holder, reloader, metrics, log, retrieval: cfg.retrieval, token: cfg.token, online, requestLimits: given(cfg.requestLimits), connections });
     const first = await reloader.reload();
     if (!first.changed) log.error({ model: cfg.name, refused: first.refused }, 'no valid model version yet: /readyz answers 503 until one is exported');
+    return { app, reloader, online, connections, searchThreads };
+  };
+  let started: Awaited<ReturnType<typeof assemble>>;
+  try {
+    started = await assemble();
   } catch (err) {
-    await searchThreads?.close();
+    const quietly = (p: Promise<unknown> | undefined) => p?.catch((e: Error) => log.warn({ err: e.message }, 'closing after a failed start'));
+    await quietly(opened.reloader?.stop());
+    await quietly(opened.online ? opened.online.close() : ilog.close());
+    await quietly(holder.close());
+    await quietly(opened.searchThreads?.close());
     throw err;
   }
+  const { app, reloader, online, connections, searchThreads } = started;
   if (!cfg.token) log.info('PROMPTMM_TOKEN is not set: admin and write endpoints are off');
   reloader.start(cfg.pollSeconds);
 

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { RedisStreamLog } from '../repository/redis-stream-log.js';
 import { Rng } from '../core/rng.js';
+import { Redis } from 'ioredis';
 import { TestRedis } from '../test-support/redis.js';
 import { exportBundle } from '../export/exporter.js';
 import { HNSW, repoWith, testServer } from '../test-support/serving.js';
@@ -139,6 +140,19 @@ describe('replicas on one Redis stream', () => {
       await forced.close();
     } finally {
       await volatile.stop();
+    }
+  });
+
+  it('a start that fails after connecting closes its connections and stops following (no hang)', async () => {
+    const probe = new Redis(redis.port, '127.0.0.1', { lazyConnect: true });
+    await probe.connect();
+    try {
+      const clients = async () => String(await probe.client('LIST')).trim().split('\n').length;
+      const alone = await clients();
+      await assert.rejects(testServer(repo, 'rep', { sharedLog: redis.url('failing'), follow: { blockMs: 200 }, requestLimits: { sliceEntries: 0 } }), /sliceEntries must be a positive integer/);
+      await until('the failed start\'s connections closed', async () => (await clients()) === alone);
+    } finally {
+      probe.disconnect();
     }
   });
 

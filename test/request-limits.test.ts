@@ -5,7 +5,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportBundle } from '../export/exporter.js';
 import { MAX_BATCH_USERS, MAX_K } from '../server/common/schemas.js';
@@ -128,8 +128,12 @@ test('a batch yields to the event loop between slices of users; too much batch w
   } finally {
     await limited.close();
   }
+  // A start refused part-way (after the log and the search threads were opened) leaves no descriptor open.
+  const fds = () => readdirSync('/proc/self/fd').length;
+  const before = fds();
   await assert.rejects(testServer(repo, 'r', { requestLimits: { maxEntriesInFlight: 10, maxBatchEntries: 20 } }), /maxEntriesInFlight \(10\) must be at least maxBatchEntries/);
-  await assert.rejects(testServer(repo, 'r', { requestLimits: { sliceEntries: 0 } }), /sliceEntries must be a positive integer/);
+  await assert.rejects(testServer(repo, 'r', { requestLimits: { sliceEntries: 0 }, searchThreads: 1 }), /sliceEntries must be a positive integer/);
+  assert.equal(fds(), before, 'no file descriptor left open by the failed starts');
 });
 
 test('Bearer is case-insensitive; a blank token is refused at start-up', async () => {
