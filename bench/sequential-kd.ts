@@ -68,7 +68,8 @@ const ABLATIONS: [Job['method'], string, string[]][] = [
   ['kdsr', 'kdsr --kdsr-match hard', ['--kdsr-match', 'hard']],
   ['odmt', 'odmt --no-imt-mask', ['--no-imt-mask']],
   ['odmt', 'odmt --no-online-kd', ['--no-online-kd']],
-  ['odmt', 'odmt --odmt-init features', ['--odmt-init', 'features']],
+  // (until 2026-12-03 the default was random and this ablation `--odmt-init features`)
+  ['odmt', 'odmt --odmt-init random', ['--odmt-init', 'random']],
 ];
 if (!a['no-ablations']) {
   for (const [m, v, f] of ABLATIONS) jobs.push({ id: `${v.replace(/[^a-z0-9]+/g, '_')}-${seeds[0]}`, method: m, variant: v, seed: seeds[0], flags: ['--seq-kd', m, ...f] });
