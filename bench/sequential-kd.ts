@@ -65,7 +65,8 @@ const ABLATIONS: [Job['method'], string, string[]][] = [
   ['kdsr', 'kdsr --no-holistic', ['--no-holistic']],
   ['kdsr', 'kdsr --no-dissected', ['--no-dissected']],
   ['kdsr', 'kdsr --no-async', ['--no-async']],
-  ['kdsr', 'kdsr --kdsr-match hard', ['--kdsr-match', 'hard']],
+  // (until 2026-12-03 the default was soft and this ablation `--kdsr-match hard`)
+  ['kdsr', 'kdsr --kdsr-match soft', ['--kdsr-match', 'soft']],
   ['odmt', 'odmt --no-imt-mask', ['--no-imt-mask']],
   ['odmt', 'odmt --no-online-kd', ['--no-online-kd']],
   // (until 2026-12-03 the default was random and this ablation `--odmt-init features`)
