@@ -30,7 +30,7 @@ import { ONLINE_DEFAULTS } from '../server/online/online-learner.js';
 import { bprStep, graphStep, sampleNegative } from '../server/online/steps.js';
 import { itemFilter } from '../server/serving/recommender.js';
 import { loadServingModel } from '../server/serving/serving-model.js';
-import { loadTraffic } from '../loadtest/traffic.js';
+import { loadTraffic, zipfUser } from '../loadtest/traffic.js';
 
 const { values: a } = scriptArgs(import.meta.url, {
   options: {
@@ -48,18 +48,8 @@ if (version === undefined) {
 const model = await loadServingModel(versionDir(a.repo!, a.name!, version), { providers: ['cpu'], log: pino({ level: 'warn' }), cacheUsers: 0 });
 const traffic = loadTraffic(a.repo!, a.name!);
 const rng = new Rng(7);
-/** A user as the load test draws one (traffic.ts' inverse CDF). */
-function draw(): string {
-  const x = rng.next();
-  let lo = 0;
-  let hi = traffic.cdf.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (traffic.cdf[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return traffic.users[lo];
-}
+/** A user as the load test draws one. */
+const draw = (): string => zipfUser(traffic, rng);
 const index = model.ann.local;
 const d = model.dim;
 const K = 20;

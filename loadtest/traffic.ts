@@ -35,7 +35,7 @@ export function loadTraffic(repo: string, name: string): Traffic {
 }
 
 /** A user drawn from the skewed popularity (inverse CDF by binary search). */
-function zipfUser(t: Traffic, rng: Rng): string {
+export function zipfUser(t: Traffic, rng: Rng): string {
   const x = rng.next();
   let lo = 0;
   let hi = t.cdf.length - 1;
