@@ -179,6 +179,10 @@ function paired(dumpA: string, dumpB: string, k = 10): { recall: [number, number
   return { recall: [Number(m[2]), Number(m[3])], ndcg: [Number(m[5]), Number(m[6])], line, a: { recall: Number(m[1]), ndcg: Number(m[4]) } };
 }
 
+/** One seed's paired N@10 (with its SE count) and R@10 differences, as the summary prints them. */
+const pairedText = (p: { seed: number; ndcg: [number, number]; recall: [number, number] }): string =>
+  `s${p.seed}: ${p.ndcg[0] >= 0 ? '+' : ''}${p.ndcg[0].toFixed(4)}±${p.ndcg[1].toFixed(4)} (${(p.ndcg[0] / p.ndcg[1]).toFixed(1)} SE); ${p.recall[0].toFixed(4)}±${p.recall[1].toFixed(4)}`;
+
 const meanStd = (xs: number[]) => {
   const m = xs.reduce((s, x) => s + x, 0) / xs.length;
   const sd = xs.length > 1 ? Math.sqrt(xs.reduce((s, x) => s + (x - m) ** 2, 0) / (xs.length - 1)) : 0;
@@ -206,7 +210,7 @@ function summarize(): void {
     const rel = samePlain.length ? meanStd(rs.filter((r) => plainBySeed.has(r.job.seed)).map((r) => r.test['ndcg@10'])).mean / meanStd(samePlain).mean - 1 : NaN;
     table[variant] = { settings: rs[0].settings, seeds: rs.map((r) => r.job.seed), test: metrics, secondsPerEpoch: spe, ndcg10VsPlain: rel, paired: pairs, runs: rs.map((r) => ({ seed: r.job.seed, bestEpoch: r.bestEpoch, epochsRun: r.epochsRun, endedOn: r.endedOn, val: r.val, test: r.test, secondsPerEpoch: r.secondsPerEpoch, wallSeconds: r.wallSeconds, loadavg: r.loadavg, odmtValidation: r.odmtValidation })) };
     const cells = KEYS.map((k) => `${metrics[k].mean.toFixed(4)}±${metrics[k].std.toFixed(4)}`.padEnd(17)).join('');
-    const pr = pairs.map((p) => `s${p.seed}: ${p.ndcg[0] >= 0 ? '+' : ''}${p.ndcg[0].toFixed(4)}±${p.ndcg[1].toFixed(4)} (${(p.ndcg[0] / p.ndcg[1]).toFixed(1)} SE); ${p.recall[0].toFixed(4)}±${p.recall[1].toFixed(4)}`).join(' | ');
+    const pr = pairs.map(pairedText).join(' | ');
     console.log(`${variant.padEnd(26)} ${String(rs.length).padEnd(6)} ${cells}${spe.mean.toFixed(1).padEnd(9)} ${variant === 'plain' ? '' : `N@10 ${(rel * 100).toFixed(1)}% vs plain; ${pr}`}`);
   }
   // ODMT's ensemble (not served: it would take all three encoders per request), on test against the same plain runs
@@ -227,7 +231,7 @@ function summarize(): void {
     const rel = test['ndcg@10'].mean / meanStd(runs.map((r) => plainBySeed.get(r.job.seed)!.test['ndcg@10'])).mean - 1;
     const name = `${variant} [ensemble, not served]`;
     table[name] = { seeds: rows.map((x) => x.seed), test, ndcg10VsPlain: rel, paired: rows.map((x) => ({ seed: x.seed, recall: x.at10.recall, ndcg: x.at10.ndcg, line: x.at10.line })) };
-    const pr = rows.map((x) => `s${x.seed}: ${x.at10.ndcg[0] >= 0 ? '+' : ''}${x.at10.ndcg[0].toFixed(4)}±${x.at10.ndcg[1].toFixed(4)} (${(x.at10.ndcg[0] / x.at10.ndcg[1]).toFixed(1)} SE); ${x.at10.recall[0].toFixed(4)}±${x.at10.recall[1].toFixed(4)}`).join(' | ');
+    const pr = rows.map((x) => pairedText({ seed: x.seed, ...x.at10 })).join(' | ');
     console.log(`${name.padEnd(26)} ${String(rows.length).padEnd(6)} ${KEYS.map((k) => `${test[k as keyof typeof test].mean.toFixed(4)}±${test[k as keyof typeof test].std.toFixed(4)}`.padEnd(17)).join('')}${'-'.padEnd(9)} N@10 ${(rel * 100).toFixed(1)}% vs plain; ${pr}`);
   }
   for (const r of results) {
