@@ -18,6 +18,45 @@ export interface ScenarioResult {
   loadavg?: number;
   /** With --repeat: the round (1…N) of this run, whose ratio is to the baseline run just before it. */
   round?: number;
+  /** The measured run's start and end (ms since the epoch). */
+  window?: [number, number];
+  /**
+   * The started server's fine-tuning rounds that overlapped the measured run (attributeRounds):
+   * how many, and for how many of its seconds one was in progress.
+   */
+  rounds?: { count: number; seconds: number };
+}
+
+/**
+ * Fills each result's `rounds` from the server's log (pino JSON lines): a "fine-tuning round done"
+ * line is logged at a round's end (`time`, ms) with its duration (`seconds`), so the round ran
+ * over [time − seconds, time]. Lines that are not JSON are skipped.
+ */
+export function attributeRounds(results: ScenarioResult[], log: string): void {
+  const spans: [number, number][] = [];
+  for (const line of log.split('\n')) {
+    if (!line.includes('fine-tuning round done')) continue;
+    try {
+      const e = JSON.parse(line) as { time?: number; seconds?: number; msg?: string };
+      if (e.msg === 'fine-tuning round done' && typeof e.time === 'number' && typeof e.seconds === 'number') spans.push([e.time - e.seconds * 1000, e.time]);
+    } catch {
+      /* a partial or foreign line */
+    }
+  }
+  for (const r of results) {
+    if (!r.window) continue;
+    const [a, b] = r.window;
+    let count = 0;
+    let ms = 0;
+    for (const [s, e] of spans) {
+      const overlap = Math.min(b, e) - Math.max(a, s);
+      if (overlap > 0 || (s >= a && s <= b)) {
+        count++;
+        ms += Math.max(0, overlap);
+      }
+    }
+    r.rounds = { count, seconds: +(ms / 1000).toFixed(2) };
+  }
 }
 
 /** The middle value (mean of the two middle ones for an even count); NaN for none. */
@@ -82,7 +121,9 @@ function layout(head: string[], rows: string[][]): string {
 export function table(results: ScenarioResult[]): string {
   // The round column only for --repeat runs.
   const rounds = results.some((r) => r.round !== undefined);
-  const head = ['scenario', ...(rounds ? ['round'] : []), 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors', 'non-2xx', 'vs baseline', 'load'];
+  // The fine-tuning column only where the server's log was read (a started server).
+  const tuning = results.some((r) => r.rounds !== undefined);
+  const head = ['scenario', ...(rounds ? ['round'] : []), 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors', 'non-2xx', 'vs baseline', 'load', ...(tuning ? ['fine-tuning'] : [])];
   const rows = results.map((r) => [
     r.scenario,
     ...(rounds ? [String(r.round ?? '-')] : []),
@@ -95,6 +136,7 @@ export function table(results: ScenarioResult[]): string {
     String(r.non2xx),
     r.ratioToBaseline === null ? '-' : `${(100 * r.ratioToBaseline).toFixed(0)}%`,
     r.loadavg === undefined ? '-' : r.loadavg.toFixed(1),
+    ...(tuning ? [r.rounds ? (r.rounds.count ? `${r.rounds.count} round${r.rounds.count > 1 ? 's' : ''}, ${r.rounds.seconds.toFixed(1)} s` : 'none') : '-'] : []),
   ]);
   return layout(head, rows);
 }

@@ -2,7 +2,8 @@
  * npm run loadtest — autocannon scenarios against a promptmm server on loopback: starts one on
  * the newest bundle of --name (or targets --url), always measures the /healthz baseline in the
  * same run, then each scenario; prints a table, writes JSON and SVG reports to
- * loadtest/reports/, and fails (exit 1) on any error or non-2xx response.
+ * loadtest/reports/ (with a started server's whole log beside them, and in the table the
+ * fine-tuning rounds that overlapped each run), and fails (exit 1) on any error or non-2xx response.
  *
  *   npm run loadtest -- [--scenario baseline|recommend|exact|mixed|cold|all[,…]] [--connections 50]
  *                       [--duration 20] [--repeat N] [--name NAME | --url http://127.0.0.1:PORT --name NAME] [--repo models]
@@ -14,13 +15,13 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EventEmitter } from 'node:events';
 import autocannon from 'autocannon';
-import { latencySvg, repeatTable, summarize, table, type RepeatSummary, type ScenarioResult } from './report.js';
+import { attributeRounds, latencySvg, repeatTable, summarize, table, type RepeatSummary, type ScenarioResult } from './report.js';
 import { listVersions, versionDir } from '../repository/versions.js';
 import { spawnServer } from './spawn-server.js';
 import { loadTraffic, planRequests, SCENARIOS, type Scenario, type Traffic } from './traffic.js';
@@ -73,14 +74,14 @@ function assertLoopback(url: string): void {
  * scenario's synthetic interactions go to the scratch log, never into the model's own
  * interaction log (which the nightly retrain absorbs), and each run starts from the bundle alone.
  */
-export async function startServer(o: LoadtestOptions, token: string, nodeArgs: string[] = []): Promise<{ url: string; child: ChildProcess; scratch: string }> {
+export async function startServer(o: LoadtestOptions, token: string, nodeArgs: string[] = [], logFile?: string): Promise<{ url: string; child: ChildProcess; scratch: string; logWritten: Promise<void> }> {
   const v = listVersions(o.repo, o.name).at(-1)!;
   const scratch = mkdtempSync(join(tmpdir(), 'promptmm-loadtest-'));
   mkdirSync(join(scratch, o.name));
   symlinkSync(resolve(versionDir(o.repo, o.name, v)), versionDir(scratch, o.name, v), 'dir');
-  const s = spawnServer(['--name', o.name, '--repo', scratch, '--port', '0', '--poll-seconds', '0', ...o.serverArgs], { PROMPTMM_TOKEN: token, PROMPTMM_LOG_LEVEL: 'info' }, nodeArgs);
+  const s = spawnServer(['--name', o.name, '--repo', scratch, '--port', '0', '--poll-seconds', '0', ...o.serverArgs], { PROMPTMM_TOKEN: token, PROMPTMM_LOG_LEVEL: 'info' }, nodeArgs, logFile);
   try {
-    return { url: await s.url, child: s.child, scratch };
+    return { url: await s.url, child: s.child, scratch, logWritten: s.logWritten };
   } catch (err) {
     rmSync(scratch, { recursive: true, force: true });
     throw err;
@@ -125,7 +126,9 @@ export async function runScenario(url: string, s: Scenario, t: Traffic, o: Loadt
   }) as unknown as Promise<autocannon.Result> & EventEmitter;
   // autocannon's own histogram has 1 ms resolution; keep every response time (ms, float) instead.
   instance.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => latencies.push(ms));
+  const startedAt = Date.now();
   const r = await instance;
+  const endedAt = Date.now();
   const sorted = Float64Array.from(latencies).sort();
   const pcts = [0, 10, 25, 50, 75, 90, 95, 97.5, 99, 99.5, 99.9, 99.99, 99.999];
   return {
@@ -146,6 +149,7 @@ export async function runScenario(url: string, s: Scenario, t: Traffic, o: Loadt
     non2xx: r.non2xx,
     ratioToBaseline: null,
     loadavg: loadavg()[0],
+    window: [startedAt, endedAt],
   };
 }
 
@@ -162,7 +166,8 @@ export interface LoadtestReport {
   summary: RepeatSummary[];
   repeat: number;
   failed: boolean;
-  files: { json: string; svg: string };
+  /** serverLog: the started server's whole log (none for a --url target) */
+  files: { json: string; svg: string; serverLog?: string };
 }
 
 export async function loadtest(o: LoadtestOptions): Promise<LoadtestReport> {
@@ -171,13 +176,26 @@ export async function loadtest(o: LoadtestOptions): Promise<LoadtestReport> {
   const token = o.token ?? process.env.PROMPTMM_TOKEN ?? randomBytes(16).toString('hex');
   let child: ChildProcess | null = null;
   let scratch: string | null = null;
+  let logWritten: Promise<void> = Promise.resolve();
   let url = o.url;
+  mkdirSync(o.out, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const files: LoadtestReport['files'] = { json: join(o.out, `${o.name}-${stamp}.json`), svg: join(o.out, `${o.name}-${stamp}.svg`) };
+  const stop = async () => {
+    if (!child) return;
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child!.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    child = null;
+    await logWritten;
+  };
   if (url) assertLoopback(url);
   else {
-    const s = await startServer(o, token);
-    child = s.child;
-    url = s.url;
-    scratch = s.scratch;
+    files.serverLog = join(o.out, `${o.name}-${stamp}.server.log`);
+    const s = await startServer(o, token, [], files.serverLog);
+    ({ child, url, scratch, logWritten } = s);
   }
   try {
     const model = await waitReady(url);
@@ -205,10 +223,13 @@ export async function loadtest(o: LoadtestOptions): Promise<LoadtestReport> {
         }
       }
     }
+    // The server's fine-tuning rounds that overlapped each run (a round can take a core for
+    // seconds on a large catalog): read from its whole log once it has exited.
+    if (files.serverLog) {
+      await stop();
+      attributeRounds(results, readFileSync(files.serverLog, 'utf8'));
+    }
     const failed = results.some((r) => r.errors + r.timeouts + r.non2xx > 0);
-    mkdirSync(o.out, { recursive: true });
-    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    const files = { json: join(o.out, `${o.name}-${stamp}.json`), svg: join(o.out, `${o.name}-${stamp}.svg`) };
     const report: LoadtestReport = {
       date: new Date().toISOString(),
       target: url,
@@ -227,11 +248,7 @@ export async function loadtest(o: LoadtestOptions): Promise<LoadtestReport> {
     writeFileSync(files.svg, await latencySvg(results, `promptmm ${o.name}: latency by percentile, ${o.connections} connections`));
     return report;
   } finally {
-    if (child) {
-      const exited = new Promise((r) => child!.on('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await stop();
     if (scratch) rmSync(scratch, { recursive: true, force: true });
   }
 }
@@ -289,7 +306,7 @@ async function main(): Promise<void> {
     serverArgs: a['server-arg']!,
   });
   const medians = report.repeat > 1 ? `\nover ${report.repeat} rounds (each scenario's ratio to the baseline run just before it):\n${repeatTable(report.summary)}` : '';
-  process.stdout.write(`\npromptmm ${report.name} via ${report.target} (${report.note})\n${table(report.results)}${medians}\nreports: ${report.files.json}, ${report.files.svg}\n`);
+  process.stdout.write(`\npromptmm ${report.name} via ${report.target} (${report.note})\n${table(report.results)}${medians}\nreports: ${report.files.json}, ${report.files.svg}${report.files.serverLog ? `, server log ${report.files.serverLog}` : ''}\n`);
   if (report.failed) {
     process.stderr.write('loadtest FAILED: errors or non-2xx responses (see the table)\n');
     process.exitCode = 1;

@@ -1,5 +1,6 @@
 /** Starts `promptmm serve` as a child process on a free port and learns its address from the log. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -11,14 +12,26 @@ export interface SpawnedServer {
   url: Promise<string>;
   /** its stderr so far (the structured log; last 64 KiB) */
   stderr: () => string;
+  /** resolves once the whole log is in `logFile` (after the child exited); at once without one */
+  logWritten: Promise<void>;
 }
 
 /**
  * `args` follow `serve` (add `--port 0` for a free port); `env` is added to this process's;
- * `nodeArgs` go to node itself (bench:serve-profile passes --cpu-prof).
+ * `nodeArgs` go to node itself (bench:serve-profile passes --cpu-prof); `logFile`, when given,
+ * receives the whole log (the load test reads its fine-tuning rounds from it).
  */
-export function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): SpawnedServer {
+export function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = [], logFile?: string): SpawnedServer {
   const child = spawn(process.execPath, [...nodeArgs, CLI, 'serve', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let logWritten = Promise.resolve();
+  if (logFile) {
+    const file = createWriteStream(logFile);
+    child.stderr!.pipe(file);
+    logWritten = new Promise((res, rej) => {
+      file.once('finish', res);
+      file.once('error', rej);
+    });
+  }
   let err = '';
   const url = new Promise<string>((res, rej) => {
     child.stderr!.on('data', (b: Buffer) => {
@@ -28,5 +41,5 @@ export function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}, nodeArg
     });
     child.on('exit', (code) => rej(new Error(`the server exited (${code}) before listening:\n${err.slice(-2000)}`)));
   });
-  return { child, url, stderr: () => err };
+  return { child, url, stderr: () => err, logWritten };
 }

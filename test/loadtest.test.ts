@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadtest } from '../loadtest/run.js';
-import { median, repeatTable, summarize, table, type ScenarioResult } from '../loadtest/report.js';
+import { attributeRounds, median, repeatTable, summarize, table, type ScenarioResult } from '../loadtest/report.js';
 import { loadTraffic, planRequests } from '../loadtest/traffic.js';
 import { repoWith } from '../test-support/serving.js';
 
@@ -25,7 +25,8 @@ test('traffic: users from the bundle, skewed toward active users; cold users are
 test('loadtest runs the baseline and the scenarios, writes JSON and SVG reports', async () => {
   const { repo } = repoWith('lt');
   const out = mkdtempSync(join(tmpdir(), 'promptmm-lt-'));
-  const report = await loadtest({ scenarios: ['recommend', 'exact', 'mixed', 'cold'], connections: 4, duration: 1, warmup: 0, name: 'lt', repo, out, serverArgs: [], log: () => {} });
+  // a round every 10 interactions: mixed's posts trigger some, and the report must show them
+  const report = await loadtest({ scenarios: ['recommend', 'exact', 'mixed', 'cold'], connections: 4, duration: 1, warmup: 0, name: 'lt', repo, out, serverArgs: ['--round-every', '10'], log: () => {} });
   assert.deepEqual(report.results.map((r) => r.scenario), ['baseline', 'recommend', 'exact', 'mixed', 'cold']);
   for (const r of report.results) {
     assert.ok(r.requests > 0, `${r.scenario} sent requests`);
@@ -37,8 +38,26 @@ test('loadtest runs the baseline and the scenarios, writes JSON and SVG reports'
   assert.ok(existsSync(report.files.json));
   assert.match(readFileSync(report.files.svg, 'utf8'), /^<svg/);
   assert.match(table(report.results), /recommend .* 0 +0/);
+  // the started server's whole log is kept, and its rounds are attributed to the runs they overlapped
+  assert.match(readFileSync(report.files.serverLog!, 'utf8'), /serving on http/);
+  const by = new Map(report.results.map((r) => [r.scenario, r]));
+  assert.equal(by.get('baseline')!.rounds!.count, 0);
+  assert.ok(by.get('mixed')!.rounds!.count >= 1, `mixed overlapped ${by.get('mixed')!.rounds!.count} rounds`);
+  assert.match(table(report.results), /mixed .* \d+ rounds?, \d+\.\d s/);
   // mixed posted interactions to the started server's scratch repository, not to the model's own log
   assert.equal(existsSync(join(repo, 'lt', 'interactions')), false);
+});
+
+test('attributeRounds: a round counts for every run it overlapped, with the seconds of overlap', () => {
+  const run = (scenario: string, a: number, b: number): ScenarioResult => ({
+    scenario, rps: 1, requests: 1, seconds: 1, ratioToBaseline: 1, errors: 0, timeouts: 0, non2xx: 0, distribution: [],
+    latencyMs: { p50: 1, p90: 1, p99: 1, max: 1, mean: 1 }, window: [a, b],
+  });
+  const rs = [run('baseline', 0, 10_000), run('mixed', 10_000, 20_000), run('cold', 20_000, 30_000)];
+  const line = (time: number, seconds: number) => JSON.stringify({ level: 30, time, seconds, msg: 'fine-tuning round done' });
+  // one round from 12 s to 14 s, one from 18 s to 23 s; a torn line and another message are skipped
+  attributeRounds(rs, [line(14_000, 2), '{"msg":"fine-tuning round done", "ti', line(23_000, 5), JSON.stringify({ time: 5000, msg: 'serving on http://x' })].join('\n'));
+  assert.deepEqual(rs.map((r) => r.rounds), [{ count: 0, seconds: 0 }, { count: 2, seconds: 4 }, { count: 1, seconds: 3 }]);
 });
 
 test('loadtest refuses non-loopback targets', async () => {
