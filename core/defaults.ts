@@ -509,7 +509,9 @@ export const SETTINGS = define({
   snapshotSeconds: int({ section: 'online', flag: '--snapshot-seconds <n>', env: 'PROMPTMM_SNAPSHOT_SECONDS', min: 0, default: 300, description: 'or n seconds after a change (0 = off; shutdown still writes one)' }),
   snapshotDir: str<string | undefined>({ section: 'online', flag: '--snapshot-dir <dir>', env: 'PROMPTMM_SNAPSHOT_DIR', default: undefined, defaultText: '<repo>/<name>/online-state', description: 'where snapshots of the online state are kept (deleting it is safe: a restart replays more of the log)' }),
   rebuildShare: num({ section: 'online', min: 0, max: 1, default: 0.1, description: 'a round that changed at least this share of the items rebuilds the ANN index on a worker thread' }),
-  reindexMove: num({ section: 'online', min: 0, default: 0.01, description: 'an item is re-indexed only if a round moved it by at least this share of its norm' }),
+  reindexMove: num({ section: 'online', min: 0, default: 0.01, description: 'an item is re-indexed only if it drifted from its indexed vector by at least this share of its norm' }),
+  // ~1 ms a re-link on a 1M-item index (and as much on each search thread's copy): 1 s is ~1,000 items a round there, all of a Tiktok-sized round's
+  reindexBudgetMs: int({ section: 'online', flag: '--reindex-budget-ms <ms>', env: 'PROMPTMM_REINDEX_BUDGET_MS', min: 0, default: 1000, description: "event-loop time a fine-tuning round may spend re-linking moved items in the ANN index, most drifted first; the rest wait for a later round, or for the rebuild once they are rebuildShare of the catalog (0 = no limit)" }),
 
   // Synthetic data
   users: int({ section: 'synthetic', flag: '--users <n>', min: 1, default: 600, description: 'users' }),

@@ -35,7 +35,7 @@ import { Rng } from '../../core/rng.js';
 import { defaultsFor } from '../../core/defaults.js';
 import { NewestQueue } from './newest-queue.js';
 import { readLogSlices } from './log-reader.js';
-import { movedItems, refreshAnn, refreshExact, trainingPairs, trainPairs } from './round.js';
+import { itemsToReindex, refreshAnn, refreshExact, trainingPairs, trainPairs } from './round.js';
 import { captureSnapshot, captureSnapshotSync, checkSnapshot, readSnapshot, removeOtherSnapshots, restoreSnapshot, serializeSnapshot, snapshotPath, writeSnapshotFile, type Snapshot, type SnapshotParts } from './snapshot.js';
 import { bprStep, dislikeStep, graphStep, sampleNegative } from './steps.js';
 import { VersionState } from './version-state.js';
@@ -78,6 +78,14 @@ export interface OnlineConfig {
    * vectors anyway.
    */
   reindexMove: number;
+  /**
+   * Event-loop time a round may spend re-linking changed items in place (most drifted first; 0 =
+   * no limit): on a large catalog a re-link costs about a millisecond (and as much again on each
+   * search thread's copy), and a round that moved tens of thousands of items would otherwise hold
+   * the server for tens of seconds. The items left carry their drift to the next round; once
+   * they are rebuildShare of the catalog, the index is rebuilt off the event loop.
+   */
+  reindexBudgetMs: number;
   providers: string[];
   /**
    * Users first seen online (not in the bundle) kept per version, at most (0 = no cap); past it
@@ -108,6 +116,7 @@ export const ONLINE_FIELDS = {
   roundLr: 'roundLr',
   rebuildShare: 'rebuildShare',
   reindexMove: 'reindexMove',
+  reindexBudgetMs: 'reindexBudgetMs',
   providers: 'providers',
   maxOnlineUsers: 'maxOnlineUsers',
   replaySlice: 'replaySlice',
@@ -597,7 +606,7 @@ export class OnlineLearner {
   private async reindex(m: ServingModel, items: number[], signal?: AbortSignal): Promise<void> {
     const live = () => !(signal?.aborted ?? false) && !this.closed;
     const rebuild = items.length >= this.cfg.rebuildShare * m.nItems;
-    if (!(await refreshAnn(m, items, rebuild, live, signal ?? this.closing.signal)) || !(await refreshExact(m, live, this.logger))) {
+    if ((await refreshAnn(m, items, rebuild, live, signal ?? this.closing.signal)) === null || !(await refreshExact(m, live, this.logger))) {
       throw new Error('cancelled while re-indexing the items of the online-state snapshot');
     }
   }
@@ -667,14 +676,20 @@ export class OnlineLearner {
     const moved = await trainPairs(m, pairs, { epochs: this.cfg.roundEpochs, lr: this.cfg.roundLr, reg: this.cfg.reg }, this.rng, live, onStep);
     if (!moved) return;
     const tSgd = performance.now();
-    const { touched, changed } = movedItems(m, moved, this.cfg.reindexMove);
+    const touched = st.addDrift(moved);
+    const changed = itemsToReindex(m, st.drift, this.cfg.reindexMove);
     const rebuilt = changed.length >= this.cfg.rebuildShare * m.nItems;
-    if (!(await refreshAnn(m, changed, rebuilt, live, this.closing.signal))) return;
+    const budget = this.cfg.reindexBudgetMs > 0 ? this.cfg.reindexBudgetMs : Infinity;
+    const linked = await refreshAnn(m, changed, rebuilt, live, this.closing.signal, budget);
+    if (linked === null) return;
+    // A rebuild indexed every item at the table it copied (items only move in rounds, one at a time).
+    if (rebuilt) st.drift.fill(0);
+    else for (let k = 0; k < linked; k++) st.drift[changed[k]] = 0;
     const tAnn = performance.now();
     if (!(await refreshExact(m, live, this.logger))) return;
     const seconds = (performance.now() - t0) / 1000;
     this.metrics.roundSeconds.observe(seconds);
-    this.logger.info({ interactions: recent.length, pairs: pairs.length * this.cfg.roundEpochs, itemsMoved: touched, itemsReindexed: changed.length, ann: rebuilt ? 'rebuilt' : 'relinked', seconds: +seconds.toFixed(3), phases: { sgd: +((tSgd - t0) / 1000).toFixed(3), ann: +((tAnn - tSgd) / 1000).toFixed(3), onnx: +((performance.now() - tAnn) / 1000).toFixed(3) } }, 'fine-tuning round done');
+    this.logger.info({ interactions: recent.length, pairs: pairs.length * this.cfg.roundEpochs, itemsMoved: touched, itemsReindexed: linked, itemsDeferred: changed.length - linked, ann: rebuilt ? 'rebuilt' : 'relinked', seconds: +seconds.toFixed(3), phases: { sgd: +((tSgd - t0) / 1000).toFixed(3), ann: +((tAnn - tSgd) / 1000).toFixed(3), onnx: +((performance.now() - tAnn) / 1000).toFixed(3) } }, 'fine-tuning round done');
   }
 
   /** A snapshot after the current event-loop turn (not on the path of the request that triggered it), or after the one in flight. */

@@ -65,35 +65,42 @@ export async function trainPairs(m: ServingModel, pairs: Pair[], o: { epochs: nu
   return items.moved;
 }
 
-/** Items the round moved at all (`touched`), and those moved by at least `reindexMove` of their norm (`changed`). */
-export function movedItems(m: ServingModel, moved: Float32Array, reindexMove: number): { touched: number; changed: number[] } {
+/**
+ * Items to re-index: those whose drift from their indexed vector (VersionState.drift) is at least
+ * `reindexMove` of their norm, the most drifted (relative to the norm) first.
+ */
+export function itemsToReindex(m: ServingModel, drift: Float32Array, reindexMove: number): number[] {
   const d = m.dim;
   const I = m.itemVectors;
-  let touched = 0;
-  const changed: number[] = [];
-  for (let it = 0; it < m.nItems; it++) {
-    if (moved[it] === 0) continue;
-    touched++;
+  const found: { it: number; rel: number }[] = [];
+  for (let it = 0; it < Math.min(m.nItems, drift.length); it++) {
+    if (drift[it] === 0) continue;
     let n2 = 0;
     for (let c = 0; c < d; c++) n2 += I[it * d + c] ** 2;
-    if (moved[it] >= reindexMove * Math.sqrt(n2)) changed.push(it);
+    const norm = Math.sqrt(n2);
+    if (drift[it] >= reindexMove * norm) found.push({ it, rel: norm > 0 ? drift[it] / norm : Infinity });
   }
-  return { touched, changed };
+  return found.sort((a, b) => b.rel - a.rel || a.it - b.it).map((x) => x.it);
 }
+
+/** Event-loop time of one slice of in-place re-links: at 1M items one re-link alone is about a millisecond. */
+const RELINK_SLICE_MS = 4;
 
 /**
  * The ANN index: rebuilt off the event loop (`rebuild`, when much of the catalog moved), else
- * the changed items re-linked in place (hnswlib re-links an existing label), in chunks. False
- * when the version stopped being live (its index is going away).
+ * the changed items re-linked in place (hnswlib re-links an existing label), in slices of a few
+ * ms, in the given order, until `budgetMs` of re-linking is spent. Returns how many of `changed`
+ * are now indexed at their current vectors (all of them after a rebuild), or null when the
+ * version stopped being live (its index is going away).
  */
-export async function refreshAnn(m: ServingModel, changed: number[], rebuild: boolean, live: () => boolean, signal: AbortSignal): Promise<boolean> {
+export async function refreshAnn(m: ServingModel, changed: number[], rebuild: boolean, live: () => boolean, signal: AbortSignal, budgetMs = Infinity): Promise<number | null> {
   const d = m.dim;
   if (rebuild) {
     const seq = m.placementSeq;
     const index = await rebuildAnnIndex(m.itemVectors, m.nItems, d, m.manifest.hnsw, m.ef, m.ann.threads, signal);
     if (!live()) {
       index.dispose();
-      return false;
+      return null;
     }
     // Deleted items stay out of the search in the new index too; items placed (PUT /items) while it was built are linked into it before it serves.
     for (const it of m.catalog.deleted) index.markDelete(it);
@@ -101,17 +108,23 @@ export async function refreshAnn(m: ServingModel, changed: number[], rebuild: bo
     const old = m.ann;
     m.ann = index;
     old.dispose(); // (searches already sent to the threads are answered first: their queue is in order)
-    return true;
+    return changed.length;
   }
   const row = new Array<number>(d);
+  let spent = 0;
   let k = 0;
-  for (const it of changed) {
-    if (!live()) return false;
-    m.ann.addPoint(rowArray(m.itemVectors, it, d, row), it);
-    if (m.catalog.deleted.has(it)) m.ann.markDelete(it); // (addPoint clears the mark)
-    if (++k % 10 === 0) await yieldToRequests();
+  while (k < changed.length && spent < budgetMs) {
+    if (!live()) return null;
+    const t0 = performance.now();
+    do {
+      const it = changed[k++];
+      m.ann.addPoint(rowArray(m.itemVectors, it, d, row), it);
+      if (m.catalog.deleted.has(it)) m.ann.markDelete(it); // (addPoint clears the mark)
+    } while (k < changed.length && performance.now() - t0 < Math.min(RELINK_SLICE_MS, budgetMs - spent));
+    spent += performance.now() - t0;
+    await yieldToRequests();
   }
-  return true;
+  return live() ? k : null;
 }
 
 /**

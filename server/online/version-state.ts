@@ -12,6 +12,12 @@ export class VersionState {
   readonly movedUsers: Uint8Array;
   /** 1 for item rows a round moved (grows with the items added online) */
   movedItems: Uint8Array;
+  /**
+   * Per item row, how far its vector may have drifted from the one the ANN index holds for it
+   * (the summed lengths of its steps since it was last indexed: an upper bound). Rounds re-index
+   * the most drifted first within a time budget; the rest carry their drift to the next round.
+   */
+  drift: Float32Array;
   /** records applied, and any change at all (rounds too), since the last snapshot */
   sinceSnapshot = 0;
   changed = false;
@@ -26,6 +32,23 @@ export class VersionState {
     this.users = new OnlineUsers(m, maxOnlineUsers, onEvict);
     this.movedUsers = new Uint8Array(m.bundleUsers);
     this.movedItems = new Uint8Array(m.nItems);
+    this.drift = new Float32Array(m.nItems);
+  }
+
+  /** Adds a round's per-item step lengths to the drift; returns how many items moved at all. */
+  addDrift(moved: Float32Array): number {
+    if (moved.length > this.drift.length) {
+      const grown = new Float32Array(Math.max(moved.length, this.drift.length * 2));
+      grown.set(this.drift);
+      this.drift = grown;
+    }
+    let touched = 0;
+    for (let i = 0; i < moved.length; i++) {
+      if (moved[i] === 0) continue;
+      touched++;
+      this.drift[i] += moved[i];
+    }
+    return touched;
   }
 
   /** Snapshots being copied: each collects the rows and items changed meanwhile (see snapshot.ts captureSteps). */

@@ -1,0 +1,65 @@
+/** A fine-tuning round's in-place re-indexing within its time budget (round.ts refreshAnn, VersionState.drift). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { itemsToReindex } from '../server/online/round.js';
+import type { ServingModel } from '../server/serving/serving-model.js';
+import { repoWith, testServer } from '../test-support/serving.js';
+
+const auth = { authorization: 'Bearer secret' };
+
+test('itemsToReindex: items drifted by at least reindexMove of their norm, the most drifted (relative to the norm) first', () => {
+  // norms 1, 2, 10, 1 (dim 1); drifts 0.5, 0.5, 0.05, 0
+  const m = { dim: 1, nItems: 4, itemVectors: Float32Array.from([1, -2, 10, 1]) } as unknown as ServingModel;
+  const drift = Float32Array.from([0.5, 0.5, 0.05, 0]);
+  assert.deepEqual(itemsToReindex(m, drift, 0.01), [0, 1]); // 0.05 / 10 = 0.005 < 0.01
+  assert.deepEqual(itemsToReindex(m, drift, 0.001), [0, 1, 2]);
+  assert.deepEqual(itemsToReindex(m, drift, 0.3), [0]);
+});
+
+/** Posts the same 60 interactions and runs one round on a fresh server with these online settings; returns what the test needs. */
+async function oneRound(name: string, online: object) {
+  const { repo } = repoWith(name);
+  const c = await testServer(repo, name, { online: { roundEvery: 0, roundSeconds: 0, rebuildShare: 2, ...online } });
+  const m = c.holder.model!;
+  const before = m.itemVectors.slice();
+  const batch = Array.from({ length: 60 }, (_, n) => ({ user: `u${10 + (n % 30)}`, item: `i${(n * 7) % 300}` }));
+  assert.equal((await c.app.inject({ method: 'POST', url: '/interactions', headers: auth, payload: { interactions: batch } })).json().accepted, 60);
+  assert.equal((await c.app.inject({ method: 'POST', url: '/admin/finetune', headers: auth, payload: {} })).statusCode, 200);
+  return { c, m, before, st: c.online!.stateOf(m) };
+}
+
+test('a round past its re-link budget indexes the most drifted item, and the others keep their drift for a later round', async () => {
+  // (a budget this small lets one re-link through per round; reindexMove this large none at all)
+  const budgeted = await oneRound('budget', { reindexBudgetMs: 1e-9 });
+  const none = await oneRound('nolink', { reindexMove: 1e9 });
+  try {
+    const { m, before, st } = budgeted;
+    const d = m.dim;
+    const row = (a: Float32Array, it: number) => Array.from(a.subarray(it * d, (it + 1) * d));
+    const dist = (a: number[], b: number[]) => Math.hypot(...a.map((x, i) => x - b[i]));
+    // the same seeded round moved the same items the same way on both servers
+    assert.deepEqual(Array.from(none.m.itemVectors), Array.from(m.itemVectors));
+    const indexedNow: number[] = [];
+    const stale: number[] = [];
+    for (let it = 0; it < m.nItems; it++) {
+      const now = row(m.itemVectors, it);
+      if (dist(now, row(before, it)) === 0) continue;
+      if (dist(m.ann.local.getPoint(it), now) < 1e-6) indexedNow.push(it);
+      else stale.push(it);
+    }
+    assert.equal(indexedNow.length, 1, `one item re-linked, got ${indexedNow.length}`);
+    assert.ok(stale.length > 10, `${stale.length} moved items left at their old place in the index`);
+    assert.equal(st.drift[indexedNow[0]], 0);
+    for (const it of stale) {
+      assert.ok(dist(m.ann.local.getPoint(it), row(before, it)) < 1e-6, `item ${it} is still indexed at its bundle vector`);
+      // the drift kept for a later round bounds how far the vector is from the indexed one
+      assert.ok(st.drift[it] >= dist(row(m.itemVectors, it), row(before, it)) - 1e-5, `item ${it}: drift ${st.drift[it]} bounds its move`);
+      assert.equal(st.drift[it], none.st.drift[it]);
+    }
+    // the one re-linked is the first of the order by relative drift (the other server kept every drift)
+    assert.equal(indexedNow[0], itemsToReindex(m, none.st.drift, 0.01)[0]);
+  } finally {
+    await budgeted.c.close();
+    await none.c.close();
+  }
+});
