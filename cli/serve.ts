@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { SETTINGS, fromEnv } from '../core/defaults.js';
 import { addSettings, log, settingValues } from './options.js';
 
-const KEYS = ['serveName', 'repo', 'host', 'port', 'retrieval', 'ef', 'providers', 'pollSeconds', 'onnxThreads', 'searchThreads', 'cacheUsers', 'maxBatchEntries', 'batchSliceEntries', 'maxBatchEntriesInFlight', 'headersTimeoutMs', 'requestTimeoutMs', 'keepAliveTimeoutMs', 'socketTimeoutMs', 'maxConnections', 'drainTimeoutMs', 'logDir', 'logOnCorrupt', 'commitWindowMs', 'sharedLog', 'allowVolatileLog', 'onlineSteps', 'roundEvery', 'roundSeconds', 'roundLr', 'roundEpochs', 'roundReplay', 'reindexBudgetMs', 'maxOnlineUsers', 'replaySlice', 'snapshotEvery', 'snapshotSeconds', 'snapshotDir'] as const;
+const KEYS = ['serveName', 'repo', 'host', 'port', 'retrieval', 'ef', 'providers', 'pollSeconds', 'onnxThreads', 'searchThreads', 'cacheUsers', 'maxBatchEntries', 'batchSliceEntries', 'maxBatchEntriesInFlight', 'headersTimeoutMs', 'requestTimeoutMs', 'keepAliveTimeoutMs', 'socketTimeoutMs', 'maxConnections', 'drainTimeoutMs', 'logDir', 'logOnCorrupt', 'commitWindowMs', 'sharedLog', 'allowVolatileLog', 'onlineSteps', 'roundEvery', 'roundSeconds', 'roundLr', 'roundEpochs', 'roundReplay', 'reindexBudgetMs', 'rebuildDuty', 'maxOnlineUsers', 'replaySlice', 'snapshotEvery', 'snapshotSeconds', 'snapshotDir'] as const;
 
 export function register(program: Command): void {
   const cmd = program.command('serve').description('Serve top-K recommendations over HTTP from the newest valid bundle of a model; hot-reloads new versions');
@@ -41,6 +41,7 @@ export function register(program: Command): void {
             roundEpochs: v.roundEpochs,
             replay: v.roundReplay,
             reindexBudgetMs: v.reindexBudgetMs,
+            rebuildDuty: v.rebuildDuty,
             maxOnlineUsers: v.maxOnlineUsers,
             replaySlice: v.replaySlice,
             snapshotEvery: v.snapshotEvery,

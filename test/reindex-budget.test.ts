@@ -7,13 +7,22 @@ import { repoWith, testServer } from '../test-support/serving.js';
 
 const auth = { authorization: 'Bearer secret' };
 
-test('itemsToReindex: items drifted by at least reindexMove of their norm, the most drifted (relative to the norm) first', () => {
-  // norms 1, 2, 10, 1 (dim 1); drifts 0.5, 0.5, 0.05, 0
-  const m = { dim: 1, nItems: 4, itemVectors: Float32Array.from([1, -2, 10, 1]) } as unknown as ServingModel;
-  const drift = Float32Array.from([0.5, 0.5, 0.05, 0]);
-  assert.deepEqual(itemsToReindex(m, drift, 0.01), [0, 1]); // 0.05 / 10 = 0.005 < 0.01
-  assert.deepEqual(itemsToReindex(m, drift, 0.001), [0, 1, 2]);
-  assert.deepEqual(itemsToReindex(m, drift, 0.3), [0]);
+test('itemsToReindex: items drifted by at least reindexMove of their norm, the most drifted (relative to the norm) first', async () => {
+  // norms 1, 2, 10, 1, 4 (dim 1); drifts 0.5, 0.5, 0.05, 0, 1
+  const m = { dim: 1, nItems: 5, itemVectors: Float32Array.from([1, -2, 10, 1, 4]) } as unknown as ServingModel;
+  const drift = Float32Array.from([0.5, 0.5, 0.05, 0, 1]);
+  assert.deepEqual(await itemsToReindex(m, drift, 0.01), { items: [0, 1, 4], total: 3 }); // 0.05 / 10 = 0.005 < 0.01; 1 / 4 ties 0.5 / 2
+  assert.deepEqual(await itemsToReindex(m, drift, 0.001), { items: [0, 1, 4, 2], total: 4 });
+  assert.deepEqual(await itemsToReindex(m, drift, 0.3), { items: [0], total: 1 });
+  // a limit keeps the head of the order and still counts them all
+  assert.deepEqual(await itemsToReindex(m, drift, 0.001, 2), { items: [0, 1], total: 4 });
+  // a catalog larger than a scan slice
+  const big = { dim: 1, nItems: 50_000, itemVectors: new Float32Array(50_000).fill(1) } as unknown as ServingModel;
+  const bigDrift = new Float32Array(50_000);
+  for (let i = 0; i < 50_000; i += 7) bigDrift[i] = 0.5 + i / 1e6;
+  const r = await itemsToReindex(big, bigDrift, 0.01, 3);
+  assert.equal(r.total, Math.ceil(50_000 / 7));
+  assert.deepEqual(r.items, [49_994, 49_987, 49_980]);
 });
 
 /** Posts the same 60 interactions and runs one round on a fresh server with these online settings; returns what the test needs. */
@@ -57,9 +66,35 @@ test('a round past its re-link budget indexes the most drifted item, and the oth
       assert.equal(st.drift[it], none.st.drift[it]);
     }
     // the one re-linked is the first of the order by relative drift (the other server kept every drift)
-    assert.equal(indexedNow[0], itemsToReindex(m, none.st.drift, 0.01)[0]);
+    assert.equal(indexedNow[0], (await itemsToReindex(m, none.st.drift, 0.01)).items[0]);
   } finally {
     await budgeted.c.close();
     await none.c.close();
   }
+});
+
+test('after an index rebuild, rounds within its duty gap re-link in place instead of rebuilding again', async () => {
+  const rounds = async (name: string, rebuildDuty: number) => {
+    const { repo } = repoWith(name);
+    const c = await testServer(repo, name, { online: { roundEvery: 0, roundSeconds: 0, rebuildShare: 0, rebuildDuty } });
+    try {
+      const swaps: boolean[] = [];
+      for (let r = 0; r < 2; r++) {
+        const ann = c.holder.model!.ann;
+        const batch = Array.from({ length: 30 }, (_, n) => ({ user: `u${10 + n}`, item: `i${(n * 7 + r) % 300}` }));
+        assert.equal((await c.app.inject({ method: 'POST', url: '/interactions', headers: auth, payload: { interactions: batch } })).json().accepted, 30);
+        assert.equal((await c.app.inject({ method: 'POST', url: '/admin/finetune', headers: auth, payload: {} })).statusCode, 200);
+        swaps.push(c.holder.model!.ann !== ann);
+      }
+      // either way the answers stay exact for a user of the batch (re-ranked on the live vectors, index refreshed)
+      const a = (await c.app.inject({ url: '/recommend?user=u12&k=10&retrieval=ann' })).json() as { items: { item: string }[] };
+      const e = (await c.app.inject({ url: '/recommend?user=u12&k=10&retrieval=exact' })).json() as { items: { item: string }[] };
+      assert.deepEqual(a.items.map((x) => x.item), e.items.map((x) => x.item));
+      return swaps;
+    } finally {
+      await c.close();
+    }
+  };
+  assert.deepEqual(await rounds('duty-low', 1e-6), [true, false]); // the second round is inside the (huge) gap
+  assert.deepEqual(await rounds('duty-one', 1), [true, true]); // back to back
 });

@@ -86,6 +86,12 @@ export interface OnlineConfig {
    * they are rebuildShare of the catalog, the index is rebuilt off the event loop.
    */
   reindexBudgetMs: number;
+  /**
+   * The most of one core's time index rebuilds may take: after a rebuild of T seconds, the next
+   * one waits T·(1/duty − 1) seconds (rounds meanwhile re-link in place within the budget). A 1M
+   * catalog's rebuild takes minutes, and rounds every minute would otherwise keep a core rebuilding.
+   */
+  rebuildDuty: number;
   providers: string[];
   /**
    * Users first seen online (not in the bundle) kept per version, at most (0 = no cap); past it
@@ -117,6 +123,7 @@ export const ONLINE_FIELDS = {
   rebuildShare: 'rebuildShare',
   reindexMove: 'reindexMove',
   reindexBudgetMs: 'reindexBudgetMs',
+  rebuildDuty: 'rebuildDuty',
   providers: 'providers',
   maxOnlineUsers: 'maxOnlineUsers',
   replaySlice: 'replaySlice',
@@ -125,6 +132,9 @@ export const ONLINE_FIELDS = {
 } as const;
 
 export const ONLINE_DEFAULTS: OnlineConfig = defaultsFor(ONLINE_FIELDS);
+
+/** With a re-link budget, the most drifted items a round lists for it (far more than a budget's worth: ~20 s at 1M items). */
+const RELINK_LIST_MAX = 20_000;
 
 /** Bound on interactions waiting for a round (rounds off, or falling behind). */
 const MAX_RECENT = 200_000;
@@ -142,6 +152,8 @@ export class OnlineLearner {
   private recent = new NewestQueue<{ m: ServingModel; row: number; item: number; user: string }>(MAX_RECENT);
   private roundTimer: NodeJS.Timeout | null = null;
   private rounding: Promise<void> | null = null;
+  /** performance.now() before which a round re-links in place rather than rebuild (rebuildDuty). */
+  private nextRebuildAt = 0;
   private closed = false;
   /** Stops an index rebuild in flight when the server closes. */
   private readonly closing = new AbortController();
@@ -677,19 +689,23 @@ export class OnlineLearner {
     if (!moved) return;
     const tSgd = performance.now();
     const touched = st.addDrift(moved);
-    const changed = itemsToReindex(m, st.drift, this.cfg.reindexMove);
-    const rebuilt = changed.length >= this.cfg.rebuildShare * m.nItems;
     const budget = this.cfg.reindexBudgetMs > 0 ? this.cfg.reindexBudgetMs : Infinity;
+    const { items: changed, total } = await itemsToReindex(m, st.drift, this.cfg.reindexMove, Number.isFinite(budget) ? RELINK_LIST_MAX : Infinity);
+    if (!live()) return;
+    const rebuilt = total >= this.cfg.rebuildShare * m.nItems && performance.now() >= this.nextRebuildAt;
     const linked = await refreshAnn(m, changed, rebuilt, live, this.closing.signal, budget);
     if (linked === null) return;
-    // A rebuild indexed every item at the table it copied (items only move in rounds, one at a time).
-    if (rebuilt) st.drift.fill(0);
-    else for (let k = 0; k < linked; k++) st.drift[changed[k]] = 0;
     const tAnn = performance.now();
+    // A rebuild indexed every item at the table it copied (items only move in rounds, one at a time).
+    if (rebuilt) {
+      st.drift.fill(0);
+      const duty = Math.min(1, Math.max(this.cfg.rebuildDuty, 1e-3));
+      this.nextRebuildAt = tAnn + (tAnn - tSgd) * (1 / duty - 1);
+    } else for (let k = 0; k < linked; k++) st.drift[changed[k]] = 0;
     if (!(await refreshExact(m, live, this.logger))) return;
     const seconds = (performance.now() - t0) / 1000;
     this.metrics.roundSeconds.observe(seconds);
-    this.logger.info({ interactions: recent.length, pairs: pairs.length * this.cfg.roundEpochs, itemsMoved: touched, itemsReindexed: linked, itemsDeferred: changed.length - linked, ann: rebuilt ? 'rebuilt' : 'relinked', seconds: +seconds.toFixed(3), phases: { sgd: +((tSgd - t0) / 1000).toFixed(3), ann: +((tAnn - tSgd) / 1000).toFixed(3), onnx: +((performance.now() - tAnn) / 1000).toFixed(3) } }, 'fine-tuning round done');
+    this.logger.info({ interactions: recent.length, pairs: pairs.length * this.cfg.roundEpochs, itemsMoved: touched, itemsReindexed: rebuilt ? m.nItems : linked, itemsDeferred: rebuilt ? 0 : total - linked, ann: rebuilt ? 'rebuilt' : 'relinked', seconds: +seconds.toFixed(3), phases: { sgd: +((tSgd - t0) / 1000).toFixed(3), ann: +((tAnn - tSgd) / 1000).toFixed(3), onnx: +((performance.now() - tAnn) / 1000).toFixed(3) } }, 'fine-tuning round done');
   }
 
   /** A snapshot after the current event-loop turn (not on the path of the request that triggered it), or after the one in flight. */
