@@ -28,21 +28,37 @@ export interface ScenarioResult {
 }
 
 /**
- * Fills each result's `rounds` from the server's log (pino JSON lines): a "fine-tuning round done"
- * line is logged at a round's end (`time`, ms) with its duration (`seconds`), so the round ran
- * over [time − seconds, time]. Lines that are not JSON are skipped.
+ * Fills each result's `rounds` from the server's log (pino JSON lines). A round runs from its
+ * "fine-tuning round started" line to the next "done" or "failed" line (or the next start: a
+ * round that found its version retired ends silently; or the log's last line: one still running
+ * at shutdown); a log without start lines gives each "done" line's span from its `seconds`.
+ * Lines that are not JSON are skipped.
  */
 export function attributeRounds(results: ScenarioResult[], log: string): void {
   const spans: [number, number][] = [];
+  let open: number | null = null;
+  let last = 0;
   for (const line of log.split('\n')) {
-    if (!line.includes('fine-tuning round done')) continue;
+    let e: { time?: number; seconds?: number; msg?: string };
     try {
-      const e = JSON.parse(line) as { time?: number; seconds?: number; msg?: string };
-      if (e.msg === 'fine-tuning round done' && typeof e.time === 'number' && typeof e.seconds === 'number') spans.push([e.time - e.seconds * 1000, e.time]);
+      e = JSON.parse(line) as typeof e;
     } catch {
-      /* a partial or foreign line */
+      continue; // a partial or foreign line
+    }
+    if (typeof e.time !== 'number') continue;
+    last = e.time;
+    const msg = e.msg ?? '';
+    if (!msg.startsWith('fine-tuning round ')) continue;
+    if (msg === 'fine-tuning round started') {
+      if (open !== null) spans.push([open, e.time]);
+      open = e.time;
+    } else if (msg === 'fine-tuning round done' || msg.startsWith('fine-tuning round failed')) {
+      if (open !== null) spans.push([open, e.time]);
+      else if (typeof e.seconds === 'number') spans.push([e.time - e.seconds * 1000, e.time]);
+      open = null;
     }
   }
+  if (open !== null) spans.push([open, last]);
   for (const r of results) {
     if (!r.window) continue;
     const [a, b] = r.window;

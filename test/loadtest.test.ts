@@ -54,9 +54,22 @@ test('attributeRounds: a round counts for every run it overlapped, with the seco
     latencyMs: { p50: 1, p90: 1, p99: 1, max: 1, mean: 1 }, window: [a, b],
   });
   const rs = [run('baseline', 0, 10_000), run('mixed', 10_000, 20_000), run('cold', 20_000, 30_000)];
-  const line = (time: number, seconds: number) => JSON.stringify({ level: 30, time, seconds, msg: 'fine-tuning round done' });
-  // one round from 12 s to 14 s, one from 18 s to 23 s; a torn line and another message are skipped
-  attributeRounds(rs, [line(14_000, 2), '{"msg":"fine-tuning round done", "ti', line(23_000, 5), JSON.stringify({ time: 5000, msg: 'serving on http://x' })].join('\n'));
+  const line = (time: number, msg: string, seconds?: number) => JSON.stringify({ level: 30, time, msg, ...(seconds === undefined ? {} : { seconds }) });
+  // 12–14 s done; 18 s started, failed at 23 s; 26 s started and still running at the log's last line (29 s);
+  // a torn line and other messages are skipped
+  attributeRounds(rs, [
+    line(5000, 'serving on http://x'),
+    line(12_000, 'fine-tuning round started'),
+    line(14_000, 'fine-tuning round done', 2),
+    '{"msg":"fine-tuning round done", "ti',
+    line(18_000, 'fine-tuning round started'),
+    line(23_000, 'fine-tuning round failed; the served vectors stay as they were'),
+    line(26_000, 'fine-tuning round started'),
+    line(29_000, 'shutting down'),
+  ].join('\n'));
+  assert.deepEqual(rs.map((r) => r.rounds), [{ count: 0, seconds: 0 }, { count: 2, seconds: 4 }, { count: 2, seconds: 6 }]);
+  // an older server's log (no start lines): the span of each done line from its seconds
+  attributeRounds(rs, [line(14_000, 'fine-tuning round done', 2), line(23_000, 'fine-tuning round done', 5)].join('\n'));
   assert.deepEqual(rs.map((r) => r.rounds), [{ count: 0, seconds: 0 }, { count: 2, seconds: 4 }, { count: 1, seconds: 3 }]);
 });
 

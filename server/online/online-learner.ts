@@ -679,6 +679,7 @@ export class OnlineLearner {
     // Swapped or closing: the round stops (the next version replays the log; a retired one's index and scorer are going away).
     const live = () => m === this.holder.model && !this.closed;
     const t0 = performance.now();
+    this.logger.info({ interactions: recent.length }, 'fine-tuning round started');
     const pairs = trainingPairs(m, recent, this.cfg.replay, this.rng);
     const onStep = (row: number, item: number, neg: number) => {
       st.userMoved(row);
