@@ -10,7 +10,8 @@ import { HNSW, repoWith, testServer } from '../test-support/serving.js';
 
 const auth = { authorization: 'Bearer secret' };
 const { repo, input } = repoWith('o');
-const s = await testServer(repo, 'o', { online: { roundEvery: 0, roundSeconds: 0 } });
+// (rebuildDuty 1: rebuilds back to back, as the rebuild test below needs right after the load)
+const s = await testServer(repo, 'o', { online: { roundEvery: 0, roundSeconds: 0, rebuildDuty: 1 } });
 after(() => s.close());
 const app = s.app;
 

@@ -73,11 +73,13 @@ test('a round past its re-link budget indexes the most drifted item, and the oth
   }
 });
 
-test('after an index rebuild, rounds within its duty gap re-link in place instead of rebuilding again', async () => {
-  const rounds = async (name: string, rebuildDuty: number) => {
+test('index rebuilds keep to their duty share: a fresh version counts as just rebuilt, and a rebuild makes the next rounds re-link in place', async () => {
+  /** Two rounds on a fresh server; `ready` runs before the first; whether each swapped in a new index. */
+  const rounds = async (name: string, rebuildDuty: number, ready?: (st: { nextRebuildAt: number }) => void) => {
     const { repo } = repoWith(name);
     const c = await testServer(repo, name, { online: { roundEvery: 0, roundSeconds: 0, rebuildShare: 0, rebuildDuty } });
     try {
+      ready?.(c.online!.stateOf(c.holder.model!));
       const swaps: boolean[] = [];
       for (let r = 0; r < 2; r++) {
         const ann = c.holder.model!.ann;
@@ -95,6 +97,10 @@ test('after an index rebuild, rounds within its duty gap re-link in place instea
       await c.close();
     }
   };
-  assert.deepEqual(await rounds('duty-low', 1e-6), [true, false]); // the second round is inside the (huge) gap
-  assert.deepEqual(await rounds('duty-one', 1), [true, true]); // back to back
+  // a tiny duty: the version's own (estimated) build keeps both rounds in place
+  assert.deepEqual(await rounds('duty-fresh', 1e-6), [false, false]);
+  // the same, with the fresh version's wait over: the first rebuilds, and its measured time keeps the second in place
+  assert.deepEqual(await rounds('duty-after', 1e-6, (st) => (st.nextRebuildAt = 0)), [true, false]);
+  // duty 1: back to back
+  assert.deepEqual(await rounds('duty-one', 1), [true, true]);
 });

@@ -21,6 +21,8 @@ export class VersionState {
   /** records applied, and any change at all (rounds too), since the last snapshot */
   sinceSnapshot = 0;
   changed = false;
+  /** performance.now() before which rounds re-link in place rather than rebuild the index (rebuildDuty) */
+  nextRebuildAt = 0;
   /** log position of the last snapshot written or loaded (0: none) */
   snapshotPosition = 0;
 
