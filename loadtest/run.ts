@@ -193,7 +193,7 @@ export async function loadtest(o: LoadtestOptions): Promise<LoadtestReport> {
   };
   if (url) assertLoopback(url);
   else {
-    files.serverLog = join(o.out, `${o.name}-${stamp}.server.log`);
+    files.serverLog = join(o.out, `${o.name}-${stamp}.server.jsonl`);
     const s = await startServer(o, token, [], files.serverLog);
     ({ child, url, scratch, logWritten } = s);
   }
