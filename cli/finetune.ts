@@ -76,7 +76,7 @@ export async function runFinetuneWorker(o: FinetuneOptions, logger: Logger): Pro
     }, ttlMs / 3);
     // The serving stack without HTTP: the reloader and the follower keep it on the newest version and the stream's head.
     const { createServer } = await import('../server/server.js');
-    const s = await createServer({ name: o.name, repo: o.repo, host: '127.0.0.1', port: 0, retrieval: 'ann', providers: o.providers, pollSeconds: 5, sharedLog: o.log, online: { roundLr: o.roundLr, roundEpochs: o.roundEpochs, replay: o.roundReplay, reindexBudgetMs: 0 } }, logger);
+    const s = await createServer({ name: o.name, repo: o.repo, host: '127.0.0.1', port: 0, retrieval: 'ann', providers: o.providers, pollSeconds: 5, sharedLog: o.log, online: { roundLr: o.roundLr, roundEpochs: o.roundEpochs, replay: o.roundReplay, reindexBudgetMs: 0, rebuildDuty: 1 } }, logger);
     try {
       let firstPending = 0;
       while (!o.signal?.aborted) {

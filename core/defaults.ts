@@ -510,9 +510,9 @@ export const SETTINGS = define({
   snapshotDir: str<string | undefined>({ section: 'online', flag: '--snapshot-dir <dir>', env: 'PROMPTMM_SNAPSHOT_DIR', default: undefined, defaultText: '<repo>/<name>/online-state', description: 'where snapshots of the online state are kept (deleting it is safe: a restart replays more of the log)' }),
   rebuildShare: num({ section: 'online', min: 0, max: 1, default: 0.1, description: 'a round that changed at least this share of the items rebuilds the ANN index on a worker thread' }),
   // a 1M-item rebuild takes ~7 min of a core: at 0.25 the next one waits ~22 min, rounds re-linking the most drifted items meanwhile
-  rebuildDuty: num({ section: 'online', flag: '--rebuild-duty <share>', env: 'PROMPTMM_REBUILD_DUTY', above: 0, max: 1, default: 0.25, description: "the most of one core ANN index rebuilds may take: after a rebuild of T s the next waits T·(1/share − 1) s, a freshly loaded version counting as just rebuilt (1 = back to back)" }),
+  rebuildDuty: num({ section: 'online', flag: '--rebuild-duty <share>', env: 'PROMPTMM_REBUILD_DUTY', min: 0.001, max: 1, default: 0.25, description: "the most of one core ANN index rebuilds may take: after a rebuild of T s the next waits T·(1/share − 1) s, a freshly loaded version counting as just rebuilt (1 = back to back)" }),
   reindexMove: num({ section: 'online', min: 0, default: 0.01, description: 'an item is re-indexed only if it drifted from its indexed vector by at least this share of its norm' }),
-  // ~1 ms a re-link on a 1M-item index (and as much on each search thread's copy): 1 s is ~1,000 items a round there, all of a Tiktok-sized round's
+  // ~2.4 ms a re-link on the 1M-item index (and as much on each search thread's copy): 1 s is ~400 items a round there, all of a Tiktok-sized round's
   reindexBudgetMs: int({ section: 'online', flag: '--reindex-budget-ms <ms>', env: 'PROMPTMM_REINDEX_BUDGET_MS', min: 0, default: 1000, description: "event-loop time a fine-tuning round may spend re-linking moved items in the ANN index, most drifted first; the rest wait for a later round, or for the rebuild once they are rebuildShare of the catalog (0 = no limit)" }),
 
   // Synthetic data

@@ -66,7 +66,7 @@ export function attributeRounds(results: ScenarioResult[], log: string): void {
     let ms = 0;
     for (const [s, e] of spans) {
       const overlap = Math.min(b, e) - Math.max(a, s);
-      if (overlap > 0 || (s >= a && s <= b)) {
+      if (overlap > 0 || (s >= a && s < b)) {
         count++;
         ms += Math.max(0, overlap);
       }

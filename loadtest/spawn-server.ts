@@ -27,9 +27,13 @@ export function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}, nodeArg
   if (logFile) {
     const file = createWriteStream(logFile);
     child.stderr!.pipe(file);
-    logWritten = new Promise((res, rej) => {
+    // Never rejects (an unhandled rejection would end the caller mid-run): a failed write is said once.
+    logWritten = new Promise((res) => {
       file.once('finish', res);
-      file.once('error', rej);
+      file.once('error', (err) => {
+        process.stderr.write(`the server's log could not be written to ${logFile}: ${err.message}\n`);
+        res();
+      });
     });
   }
   let err = '';

@@ -9,15 +9,18 @@ const auth = { authorization: 'Bearer secret' };
 
 test('itemsToReindex: items drifted by at least reindexMove of their norm, the most drifted (relative to the norm) first', async () => {
   // norms 1, 2, 10, 1, 4 (dim 1); drifts 0.5, 0.5, 0.05, 0, 1
-  const m = { dim: 1, nItems: 5, itemVectors: Float32Array.from([1, -2, 10, 1, 4]) } as unknown as ServingModel;
+  const m = { dim: 1, nItems: 5, itemVectors: Float32Array.from([1, -2, 10, 1, 4]), catalog: { deleted: new Set<number>() } } as unknown as ServingModel;
   const drift = Float32Array.from([0.5, 0.5, 0.05, 0, 1]);
   assert.deepEqual(await itemsToReindex(m, drift, 0.01), { items: [0, 1, 4], total: 3 }); // 0.05 / 10 = 0.005 < 0.01; 1 / 4 ties 0.5 / 2
   assert.deepEqual(await itemsToReindex(m, drift, 0.001), { items: [0, 1, 4, 2], total: 4 });
   assert.deepEqual(await itemsToReindex(m, drift, 0.3), { items: [0], total: 1 });
   // a limit keeps the head of the order and still counts them all
   assert.deepEqual(await itemsToReindex(m, drift, 0.001, 2), { items: [0, 1], total: 4 });
+  // a deleted item is out of every answer: not re-indexed
+  m.catalog.deleted.add(1);
+  assert.deepEqual(await itemsToReindex(m, drift, 0.01), { items: [0, 4], total: 2 });
   // a catalog larger than a scan slice
-  const big = { dim: 1, nItems: 50_000, itemVectors: new Float32Array(50_000).fill(1) } as unknown as ServingModel;
+  const big = { dim: 1, nItems: 50_000, itemVectors: new Float32Array(50_000).fill(1), catalog: { deleted: new Set<number>() } } as unknown as ServingModel;
   const bigDrift = new Float32Array(50_000);
   for (let i = 0; i < 50_000; i += 7) bigDrift[i] = 0.5 + i / 1e6;
   const r = await itemsToReindex(big, bigDrift, 0.01, 3);

@@ -108,7 +108,7 @@ test('a search thread that dies: its searches run on the event loop, with the sa
 test('a server with a search thread answers as one without, through interactions, deletes and rounds', async () => {
   const { repo: r1 } = repoWith('st');
   const { repo: r0 } = repoWith('st');
-  const online = { roundEvery: 0, roundSeconds: 0 };
+  const online = { roundEvery: 0, roundSeconds: 0, rebuildDuty: 1 }; // (rounds rebuild, as they did before the duty rule: the index swap on the threads is tested)
   const [s1, s0] = await Promise.all([testServer(r1, 'st', { searchThreads: 1, online }), testServer(r0, 'st', { searchThreads: 0, online })]);
   const auth = { authorization: 'Bearer secret' };
   const both = (method: 'GET' | 'POST' | 'DELETE', url: string, payload?: object) =>

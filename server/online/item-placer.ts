@@ -33,7 +33,11 @@ export class ItemPlacer {
   /** Per version: the position of the last put applied to each added row (a slow placement must not undo a later one). */
   private readonly lastPut = new WeakMap<ServingModel, Map<number, number>>();
 
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    /** Called once an item is (re-)linked at its new vector (the learner clears its index drift). */
+    private readonly onPlaced: (m: ServingModel, row: number) => void = () => {},
+  ) {}
 
   /** Stores a vector computed for the version's record at `position` (the request path computes it before the record is durable). */
   store(m: ServingModel, position: number, vector: Float32Array): void {
@@ -89,6 +93,7 @@ export class ItemPlacer {
     if (ready) {
       m.placeItem(row, ready);
       m.catalog.placed(row);
+      this.onPlaced(m, row);
       return;
     }
     // No vector computed for this version: out of every answer until the encoder answers.
@@ -99,6 +104,7 @@ export class ItemPlacer {
         if (last.get(r) !== position) return; // a later put of the same item was applied meanwhile
         m.placeItem(r, v);
         m.catalog.placed(r);
+        this.onPlaced(m, r);
       },
       (err) => this.logger.error({ item: x.item.slice(0, 80), position, version: m.version, isNew, err: (err as Error).message }, 'placing an item failed: it stays out of answers until it is put again'),
     );

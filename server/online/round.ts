@@ -57,6 +57,12 @@ export async function trainPairs(m: ServingModel, pairs: Pair[], o: { epochs: nu
     for (const { row, item } of pairs) {
       if (!live()) return null;
       const neg = sampleNegative(m, row, rng);
+      // (items put while the round yields are sampled too: their moves are counted)
+      if (Math.max(item, neg) >= items.moved.length) {
+        const grown = new Float32Array(Math.max(m.nItems, items.moved.length * 2));
+        grown.set(items.moved);
+        items.moved = grown;
+      }
       bprStep(m, row, item, neg, o.lr, o.reg, items);
       onStep?.(row, item, neg); // (before any yield: a snapshot taken meanwhile knows what moved)
       if (++n % 500 === 0) await yieldToRequests();
@@ -69,7 +75,8 @@ export async function trainPairs(m: ServingModel, pairs: Pair[], o: { epochs: nu
  * Items to re-index: those whose drift from their indexed vector (VersionState.drift) is at least
  * `reindexMove` of their norm. `total` counts them all; `items` holds the `limit` most drifted
  * (relative to the norm), in that order. On a 1M catalog a round drifts a third of the items past
- * the threshold, so the scan yields every SCAN_SLICE rows and only the head is sorted.
+ * the threshold, so the scans yield, and of those only the values are sorted (natively) and then
+ * the head of the items.
  */
 export async function itemsToReindex(m: ServingModel, drift: Float32Array, reindexMove: number, limit = Infinity): Promise<{ items: number[]; total: number }> {
   const d = m.dim;
@@ -79,7 +86,7 @@ export async function itemsToReindex(m: ServingModel, drift: Float32Array, reind
   let total = 0;
   for (let it = 0; it < n; it++) {
     if (it > 0 && it % SCAN_SLICE === 0) await yieldToRequests();
-    if (drift[it] === 0) continue;
+    if (drift[it] === 0 || m.catalog.deleted.has(it)) continue; // (a deleted item is out of every answer)
     let n2 = 0;
     for (let c = 0; c < d; c++) n2 += I[it * d + c] ** 2;
     const norm = Math.sqrt(n2);
@@ -95,7 +102,10 @@ export async function itemsToReindex(m: ServingModel, drift: Float32Array, reind
     cut = vals[vals.length - limit];
   }
   const head: number[] = [];
-  for (let it = 0; it < n; it++) if (rel[it] > 0 && rel[it] >= cut) head.push(it);
+  for (let it = 0; it < n; it++) {
+    if (it > 0 && it % (SCAN_SLICE * 8) === 0) await yieldToRequests();
+    if (rel[it] > 0 && rel[it] >= cut) head.push(it);
+  }
   head.sort((a, b) => rel[b] - rel[a] || a - b);
   return { items: head.length > limit ? head.slice(0, limit) : head, total };
 }

@@ -358,7 +358,7 @@ export function restoreSnapshot(snap: Snapshot, st: VersionState, reindexMove: n
       moved2 += (m.itemVectors[i * d + c] - v[c]) ** 2;
     }
     if (moved2 > 0 && Math.sqrt(moved2) >= reindexMove * Math.sqrt(n2)) reindex.push(i);
-    else if (i < st.drift.length) st.drift[i] = Math.sqrt(moved2); // (left where the bundle's index has it)
+    else st.setDrift(i, Math.sqrt(moved2)); // (left where the bundle's index has it)
     m.itemVectors.set(v, i * d);
     st.itemMoved(i);
   });

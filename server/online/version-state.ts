@@ -37,13 +37,20 @@ export class VersionState {
     this.drift = new Float32Array(m.nItems);
   }
 
+  setDrift(item: number, value: number): void {
+    if (item >= this.drift.length) this.growDrift(item + 1);
+    this.drift[item] = value;
+  }
+
+  private growDrift(n: number): void {
+    const grown = new Float32Array(Math.max(n, this.drift.length * 2));
+    grown.set(this.drift);
+    this.drift = grown;
+  }
+
   /** Adds a round's per-item step lengths to the drift; returns how many items moved at all. */
   addDrift(moved: Float32Array): number {
-    if (moved.length > this.drift.length) {
-      const grown = new Float32Array(Math.max(moved.length, this.drift.length * 2));
-      grown.set(this.drift);
-      this.drift = grown;
-    }
+    if (moved.length > this.drift.length) this.growDrift(moved.length);
     let touched = 0;
     for (let i = 0; i < moved.length; i++) {
       if (moved[i] === 0) continue;
