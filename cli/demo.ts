@@ -50,14 +50,16 @@ export function register(program: Command): void {
     });
     const exported = exportBundle(bundleFromCheckpoint(repo, name), { repo, hnsw: { space: 'ip', ...HNSW_DEFAULTS }, progress: onTerminal(), log });
     const pop = evaluatePopularity(data, { split: 'test', ks: [20] });
-    const line = (label: string, m?: Record<string, number>) => (m ? `  ${label.padEnd(18)} recall@20 ${m['recall@20'].toFixed(4)}  ndcg@20 ${m['ndcg@20'].toFixed(4)}\n` : '');
+    const line = (label: string, m?: Record<string, number>) => (m ? `  ${label.padEnd(21)} recall@20 ${m['recall@20'].toFixed(4)}  ndcg@20 ${m['ndcg@20'].toFixed(4)}\n` : '');
     process.stdout.write(
       `demo: ${datasetSummary(data)}\n` +
         `backend ${info.backend}; teacher ${report.teacher?.secondsPerEpoch.toFixed(2)} s/epoch, student ${report.student?.secondsPerEpoch.toFixed(2)} s/epoch; ` +
         `parameters teacher ${report.parameters.teacher} / student ${report.parameters.student}; ${report.wallSeconds.toFixed(0)} s in all\n` +
         `test split:\n` +
         line('teacher', report.teacher?.test) +
-        line('distilled student', report.student?.test) +
+        // (the guards may have kept the plain student: say which one is exported)
+        line(report.mode === 'kd' ? 'distilled student' : 'plain student', report.student?.test) +
+        line('distilled, set aside', report.kdStudent?.test) +
         line('most popular', pop) +
         `checkpoints and training curves (curve.svg): ${join(repo, name, 'checkpoints')}/\n` +
         `exported bundle v${exported.version}: ${exported.dir}\n` +

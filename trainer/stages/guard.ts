@@ -3,7 +3,8 @@
  * student's of the same budget (trained here into checkpoints/plain/, or reused when that
  * checkpoint finished on the same interactions with the same settings). KD from a teacher that
  * is not better costs many times the plain training for nothing: it is then skipped (the plain
- * student becomes the student) unless forced.
+ * student becomes the student) unless forced. After KD, the student guard keeps the distilled
+ * student only if it beats the plain one on validation.
  */
 import { cpSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -94,6 +95,44 @@ export async function teacherGuard(
   else if (opts.forceKd) log.warn(fields, `teacher guard: the teacher's validation ${metric} is NOT above the plain student's of the same budget; distilling anyway (--force-kd)`);
   else log.warn(fields, `teacher guard: the teacher's validation ${metric} is NOT above the plain student's of the same budget: a weaker teacher cannot teach it, so KD (many times the plain training) is skipped and the plain student is kept as the student (--force-kd distils anyway)`);
   return { report, trained };
+}
+
+/** Where the student guard keeps a distilled student it did not keep as the run's student. */
+export function kdAsideDir(repo: string, name: string): string {
+  return join(repo, name, 'checkpoints', 'kd-student');
+}
+
+export interface StudentGuardReport {
+  metric: string;
+  /** the distilled student's and the plain student's validation metric */
+  kd: number;
+  plain: number;
+  /** which one is the run's student now (what export serves) */
+  kept: 'kd' | 'plain';
+  /** kept plain: where the distilled student was moved */
+  aside?: string;
+}
+
+/**
+ * After KD from a teacher that passed the teacher guard: a better teacher does not make a better
+ * student (scientific, 2026-12-03: teacher +3.5 % on validation, its student −3.3 %), so the
+ * distilled student is kept only when its validation metric is above the plain student's of the
+ * same budget; otherwise it is moved to `aside` and the plain student becomes the student.
+ */
+export function studentGuard(studentDir: string, plainDir: string, aside: string, metric: string, log: TrainOptions['log']): StudentGuardReport {
+  const kd = loadCheckpoint<StudentMeta>(studentDir).meta.metrics.val[metric];
+  const plain = loadCheckpoint<StudentMeta>(plainDir).meta.metrics.val[metric];
+  if (typeof kd !== 'number' || typeof plain !== 'number') throw new Error(`student guard: no validation ${metric} in ${typeof kd !== 'number' ? studentDir : plainDir}`);
+  const fields = { metric, kdStudent: round(kd), plainStudent: round(plain), relative: round(plain > 0 ? (kd - plain) / plain : 0) };
+  if (kd > plain) {
+    log.info(fields, `student guard: the distilled student's validation ${metric} is above the plain student's: it is the student`);
+    return { metric, kd, plain, kept: 'kd' };
+  }
+  rmSync(aside, { recursive: true, force: true });
+  renameSync(studentDir, aside);
+  adoptPlain(plainDir, studentDir);
+  log.warn({ ...fields, aside }, `student guard: the distilled student's validation ${metric} is NOT above the plain student's of the same budget: the plain student is the student (the distilled one is kept at ${aside}; --force-kd keeps it as the student)`);
+  return { metric, kd, plain, kept: 'plain', aside };
 }
 
 /** The plain student becomes the run's student (what eval, dump and export read): copied whole, then renamed into place. */

@@ -11,7 +11,7 @@ import { hasCheckpoint, loadCheckpoint } from '../checkpoint.js';
 import type { LoopMeta } from '../loop.js';
 import { studentCheckpointDir, teacherCheckpointDir, trainStudent, type StudentConfig, type StudentMeta, type TrainResult } from './student.js';
 import { liveModalities, trainTeacher, type TeacherConfig, type TeacherMeta } from './teacher.js';
-import { adoptPlain, cachedPlain, plainCheckpointDir, teacherGuard, type GuardReport } from './guard.js';
+import { adoptPlain, cachedPlain, kdAsideDir, plainCheckpointDir, studentGuard, teacherGuard, type GuardReport, type StudentGuardReport } from './guard.js';
 import { startPlainStudent } from './plain-thread.js';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
@@ -63,6 +63,10 @@ export interface PipelineReport {
   guard?: GuardReport;
   /** the plain student the guard trained (absent when reused) */
   plain?: StageReport;
+  /** after KD (not forced): whether the distilled student beat the plain one on validation, and which is the student */
+  studentGuard?: StudentGuardReport;
+  /** the distilled student the student guard set aside (student is then the plain one) */
+  kdStudent?: StageReport;
   student?: StageReport;
   itemEncoder?: ItemEncoderReport & { skipped?: boolean };
   parameters: { teacher?: number; student?: number; ratio?: number };
@@ -113,7 +117,9 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
 
   // --resume onto a finished distilled student: nothing to decide (the guard ran when it was trained);
   // a plain student an earlier guard adopted is not one (it is decided again, and replaced if KD runs)
-  const adopted = mode === 'kd' && hasCheckpoint(sDir) && loadCheckpoint<StudentMeta>(sDir).meta.objective === 'bpr';
+  // (one the student guard adopted after KD is decided: its distilled student is aside, finished)
+  const aside = kdAsideDir(o.repo, o.name);
+  const adopted = mode === 'kd' && hasCheckpoint(sDir) && loadCheckpoint<StudentMeta>(sDir).meta.objective === 'bpr' && !finishedStage(aside, o.student.epochs);
   const guardRuns = mode === 'kd' && (o.stage === 'all' || o.stage === 'student') && (adopted || !(o.resume && finishedStage(sDir, o.student.epochs)));
   // The guard's plain student does not depend on the teacher: when a teacher trains in this run
   // first, the plain student trains beside it on the second core (plain-thread.ts).
@@ -133,11 +139,11 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
           const { checkpointDir, wallSeconds, ...rest } = g.trained;
           report.plain = { checkpoint: checkpointDir, ...rest, wallSeconds: wallSeconds ?? (performance.now() - s0) / 1000 };
         }
+        // a distilled student set aside by an earlier run is not this decision's
+        rmSync(aside, { recursive: true, force: true });
         if (g.report.decision === 'skipped') {
           adoptPlain(g.report.plainCheckpoint, sDir);
-          const m = loadCheckpoint<StudentMeta>(sDir).meta;
-          const f = m.finished!;
-          report.student = { checkpoint: sDir, bestEpoch: m.epoch, epochsRun: 0, stoppedEarly: f.stoppedEarly, endedOn: f.endedOn ?? (f.stoppedEarly ? 'plateau' : 'epoch cap'), val: m.metrics.val, test: m.metrics.test ?? {}, secondsPerEpoch: f.secondsPerEpoch, time: { train: 0, eval: 0, checkpoint: 0 }, parameters: m.parameters, peakRssMiB: 0, wallSeconds: 0, skipped: true };
+          report.student = adoptedReport(sDir);
           report.mode = 'plain';
           skip = true;
         } else if (adopted) {
@@ -152,6 +158,15 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineReport> {
               ? trainSequential(data, { ...(o.sequential ?? SEQUENTIAL_DEFAULTS), model: o.student.model as SequentialConfig['model'] }, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) })
               : trainStudent(data, o.student, { ...common, checkpointDir: sDir, resume: canResume(sDir, o.resume) }),
         );
+        if (report.guard?.decision === 'kd') {
+          report.studentGuard = studentGuard(sDir, report.guard.plainCheckpoint, aside, o.student.validMetric, log);
+          if (report.studentGuard.kept === 'plain') {
+            // the run's student is now the plain one; what the distilled one did and cost stays in kdStudent
+            report.kdStudent = { ...report.student!, checkpoint: aside };
+            report.student = adoptedReport(sDir);
+            report.mode = 'plain';
+          }
+        }
       }
     }
     // The item encoder, fit to the student just trained (issue 18): an embedding student and a dataset with features.
@@ -228,6 +243,13 @@ function canResume(dir: string, resume: boolean): boolean {
 }
 
 /** A checkpoint whose run ended by early stopping or by reaching `epochs`. */
+/** The stage report of a plain student adopted as the run's student (nothing trained for it in this stage). */
+function adoptedReport(sDir: string): StageReport {
+  const m = loadCheckpoint<StudentMeta>(sDir).meta;
+  const f = m.finished!;
+  return { checkpoint: sDir, bestEpoch: m.epoch, epochsRun: 0, stoppedEarly: f.stoppedEarly, endedOn: f.endedOn ?? (f.stoppedEarly ? 'plateau' : 'epoch cap'), val: m.metrics.val, test: m.metrics.test ?? {}, secondsPerEpoch: f.secondsPerEpoch, time: { train: 0, eval: 0, checkpoint: 0 }, parameters: m.parameters, peakRssMiB: 0, wallSeconds: 0, skipped: true };
+}
+
 function finishedStage(dir: string, epochs: number): LoopMeta | null {
   if (!hasCheckpoint(dir)) return null;
   const m = loadCheckpoint<LoopMeta>(dir).meta;
