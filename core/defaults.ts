@@ -509,11 +509,13 @@ export const SETTINGS = define({
   snapshotSeconds: int({ section: 'online', flag: '--snapshot-seconds <n>', env: 'PROMPTMM_SNAPSHOT_SECONDS', min: 0, default: 300, description: 'or n seconds after a change (0 = off; shutdown still writes one)' }),
   snapshotDir: str<string | undefined>({ section: 'online', flag: '--snapshot-dir <dir>', env: 'PROMPTMM_SNAPSHOT_DIR', default: undefined, defaultText: '<repo>/<name>/online-state', description: 'where snapshots of the online state are kept (deleting it is safe: a restart replays more of the log)' }),
   rebuildShare: num({ section: 'online', min: 0, max: 1, default: 0.1, description: 'a round that changed at least this share of the items rebuilds the ANN index on a worker thread' }),
-  // a 1M-item rebuild takes ~7 min of a core: at 0.25 the next one waits ~22 min, rounds re-linking the most drifted items meanwhile
-  rebuildDuty: num({ section: 'online', flag: '--rebuild-duty <share>', env: 'PROMPTMM_REBUILD_DUTY', min: 0.001, max: 1, default: 0.25, description: "the most of one core ANN index rebuilds may take: after a rebuild of T s the next waits T·(1/share − 1) s, a freshly loaded version counting as just rebuilt (1 = back to back)" }),
+  // Off by default (1): items a round leaves at their old place in the index cost recall fast
+  // (bench:recall --rounds on Tiktok: 0.98 with every round refreshed, 0.45 after one round left
+  // stale); 0.25 on a 1M catalog keeps its ~7-min rebuilds to a quarter of a core, at that cost
+  rebuildDuty: num({ section: 'online', flag: '--rebuild-duty <share>', env: 'PROMPTMM_REBUILD_DUTY', min: 0.001, max: 1, default: 1, description: "the most of one core ANN index rebuilds may take: after a rebuild of T s the next waits T·(1/share − 1) s, a freshly loaded version counting as just rebuilt; rounds meanwhile re-link in place (1 = back to back; below 1 answers lose recall while items wait: docs/operations.md)" }),
   reindexMove: num({ section: 'online', min: 0, default: 0.01, description: 'an item is re-indexed only if it drifted from its indexed vector by at least this share of its norm' }),
-  // ~2.4 ms a re-link on the 1M-item index (and as much on each search thread's copy): 1 s is ~400 items a round there, all of a Tiktok-sized round's
-  reindexBudgetMs: int({ section: 'online', flag: '--reindex-budget-ms <ms>', env: 'PROMPTMM_REINDEX_BUDGET_MS', min: 0, default: 1000, description: "event-loop time a fine-tuning round may spend re-linking moved items in the ANN index, most drifted first; the rest wait for a later round, or for the rebuild once they are rebuildShare of the catalog (0 = no limit)" }),
+  // ~2.4 ms a re-link on the 1M-item index (and as much on each search thread's copy): 1000 is ~400 items a round there; off by default, as rebuildDuty
+  reindexBudgetMs: int({ section: 'online', flag: '--reindex-budget-ms <ms>', env: 'PROMPTMM_REINDEX_BUDGET_MS', min: 0, default: 0, description: "event-loop time a fine-tuning round may spend re-linking moved items in the ANN index, most drifted first; the rest wait for a later round, or for the rebuild once they are rebuildShare of the catalog (0 = no limit; a limit costs recall while items wait: docs/operations.md)" }),
 
   // Synthetic data
   users: int({ section: 'synthetic', flag: '--users <n>', min: 1, default: 600, description: 'users' }),
