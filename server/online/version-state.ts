@@ -5,6 +5,7 @@
  */
 import type { ServingModel } from '../serving/serving-model.js';
 import { OnlineUsers } from './online-users.js';
+import { grownTo } from '../../core/typed-arrays.js';
 
 export class VersionState {
   readonly users: OnlineUsers;
@@ -38,19 +39,13 @@ export class VersionState {
   }
 
   setDrift(item: number, value: number): void {
-    if (item >= this.drift.length) this.growDrift(item + 1);
+    this.drift = grownTo(this.drift, item + 1);
     this.drift[item] = value;
-  }
-
-  private growDrift(n: number): void {
-    const grown = new Float32Array(Math.max(n, this.drift.length * 2));
-    grown.set(this.drift);
-    this.drift = grown;
   }
 
   /** Adds a round's per-item step lengths to the drift; returns how many items moved at all. */
   addDrift(moved: Float32Array): number {
-    if (moved.length > this.drift.length) this.growDrift(moved.length);
+    this.drift = grownTo(this.drift, moved.length);
     let touched = 0;
     for (let i = 0; i < moved.length; i++) {
       if (moved[i] === 0) continue;
@@ -71,11 +66,7 @@ export class VersionState {
   }
 
   itemMoved(item: number): void {
-    if (item >= this.movedItems.length) {
-      const grown = new Uint8Array(Math.max(item + 1, this.movedItems.length * 2));
-      grown.set(this.movedItems);
-      this.movedItems = grown;
-    }
+    this.movedItems = grownTo(this.movedItems, item + 1);
     this.movedItems[item] = 1;
     this.changed = true;
     for (const w of this.watchers) w.items.add(item);

@@ -242,7 +242,6 @@ function canResume(dir: string, resume: boolean): boolean {
   return resume && hasCheckpoint(dir);
 }
 
-/** A checkpoint whose run ended by early stopping or by reaching `epochs`. */
 /** The stage report of a plain student adopted as the run's student (nothing trained for it in this stage). */
 function adoptedReport(sDir: string): StageReport {
   const m = loadCheckpoint<StudentMeta>(sDir).meta;
@@ -250,6 +249,7 @@ function adoptedReport(sDir: string): StageReport {
   return { checkpoint: sDir, bestEpoch: m.epoch, epochsRun: 0, stoppedEarly: f.stoppedEarly, endedOn: f.endedOn ?? (f.stoppedEarly ? 'plateau' : 'epoch cap'), val: m.metrics.val, test: m.metrics.test ?? {}, secondsPerEpoch: f.secondsPerEpoch, time: { train: 0, eval: 0, checkpoint: 0 }, parameters: m.parameters, peakRssMiB: 0, wallSeconds: 0, skipped: true };
 }
 
+/** A checkpoint whose run ended by early stopping or by reaching `epochs`. */
 function finishedStage(dir: string, epochs: number): LoopMeta | null {
   if (!hasCheckpoint(dir)) return null;
   const m = loadCheckpoint<LoopMeta>(dir).meta;
