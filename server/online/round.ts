@@ -8,7 +8,6 @@ import type { Logger } from 'pino';
 import type { Rng } from '../../core/rng.js';
 import { rowArray } from '../../repository/hnsw-index.js';
 import { grownTo } from '../../core/typed-arrays.js';
-import { buildScoringModel } from '../../repository/onnx-scoring-graph.js';
 import { ExactScorer } from '../retrieval/exact.js';
 import type { ServingModel } from '../serving/serving-model.js';
 import { rebuildAnnIndex } from './ann-rebuild.js';
@@ -161,7 +160,7 @@ export async function refreshAnn(m: ServingModel, changed: number[], rebuild: bo
 export async function refreshExact(m: ServingModel, live: () => boolean, logger: Logger): Promise<boolean> {
   if (!live()) return false;
   const seq = m.placementSeq;
-  const next = await ExactScorer.open(buildScoringModel(m.itemTable(), m.nItems, m.dim), m.dim, m.nItems, [m.exact.provider], logger, undefined, m.exact.threads);
+  const next = await ExactScorer.fromTable(m.itemTable(), m.nItems, m.dim, [m.exact.provider], logger, m.exact.onBatch, m.exact.threads);
   if (!live()) {
     await next.close(); // the version was retired (and its scorer closed) while this one opened
     return false;

@@ -1,16 +1,20 @@
 /**
  * The exact retrieval path: top-k through the bundle's model.onnx on onnxruntime-node. Execution
  * providers are tried in the configured order (default cuda, then cpu); the one that opened the
- * session is reported. Concurrent requests are micro-batched: while one ONNX run is in flight,
- * new queries queue up and go together in the next run (one Gemm over the item table for the whole batch).
+ * session is reported. The session lives on its own thread (exact-worker.ts): a run holds the
+ * thread that calls it, and at a million items a run takes tens of milliseconds and opening a
+ * refreshed session most of a second, which the event loop spends on requests instead.
+ * Concurrent requests are micro-batched: while one run is in flight, new queries queue up and
+ * go together in the next run (one Gemm over the item table for the whole batch).
  */
-import ort from 'onnxruntime-node';
+import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { MicroBatcher } from './micro-batcher.js';
 import { DEFAULTS } from '../../core/defaults.js';
-import { openOnnxSession } from './onnx-session.js';
+import { fallBackMessage } from './onnx-session.js';
 import { topK } from '../../core/topk.js';
 import { rank, unseen, wanted, type ItemTable, type Retriever } from './retriever.js';
+import type { FromExactThread, ToExactThread } from './exact-protocol.js';
 
 export interface TopK {
   rows: Int32Array;
@@ -25,23 +29,106 @@ interface Pending {
 }
 
 export const MAX_EXACT_BATCH = 256;
+/** Floats of the item table per message of a refresh (4 MiB: ~3 ms of copying on the event loop each, measured). */
+const TABLE_SLICE = 1 << 20;
 
 export class ExactScorer {
   private readonly batcher = new MicroBatcher<Pending>(MAX_EXACT_BATCH, (batch) => this.runBatch(batch));
+  private readonly runs = new Map<number, { resolve: (m: Extract<FromExactThread, { t: 'done' }>) => void; reject: (e: Error) => void }>();
+  private nextRun = 0;
+  /** Why the thread is gone (every later run fails with it), or null while it serves. */
+  private lost: Error | null = null;
+  private onOpened: ((m: FromExactThread) => void) | null = null;
+  private onClosed: (() => void) | null = null;
 
   private constructor(
-    private readonly session: ort.InferenceSession,
-    readonly provider: string,
+    private readonly worker: Worker,
     readonly dim: number,
     readonly nItems: number,
     /** Threads of a run (0 = ONNX Runtime's default); a refreshed scorer takes the same. */
     readonly threads: number,
-    private readonly onBatch?: (users: number) => void,
-  ) {}
+    private readonly log?: Logger,
+    /** Told each batch's size (the server's histogram); a refreshed scorer takes the same. */
+    readonly onBatch?: (users: number) => void,
+  ) {
+    worker.on('message', (m: FromExactThread) => {
+      if (m.t === 'done' || m.t === 'error') {
+        const r = this.runs.get(m.q);
+        this.runs.delete(m.q);
+        this.holdWhileBusy();
+        if (m.t === 'done') r?.resolve(m);
+        else r?.reject(new Error(`exact scorer: ${m.message}`));
+      } else if (m.t === 'closed') this.onClosed?.();
+      else this.onOpened?.(m);
+    });
+    const gone = (err: Error) => {
+      if (this.lost) return;
+      this.lost = err;
+      if (!this.onClosed) log?.error({ err: err.message }, 'exact scorer thread failed: exact answers fail until the next version or refresh');
+      for (const r of this.runs.values()) r.reject(err);
+      this.runs.clear();
+      this.onOpened?.({ t: 'failed', message: err.message });
+      this.onClosed?.();
+      this.holdWhileBusy();
+    };
+    worker.on('error', gone);
+    worker.on('exit', (code) => gone(new Error(`the exact scorer thread exited with code ${code}`)));
+  }
 
-  static async open(model: Uint8Array, dim: number, nItems: number, providers: string[], log?: Logger, onBatch?: (users: number) => void, threads: number = DEFAULTS.onnxThreads): Promise<ExactScorer> {
-    const { session, provider } = await openOnnxSession(model, 'model.onnx', providers, log, threads);
-    return new ExactScorer(session, provider, dim, nItems, threads, onBatch);
+  /** The provider whose session serves (set once opened). */
+  provider = '';
+
+  /** The session over a serialized model.onnx (a bundle's), on its own thread. */
+  static open(model: Uint8Array, dim: number, nItems: number, providers: string[], log?: Logger, onBatch?: (users: number) => void, threads: number = DEFAULTS.onnxThreads): Promise<ExactScorer> {
+    const s = new ExactScorer(new Worker(new URL('./exact-worker.js', import.meta.url)), dim, nItems, threads, log, onBatch);
+    return s.opened(() => s.post({ t: 'open-model', model, providers, threads }));
+  }
+
+  /**
+   * The session over an item table (a fine-tuning round's refresh): the table goes to the thread in
+   * slices, between which the event loop serves; the thread builds the model and opens it.
+   * The table must not change until this resolves except in rows the caller tracks as stale.
+   */
+  static fromTable(table: Float32Array, nItems: number, dim: number, providers: string[], log?: Logger, onBatch?: (users: number) => void, threads: number = DEFAULTS.onnxThreads): Promise<ExactScorer> {
+    const s = new ExactScorer(new Worker(new URL('./exact-worker.js', import.meta.url)), dim, nItems, threads, log, onBatch);
+    return s.opened(async () => {
+      for (let off = 0; off < table.length || off === 0; off += TABLE_SLICE) {
+        // (a copy, transferred: posting a view would clone its whole buffer)
+        const values = table.slice(off, Math.min(table.length, off + TABLE_SLICE));
+        s.post({ t: 'table', length: table.length, offset: off, values }, [values.buffer]);
+        if (off + TABLE_SLICE < table.length) await new Promise((r) => setImmediate(r));
+        if (s.lost) return;
+      }
+      s.post({ t: 'open-table', nItems, dim, providers, threads });
+    });
+  }
+
+  private post(m: ToExactThread, transfer: ArrayBuffer[] = []): void {
+    if (!this.lost) this.worker.postMessage(m, transfer);
+  }
+
+  /** Sends what opens the session, waits for the thread's answer; the thread is stopped if it cannot open. */
+  private async opened(send: () => void | Promise<void>): Promise<ExactScorer> {
+    this.worker.ref();
+    const answer = new Promise<FromExactThread>((resolve) => (this.onOpened = resolve));
+    await send();
+    const m = await answer;
+    this.onOpened = null;
+    if (m.t !== 'opened') {
+      this.lost ??= new Error(m.t === 'failed' ? m.message : 'exact scorer: no session');
+      await this.worker.terminate();
+      throw this.lost;
+    }
+    if (m.skipped.length) this.log?.warn({ provider: m.provider, skipped: m.skipped, file: 'model.onnx' }, fallBackMessage(m.provider));
+    this.provider = m.provider;
+    this.holdWhileBusy();
+    return this;
+  }
+
+  /** The thread holds the process alive only while it owes an answer (an idle server never keeps a finished process running). */
+  private holdWhileBusy(): void {
+    if (this.runs.size > 0 && !this.lost) this.worker.ref();
+    else this.worker.unref();
   }
 
   /** Top k rows of items·vector, ties by lower row; k is capped at the catalog size. */
@@ -60,17 +147,14 @@ export class ExactScorer {
     batch.forEach((p, i) => users.set(p.vector, i * d));
     this.onBatch?.(b);
     try {
-      const out = await this.session.run({
-        users: new ort.Tensor('float32', users, [b, d]),
-        k: new ort.Tensor('int64', BigInt64Array.from([BigInt(k)]), [1]),
+      if (this.lost) throw this.lost;
+      const q = ++this.nextRun;
+      const out = await new Promise<Extract<FromExactThread, { t: 'done' }>>((resolve, reject) => {
+        this.runs.set(q, { resolve, reject });
+        this.holdWhileBusy();
+        this.post({ t: 'run', q, users, b, k }, [users.buffer]);
       });
-      const scores = out.scores.data as Float32Array;
-      const rows = out.items.data as BigInt64Array;
-      batch.forEach((p, i) => {
-        const r = new Int32Array(p.k);
-        for (let j = 0; j < p.k; j++) r[j] = Number(rows[i * k + j]);
-        p.resolve({ rows: r, scores: scores.slice(i * k, i * k + p.k) });
-      });
+      batch.forEach((p, i) => p.resolve({ rows: out.rows.slice(i * k, i * k + p.k), scores: out.scores.slice(i * k, i * k + p.k) }));
     } catch (err) {
       for (const p of batch) p.reject(err as Error);
     }
@@ -79,7 +163,15 @@ export class ExactScorer {
   async close(): Promise<void> {
     // Let queued work finish on this session before releasing it.
     await this.batcher.close();
-    await this.session.release();
+    if (!this.lost) {
+      this.worker.ref();
+      await new Promise<void>((resolve) => {
+        this.onClosed = resolve;
+        this.post({ t: 'close' });
+      });
+    }
+    this.lost ??= new Error('exact scorer is closed');
+    await this.worker.terminate();
   }
 }
 

@@ -6,8 +6,11 @@ import ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import { DEFAULTS } from '../../core/defaults.js';
 
-/** `threads` > 0: that many intra-op threads, not spinning; 0: ONNX Runtime's own choice (core/defaults.ts onnxThreads). */
-export async function openOnnxSession(model: Uint8Array, file: string, providers: string[], log?: Logger, threads: number = DEFAULTS.onnxThreads): Promise<{ session: ort.InferenceSession; provider: string }> {
+/**
+ * `threads` > 0: that many intra-op threads, not spinning; 0: ONNX Runtime's own choice (core/defaults.ts onnxThreads).
+ * `skipped` gives the providers that failed before the one that opened (logged here when `log` is given).
+ */
+export async function openOnnxSession(model: Uint8Array, file: string, providers: string[], log?: Logger, threads: number = DEFAULTS.onnxThreads): Promise<{ session: ort.InferenceSession; provider: string; skipped: string[] }> {
   const reasons: string[] = [];
   // ORT prints its own error line when the CUDA library is missing; we report the fall-back ourselves.
   ort.env.logLevel = 'fatal';
@@ -18,11 +21,13 @@ export async function openOnnxSession(model: Uint8Array, file: string, providers
     try {
       // logSeverityLevel 3: ORT's own console lines for a missing CUDA library are errors we handle here.
       const session = await ort.InferenceSession.create(model, { executionProviders: [p], logSeverityLevel: 3, graphOptimizationLevel: 'all', ...threading });
-      if (reasons.length) log?.warn({ provider: p, skipped: reasons, file }, `onnxruntime: fell back to the ${p} execution provider`);
-      return { session, provider: p };
+      if (reasons.length) log?.warn({ provider: p, skipped: reasons, file }, fallBackMessage(p));
+      return { session, provider: p, skipped: reasons };
     } catch (err) {
       reasons.push(`${p}: ${(err as Error).message.split('\n')[0]}`);
     }
   }
   throw new Error(`no ONNX Runtime execution provider could open ${file} (${reasons.join('; ')})`);
 }
+
+export const fallBackMessage = (provider: string) => `onnxruntime: fell back to the ${provider} execution provider`;
