@@ -2,7 +2,8 @@
  * The exact scorer on its own thread (server/retrieval/exact.ts, exact-worker.ts): a scorer
  * opened from an item table (a fine-tuning round's refresh, sent in slices) answers what the
  * bundle's model.onnx does; a model that cannot open, or a thread that dies, fails with a clear
- * error and never hangs; an idle scorer never keeps a finished process alive.
+ * error and never hangs (a served version answers from its item table meanwhile and opens a new
+ * scorer); an idle scorer never keeps a finished process alive.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { ExactScorer } from '../server/retrieval/exact.js';
 import { buildScoringModel } from '../repository/onnx-scoring-graph.js';
 import { Rng } from '../core/rng.js';
+import { repoWith, testServer } from '../test-support/serving.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -84,4 +86,42 @@ test('an open scorer that is not closed does not keep a finished process alive',
   assert.equal(r.signal, null, `the process was still running after 30 s: ${r.stderr}`);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /rows 2/);
+});
+
+test('a served version whose exact thread dies keeps answering exactly (scored on the event loop) and opens a new scorer', async () => {
+  const { repo } = repoWith('dies');
+  const s = await testServer(repo, 'dies', { online: { roundEvery: 0, roundSeconds: 0 } });
+  try {
+    const m = s.holder.model!;
+    const [user, row] = [...m.userIndex.entries()][3];
+    const want = async () => (await s.app.inject({ url: `/recommend?user=${user}&k=10&retrieval=exact` })).json().items.map((x: { item: string }) => x.item);
+    const before = await want();
+    const brute = Array.from({ length: m.nItems }, (_, i) => i)
+      .filter((i) => !m.isSeen(row, i))
+      .sort((a, b) => m.score(m.userVector(row), b) - m.score(m.userVector(row), a) || a - b)
+      .slice(0, 10)
+      .map((i) => m.itemIds[i]);
+    assert.deepEqual(before, brute);
+    const dead = m.exact;
+    await (dead as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+    assert.equal(dead.failed, true);
+    m.cache.clear();
+    const r = await s.app.inject({ url: `/recommend?user=${user}&k=10&retrieval=exact` });
+    assert.equal(r.statusCode, 200, r.body);
+    assert.deepEqual(r.json().items.map((x: { item: string }) => x.item), brute);
+    // the renewal it started serves soon after
+    for (let i = 0; i < 200 && m.exact === dead; i++) await new Promise((res) => setTimeout(res, 25));
+    assert.notEqual(m.exact, dead, 'a new scorer replaced the dead one');
+    assert.equal(m.exact.failed, false);
+    m.cache.clear();
+    assert.deepEqual(await want(), brute);
+  } finally {
+    await s.close();
+  }
+});
+
+test('closing a scorer twice: both calls settle', async () => {
+  const s = await ExactScorer.fromTable(table(20, 4, 9), 20, 4, ['cpu']);
+  await Promise.all([s.close(), s.close()]);
+  await s.close();
 });

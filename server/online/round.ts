@@ -8,7 +8,6 @@ import type { Logger } from 'pino';
 import type { Rng } from '../../core/rng.js';
 import { rowArray } from '../../repository/hnsw-index.js';
 import { grownTo } from '../../core/typed-arrays.js';
-import { ExactScorer } from '../retrieval/exact.js';
 import type { ServingModel } from '../serving/serving-model.js';
 import { rebuildAnnIndex } from './ann-rebuild.js';
 import { bprStep, sampleNegative } from './steps.js';
@@ -153,23 +152,7 @@ export async function refreshAnn(m: ServingModel, changed: number[], rebuild: bo
   return live() ? k : null;
 }
 
-/**
- * The exact path: a new ONNX session over the new item table, swapped in (the old one closes
- * after its queue), and the version's caches cleared. False when the version stopped being live.
- */
-export async function refreshExact(m: ServingModel, live: () => boolean, logger: Logger): Promise<boolean> {
-  if (!live()) return false;
-  const seq = m.placementSeq;
-  const next = await ExactScorer.fromTable(m.itemTable(), m.nItems, m.dim, [m.exact.provider], logger, m.exact.onBatch, m.exact.threads);
-  if (!live()) {
-    await next.close(); // the version was retired (and its scorer closed) while this one opened
-    return false;
-  }
-  const old = m.exact;
-  m.exact = next;
-  m.exactRefreshed(seq);
-  m.cache.clear();
-  m.candidates.clear();
-  old.close().catch((err) => logger.warn({ err: (err as Error).message }, 'closing the previous ONNX session failed'));
-  return true;
+/** The exact path: a new scorer over the moved item table, swapped in (ServingModel.replaceExact). False when the version stopped being live. */
+export function refreshExact(m: ServingModel, live: () => boolean, logger: Logger): Promise<boolean> {
+  return m.replaceExact(live, logger);
 }

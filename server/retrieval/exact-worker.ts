@@ -51,6 +51,7 @@ function handle(m: ToExactThread): Promise<void> | void {
     case 'table':
       if (!table || table.length !== m.length) table = new Float32Array(m.length);
       table.set(m.values, m.offset);
+      send({ t: 'got' });
       return;
     case 'open-table': {
       let model: Uint8Array;
@@ -73,6 +74,14 @@ function handle(m: ToExactThread): Promise<void> | void {
   }
 }
 
+/** A message that threw answers as its kind fails (the queue goes on with the next). */
+function failed(m: ToExactThread, err: unknown): void {
+  const message = (err as Error).message ?? String(err);
+  if (m.t === 'run') send({ t: 'error', q: m.q, message });
+  else if (m.t === 'close') send({ t: 'closed' });
+  else send({ t: 'failed', message });
+}
+
 port.on('message', (m: ToExactThread) => {
-  queue = queue.then(() => handle(m));
+  queue = queue.then(() => handle(m)).catch((err: unknown) => failed(m, err));
 });

@@ -39,7 +39,9 @@ export class ExactScorer {
   /** Why the thread is gone (every later run fails with it), or null while it serves. */
   private lost: Error | null = null;
   private onOpened: ((m: FromExactThread) => void) | null = null;
+  private onGot: (() => void) | null = null;
   private onClosed: (() => void) | null = null;
+  private closing: Promise<void> | null = null;
 
   private constructor(
     private readonly worker: Worker,
@@ -58,16 +60,18 @@ export class ExactScorer {
         this.holdWhileBusy();
         if (m.t === 'done') r?.resolve(m);
         else r?.reject(new Error(`exact scorer: ${m.message}`));
-      } else if (m.t === 'closed') this.onClosed?.();
+      } else if (m.t === 'got') this.onGot?.();
+      else if (m.t === 'closed') this.onClosed?.();
       else this.onOpened?.(m);
     });
     const gone = (err: Error) => {
       if (this.lost) return;
       this.lost = err;
-      if (!this.onClosed) log?.error({ err: err.message }, 'exact scorer thread failed: exact answers fail until the next version or refresh');
+      if (!this.closing && !this.onOpened) log?.error({ err: err.message }, 'exact scorer thread failed: exact answers are scored on the event loop until a new scorer opens');
       for (const r of this.runs.values()) r.reject(err);
       this.runs.clear();
       this.onOpened?.({ t: 'failed', message: err.message });
+      this.onGot?.();
       this.onClosed?.();
       this.holdWhileBusy();
     };
@@ -78,10 +82,20 @@ export class ExactScorer {
   /** The provider whose session serves (set once opened). */
   provider = '';
 
-  /** The session over a serialized model.onnx (a bundle's), on its own thread. */
+  /** The thread died while serving (not closed by us): its answers must come from elsewhere (exactRetriever scores the table itself). */
+  get failed(): boolean {
+    return this.lost !== null && this.closing === null;
+  }
+
+  /**
+   * The session over a serialized model.onnx (a bundle's), on its own thread. A `model` that is
+   * the whole of its buffer is handed over (transferred, not copied: 256 MB at a million items),
+   * so the caller must not use it afterwards.
+   */
   static open(model: Uint8Array, dim: number, nItems: number, providers: string[], log?: Logger, onBatch?: (users: number) => void, threads: number = DEFAULTS.onnxThreads): Promise<ExactScorer> {
     const s = new ExactScorer(new Worker(new URL('./exact-worker.js', import.meta.url)), dim, nItems, threads, log, onBatch);
-    return s.opened(() => s.post({ t: 'open-model', model, providers, threads }));
+    const whole = model.byteOffset === 0 && model.byteLength === model.buffer.byteLength && model.buffer instanceof ArrayBuffer;
+    return s.opened(() => s.post({ t: 'open-model', model, providers, threads }, whole ? [model.buffer as ArrayBuffer] : []));
   }
 
   /**
@@ -95,10 +109,13 @@ export class ExactScorer {
       for (let off = 0; off < table.length || off === 0; off += TABLE_SLICE) {
         // (a copy, transferred: posting a view would clone its whole buffer)
         const values = table.slice(off, Math.min(table.length, off + TABLE_SLICE));
+        // the next slice once this one is in (the event loop serves meanwhile; at most one slice waits)
+        const got = new Promise<void>((resolve) => (s.onGot = resolve));
         s.post({ t: 'table', length: table.length, offset: off, values }, [values.buffer]);
-        if (off + TABLE_SLICE < table.length) await new Promise((r) => setImmediate(r));
+        await got;
         if (s.lost) return;
       }
+      s.onGot = null;
       s.post({ t: 'open-table', nItems, dim, providers, threads });
     });
   }
@@ -160,7 +177,12 @@ export class ExactScorer {
     }
   }
 
-  async close(): Promise<void> {
+  /** Once: a second call waits for the first. */
+  close(): Promise<void> {
+    return (this.closing ??= this.closeOnce());
+  }
+
+  private async closeOnce(): Promise<void> {
     // Let queued work finish on this session before releasing it.
     await this.batcher.close();
     if (!this.lost) {
@@ -180,28 +202,36 @@ export interface ExactSource extends ItemTable {
   readonly exact: ExactScorer;
   /** Rows of the scorer's table whose vectors changed since it was copied (PUT /items of an added item): scored from the item table. */
   staleTableRows?(): number[];
+  /** The scorer's thread died: open a new one over the item table (once at a time; the answers meanwhile are scored here). */
+  renewExact?(): void;
 }
 
 export const exactRetriever: Retriever<ExactSource> = {
   name: 'exact',
   async retrieve(source, q) {
     const { need } = wanted(source, q);
+    // (one scorer for the whole answer: a refresh may swap it while this one runs)
+    const exact = source.exact;
+    if (exact.failed) {
+      // Its thread died: the whole table scored here (correct, slower) until a new scorer serves.
+      source.renewExact?.();
+      return { items: rank(source, q.vector, unseen(rowsTopK(source, q.vector, 0, need), q.seen), q.k), retrieval: 'exact' };
+    }
     // Rows the table holds with an old vector: every one is a candidate, and the table is asked for as many more.
     const stale = source.staleTableRows?.() ?? [];
-    const table = (await source.exact.topK(q.vector, need + stale.length)).rows;
+    const table = (await exact.topK(q.vector, need + stale.length)).rows;
     // Items added since the ONNX table was built (PUT /items; a round's refresh folds them in): scored here.
     let rows: ArrayLike<number> = table;
-    if (source.nItems > source.exact.nItems || stale.length) {
+    if (source.nItems > exact.nItems || stale.length) {
       const staleSet = new Set(stale);
-      rows = [...Array.from(table).filter((r) => !staleSet.has(r)), ...stale, ...(source.nItems > source.exact.nItems ? addedTopK(source, q.vector, need) : [])];
+      rows = [...Array.from(table).filter((r) => !staleSet.has(r)), ...stale, ...(source.nItems > exact.nItems ? rowsTopK(source, q.vector, exact.nItems, need) : [])];
     }
     return { items: rank(source, q.vector, unseen(rows, q.seen), q.k), retrieval: 'exact' };
   },
 };
 
-/** The top `k` of the rows past the exact scorer's table, by the student's score (their union with the table's top k holds the overall top k). */
-function addedTopK(source: ExactSource, vector: Float32Array, k: number): Int32Array {
-  const from = source.exact.nItems;
+/** The top `k` of the rows from `from` on, by the student's score (past the scorer's table: their union with the table's top k holds the overall top k). */
+function rowsTopK(source: ExactSource, vector: Float32Array, from: number, k: number): Int32Array {
   const n = source.nItems - from;
   const scores = new Float32Array(n);
   for (let i = 0; i < n; i++) scores[i] = source.score(vector, from + i);

@@ -213,6 +213,50 @@ export class ServingModel implements AnnSource {
     for (const [row, s] of this.tablePlacements) if (s <= seq) this.tablePlacements.delete(row);
   }
 
+  /** Bumped by every swap of the exact scorer (a renewal opened across one is dropped: the other is newer). */
+  private exactGeneration = 0;
+  private renewing = false;
+  private closed = false;
+  /** Where a renewal of the exact scorer logs (the server's logger). */
+  log?: Logger;
+
+  /**
+   * A new exact scorer over the current item table (a fine-tuning round's refresh), swapped in
+   * (the old one closes after its queue), and the version's caches cleared (answers must stay
+   * exact after items moved). False when `live()` says the version stopped being served, or
+   * (`ifUnchanged`) when another swap happened while this one opened.
+   */
+  async replaceExact(live: () => boolean, log?: Logger, ifUnchanged = false): Promise<boolean> {
+    if (!live()) return false;
+    const seq = this.placementSeq;
+    const generation = this.exactGeneration;
+    const cur = this.exact;
+    const next = await ExactScorer.fromTable(this.itemTable(), this.nItems, this.dim, [cur.provider], log, cur.onBatch, cur.threads);
+    if (!live() || (ifUnchanged && generation !== this.exactGeneration)) {
+      await next.close(); // (the version was retired, and its scorer closed, while this one opened; or a newer one serves)
+      return false;
+    }
+    const old = this.exact;
+    this.exact = next;
+    this.exactGeneration++;
+    this.exactRefreshed(seq);
+    this.cache.clear();
+    this.candidates.clear();
+    old.close().catch((err) => log?.warn({ err: (err as Error).message }, 'closing the previous ONNX session failed'));
+    return true;
+  }
+
+  /** The exact scorer's thread died (exact.ts answers from the table meanwhile): a new one, one at a time, unless a refresh replaces it first. */
+  renewExact(): void {
+    if (this.renewing || this.closed) return;
+    this.renewing = true;
+    this.log?.warn('exact scorer: opening a new one over the item table');
+    this.replaceExact(() => !this.closed, this.log, true)
+      .then((ok) => ok && this.log?.info('exact scorer: the new one serves'))
+      .catch((err: unknown) => this.log?.error({ err: (err as Error).message }, 'exact scorer: a new one could not open; answers stay scored on the event loop'))
+      .finally(() => (this.renewing = false));
+  }
+
   /** Rows inside the exact scorer's table whose vector was placed after the table was copied (exact.ts scores them from the item table). */
   staleTableRows(): number[] {
     if (this.tablePlacements.size === 0) return [];
@@ -306,6 +350,7 @@ export class ServingModel implements AnnSource {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.ann.dispose();
     await Promise.all([this.exact.close(), this.encoder?.close(), this.embedder?.close()]);
   }
@@ -396,6 +441,7 @@ export async function loadServingModel(dir: string, opts: LoadOptions): Promise<
       throw err;
     }
   }
+  model.log = opts.log;
   model.appliedPosition = m.logPosition ?? 0;
   model.catalog = new ItemCatalog(itemLabels);
   // Deletes and dislikes the bundle absorbed (its log position is past them: they are not replayed).
