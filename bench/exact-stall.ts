@@ -6,7 +6,7 @@
  *    user's vector, back to back, for `--seconds`: queries/s, and the event loop's
  *    delay meanwhile (perf_hooks' histogram: p99 and max). A run on the event loop holds it for the
  *    whole run; a run on the scorer's thread does not.
- * 2. A fine-tuning round's refresh of the exact path (refreshExact: a new session over the item
+ * 2. A fine-tuning round's refresh of the exact path (ServingModel.replaceExact: a new session over the item
  *    table, swapped in), with a 1 ms timer ticking: its wall time and the event loop's longest
  *    delay during it.
  *
@@ -20,7 +20,6 @@ import { DEFAULTS } from '../core/defaults.js';
 import { Rng } from '../core/rng.js';
 import { scriptArgs } from '../core/script-args.js';
 import { listVersions, versionDir } from '../repository/versions.js';
-import { refreshExact } from '../server/online/round.js';
 import { loadServingModel } from '../server/serving/serving-model.js';
 
 const { values: a } = scriptArgs(import.meta.url, {
@@ -72,7 +71,7 @@ const tick = setInterval(() => {
   last = now;
 }, 1);
 const r0 = performance.now();
-const ok = await refreshExact(model, () => true, log);
+const ok = await model.replaceExact(() => true, log);
 const refreshMs = performance.now() - r0;
 clearInterval(tick);
 longest = Math.max(longest, performance.now() - last);

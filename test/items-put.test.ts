@@ -14,7 +14,6 @@ import { exportBundle, type BundleInput } from '../export/exporter.js';
 import { encodeReference, type ItemEncoderWeights } from '../repository/onnx-item-encoder-graph.js';
 import { Rng } from '../core/rng.js';
 import { HNSW, quietLog, smallBundle, testServer } from '../test-support/serving.js';
-import { refreshExact } from '../server/online/round.js';
 import { parseRecordJson } from '../repository/interaction-log.js';
 
 const auth = { authorization: 'Bearer secret' };
@@ -114,7 +113,7 @@ test('PUT /items: a new item from its features is served by ann and exact, as a 
 
     // the exact path's table is rebuilt (a round's refresh folds the added row in), then the item is placed anew:
     // the table's copy of its vector is stale and must not decide the answer
-    await refreshExact(m, () => true, quietLog);
+    await m.replaceExact(() => true, quietLog);
     assert.equal(m.exact.nItems, 301);
     const fMid = features(40, 5);
     assert.equal((await put(s, 'sku-new', { features: fMid })).statusCode, 200);

@@ -35,7 +35,7 @@ import { Rng } from '../../core/rng.js';
 import { defaultsFor } from '../../core/defaults.js';
 import { NewestQueue } from './newest-queue.js';
 import { readLogSlices } from './log-reader.js';
-import { itemsToReindex, refreshAnn, refreshExact, trainingPairs, trainPairs } from './round.js';
+import { itemsToReindex, refreshAnn, trainingPairs, trainPairs } from './round.js';
 import { captureSnapshot, captureSnapshotSync, checkSnapshot, readSnapshot, removeOtherSnapshots, restoreSnapshot, serializeSnapshot, snapshotPath, writeSnapshotFile, type Snapshot, type SnapshotParts } from './snapshot.js';
 import { bprStep, dislikeStep, graphStep, sampleNegative } from './steps.js';
 import { VersionState } from './version-state.js';
@@ -635,7 +635,7 @@ export class OnlineLearner {
   private async reindex(m: ServingModel, items: number[], signal?: AbortSignal): Promise<void> {
     const live = () => !(signal?.aborted ?? false) && !this.closed;
     const rebuild = items.length >= this.cfg.rebuildShare * m.nItems;
-    if ((await refreshAnn(m, items, rebuild, live, signal ?? this.closing.signal)) === null || !(await refreshExact(m, live, this.logger))) {
+    if ((await refreshAnn(m, items, rebuild, live, signal ?? this.closing.signal)) === null || !(await m.replaceExact(live, this.logger))) {
       throw new Error('cancelled while re-indexing the items of the online-state snapshot');
     }
     if (rebuild) this.stateOf(m).drift.fill(0);
@@ -725,7 +725,7 @@ export class OnlineLearner {
       this.rebuildSecondsPerItem = (tAnn - tSgd) / 1000 / m.nItems;
       st.nextRebuildAt = tAnn + (tAnn - tSgd) * this.rebuildGap();
     } else for (let k = 0; k < linked; k++) st.drift[changed[k]] = 0;
-    if (!(await refreshExact(m, live, this.logger))) return;
+    if (!(await m.replaceExact(live, this.logger))) return;
     const seconds = (performance.now() - t0) / 1000;
     this.metrics.roundSeconds.observe(seconds);
     this.logger.info({ interactions: recent.length, pairs: pairs.length * this.cfg.roundEpochs, itemsMoved: touched, itemsReindexed: rebuilt ? m.nItems : linked, itemsDeferred: rebuilt ? 0 : total - linked, ann: rebuilt ? 'rebuilt' : 'relinked', seconds: +seconds.toFixed(3), phases: { sgd: +((tSgd - t0) / 1000).toFixed(3), ann: +((tAnn - tSgd) / 1000).toFixed(3), onnx: +((performance.now() - tAnn) / 1000).toFixed(3) } }, 'fine-tuning round done');

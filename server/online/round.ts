@@ -1,10 +1,9 @@
 /**
  * The jobs of a background fine-tuning round, in order: the training pairs (recent plus replayed
  * old ones), BPR epochs over them, the items that moved enough to re-index, the ANN index
- * refreshed and the exact path's ONNX table rebuilt and swapped. The long jobs yield to the
+ * refreshed (the exact path's ONNX table is then rebuilt and swapped by ServingModel.replaceExact). The long jobs yield to the
  * event loop and stop as soon as `live()` says the version is no longer served.
  */
-import type { Logger } from 'pino';
 import type { Rng } from '../../core/rng.js';
 import { rowArray } from '../../repository/hnsw-index.js';
 import { grownTo } from '../../core/typed-arrays.js';
@@ -150,9 +149,4 @@ export async function refreshAnn(m: ServingModel, changed: number[], rebuild: bo
     await yieldToRequests();
   }
   return live() ? k : null;
-}
-
-/** The exact path: a new scorer over the moved item table, swapped in (ServingModel.replaceExact). False when the version stopped being live. */
-export function refreshExact(m: ServingModel, live: () => boolean, logger: Logger): Promise<boolean> {
-  return m.replaceExact(live, logger);
 }

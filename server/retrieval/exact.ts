@@ -43,8 +43,9 @@ export class ExactScorer {
   private onClosed: (() => void) | null = null;
   private closing: Promise<void> | null = null;
 
+  private readonly worker = new Worker(new URL('./exact-worker.js', import.meta.url));
+
   private constructor(
-    private readonly worker: Worker,
     readonly dim: number,
     readonly nItems: number,
     /** Threads of a run (0 = ONNX Runtime's default); a refreshed scorer takes the same. */
@@ -53,6 +54,7 @@ export class ExactScorer {
     /** Told each batch's size (the server's histogram); a refreshed scorer takes the same. */
     readonly onBatch?: (users: number) => void,
   ) {
+    const worker = this.worker;
     worker.on('message', (m: FromExactThread) => {
       if (m.t === 'done' || m.t === 'error') {
         const r = this.runs.get(m.q);
@@ -93,7 +95,7 @@ export class ExactScorer {
    * so the caller must not use it afterwards.
    */
   static open(model: Uint8Array, dim: number, nItems: number, providers: string[], log?: Logger, onBatch?: (users: number) => void, threads: number = DEFAULTS.onnxThreads): Promise<ExactScorer> {
-    const s = new ExactScorer(new Worker(new URL('./exact-worker.js', import.meta.url)), dim, nItems, threads, log, onBatch);
+    const s = new ExactScorer(dim, nItems, threads, log, onBatch);
     const whole = model.byteOffset === 0 && model.byteLength === model.buffer.byteLength && model.buffer instanceof ArrayBuffer;
     return s.opened(() => s.post({ t: 'open-model', model, providers, threads }, whole ? [model.buffer as ArrayBuffer] : []));
   }
@@ -104,7 +106,7 @@ export class ExactScorer {
    * The table must not change until this resolves except in rows the caller tracks as stale.
    */
   static fromTable(table: Float32Array, nItems: number, dim: number, providers: string[], log?: Logger, onBatch?: (users: number) => void, threads: number = DEFAULTS.onnxThreads): Promise<ExactScorer> {
-    const s = new ExactScorer(new Worker(new URL('./exact-worker.js', import.meta.url)), dim, nItems, threads, log, onBatch);
+    const s = new ExactScorer(dim, nItems, threads, log, onBatch);
     return s.opened(async () => {
       for (let off = 0; off < table.length || off === 0; off += TABLE_SLICE) {
         // (a copy, transferred: posting a view would clone its whole buffer)
