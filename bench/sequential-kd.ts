@@ -71,6 +71,9 @@ const ABLATIONS: [Job['method'], string, string[]][] = [
   ['odmt', 'odmt --no-online-kd', ['--no-online-kd']],
   // (until 2026-12-03 the default was random and this ablation `--odmt-init features`)
   ['odmt', 'odmt --odmt-init random', ['--odmt-init', 'random']],
+  // a second stage: a fresh ID-only student distilled from the ensemble of an ODMT run without online KD (the better ensemble on validation)
+  ['odmt', 'odmt distilled', ['--odmt-student', 'distilled', '--no-online-kd']],
+  ['odmt', 'odmt distilled from branch', ['--odmt-student', 'distilled', '--no-online-kd', '--odmt-distill-start', 'branch']],
 ];
 if (!a['no-ablations']) {
   for (const [m, v, f] of ABLATIONS) jobs.push({ id: `${v.replace(/[^a-z0-9]+/g, '_')}-${seeds[0]}`, method: m, variant: v, seed: seeds[0], flags: ['--seq-kd', m, ...f] });

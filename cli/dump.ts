@@ -16,7 +16,7 @@ export function register(program: Command): void {
     .addOption(settingOption('repo'))
     .addOption(settingOption('split'))
     .option('--data <dir>', 'dataset folder (default: the one the checkpoint was trained on)')
-    .option('--branch <name>', 'a checkpoint trained with --seq-kd odmt: id (default, the served student), a modality\'s branch, or ensemble (the mean of the branches\' scores: vectors of dim × branches); reads the feature files')
+    .option('--branch <name>', 'a checkpoint trained with --seq-kd odmt: id (default, the served student), a modality\'s branch, or ensemble (the mean of the branches\' scores: vectors of dim × branches); of a student trained with --odmt-student distilled, its teacher\'s (checkpoints/odmt-teacher); reads the feature files')
     .addOption(settingOption('backend'))
     .action(async (o) => {
       const v = settingValues(o, ['repo', 'split', 'backend']);

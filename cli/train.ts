@@ -19,7 +19,7 @@ const SHAPE = ['model', 'dim', 'layers', 'lr', 'reg', 'batch', 'epochs', 'seed',
 const TEACHER = ['teacherKind', 'ckdWeight', 'ckdKl', 'ckdTemperature', 'forceKd', 'guardThread', 'teacherLayers', 'teacherLr', 'teacherPatience', 'teacherDropout', 'teacherModalWeight', 'teacherModalMix', 'promptRate', 'promptDim'] as const;
 const SEQ = ['seqBlocks', 'seqHeads', 'maxLen', 'seqDropout', 'ffDim', 'seqLoss', 'seqNegatives'] as const;
 /** --seq-kd and its methods' settings (issue 20) */
-const SEQ_KD = ['seqKd', 'kdsrHolisticWeight', 'kdsrDissectedWeight', 'kdsrTau', 'kdsrMatch', 'kdsrSubvectors', 'kdsrCodes', 'kdsrQuantizer', 'kdsrAnchors', 'kdsrPartners', 'kdsrAsyncEpochs', 'holistic', 'dissected', 'async', 'odmtTemperature', 'odmtRampup', 'odmtLayers', 'odmtInit', 'imtMask', 'onlineKd'] as const;
+const SEQ_KD = ['seqKd', 'kdsrHolisticWeight', 'kdsrDissectedWeight', 'kdsrTau', 'kdsrMatch', 'kdsrSubvectors', 'kdsrCodes', 'kdsrQuantizer', 'kdsrAnchors', 'kdsrPartners', 'kdsrAsyncEpochs', 'holistic', 'dissected', 'async', 'odmtTemperature', 'odmtRampup', 'odmtLayers', 'odmtInit', 'imtMask', 'onlineKd', 'odmtStudent', 'odmtDistillWeight', 'odmtDistillTemperature', 'odmtDistillStart'] as const;
 const KD = ['pairWeight', 'listWeight', 'embWeight', 'temperature', 'listSize', 'gamma', 'binaryWeight'] as const;
 const SWITCHES = ['prompt', 'pairKd', 'listKd', 'disentangle', 'embKd', 'progress'] as const;
 const ENCODER = ['itemEncoder', 'itemEncoderDesign', 'itemEncoderHidden', 'itemEncoderEpochs', 'itemEncoderLr', 'itemEncoderBatch', 'itemEncoderBprWeight', 'itemEncoderHoldout', 'itemEncoderEvalEvery', 'itemEncoderCriterion'] as const;

@@ -387,6 +387,12 @@ export const SETTINGS = define({
   odmtInit: choice({ section: 'training', flag: '--odmt-init <i>', choices: ['random', 'features'], default: 'features', description: "odmt: ID embeddings start as the average of the item's projected modality features (features), or random (the ODMT code's default)" }),
   imtMask: bool({ section: 'training', flag: '--no-imt-mask', default: true, description: 'odmt ablation: every token attends every token (no ID-aware mask: modality tokens may attend the ID token)' }),
   onlineKd: bool({ section: 'training', flag: '--no-online-kd', default: true, description: 'odmt ablation: the branches train on their own cross-entropy only' }),
+  // distilled: a second stage after ODMT, a fresh ID-only SASRec learning from the trained branches' ensemble (the
+  // paper's fused score: the best ODMT predictor on validation, but three encoders and a 3·dim table to serve)
+  odmtStudent: choice({ section: 'training', flag: '--odmt-student <s>', choices: ['branch', 'distilled'], default: 'branch', description: "odmt: the served student is the ID branch trained beside the modality branches (branch), or a fresh ID-only SASRec distilled from the trained ODMT's ensemble in a second stage (distilled; the ODMT run is kept in checkpoints/odmt-teacher)" }),
+  odmtDistillWeight: num({ section: 'training', flag: '--odmt-distill-weight <x>', min: 0, default: 1, description: "odmt --odmt-student distilled: weight of the distillation term T²·CE(softmax(ensemble/T), softmax(student/T)) beside the student's cross-entropy" }),
+  odmtDistillTemperature: num({ section: 'training', flag: '--odmt-distill-temperature <x>', above: 0, default: 1, description: "odmt --odmt-student distilled: temperature T of the ensemble's and the student's softened predictions" }),
+  odmtDistillStart: choice({ section: 'training', flag: '--odmt-distill-start <s>', choices: ['random', 'branch'], default: 'random', description: "odmt --odmt-student distilled: the student starts from random weights (random) or from the trained ID branch (branch)" }),
   progress: bool({ section: 'training', flag: '--no-progress', default: true, description: 'no progress bar (it is drawn only on a terminal anyway)' }),
 
   // Teacher (stage 1)

@@ -15,6 +15,7 @@ import { KdsrLoss, asyncScale, hardTargets, samplePairs } from '../trainer/model
 import { Odmt, imtMaskValues, sigmoidRampup } from '../trainer/models/odmt.js';
 import { SasRec } from '../trainer/models/sasrec.js';
 import { SEQUENTIAL_DEFAULTS } from '../trainer/stages/sequential.js';
+import { userSequences } from '../data/sequences.js';
 
 await initEngine('wasm');
 const root = mkdtempSync(join(tmpdir(), 'seq-kd-'));
@@ -133,6 +134,40 @@ const data = join(root, 'walk');
 writeSequentialDataset(data, { users: 60, items: N, minLen: 4, maxLen: 10, seed: 11 });
 const repo = join(root, 'models');
 /** ODMT's per-branch validation N@10 as the training reported it, and as dumps of its checkpoint score it. */
+test('odmt frozen teacher: its logits at a target position are the ensemble scores of that prefix (the fused score dump --branch ensemble writes)', () => {
+  const dir = join(root, 'odmt-frozen');
+  writeSequentialDataset(dir, { users: 30, items: N, minLen: 4, maxLen: 8, seed: 4 });
+  writeNpy(join(dir, 'image_feat.npy'), modality('image', 16, 5).data, [N, 16]);
+  writeNpy(join(dir, 'text_feat.npy'), modality('text', 8, 6).data, [N, 8]);
+  const d = loadDataset(dir);
+  const shape = { dim: 8, blocks: 1, heads: 1, maxLen: 8, ffDim: 8, nItems: N };
+  const id = new SasRec(shape, { seed: 3 });
+  const o = new Odmt(d, id, { ...SEQUENTIAL_DEFAULTS, seed: 5 });
+  const frozen = o.frozen();
+  const seqs = userSequences(d, 0);
+  const u = [...Array(d.nUsers).keys()].find((x) => seqs.indptr[x + 1] - seqs.indptr[x] >= 3 && d.valByUser.indptr[x + 1] > d.valByUser.indptr[x])!;
+  const seq = seqs.indices.subarray(seqs.indptr[u], seqs.indptr[u + 1]);
+  // one row: the user's train sequence, the only target its validation item after the last position
+  const width = Math.min(seq.length, shape.maxLen);
+  const inputs = Int32Array.from(seq.subarray(seq.length - width));
+  const targets = new Int32Array(width).fill(N);
+  targets[width - 1] = d.valByUser.indices[d.valByUser.indptr[u]];
+  const z = tf.tidy(() => frozen.logits({ inputs, targets, batch: 1, width }).arraySync() as number[][]);
+  const e = o.splitVectors(d, 'val', 'ensemble', [u]);
+  assert.equal(z.length, 1);
+  for (let i = 0; i < N; i++) {
+    let dot = 0;
+    for (let c = 0; c < e.dim; c++) dot += e.users[u * e.dim + c] * e.items[i * e.dim + c];
+    assert.ok(Math.abs(z[0][i] - dot) < 1e-4, `item ${i}: ${z[0][i]} vs ${dot}`);
+  }
+  // evaluation mode: no dropout, the same logits again
+  const again = tf.tidy(() => frozen.logits({ inputs, targets, batch: 1, width }).arraySync() as number[][]);
+  assert.deepEqual(again, z);
+  frozen.dispose();
+  o.dispose();
+  id.dispose();
+});
+
 const odmtReport = new Map<string, number>();
 const branchNdcg = new Map<string, number>();
 const small = ['--dim', '8', '--max-len', '8', '--seq-blocks', '1', '--batch', '32', '--eval-every', '1', '--no-progress', '--epochs', '2'];
@@ -208,4 +243,42 @@ test('dump --branch: an ODMT checkpoint\'s other branches and their ensemble, as
   const notOdmt = runCli('dump', '--name', 'kdsr', '--repo', repo, '--out', join(root, 'dump-kdsr'), '--branch', 'ensemble');
   assert.equal(notOdmt.code, 1);
   assert.match(notOdmt.stderr, /--branch ensemble needs a checkpoint trained with --seq-kd odmt \(this one: --seq-kd kdsr\)/);
+});
+
+test('--odmt-student distilled: the ODMT run is kept as the teacher, a fresh ID-only student learns from its ensemble, a second run reuses the teacher', async () => {
+  const r = runCli('train', '--data', data, '--name', 'odmt-distilled', '--repo', repo, '--model', 'sasrec', '--seq-kd', 'odmt', '--odmt-student', 'distilled', '--no-online-kd', ...small);
+  assert.equal(r.code, 0, r.stderr);
+  const rep = JSON.parse(r.stdout).student;
+  assert.equal(rep.odmtStudent, 'distilled');
+  const teacherDir = join(repo, 'odmt-distilled', 'checkpoints', 'odmt-teacher');
+  assert.equal(rep.odmtTeacher.checkpoint, teacherDir);
+  assert.ok(rep.odmtTeacher.odmtValidation.ensemble['ndcg@10'] >= 0);
+  // the teacher's ensemble as the student stage measured it = as the teacher's own run did
+  assert.ok(Math.abs(rep.odmtTeacherValidation.ensemble['ndcg@10'] - rep.odmtTeacher.odmtValidation.ensemble['ndcg@10']) < 1e-6);
+  const tMeta = JSON.parse(readFileSync(join(teacherDir, 'model.json'), 'utf8')).meta;
+  assert.ok(tMeta.finished);
+  assert.equal(tMeta.config.odmtStudent, 'branch');
+  // the student's checkpoint: the plain SASRec's arrays only (and Adam's), its config says how it was trained
+  const sMeta = JSON.parse(readFileSync(join(repo, 'odmt-distilled', 'checkpoints', 'student', 'model.json'), 'utf8')).meta;
+  assert.equal(sMeta.config.odmtStudent, 'distilled');
+  const { loadCheckpoint } = await import('../trainer/checkpoint.js');
+  const names = [...loadCheckpoint(join(repo, 'odmt-distilled', 'checkpoints', 'student')).arrays.keys()];
+  assert.ok(names.includes('seq.item_emb'));
+  assert.equal(names.filter((k) => k.startsWith('odmt.')).length, 0);
+  const ex = runCli('export', '--name', 'odmt-distilled', '--repo', repo, '--hnsw-m', '8');
+  assert.equal(ex.code, 0, ex.stderr);
+  const manifest = JSON.parse(readFileSync(join(repo, 'odmt-distilled', '1', 'manifest.json'), 'utf8'));
+  assert.deepEqual([manifest.model, manifest.training.seqKd, manifest.training.odmtStudent], ['sasrec', 'odmt', 'distilled']);
+  assert.deepEqual(readNpy(join(repo, 'odmt-distilled', '1', 'item_embeddings.npy')).shape, [N, 8]);
+  // dump --branch ensemble of the distilled student: its teacher's ensemble
+  const out = join(root, 'dump-distilled-ensemble');
+  const du = runCli('dump', '--name', 'odmt-distilled', '--repo', repo, '--split', 'val', '--out', out, '--branch', 'ensemble');
+  assert.equal(du.code, 0, du.stderr);
+  assert.deepEqual(readNpy(join(out, 'user_embeddings.npy')).shape, [60, 24]);
+  // again, starting from the trained ID branch: the finished teacher is reused, not retrained
+  const again = runCli('train', '--data', data, '--name', 'odmt-distilled', '--repo', repo, '--model', 'sasrec', '--seq-kd', 'odmt', '--odmt-student', 'distilled', '--no-online-kd', '--odmt-distill-start', 'branch', ...small);
+  assert.equal(again.code, 0, again.stderr);
+  const rep2 = JSON.parse(again.stdout).student;
+  assert.equal(rep2.odmtTeacher.reused, true);
+  assert.equal(rep2.odmtTeacher.bestEpoch, tMeta.epoch);
 });

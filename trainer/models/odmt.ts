@@ -59,7 +59,7 @@ export function imtMaskValues(tokens: number, imt: boolean): Float32Array {
 }
 
 /** T²·mean over rows of CE(q, softmax(z/T)), gradient T·(softmax(z/T) − q)/n to z only (the target q is held fixed). */
-function softCrossEntropy(z: tf.Tensor2D, q: tf.Tensor2D, T: number): tf.Scalar {
+export function softCrossEntropy(z: tf.Tensor2D, q: tf.Tensor2D, T: number): tf.Scalar {
   const n = z.shape[0];
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const x = args[0] as tf.Tensor;
@@ -240,6 +240,26 @@ export class Odmt {
 
   lossTerms(): Record<string, number> {
     return this.last;
+  }
+
+  /**
+   * The trained model as a frozen teacher (`--odmt-student distilled`): each branch's item table
+   * in evaluation mode, computed once; `logits(batch)`: the ensemble's logits (the mean of the
+   * branches', the fused score) at the batch's target positions in targetStates' order, no dropout.
+   */
+  frozen(): { logits(batch: SequenceBatch): tf.Tensor2D; dispose(): void } {
+    const { n, d } = this;
+    const tables = tf.tidy(() => this.itemTables());
+    const items = tables.map((t) => tf.slice(t, [0, 0], [n, d]));
+    const noDropout = new Rng(0);
+    return {
+      logits: (batch) =>
+        tf.tidy(() => {
+          const zs = this.branches.map((b, k) => tf.matMul(b.sas.targetStates(batch, 0, noDropout, tables[k]).hm, items[k], false, true));
+          return tf.div(tf.addN(zs), zs.length) as tf.Tensor2D;
+        }),
+      dispose: () => [...tables, ...items].forEach((t) => t.dispose()),
+    };
   }
 
   /** Runs `fn` with branch k's encoder in evaluation mode (its item table computed once). */

@@ -3,7 +3,9 @@
  * plain SASRec's Trainable with the method's variables, loss terms and schedule. KDSR
  * (trainer/models/kdsr.ts) adds correlation supervision to the same student; ODMT
  * (trainer/models/odmt.ts) trains an ID branch (the served student, `seq.*` in the checkpoint)
- * with one branch per modality and online distillation among them.
+ * with one branch per modality and online distillation among them; with `--odmt-student
+ * distilled` that run is the teacher of a second stage, a fresh ID-only SASRec that learns from
+ * the trained branches' ensemble (distilledHooks).
  */
 import { dirname, join } from 'node:path';
 import type { Dataset } from '../../data/dataset.js';
@@ -14,10 +16,10 @@ import { SequenceWindows, userSequences, type SequenceBatch } from '../../data/s
 import { tf } from '../engine/backend.js';
 import type { LoadedCheckpoint } from '../checkpoint.js';
 import type { Trainable } from '../loop.js';
-import { SasRec } from '../models/sasrec.js';
+import { SasRec, crossEntropy } from '../models/sasrec.js';
 import { KdsrLoss, asyncScale, samplePairs } from '../models/kdsr.js';
 import { kdsrTeacher } from '../models/kdsr-teacher.js';
-import { Odmt, type OdmtOptions } from '../models/odmt.js';
+import { Odmt, softCrossEntropy, type OdmtOptions } from '../models/odmt.js';
 import { evaluateSequentialWithUsers } from '../sequential-eval.js';
 
 /** Where each distillation setting is declared (core/defaults.ts, the issue-20 block). */
@@ -42,6 +44,10 @@ export const SEQ_KD_FIELDS = {
   odmtInit: 'odmtInit',
   imtMask: 'imtMask',
   onlineKd: 'onlineKd',
+  odmtStudent: 'odmtStudent',
+  odmtDistillWeight: 'odmtDistillWeight',
+  odmtDistillTemperature: 'odmtDistillTemperature',
+  odmtDistillStart: 'odmtDistillStart',
 } as const;
 
 /** The distillation's settings (SequentialConfig extends it), and the student settings it reads. */
@@ -60,6 +66,10 @@ export interface SeqKdConfig extends Omit<OdmtOptions, 'seed' | 'seqDropout'> {
   holistic: boolean;
   dissected: boolean;
   async: boolean;
+  odmtStudent: 'branch' | 'distilled';
+  odmtDistillWeight: number;
+  odmtDistillTemperature: number;
+  odmtDistillStart: 'random' | 'branch';
   dim: number;
   seed: number;
   maxLen: number;
@@ -78,6 +88,56 @@ export interface KdHooks {
 /** The folder beside the checkpoints that caches KDSR's teacher statistics. */
 export function kdsrCacheDir(checkpointDir: string): string {
   return join(dirname(checkpointDir), 'kdsr-teacher');
+}
+
+/** Where `--odmt-student distilled` keeps its first stage, the ODMT run (beside the student's checkpoint). */
+export function odmtTeacherDir(checkpointDir: string): string {
+  return join(dirname(checkpointDir), 'odmt-teacher');
+}
+
+/** The trained ID branch's weights in a finished ODMT checkpoint (`seq.*`, its item table the IMT's ID table): the student's `branch` start. */
+export function idBranchValues(teacher: LoadedCheckpoint<unknown>): Map<string, Float32Array> {
+  return new Map([...teacher.arrays].filter(([k]) => k.startsWith('seq.')).map(([k, v]) => [k, v.data]));
+}
+
+/**
+ * `--odmt-student distilled`'s second stage: the plain student's cross-entropy plus
+ * w·T²·CE(softmax(ensemble/T), softmax(student/T)) over each target position's full item
+ * softmax, the ensemble the frozen ODMT of `teacher` (its three branches' mean logits, computed
+ * in evaluation mode on the same batch).
+ */
+export function distilledHooks(data: Dataset, cfg: SeqKdConfig, model: SasRec, plain: Trainable<SequenceBatch>, teacher: LoadedCheckpoint<unknown>, o: { lossRng: Rng }): KdHooks {
+  if (cfg.seqLoss !== 'full') throw new Error('--odmt-student distilled learns from the ensemble over the full item softmax; --seq-loss sampled is not supported with it');
+  const values = new Map([...teacher.arrays].map(([k, v]) => [k, v.data]));
+  const idBranch = new SasRec(model.shape, idBranchValues(teacher));
+  const odmt = new Odmt(data, idBranch, cfg, values);
+  const validation = odmt.branchReportFor(data, cfg.ks);
+  const frozen = odmt.frozen();
+  const { nItems: n, dim: d } = model.shape;
+  const T = cfg.odmtDistillTemperature;
+  let terms: Record<string, number> = {};
+  const trainable: Trainable<SequenceBatch> = {
+    ...plain,
+    loss: (b) => {
+      const { hm, tgt } = model.targetStates(b, cfg.seqDropout, o.lossRng);
+      const z = tf.matMul(hm, tf.slice(model.itemTable, [0, 0], [n, d]), false, true) as tf.Tensor2D;
+      const ce = crossEntropy(z, Int32Array.from(tgt));
+      const q = tf.softmax(tf.div(frozen.logits(b), T)) as tf.Tensor2D;
+      const kd = softCrossEntropy(z, q, T);
+      terms = { ce: ce.dataSync()[0], kd: kd.dataSync()[0] };
+      return tf.add(ce, tf.mul(kd, cfg.odmtDistillWeight)) as tf.Scalar;
+    },
+    lossTerms: () => terms,
+  };
+  return {
+    trainable,
+    report: () => ({ seqKd: 'odmt', odmtStudent: 'distilled', odmtTeacherValidation: validation }),
+    dispose: () => {
+      frozen.dispose();
+      odmt.dispose();
+      idBranch.dispose();
+    },
+  };
 }
 
 export function kdTrainable(

@@ -7,7 +7,8 @@ import type { Dataset } from '../../data/dataset.js';
 import { SequenceWindows, userSequences, type SequenceBatch } from '../../data/sequences.js';
 import { Rng } from '../../core/rng.js';
 import { checkFields, defaultsFor, modelDefaults, type SequentialModelName } from '../../core/defaults.js';
-import { SEQ_KD_FIELDS, kdTrainable, type KdHooks, type SeqKdConfig } from './sequential-kd.js';
+import { SEQ_KD_FIELDS, distilledHooks, idBranchValues, kdTrainable, odmtTeacherDir, type KdHooks, type SeqKdConfig } from './sequential-kd.js';
+import { hasCheckpoint, type LoadedCheckpoint } from '../checkpoint.js';
 import { LN_EPS, SasRec, type SasRecShape } from '../models/sasrec.js';
 import { evaluateSequentialWithUsers } from '../sequential-eval.js';
 import { LOOP_FIELDS, runLoop, type LoopConfig, type LoopMeta, type Trainable } from '../loop.js';
@@ -64,8 +65,24 @@ export function sasrecShape(cfg: SequentialConfig, nItems: number): SasRecShape 
   return { dim: cfg.dim, blocks: cfg.seqBlocks, heads: cfg.seqHeads, maxLen: cfg.maxLen, ffDim: cfg.ffDim ?? cfg.dim, nItems };
 }
 
-export async function trainSequential(data: Dataset, config: SequentialConfig, opts: TrainOptions): Promise<TrainResult & { [extra: string]: unknown }> {
+type SequentialResult = TrainResult & { [extra: string]: unknown };
+
+export async function trainSequential(data: Dataset, config: SequentialConfig, opts: TrainOptions): Promise<SequentialResult> {
   checkFields(config, SEQUENTIAL_FIELDS);
+  if (config.seqKd !== 'odmt' || config.odmtStudent !== 'distilled') return trainOne(data, config, opts);
+  // --odmt-student distilled: stage 1, the ODMT run (kept, and reused once finished); stage 2, the student
+  const teacherDir = odmtTeacherDir(opts.checkpointDir);
+  const done = hasCheckpoint(teacherDir) && checkpointFor<SequentialMeta>(teacherDir, data, 'all').meta.finished;
+  let teacherResult: SequentialResult | undefined;
+  if (done) opts.log.info({ checkpoint: teacherDir }, 'odmt teacher: reusing the finished run');
+  else teacherResult = await trainOne(data, { ...config, odmtStudent: 'branch' }, { ...opts, checkpointDir: teacherDir, resume: opts.resume && hasCheckpoint(teacherDir) });
+  const teacher = checkpointFor<SequentialMeta>(teacherDir, data, 'all');
+  const student = await trainOne(data, config, { ...opts, resume: opts.resume && hasCheckpoint(opts.checkpointDir) }, teacher);
+  return { ...student, odmtTeacher: { checkpoint: teacherDir, bestEpoch: teacher.meta.epoch, metrics: teacher.meta.metrics, ...(teacherResult ? { time: teacherResult.time, secondsPerEpoch: teacherResult.secondsPerEpoch, val: teacherResult.val, test: teacherResult.test, odmtValidation: teacherResult.odmtValidation } : { reused: true }) } };
+}
+
+/** One training run: the plain student, a --seq-kd one, or (`teacher` given) the student distilled from a finished ODMT run. */
+async function trainOne(data: Dataset, config: SequentialConfig, opts: TrainOptions, teacher?: LoadedCheckpoint<SequentialMeta>): Promise<SequentialResult> {
   const resume = opts.resume ? checkpointFor<SequentialMeta>(opts.checkpointDir, data, 'interactions') : undefined; // an ID-only model
   // the architecture comes from the checkpoint on resume
   const cfg: SequentialConfig = resume ? { ...config, ...pickShape(resume.meta.config) } : { ...config };
@@ -75,7 +92,8 @@ export async function trainSequential(data: Dataset, config: SequentialConfig, o
   if (windows.size === 0) {
     throw new Error(`dataset ${data.name} (${data.dir}): no user has two or more train interactions (x_label 0), so there is no next item to learn; a sequential model needs each user's sequence of interactions`);
   }
-  const model = resume ? SasRec.fromCheckpoint(resume, shape) : new SasRec(shape, { seed: cfg.seed });
+  const start = teacher && cfg.odmtDistillStart === 'branch' ? idBranchValues(teacher) : { seed: cfg.seed };
+  const model = resume ? SasRec.fromCheckpoint(resume, shape) : new SasRec(shape, start);
   if (cfg.seqLoss === 'sampled') model.setSampling(data.itemPopularity);
   const parameters = model.parameters;
   const startEpoch = resume ? resume.meta.epoch + 1 : 1;
@@ -95,7 +113,11 @@ export async function trainSequential(data: Dataset, config: SequentialConfig, o
     arrays: () => model.arrays(),
   };
   // --seq-kd: the distillation's own variables, loss terms and (odmt) evaluation wrap the plain student
-  const kd: KdHooks | null = cfg.seqKd === 'none' ? null : kdTrainable(data, cfg, model, plain, { lossRng, checkpointDir: opts.checkpointDir, resume, log: opts.log });
+  const kd: KdHooks | null = teacher
+    ? distilledHooks(data, cfg, model, plain, teacher, { lossRng })
+    : cfg.seqKd === 'none'
+      ? null
+      : kdTrainable(data, cfg, model, plain, { lossRng, checkpointDir: opts.checkpointDir, resume, log: opts.log });
   const trainable = kd?.trainable ?? plain;
   const parametersAll = kd ? trainable.variables.reduce((n, v) => n + v.size, 0) : parameters;
   try {

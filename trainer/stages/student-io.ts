@@ -13,6 +13,7 @@ import { isSequentialModel, modelDefaults } from '../../core/defaults.js';
 import type { StudentMeta } from './student.js';
 import { hashMismatch } from '../../data/dataset-hash.js';
 import type { SequentialMeta } from './sequential.js';
+import { odmtTeacherDir } from './sequential-kd.js';
 
 export interface LoadedStudent {
   meta: StudentMeta;
@@ -97,6 +98,8 @@ export function dumpStudent(checkpointDir: string, outDir: string, opts: { dataD
   const other = opts.branch !== undefined && opts.branch !== 'id';
   const read = readStudent(checkpointDir, opts.dataDir, other);
   if (isSequentialMeta(read.ck.meta)) {
+    // a student distilled from an ODMT run: the branches and their ensemble are the teacher's
+    if (other && read.ck.meta.config.odmtStudent === 'distilled') return dumpStudent(odmtTeacherDir(checkpointDir), outDir, opts);
     const split = opts.split ?? 'test';
     const s = sequentialStudent(read);
     try {
